@@ -1,0 +1,260 @@
+/**
+ * Configuration values: the parsers for addresses, sizes and durations that
+ * the command line uses, and the server's settings with their defaults.
+ *
+ * Every parser throws a {@linkcode UsageError} whose message names the flag
+ * and quotes the offending value, so the command line can print it as is.
+ *
+ * @module
+ */
+
+import { LOG_LEVELS, type LogLevel } from "./log.ts";
+
+/**
+ * A mistake in how a command was invoked: printed as one line, exit status 2.
+ *
+ * @example
+ * ```ts
+ * import { UsageError } from "./config.ts";
+ *
+ * const error = new UsageError('--buffer: cannot parse size "1x"');
+ * console.assert(error.exitCode === 2);
+ * ```
+ */
+export class UsageError extends Error {
+  /** The process exit status for this error. */
+  readonly exitCode: number = 2;
+
+  /**
+   * Creates a usage error.
+   *
+   * @param message What is wrong, in one line.
+   */
+  constructor(message: string) {
+    super(message);
+    this.name = "UsageError";
+  }
+}
+
+/** A host and TCP port. */
+export interface HostPort {
+  /** Host name or IP address (IPv6 without brackets). */
+  hostname: string;
+  /** TCP port, 0 to 65535. */
+  port: number;
+}
+
+/** Options for {@linkcode parseHostPort}. */
+export interface ParseHostPortOptions {
+  /** Used for whichever of host and port the text leaves out; without it both are required. */
+  defaults?: HostPort;
+  /**
+   * Whether port 0 (any free port) is accepted.
+   * @default {false}
+   */
+  allowPortZero?: boolean;
+}
+
+const HOSTNAME = /^[A-Za-z0-9_.-]+$/;
+const IPV6 = /^[0-9A-Fa-f:.]*:[0-9A-Fa-f:.]*(%[A-Za-z0-9_.-]+)?$/;
+
+/**
+ * Parses `HOST:PORT`, `HOST`, `:PORT`, `[IPV6]:PORT` or `[IPV6]`; a missing
+ * host or port is taken from `defaults`.
+ *
+ * @param text The address as written.
+ * @param what The flag or argument, for error messages.
+ * @param options Defaults and whether port 0 is allowed.
+ * @returns The host and port.
+ * @throws {UsageError} When the text is not an address.
+ *
+ * @example
+ * ```ts
+ * import { parseHostPort } from "./config.ts";
+ *
+ * const addr = parseHostPort(":7000", "--proxy", {
+ *   defaults: { hostname: "localhost", port: 9009 },
+ * });
+ * console.assert(addr.hostname === "localhost" && addr.port === 7000);
+ * ```
+ */
+export function parseHostPort(
+  text: string,
+  what: string,
+  options: ParseHostPortOptions = {},
+): HostPort {
+  const { defaults } = options;
+  let host: string;
+  let port: string | undefined;
+  const bracketed = /^\[([^\]]*)\](?::(.*))?$/.exec(text);
+  if (bracketed) {
+    host = bracketed[1] ?? "";
+    port = bracketed[2];
+  } else if ((text.match(/:/g)?.length ?? 0) > 1) {
+    host = text; // a bare IPv6 address: no port can follow without brackets
+  } else {
+    const colon = text.lastIndexOf(":");
+    host = colon < 0 ? text : text.slice(0, colon);
+    port = colon < 0 ? undefined : text.slice(colon + 1);
+  }
+  if (text === "") throw new UsageError(`${what}: empty address`);
+  if (host === "") {
+    if (!defaults) throw new UsageError(`${what}: missing host in "${text}"`);
+    host = defaults.hostname;
+  } else if (!HOSTNAME.test(host) && !IPV6.test(host)) {
+    throw new UsageError(`${what}: invalid host "${host}"`);
+  }
+  let portNumber: number;
+  if (port === undefined || port === "") {
+    if (!defaults) throw new UsageError(`${what}: missing port in "${text}" (expected HOST:PORT)`);
+    portNumber = defaults.port;
+  } else {
+    portNumber = /^\d{1,5}$/.test(port) ? Number(port) : NaN;
+    const lowest = options.allowPortZero ? 0 : 1;
+    if (!(portNumber >= lowest && portNumber <= 65535)) {
+      throw new UsageError(`${what}: invalid port "${port}" (expected ${lowest} to 65535)`);
+    }
+  }
+  return { hostname: host, port: portNumber };
+}
+
+/**
+ * Formats an address for messages and logs, bracketing IPv6 hosts.
+ *
+ * @param addr The address.
+ * @returns For example `localhost:9009` or `[::1]:9009`.
+ */
+export function formatHostPort(addr: HostPort): string {
+  return addr.hostname.includes(":")
+    ? `[${addr.hostname}]:${addr.port}`
+    : `${addr.hostname}:${addr.port}`;
+}
+
+const SIZE_UNITS: Record<string, number> = { "": 1, k: 1024, m: 1024 ** 2, g: 1024 ** 3 };
+
+/**
+ * Parses a byte size: a whole number with an optional binary `k`, `m` or `g`
+ * suffix (`64k` is 65 536 bytes).
+ *
+ * @param text The size as written.
+ * @param what The flag, for error messages.
+ * @returns The size in bytes.
+ * @throws {UsageError} When the text is not a size.
+ *
+ * @example
+ * ```ts
+ * import { parseSize } from "./config.ts";
+ *
+ * console.assert(parseSize("64k", "--buffer") === 65536);
+ * ```
+ */
+export function parseSize(text: string, what: string): number {
+  const match = /^(\d+)([kmg]?)b?$/i.exec(text);
+  if (!match) {
+    throw new UsageError(
+      `${what}: cannot parse size "${text}" (expected bytes, or k, m, g suffix)`,
+    );
+  }
+  const bytes = Number(match[1]) * (SIZE_UNITS[(match[2] ?? "").toLowerCase()] ?? NaN);
+  if (!Number.isSafeInteger(bytes)) throw new UsageError(`${what}: size "${text}" is too large`);
+  return bytes;
+}
+
+const DURATION_UNITS: Record<string, number> = { ms: 1, s: 1000, m: 60_000, h: 3_600_000 };
+
+/**
+ * Parses a duration: a number with an `ms`, `s`, `m` or `h` suffix; a bare
+ * number counts seconds.
+ *
+ * @param text The duration as written.
+ * @param what The flag, for error messages.
+ * @returns The duration in milliseconds.
+ * @throws {UsageError} When the text is not a duration.
+ *
+ * @example
+ * ```ts
+ * import { parseDuration } from "./config.ts";
+ *
+ * console.assert(parseDuration("1.5s", "--handshake-timeout") === 1500);
+ * console.assert(parseDuration("90", "--idle-timeout") === 90_000);
+ * ```
+ */
+export function parseDuration(text: string, what: string): number {
+  const match = /^(\d+(?:\.\d+)?)(ms|s|m|h)?$/.exec(text);
+  if (!match) {
+    throw new UsageError(
+      `${what}: cannot parse duration "${text}" (expected a number with ms, s, m or h)`,
+    );
+  }
+  const ms = Math.round(Number(match[1]) * (DURATION_UNITS[match[2] ?? "s"] ?? NaN));
+  // setTimeout cannot wait longer than 2^31 - 1 ms (about 24.8 days).
+  if (!(ms <= 2 ** 31 - 1)) throw new UsageError(`${what}: duration "${text}" is too long`);
+  return ms;
+}
+
+/**
+ * Parses a whole number of at least `min`.
+ *
+ * @param text The number as written.
+ * @param what The flag, for error messages.
+ * @param min The smallest value accepted.
+ * @returns The number.
+ * @throws {UsageError} When the text is not such a number.
+ */
+export function parseCount(text: string, what: string, min: number): number {
+  const value = /^\d+$/.test(text) ? Number(text) : NaN;
+  if (!(Number.isSafeInteger(value) && value >= min)) {
+    throw new UsageError(`${what}: expected a whole number of at least ${min}, got "${text}"`);
+  }
+  return value;
+}
+
+/**
+ * Checks that a text is a log level.
+ *
+ * @param text The level as written.
+ * @param what The flag, for error messages.
+ * @returns The level.
+ * @throws {UsageError} When the text is not a level.
+ */
+export function parseLogLevel(text: string, what: string): LogLevel {
+  const level = LOG_LEVELS.find((candidate) => candidate === text);
+  if (!level) {
+    throw new UsageError(`${what}: unknown level "${text}" (expected ${LOG_LEVELS.join(", ")})`);
+  }
+  return level;
+}
+
+/** Everything the proxy server needs to run. */
+export interface ServerConfig {
+  /** Where the server reaches the destination on `NEW`. */
+  destination: HostPort;
+  /** Where clients connect. */
+  proxy: HostPort;
+  /** The management port, or `null` when disabled. */
+  admin: HostPort | null;
+  /** Per-session retained-output limit, in bytes. */
+  bufferSize: number;
+  /** How long a detached session lives, in ms; 0 means forever. */
+  idleTimeout: number;
+  /** Time allowed for a complete hello, in ms. */
+  handshakeTimeout: number;
+  /** Time allowed to reach the destination, in ms. */
+  connectTimeout: number;
+  /** Most sessions open at once. */
+  maxSessions: number;
+  /** Lowest log level written. */
+  logLevel: LogLevel;
+}
+
+/** Defaults of {@linkcode ServerConfig}, apart from the destination. */
+export const SERVER_DEFAULTS: Readonly<Omit<ServerConfig, "destination">> = {
+  proxy: { hostname: "localhost", port: 9009 },
+  admin: { hostname: "localhost", port: 9010 },
+  bufferSize: 1024 ** 2,
+  idleTimeout: 3_600_000,
+  handshakeTimeout: 10_000,
+  connectTimeout: 10_000,
+  maxSessions: 10_000,
+  logLevel: "info",
+};
