@@ -101,12 +101,16 @@ export function formatText(record: LogRecord): string {
  * @returns The line, without a trailing newline.
  */
 export function formatJson(record: LogRecord): string {
-  return JSON.stringify({
+  const object: Record<string, unknown> = {
     time: record.time.toISOString(),
     level: record.level,
     event: record.event,
-    ...record.fields,
-  });
+  };
+  for (const [key, value] of Object.entries(record.fields)) {
+    // A field never hides the record's own time, level or event.
+    object[key in object ? `field_${key}` : key] = value;
+  }
+  return JSON.stringify(object);
 }
 
 /**

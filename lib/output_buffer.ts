@@ -141,12 +141,14 @@ export class OutputBuffer {
     let used = this.#end - this.#floor;
     // Only here, with no read in flight, may the ring be rearranged.
     if (used === 0) this.#head = 0;
+    // Grow before releasing anything, so that streaming delivery retains as
+    // much recent output as the limit allows.
     if (capacity < this.limit && used >= capacity / 2) {
       this.#resize(Math.min(this.limit, Math.max(INITIAL_CAPACITY, capacity * 2)));
       capacity = this.#storage.length;
     }
     const wanted = Math.min(READ_CHUNK, capacity);
-    if (capacity - used < wanted && this.#releasable > this.#floor) {
+    if (capacity === this.limit && capacity - used < wanted && this.#releasable > this.#floor) {
       this.#release(Math.min(this.#releasable - this.#floor, wanted - (capacity - used)));
       used = this.#end - this.#floor;
     }

@@ -124,8 +124,8 @@ function badRequest(message: string): ProtocolError {
 }
 
 function parseOffset(text: string, what: string): number {
-  const value = OFFSET.test(text) ? Number(text) : NaN;
-  if (!Number.isSafeInteger(value)) throw badRequest(`${what} is not a decimal offset`);
+  const value = decimal(text);
+  if (value === undefined) throw badRequest(`${what} is not a decimal offset`);
   return value;
 }
 
@@ -233,30 +233,28 @@ export function parseReply(line: string): Reply | { bye: string } {
   const [word, first = "", second = ""] = fields;
   if (word === "OK" && fields.length === 7) {
     const [, id = "", secret = "", input = "", from = "", pending = "", state = ""] = fields;
-    if (ID.test(id) && SECRET.test(secret) && (state === "open" || state === "closed")) {
-      return {
-        id,
-        secret,
-        in: parseOffset(input, "in"),
-        from: parseOffset(from, "from"),
-        pending: parseOffset(pending, "pending"),
-        state,
-      };
+    const offsets = [input, from, pending].map(decimal);
+    const [inCount, fromOffset, pendingCount] = offsets;
+    if (
+      ID.test(id) && SECRET.test(secret) && (state === "open" || state === "closed") &&
+      inCount !== undefined && fromOffset !== undefined && pendingCount !== undefined
+    ) {
+      return { id, secret, in: inCount, from: fromOffset, pending: pendingCount, state };
     }
   } else if (word === "BYE" && fields.length === 2 && ID.test(first)) {
     return { bye: first };
   } else if (word === "ERR" && isErrorCode(first)) {
-    if (first === "gap" || first === "ack") {
-      const offset = OFFSET.test(second) ? Number(second) : undefined;
-      return throwError(first, fields.slice(3).join(" "), offset);
-    }
-    return throwError(first, fields.slice(2).join(" "));
+    const offset = first === "gap" || first === "ack" ? decimal(second) : undefined;
+    const message = fields.slice(offset === undefined ? 2 : 3).join(" ");
+    throw new ProtocolError(first, message, offset);
   }
   throw new SyntaxError(`Not a socketproxy reply: "${line.slice(0, 80)}"`);
 }
 
-function throwError(code: ErrorCode, message: string, offset?: number): never {
-  throw new ProtocolError(code, message, offset);
+/** A decimal offset, or `undefined` when the text is not one. */
+function decimal(text: string): number | undefined {
+  const value = OFFSET.test(text) ? Number(text) : NaN;
+  return Number.isSafeInteger(value) ? value : undefined;
 }
 
 const ERROR_CODES: readonly string[] = [
