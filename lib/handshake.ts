@@ -1,0 +1,149 @@
+/**
+ * The handshake: reads a client's hello within the handshake timeout and
+ * answers it, handing the connection to a session (`NEW`, `RESUME`) or
+ * ending one (`CLOSE`). Every failure is answered with one `ERR` line.
+ *
+ * @module
+ */
+
+import { closeQuietly, peerAddress, writeAll } from "./_io.ts";
+import { describeError, type Logger } from "./log.ts";
+import { type Hello, MAX_HELLO_BYTES, parseHello, ProtocolError } from "./protocol.ts";
+import type { SessionStore } from "./session_store.ts";
+
+/** A hello and the bytes that followed it in the same read. */
+export interface ReceivedHello {
+  /** The parsed hello. */
+  hello: Hello;
+  /** Input that arrived after the hello's LF. */
+  leftover: Uint8Array;
+}
+
+/** Options for {@linkcode handshake}. */
+export interface HandshakeOptions {
+  /** Where sessions are created and found. */
+  store: SessionStore;
+  /** Time allowed for a complete hello, in ms. */
+  timeout: number;
+  /** Where events are logged. */
+  logger: Logger;
+}
+
+/** Most bytes read and dropped after an error reply before closing. */
+const LINGER_BYTES = 64 * 1024;
+
+/** Longest wait for the client to close after an error reply, in ms. */
+const LINGER_MS = 1000;
+
+const encoder = new TextEncoder();
+const LF = 0x0a;
+
+/** The peer closed before finishing its hello: nothing to answer. */
+class PeerGone extends Error {}
+
+/**
+ * Reads one hello line, at most {@linkcode MAX_HELLO_BYTES} long, within `timeout`.
+ *
+ * @param conn The new connection.
+ * @param timeout Time allowed, in ms.
+ * @returns The hello and any input after it.
+ * @throws {ProtocolError} `bad-request` for an overlong or malformed hello,
+ * `timeout` when it does not arrive in time.
+ */
+export async function readHello(conn: Deno.Conn, timeout: number): Promise<ReceivedHello> {
+  const buffer = new Uint8Array(MAX_HELLO_BYTES);
+  let filled = 0;
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  const expired = new Promise<never>((_, reject) => {
+    timer = setTimeout(
+      () => reject(new ProtocolError("timeout", `no complete hello within ${timeout} ms`)),
+      timeout,
+    );
+  });
+  try {
+    while (true) {
+      const count = await Promise.race([conn.read(buffer.subarray(filled)), expired]);
+      if (count === null) throw new PeerGone("closed before finishing its hello");
+      const lf = buffer.subarray(filled, filled + count).indexOf(LF);
+      filled += count;
+      if (lf >= 0) {
+        const end = filled - count + lf;
+        const line = String.fromCharCode(...buffer.subarray(0, end));
+        return { hello: parseHello(line), leftover: buffer.subarray(end + 1, filled) };
+      }
+      if (filled === buffer.length) {
+        throw new ProtocolError("bad-request", `hello longer than ${MAX_HELLO_BYTES} bytes`);
+      }
+    }
+  } finally {
+    clearTimeout(timer);
+  }
+}
+
+/**
+ * Runs the handshake on a new client connection. It never throws: every
+ * failure is answered, logged and ends with the connection closed.
+ *
+ * @param conn The new connection.
+ * @param options The store, timeout and logger.
+ */
+export async function handshake(conn: Deno.Conn, options: HandshakeOptions): Promise<void> {
+  const { store, logger } = options;
+  const peer = peerAddress(conn);
+  try {
+    const { hello, leftover } = await readHello(conn, options.timeout);
+    switch (hello.verb) {
+      case "NEW": {
+        const session = await store.create(peer);
+        session.attach(conn, peer, undefined, leftover);
+        return;
+      }
+      case "RESUME": {
+        const session = store.authenticate(hello.id, hello.secret, peer);
+        session.attach(conn, peer, hello.ack, leftover);
+        return;
+      }
+      case "CLOSE": {
+        store.authenticate(hello.id, hello.secret, peer).close(`closed by client ${peer}`);
+        await answerAndClose(conn, `BYE ${hello.id}\n`);
+        return;
+      }
+    }
+  } catch (error) {
+    if (error instanceof ProtocolError) {
+      if (error.code === "bad-request" || error.code === "timeout") {
+        logger.warn("handshake.failed", { peer, code: error.code, error: error.message });
+      }
+      await answerAndClose(conn, error.line());
+    } else {
+      logger.debug("handshake.aborted", { peer, error: describeError(error) });
+      closeQuietly(conn);
+    }
+  }
+}
+
+/**
+ * Sends a last line, then closes gracefully: the write side first, then,
+ * after reading and dropping what the client still sends, the connection.
+ * Closing with unread input would reset the connection, and a reset can
+ * destroy the line before the client reads it.
+ */
+async function answerAndClose(conn: Deno.Conn, line: string): Promise<void> {
+  const timer = setTimeout(() => closeQuietly(conn), LINGER_MS);
+  try {
+    await writeAll(conn, encoder.encode(line));
+    await conn.closeWrite();
+    const sink = new Uint8Array(4096);
+    let dropped = 0;
+    while (dropped < LINGER_BYTES) {
+      const count = await conn.read(sink);
+      if (count === null) break;
+      dropped += count;
+    }
+  } catch {
+    // The client is gone or the linger timer closed the connection.
+  } finally {
+    clearTimeout(timer);
+    closeQuietly(conn);
+  }
+}

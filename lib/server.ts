@@ -1,0 +1,148 @@
+/**
+ * The proxy server: listens on the proxy port and runs the handshake on
+ * every connection, with the session store behind it. This is where the
+ * listener, handshake and session store are put together.
+ *
+ * @module
+ */
+
+import { closeQuietly } from "./_io.ts";
+import type { ServerConfig } from "./config.ts";
+import { handshake } from "./handshake.ts";
+import { acceptLoop } from "./listener.ts";
+import { describeError, type Logger } from "./log.ts";
+import { type ConnectFunction, SessionStore } from "./session_store.ts";
+
+/** Options for {@linkcode ProxyServer.listen}. */
+export interface ProxyServerOptions extends Omit<ServerConfig, "admin" | "logLevel"> {
+  /** Where events are logged. */
+  logger: Logger;
+  /**
+   * Opens destination connections.
+   * @default {TCP with `Deno.connect`}
+   */
+  connect?: ConnectFunction;
+}
+
+/**
+ * A running proxy server.
+ *
+ * @example Serve on a free loopback port
+ * ```ts ignore
+ * await using server = ProxyServer.listen({
+ *   ...SERVER_DEFAULTS,
+ *   proxy: { hostname: "127.0.0.1", port: 0 },
+ *   destination: { hostname: "127.0.0.1", port: 7000 },
+ *   logger: new Logger(),
+ * });
+ * console.log(server.addr.port);
+ * ```
+ */
+export class ProxyServer implements AsyncDisposable {
+  /** The sessions of this server. */
+  readonly store: SessionStore;
+  readonly #listener: Deno.Listener;
+  readonly #logger: Logger;
+  readonly #handshakeTimeout: number;
+  readonly #stop = new AbortController();
+  /** Connections still in their handshake, closed on shutdown. */
+  readonly #handshaking = new Set<Deno.Conn>();
+  readonly #tasks = new Set<Promise<void>>();
+  #closing: Promise<void> | null = null;
+
+  private constructor(listener: Deno.Listener, options: ProxyServerOptions) {
+    this.#listener = listener;
+    this.#logger = options.logger;
+    this.#handshakeTimeout = options.handshakeTimeout;
+    const storeOptions = {
+      destination: options.destination,
+      bufferSize: options.bufferSize,
+      idleTimeout: options.idleTimeout,
+      connectTimeout: options.connectTimeout,
+      maxSessions: options.maxSessions,
+      logger: options.logger,
+    };
+    this.store = new SessionStore(
+      options.connect ? { ...storeOptions, connect: options.connect } : storeOptions,
+    );
+    this.#track(
+      acceptLoop(listener, (conn) => this.#accept(conn), {
+        logger: this.#logger,
+        signal: this.#stop.signal,
+      }),
+    );
+  }
+
+  /**
+   * Starts listening on `options.proxy` and serving clients.
+   *
+   * @param options Addresses, limits and logger.
+   * @returns The running server.
+   * @throws {Deno.errors.AddrInUse} When the proxy port is taken, and the
+   * other errors of `Deno.listen`.
+   */
+  static listen(options: ProxyServerOptions): ProxyServer {
+    const listener = Deno.listen({
+      hostname: options.proxy.hostname,
+      port: options.proxy.port,
+      transport: "tcp",
+    });
+    return new ProxyServer(listener, options);
+  }
+
+  /** The address the server listens on. */
+  get addr(): Deno.NetAddr {
+    return this.#listener.addr as Deno.NetAddr;
+  }
+
+  /**
+   * Stops accepting, ends every session and closes every connection.
+   * Resolves when all of them are closed. Idempotent.
+   */
+  close(): Promise<void> {
+    this.#closing ??= this.#shutdown();
+    return this.#closing;
+  }
+
+  /** Closes the server; see {@linkcode ProxyServer.close}. */
+  [Symbol.asyncDispose](): Promise<void> {
+    return this.close();
+  }
+
+  async #shutdown(): Promise<void> {
+    this.#stop.abort();
+    closeQuietly(this.#listener);
+    for (const conn of this.#handshaking) closeQuietly(conn);
+    const sessions = this.store.closeAll("server shutting down");
+    while (this.#tasks.size > 0) await Promise.allSettled(this.#tasks);
+    await sessions;
+    // Sessions created by handshakes that were finishing meanwhile.
+    await this.store.closeAll("server shutting down");
+  }
+
+  #accept(conn: Deno.Conn): void {
+    if (this.#stop.signal.aborted) {
+      closeQuietly(conn);
+      return;
+    }
+    try {
+      (conn as Deno.TcpConn).setNoDelay(true);
+    } catch {
+      // Reset before we got to it; the handshake's read will notice.
+    }
+    this.#handshaking.add(conn);
+    this.#track(
+      handshake(conn, {
+        store: this.store,
+        timeout: this.#handshakeTimeout,
+        logger: this.#logger,
+      }).finally(() => this.#handshaking.delete(conn)),
+    );
+  }
+
+  #track(task: Promise<void>): void {
+    this.#tasks.add(task);
+    task.catch((error) => this.#logger.error("internal.error", { error: describeError(error) }))
+      .finally(() => this.#tasks.delete(task));
+  }
+}

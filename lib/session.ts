@@ -1,0 +1,457 @@
+/**
+ * One session: a destination connection, its output buffer, and at most one
+ * attached client connection at a time.
+ *
+ * Three pumps move the bytes, each a loop over one reused buffer:
+ *
+ * - the destination reader reads into the {@linkcode OutputBuffer} directly,
+ *   and stops while the buffer is full (backpressure onto the destination);
+ * - the output sender writes the reply line, then output from the buffer to
+ *   the attached client, from the attachment's starting offset on;
+ * - the input receiver reads from the client and writes to the destination,
+ *   one chunk at a time, so input is read no faster than the destination
+ *   takes it.
+ *
+ * Attaching a second client detaches the first (takeover). A client that
+ * closes its side is sent what is available and then detached. When the
+ * destination closes, the attached client gets the rest of the output and is
+ * disconnected; the session ends once that output has been delivered.
+ *
+ * @module
+ */
+
+import { closeQuietly, Wakeup, writeAll } from "./_io.ts";
+import { secretsEqual } from "./credentials.ts";
+import { describeError, type Logger } from "./log.ts";
+import { OutputBuffer } from "./output_buffer.ts";
+import { formatReply, ProtocolError, type SessionState } from "./protocol.ts";
+
+/**
+ * How an attachment paces output: `acknowledged` (`RESUME` with `<ack>`,
+ * exactly once) or `streaming` (`NEW`, `RESUME` without `<ack>`).
+ */
+export type DeliveryMode = "acknowledged" | "streaming";
+
+/** Bytes the input receiver reads from a client at a time. */
+const INPUT_CHUNK = 16 * 1024;
+
+/** How long a client may take to close after the end of output, in ms. */
+const LINGER_MS = 2000;
+
+const encoder = new TextEncoder();
+
+interface Attachment {
+  conn: Deno.Conn;
+  peer: string;
+  mode: DeliveryMode;
+  /** The offset the hello started from. */
+  from: number;
+  /** The next offset to send. */
+  position: number;
+  /** The client closed its side: detach once caught up. */
+  draining: boolean;
+  /** The destination closed, all output was sent and our side is closed: awaiting the client's. */
+  finishing: boolean;
+  /** Bounds the wait for the client to close after the end of output. */
+  lingerTimer: ReturnType<typeof setTimeout> | undefined;
+}
+
+/** What a session tells its store about its life. */
+export interface SessionEvents {
+  /** A client attached. */
+  attached(session: Session): void;
+  /** The last client detached and none is attached now. */
+  detached(session: Session): void;
+  /** The session ended and has released everything. */
+  ended(session: Session): void;
+}
+
+/** Options for {@linkcode Session}. */
+export interface SessionOptions {
+  /** The session id. */
+  id: string;
+  /** The session secret. */
+  secret: string;
+  /** The connected destination. */
+  destination: Deno.Conn;
+  /** Per-session retained-output limit, in bytes. */
+  bufferSize: number;
+  /** Where session events are logged. */
+  logger: Logger;
+  /** Receives attach, detach and end notices. */
+  events: SessionEvents;
+}
+
+/** A snapshot of a session's figures, for status reports and tests. */
+export interface SessionStats {
+  /** Whether a client is attached. */
+  attached: boolean;
+  /** The attached client's address. */
+  peer: string | null;
+  /** The attached client's delivery mode. */
+  mode: DeliveryMode | null;
+  /** Destination state. */
+  state: SessionState;
+  /** When the session was created (ms since the epoch). */
+  createdAt: number;
+  /** When a client last attached (ms since the epoch). */
+  lastAttachedAt: number;
+  /** When the last client detached, or `null` while attached. */
+  detachedAt: number | null;
+  /** Input bytes received from clients. */
+  bytesIn: number;
+  /** Output bytes read from the destination. */
+  bytesOut: number;
+  /** Output bytes retained now. */
+  buffered: number;
+  /** Lowest offset a client may resume from. */
+  floor: number;
+  /** Highest offset sent to a client. */
+  sent: number;
+}
+
+/**
+ * A session: one destination connection that outlives its clients.
+ *
+ * @example Attach a client connection to a new session
+ * ```ts ignore
+ * const session = new Session({ id, secret, destination, bufferSize, logger, events });
+ * session.attach(clientConn, "127.0.0.1:5000", undefined, new Uint8Array());
+ * ```
+ */
+export class Session {
+  /** The session id. */
+  readonly id: string;
+  readonly #secret: string;
+  readonly #destination: Deno.Conn;
+  readonly #buffer: OutputBuffer;
+  readonly #logger: Logger;
+  readonly #events: SessionEvents;
+  #attachment: Attachment | null = null;
+  #state: SessionState = "open";
+  #ended = false;
+  #inputBytes = 0;
+  /** The latest destination write; each waits for the one before it. */
+  #inputWrite: Promise<void> = Promise.resolve();
+  readonly #outputArrived = new Wakeup();
+  readonly #roomFreed = new Wakeup();
+  readonly #tasks = new Set<Promise<void>>();
+  readonly #createdAt = Date.now();
+  #lastAttachedAt = this.#createdAt;
+  #detachedAt: number | null = this.#createdAt;
+
+  /**
+   * Creates a session over a connected destination and starts reading it.
+   *
+   * @param options The id, secret, destination and limits.
+   */
+  constructor(options: SessionOptions) {
+    this.id = options.id;
+    this.#secret = options.secret;
+    this.#destination = options.destination;
+    this.#buffer = new OutputBuffer(options.bufferSize);
+    this.#logger = options.logger;
+    this.#events = options.events;
+    this.#track(this.#readDestination());
+  }
+
+  /** `open` while the destination connection is, then `closed`. */
+  get state(): SessionState {
+    return this.#state;
+  }
+
+  /** Whether the session is over and gone from its store. */
+  get ended(): boolean {
+    return this.#ended;
+  }
+
+  /**
+   * Checks a presented secret in constant time.
+   *
+   * @param secret The secret a client presented.
+   * @returns Whether it is this session's secret.
+   */
+  matches(secret: string): boolean {
+    return secretsEqual(this.#secret, secret);
+  }
+
+  /** Current figures of the session. */
+  stats(): SessionStats {
+    const attachment = this.#attachment;
+    return {
+      attached: attachment !== null,
+      peer: attachment?.peer ?? null,
+      mode: attachment?.mode ?? null,
+      state: this.#state,
+      createdAt: this.#createdAt,
+      lastAttachedAt: this.#lastAttachedAt,
+      detachedAt: this.#detachedAt,
+      bytesIn: this.#inputBytes,
+      bytesOut: this.#buffer.end,
+      buffered: this.#buffer.retained,
+      floor: this.#buffer.floor,
+      sent: this.#buffer.sent,
+    };
+  }
+
+  /**
+   * Attaches a client connection: answers the hello with the `OK` reply,
+   * then relays in both directions. An attached client is taken over.
+   *
+   * @param conn The client connection, its hello already read.
+   * @param peer The client's address, for logs.
+   * @param ack The hello's `<ack>`; `undefined` for streaming delivery.
+   * @param leftover Input the client sent after the hello, forwarded first.
+   * @throws {ProtocolError} `gap` or `ack` when `ack` cannot be served.
+   */
+  attach(conn: Deno.Conn, peer: string, ack: number | undefined, leftover: Uint8Array): void {
+    const buffer = this.#buffer;
+    if (ack !== undefined && ack < buffer.floor) {
+      this.#logger.warn("session.gap", { id: this.id, peer, ack, lowest: buffer.floor });
+      throw new ProtocolError(
+        "gap",
+        `output before offset ${buffer.floor} is no longer retained`,
+        buffer.floor,
+      );
+    }
+    if (ack !== undefined && ack > buffer.sent) {
+      this.#logger.warn("session.bad_ack", { id: this.id, peer, ack, sent: buffer.sent });
+      throw new ProtocolError("ack", `only ${buffer.sent} bytes were ever sent`, buffer.sent);
+    }
+    const previous = this.#attachment;
+    if (previous) {
+      this.#attachment = null;
+      release(previous);
+      this.#logger.info("session.taken_over", { id: this.id, peer: previous.peer, by: peer });
+    }
+    const mode: DeliveryMode = ack === undefined ? "streaming" : "acknowledged";
+    const from = ack ?? buffer.sent;
+    if (ack === undefined) buffer.allowRelease(from);
+    else buffer.acknowledge(ack);
+    this.#roomFreed.wake();
+    const reply = formatReply({
+      id: this.id,
+      secret: this.#secret,
+      in: this.#inputBytes,
+      from,
+      pending: buffer.end - from,
+      state: this.#state,
+    });
+    const attachment: Attachment = {
+      conn,
+      peer,
+      mode,
+      from,
+      position: from,
+      draining: false,
+      finishing: false,
+      lingerTimer: undefined,
+    };
+    this.#attachment = attachment;
+    this.#lastAttachedAt = Date.now();
+    this.#detachedAt = null;
+    this.#logger.info("session.attached", {
+      id: this.id,
+      peer,
+      mode,
+      from,
+      pending: buffer.end - from,
+      state: this.#state,
+    });
+    this.#events.attached(this);
+    this.#track(this.#sendOutput(attachment, encoder.encode(reply)));
+    this.#track(this.#receiveInput(attachment, leftover));
+  }
+
+  /**
+   * Ends the session: closes the destination and any attached client and
+   * frees the buffer. Idempotent.
+   *
+   * @param reason Why, for the log.
+   */
+  close(reason: string): void {
+    if (this.#ended) return;
+    this.#ended = true;
+    const attachment = this.#attachment;
+    this.#attachment = null;
+    if (attachment) release(attachment);
+    this.#closeDestination();
+    this.#buffer.dispose();
+    this.#outputArrived.wake();
+    this.#roomFreed.wake();
+    this.#logger.info("session.closed", { id: this.id, reason, peer: attachment?.peer });
+    this.#events.ended(this);
+  }
+
+  /** Resolves once every pump of this session has stopped. */
+  async settled(): Promise<void> {
+    while (this.#tasks.size > 0) await Promise.allSettled(this.#tasks);
+  }
+
+  #track(task: Promise<void>): void {
+    this.#tasks.add(task);
+    task.catch((error) =>
+      this.#logger.error("internal.error", { id: this.id, error: describeError(error) })
+    ).finally(() => this.#tasks.delete(task));
+  }
+
+  async #readDestination(): Promise<void> {
+    const buffer = this.#buffer;
+    try {
+      while (!this.#ended) {
+        const region = buffer.reserve();
+        if (region === null) {
+          this.#logger.debug("destination.paused", { id: this.id, buffered: buffer.retained });
+          await this.#roomFreed.wait();
+          continue;
+        }
+        const count = await this.#destination.read(region);
+        if (count === null || this.#ended) break;
+        buffer.commit(count);
+        this.#outputArrived.wake();
+      }
+    } catch (error) {
+      if (!this.#ended) {
+        this.#logger.warn("destination.error", { id: this.id, error: describeError(error) });
+      }
+    }
+    this.#closeDestination();
+  }
+
+  async #sendOutput(attachment: Attachment, reply: Uint8Array): Promise<void> {
+    const buffer = this.#buffer;
+    try {
+      await writeAll(attachment.conn, reply);
+      while (this.#attachment === attachment) {
+        if (attachment.position < buffer.end) {
+          const count = await attachment.conn.write(buffer.view(attachment.position));
+          if (this.#attachment !== attachment) return;
+          attachment.position += count;
+          buffer.markSent(attachment.position);
+          if (attachment.mode === "streaming") {
+            buffer.allowRelease(attachment.position);
+            this.#roomFreed.wake();
+          }
+        } else if (this.#state === "closed") {
+          await this.#finish(attachment);
+          return;
+        } else if (attachment.draining) {
+          this.#detach(attachment, "client closed");
+        } else {
+          await this.#outputArrived.wait();
+        }
+      }
+    } catch (error) {
+      this.#detach(attachment, "client write failed", error);
+    }
+  }
+
+  async #receiveInput(attachment: Attachment, leftover: Uint8Array): Promise<void> {
+    const chunk = new Uint8Array(INPUT_CHUNK);
+    try {
+      if (leftover.length > 0) await this.#forward(leftover);
+      while (true) {
+        const count = await attachment.conn.read(chunk);
+        // Bytes read after a takeover are dropped uncounted: the new client
+        // was told `<in>` without them and resends them.
+        if (this.#attachment !== attachment) return;
+        if (count === null && attachment.finishing) {
+          this.#detach(attachment, "destination closed");
+          this.close("destination closed, output delivered");
+          return;
+        }
+        if (count === null) {
+          attachment.draining = true;
+          this.#outputArrived.wake();
+          return;
+        }
+        await this.#forward(chunk.subarray(0, count));
+      }
+    } catch (error) {
+      this.#detach(attachment, "client read failed", error);
+    }
+  }
+
+  /**
+   * Counts input and writes it to the destination after earlier input, even
+   * input from a connection since taken over. Once the destination has
+   * closed, input is read and dropped, so that closing the client's
+   * connection never meets unread bytes (which would reset it and could
+   * destroy the last output in flight to it).
+   */
+  #forward(bytes: Uint8Array): Promise<void> {
+    if (this.#state === "closed") return Promise.resolve();
+    this.#inputBytes += bytes.length;
+    this.#inputWrite = this.#inputWrite.then(() => this.#writeDestination(bytes));
+    return this.#inputWrite;
+  }
+
+  async #writeDestination(bytes: Uint8Array): Promise<void> {
+    if (this.#state === "closed") return;
+    try {
+      await writeAll(this.#destination, bytes);
+    } catch (error) {
+      if (this.#state === "open") {
+        this.#logger.warn("destination.error", { id: this.id, error: describeError(error) });
+      }
+      this.#closeDestination();
+    }
+  }
+
+  /**
+   * The destination closed and this client has been sent all output. The
+   * session ends once that output counts as delivered: for acknowledged
+   * delivery when a hello acknowledges it all; for streaming delivery when
+   * the client closes its side after ours, which shows that its connection
+   * was alive to receive the output. A client that had closed before, or
+   * does not close within the linger time, leaves the session to resume.
+   */
+  async #finish(attachment: Attachment): Promise<void> {
+    if (attachment.mode === "acknowledged" || attachment.draining) {
+      const acknowledged = attachment.from === this.#buffer.end &&
+        attachment.mode === "acknowledged";
+      this.#detach(attachment, "destination closed");
+      if (acknowledged) this.close("destination closed, output acknowledged");
+      return;
+    }
+    attachment.finishing = true;
+    await attachment.conn.closeWrite();
+    if (this.#attachment !== attachment) return;
+    attachment.lingerTimer = setTimeout(
+      () => this.#detach(attachment, "client did not close after the end of output"),
+      LINGER_MS,
+    );
+  }
+
+  #detach(attachment: Attachment, reason: string, error?: unknown): void {
+    if (this.#attachment !== attachment) return;
+    this.#attachment = null;
+    this.#detachedAt = Date.now();
+    release(attachment);
+    this.#outputArrived.wake();
+    this.#logger.info("session.detached", {
+      id: this.id,
+      peer: attachment.peer,
+      reason,
+      error: error === undefined ? undefined : describeError(error),
+      sent: attachment.position,
+    });
+    this.#events.detached(this);
+  }
+
+  #closeDestination(): void {
+    if (this.#state === "closed") return;
+    this.#state = "closed";
+    closeQuietly(this.#destination);
+    this.#outputArrived.wake();
+    if (!this.#ended) {
+      this.#logger.info("destination.closed", { id: this.id, output: this.#buffer.end });
+    }
+  }
+}
+
+/** Closes an attachment's connection and stops its timer. */
+function release(attachment: Attachment): void {
+  clearTimeout(attachment.lingerTimer);
+  closeQuietly(attachment.conn);
+}

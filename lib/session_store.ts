@@ -1,0 +1,252 @@
+/**
+ * The session store: creates sessions (connecting to the destination),
+ * finds them by id and secret, expires detached ones after the idle
+ * timeout, and enforces the session limit.
+ *
+ * @module
+ */
+
+import { formatHostPort, type HostPort } from "./config.ts";
+import { newSecret, newSessionId, secretsEqual } from "./credentials.ts";
+import { describeError, type Logger } from "./log.ts";
+import { ProtocolError } from "./protocol.ts";
+import { Session, type SessionEvents } from "./session.ts";
+
+/** Opens a connection to the destination; the signal aborts the attempt. */
+export type ConnectFunction = (destination: HostPort, signal: AbortSignal) => Promise<Deno.Conn>;
+
+/** Options for {@linkcode SessionStore}. */
+export interface SessionStoreOptions {
+  /** Where sessions connect. */
+  destination: HostPort;
+  /** Per-session retained-output limit, in bytes. */
+  bufferSize: number;
+  /** How long a session may stay detached, in ms; 0 means forever. */
+  idleTimeout: number;
+  /** Time allowed to reach the destination, in ms. */
+  connectTimeout: number;
+  /** Most sessions open (or connecting) at once. */
+  maxSessions: number;
+  /** Where events are logged. */
+  logger: Logger;
+  /**
+   * Opens destination connections.
+   * @default {TCP with `Deno.connect`, no delay, keep-alive on}
+   */
+  connect?: ConnectFunction;
+}
+
+/** Counts since the store was created. */
+export interface StoreTotals {
+  /** Sessions created. */
+  created: number;
+  /** Sessions ended for any reason. */
+  closed: number;
+  /** Sessions ended by the idle timeout. */
+  expired: number;
+  /** Hellos refused for an unknown id or a wrong secret. */
+  authFailures: number;
+}
+
+/** Compared against when the id is unknown, so both failures take equal time. */
+const DECOY_SECRET = newSecret();
+
+async function connectTcp(destination: HostPort, signal: AbortSignal): Promise<Deno.Conn> {
+  const conn = await Deno.connect({
+    hostname: destination.hostname,
+    port: destination.port,
+    signal,
+  });
+  try {
+    conn.setNoDelay(true);
+    conn.setKeepAlive(true);
+  } catch {
+    // The connection failed already; its first read will say so.
+  }
+  return conn;
+}
+
+/**
+ * Holds the open sessions of one server.
+ *
+ * @example
+ * ```ts ignore
+ * const store = new SessionStore({ destination, bufferSize, idleTimeout, connectTimeout, maxSessions, logger });
+ * const session = await store.create("127.0.0.1:5000");
+ * const same = store.authenticate(session.id, secret, "127.0.0.1:5001");
+ * ```
+ */
+export class SessionStore {
+  readonly #options: SessionStoreOptions;
+  readonly #connect: ConnectFunction;
+  readonly #sessions = new Map<string, Session>();
+  readonly #idleTimers = new Map<Session, ReturnType<typeof setTimeout>>();
+  readonly #shutdown = new AbortController();
+  readonly #events: SessionEvents;
+  #connecting = 0;
+  readonly #totals: StoreTotals = { created: 0, closed: 0, expired: 0, authFailures: 0 };
+
+  /**
+   * Creates an empty store.
+   *
+   * @param options Destination and limits.
+   */
+  constructor(options: SessionStoreOptions) {
+    this.#options = options;
+    this.#connect = options.connect ?? connectTcp;
+    this.#events = {
+      attached: (session) => this.#stopIdleTimer(session),
+      detached: (session) => this.#startIdleTimer(session),
+      ended: (session) => {
+        this.#stopIdleTimer(session);
+        this.#sessions.delete(session.id);
+        this.#totals.closed++;
+      },
+    };
+  }
+
+  /** Sessions open now. */
+  get size(): number {
+    return this.#sessions.size;
+  }
+
+  /** Counts since the store was created. */
+  get totals(): Readonly<StoreTotals> {
+    return this.#totals;
+  }
+
+  /**
+   * Lists the open sessions.
+   *
+   * @returns The sessions, oldest first.
+   */
+  list(): Session[] {
+    return [...this.#sessions.values()];
+  }
+
+  /**
+   * Finds a session by id, without a secret: for the admin port only.
+   *
+   * @param id The session id.
+   * @returns The session, if open.
+   */
+  get(id: string): Session | undefined {
+    return this.#sessions.get(id);
+  }
+
+  /**
+   * Connects to the destination and creates a session.
+   *
+   * @param peer The address of the client asking, for logs.
+   * @returns The session and its secret, for the reply.
+   * @throws {ProtocolError} `busy` at the session limit, `unreachable` when
+   * the destination cannot be reached in time.
+   */
+  async create(peer: string): Promise<Session> {
+    const { destination, connectTimeout, maxSessions, logger } = this.#options;
+    if (this.#sessions.size + this.#connecting >= maxSessions) {
+      logger.warn("session.busy", { peer, limit: maxSessions });
+      throw new ProtocolError("busy", `session limit of ${maxSessions} reached`);
+    }
+    this.#connecting++;
+    const timeout = new AbortController();
+    const timer = setTimeout(() => timeout.abort(), connectTimeout);
+    let conn: Deno.Conn;
+    try {
+      conn = await this.#connect(
+        destination,
+        AbortSignal.any([timeout.signal, this.#shutdown.signal]),
+      );
+    } catch (error) {
+      const reason = timeout.signal.aborted
+        ? `timed out after ${connectTimeout} ms`
+        : this.#shutdown.signal.aborted
+        ? "server shutting down"
+        : describeError(error);
+      logger.warn("destination.unreachable", {
+        peer,
+        destination: formatHostPort(destination),
+        error: reason,
+      });
+      throw new ProtocolError("unreachable", `cannot reach the destination: ${reason}`);
+    } finally {
+      clearTimeout(timer);
+      this.#connecting--;
+    }
+    if (this.#shutdown.signal.aborted) {
+      conn.close();
+      throw new ProtocolError("unreachable", "server shutting down");
+    }
+    let id = newSessionId();
+    while (this.#sessions.has(id)) id = newSessionId();
+    const session = new Session({
+      id,
+      secret: newSecret(),
+      destination: conn,
+      bufferSize: this.#options.bufferSize,
+      logger,
+      events: this.#events,
+    });
+    this.#sessions.set(id, session);
+    this.#totals.created++;
+    logger.info("session.created", { id, peer, destination: formatHostPort(destination) });
+    return session;
+  }
+
+  /**
+   * Finds a session by id and secret, in time that does not tell an unknown
+   * id from a wrong secret.
+   *
+   * @param id The id the client presented.
+   * @param secret The secret the client presented.
+   * @param peer The client's address, for logs.
+   * @returns The session.
+   * @throws {ProtocolError} `auth` when the id is unknown or the secret wrong.
+   */
+  authenticate(id: string, secret: string, peer: string): Session {
+    const session = this.#sessions.get(id);
+    const matches = session ? session.matches(secret) : secretsEqual(DECOY_SECRET, secret);
+    if (session && matches) return session;
+    this.#totals.authFailures++;
+    this.#options.logger.warn("auth.failed", {
+      id,
+      peer,
+      reason: session ? "wrong secret" : "unknown session",
+    });
+    throw new ProtocolError("auth", "unknown session or wrong secret");
+  }
+
+  /**
+   * Ends every session and waits until all their connections are closed.
+   *
+   * @param reason Why, for the log.
+   */
+  async closeAll(reason: string): Promise<void> {
+    this.#shutdown.abort();
+    const sessions = this.list();
+    for (const session of sessions) session.close(reason);
+    await Promise.all(sessions.map((session) => session.settled()));
+  }
+
+  #startIdleTimer(session: Session): void {
+    const { idleTimeout, logger } = this.#options;
+    if (idleTimeout === 0 || session.ended) return;
+    this.#stopIdleTimer(session);
+    this.#idleTimers.set(
+      session,
+      setTimeout(() => {
+        this.#idleTimers.delete(session);
+        this.#totals.expired++;
+        logger.info("session.expired", { id: session.id, idle_ms: idleTimeout });
+        session.close("idle timeout");
+      }, idleTimeout),
+    );
+  }
+
+  #stopIdleTimer(session: Session): void {
+    const timer = this.#idleTimers.get(session);
+    if (timer === undefined) return;
+    clearTimeout(timer);
+    this.#idleTimers.delete(session);
+  }
+}

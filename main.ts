@@ -1,0 +1,66 @@
+/**
+ * socketproxy: keeps TCP sessions alive across short-lived connections.
+ * This file only dispatches to the subcommands in `lib/`.
+ *
+ * @module
+ */
+
+import { printOut } from "./lib/cli.ts";
+import { UsageError } from "./lib/config.ts";
+import { describeError } from "./lib/log.ts";
+import { serverCommand } from "./lib/server_command.ts";
+import { VERSION } from "./lib/version.ts";
+
+const USAGE = `Usage: socketproxy COMMAND [options]
+
+Keeps TCP sessions to a destination alive across many short-lived client
+connections, so web gateways and polling clients can hold a telnet-style
+session open.
+
+Commands:
+  server DEST_HOST:DEST_PORT   run the proxy server
+
+Run "socketproxy COMMAND --help" for a command's options.
+Options: -h, --help (this help), -V, --version (print the version)`;
+
+const COMMANDS: Record<string, (args: string[]) => Promise<number>> = {
+  server: serverCommand,
+};
+
+/**
+ * Runs one socketproxy command line.
+ *
+ * @param args The arguments, without the program name.
+ * @returns The exit status.
+ */
+export async function main(args: string[]): Promise<number> {
+  const [name, ...rest] = args;
+  if (name === "-h" || name === "--help" || name === "help") {
+    printOut(USAGE);
+    return 0;
+  }
+  if (name === "-V" || name === "--version") {
+    printOut(`socketproxy ${VERSION}`);
+    return 0;
+  }
+  const command = name === undefined ? undefined : COMMANDS[name];
+  const prefix = command ? `socketproxy ${name}` : "socketproxy";
+  try {
+    if (name === undefined) throw new UsageError("missing command (try socketproxy --help)");
+    if (!command) {
+      throw new UsageError(
+        `unknown command "${name}" (expected ${Object.keys(COMMANDS).join(", ")})`,
+      );
+    }
+    return await command(rest);
+  } catch (error) {
+    if (error instanceof UsageError) {
+      console.error(`${prefix}: ${error.message}`);
+      return error.exitCode;
+    }
+    console.error(`${prefix}: unexpected error: ${describeError(error)}`);
+    return 1;
+  }
+}
+
+if (import.meta.main) Deno.exit(await main(Deno.args));
