@@ -328,7 +328,7 @@ export class Session {
           if (this.#attachment !== attachment) return;
           attachment.position += count;
           buffer.markSent(attachment.position);
-          if (attachment.mode === "streaming") {
+          if (attachment.mode === "streaming" && !attachment.draining) {
             buffer.allowRelease(attachment.position);
             this.#roomFreed.wake();
           }
@@ -362,6 +362,7 @@ export class Session {
         }
         if (count === null) {
           attachment.draining = true;
+          this.#holdOutput();
           this.#outputArrived.wake();
           return;
         }
@@ -427,6 +428,7 @@ export class Session {
     if (this.#attachment !== attachment) return;
     this.#attachment = null;
     this.#detachedAt = Date.now();
+    this.#holdOutput();
     release(attachment);
     this.#outputArrived.wake();
     this.#logger.info("session.detached", {
@@ -437,6 +439,17 @@ export class Session {
       sent: attachment.position,
     });
     this.#events.detached(this);
+  }
+
+  /**
+   * Stops releasing output sent in streaming mode. Once its client has gone
+   * (or is going), what it was sent may never have arrived: keep it for a
+   * resume with `<ack>`, and let a full buffer push back on the destination
+   * until a client attaches again. This is what makes "NEW, close, RESUME
+   * <id> <secret> 0" exactly-once even when the destination floods.
+   */
+  #holdOutput(): void {
+    this.#buffer.allowRelease(this.#buffer.floor);
   }
 
   #closeDestination(): void {

@@ -109,6 +109,28 @@ Deno.test("acknowledged delivery sends at most --buffer bytes beyond the ack", a
   assert.deepEqual(third.data, output.subarray(2048));
 });
 
+Deno.test("output sent to a streaming client that left is kept, even when the destination floods", async () => {
+  await using destination = new Destination();
+  await using proxy = startServer(destination.port, { bufferSize: 64 * 1024 });
+  const client = await TestClient.connect(proxy.port);
+  const session = await client.hello("NEW");
+  using dest = new TestClient(await destination.accepted());
+  const output = new Uint8Array(1024 * 1024).map((_, i) => (i * 7) % 256);
+  await dest.write(output.subarray(0, 10_000));
+  await client.readExactly(10_000); // received, then lost in a crash
+  client.close();
+  await proxy.logs.waitFor("session.detached");
+  const flooding = dest.write(output.subarray(10_000));
+  let ack = 0;
+  while (ack < output.length) {
+    const { reply, data } = await poll(proxy.port, session, ack);
+    assert.equal(reply.from, ack);
+    assert.deepEqual(data, output.subarray(ack, ack + data.length));
+    ack += data.length;
+  }
+  await flooding;
+});
+
 Deno.test("<in> counts input from every connection so a client can resend the rest", async () => {
   await using destination = new Destination();
   await using proxy = startServer(destination.port);
