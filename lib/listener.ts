@@ -15,6 +15,9 @@ const FIRST_BACKOFF_MS = 10;
 /** Longest wait after an accept error, in ms. */
 const MAX_BACKOFF_MS = 1000;
 
+/** Accept errors are logged at most this often, with a count, in ms. */
+const REPORT_INTERVAL_MS = 1000;
+
 /** Options for {@linkcode acceptLoop}. */
 export interface AcceptLoopOptions {
   /** Where accept errors are logged. */
@@ -37,18 +40,26 @@ export async function acceptLoop(
 ): Promise<void> {
   const { logger, signal } = options;
   let backoff = 0;
+  let unreported = 0;
+  let lastReport = -Infinity;
   while (!signal.aborted) {
     let conn: Deno.Conn;
     try {
       conn = await listener.accept();
     } catch (error) {
       if (signal.aborted) return;
+      // When descriptors run out, each one freed lets one accept through
+      // before the next fails: log the failures at a bounded rate.
+      unreported++;
+      if (performance.now() - lastReport >= REPORT_INTERVAL_MS) {
+        logger.error("accept.failed", { error: describeError(error), failures: unreported });
+        lastReport = performance.now();
+        unreported = 0;
+      }
       backoff = Math.min(MAX_BACKOFF_MS, backoff === 0 ? FIRST_BACKOFF_MS : backoff * 2);
-      logger.error("accept.failed", { error: describeError(error), retry_ms: backoff });
       await sleep(backoff, signal);
       continue;
     }
-    if (backoff > 0) logger.info("accept.recovered", {});
     backoff = 0;
     onConnection(conn);
   }

@@ -323,3 +323,107 @@ export async function pollUntilPending(
   }
   throw new Error(`pending never reached ${count}`);
 }
+
+const MAIN = new URL("../main.ts", import.meta.url).pathname;
+
+/** Runs `main.ts` with arguments to completion. */
+export async function runMain(
+  args: string[],
+): Promise<{ code: number; stdout: string; stderr: string }> {
+  const output = await new Deno.Command(Deno.execPath(), {
+    args: ["run", "--allow-net", MAIN, ...args],
+    stdin: "null",
+    stdout: "piped",
+    stderr: "piped",
+  }).output();
+  return {
+    code: output.code,
+    stdout: decoder.decode(output.stdout),
+    stderr: decoder.decode(output.stderr),
+  };
+}
+
+/** A `main.ts server` running as a child process, its stderr read line by line. */
+export class ServerProcess implements AsyncDisposable {
+  readonly child: Deno.ChildProcess;
+  readonly lines: string[] = [];
+  readonly port: Promise<number>;
+  readonly #reading: Promise<void>;
+  #waiters: { match: (line: string) => boolean; resolve: (line: string) => void }[] = [];
+
+  constructor(args: string[]) {
+    this.child = new Deno.Command(Deno.execPath(), {
+      args: ["run", "--allow-net", MAIN, "server", ...args],
+      stdin: "null",
+      stdout: "null",
+      stderr: "piped",
+    }).spawn();
+    this.port = this.waitFor((line) => line.includes("server.listening")).then((line) => {
+      const match = / proxy=\S+:(\d+)/.exec(line);
+      if (!match) throw new Error(`no port in "${line}"`);
+      return Number(match[1]);
+    });
+    this.#reading = this.#read();
+  }
+
+  async #read(): Promise<void> {
+    let partial = "";
+    for await (const text of this.child.stderr.pipeThrough(new TextDecoderStream())) {
+      partial += text;
+      let lf;
+      while ((lf = partial.indexOf("\n")) >= 0) {
+        const line = partial.slice(0, lf);
+        partial = partial.slice(lf + 1);
+        this.lines.push(line);
+        if (Deno.env.get("TEST_LOG")) console.error(line);
+        this.#waiters = this.#waiters.filter((waiter) => {
+          if (!waiter.match(line)) return true;
+          waiter.resolve(line);
+          return false;
+        });
+      }
+    }
+    if (partial) this.lines.push(partial);
+    const waiters = this.#waiters;
+    this.#waiters = [];
+    for (const waiter of waiters) waiter.resolve("");
+  }
+
+  /** Resolves with the first line (past or future) that matches; "" at EOF. */
+  waitFor(match: (line: string) => boolean): Promise<string> {
+    const seen = this.lines.find(match);
+    if (seen !== undefined) return Promise.resolve(seen);
+    const { promise, resolve } = Promise.withResolvers<string>();
+    this.#waiters.push({ match, resolve });
+    return promise;
+  }
+
+  /** Sends a signal and waits for the exit status and the last log line. */
+  async stop(signal: Deno.Signal = "SIGTERM"): Promise<Deno.CommandStatus> {
+    try {
+      this.child.kill(signal);
+    } catch {
+      // Already exited.
+    }
+    const status = await this.child.status;
+    await this.#reading;
+    return status;
+  }
+
+  async [Symbol.asyncDispose](): Promise<void> {
+    await this.stop();
+  }
+}
+
+/** Rejects if `promise` has not settled within `ms`: a failing test must not hang. */
+export async function withDeadline<T>(promise: Promise<T>, ms: number, what: string): Promise<T> {
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  const deadline = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => reject(new Error(`no ${what} within ${ms} ms`)), ms);
+  });
+  try {
+    return await Promise.race([promise, deadline]);
+  } finally {
+    clearTimeout(timer);
+  }
+}
