@@ -118,6 +118,7 @@ const SECRET = /^[A-Za-z0-9_-]{22,64}$/;
 const OFFSET = /^\d{1,16}$/;
 const PRINTABLE = /^[\x20-\x7e]*$/;
 const VERB = /^[A-Za-z]{1,16}$/;
+const HTTP_REQUEST = /^[A-Z]{3,7} \S+ HTTP\/\d/;
 
 function badRequest(message: string): ProtocolError {
   return new ProtocolError("bad-request", message);
@@ -174,6 +175,9 @@ export function parseHello(line: string): Hello {
       return { verb, ...parseCredentials(id, secret) };
     }
     default:
+      if (HTTP_REQUEST.test(line)) {
+        throw badRequest(`unknown verb "${verb}": this port speaks socketproxy, not HTTP`);
+      }
       throw badRequest(
         VERB.test(verb)
           ? `unknown verb "${verb}" (expected NEW, RESUME or CLOSE)`

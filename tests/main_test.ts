@@ -1,0 +1,110 @@
+/**
+ * The command line: `main.ts` run as a real process, as a user would.
+ */
+
+import assert from "node:assert/strict";
+import denoJson from "../deno.json" with { type: "json" };
+import { decoder, echoDestination, runMain, ServerProcess, TestClient } from "./_helpers.ts";
+
+Deno.test("--version prints the version from deno.json", async () => {
+  const { code, stdout } = await runMain(["--version"]);
+  assert.equal(code, 0);
+  assert.equal(stdout.trim(), `socketproxy ${denoJson.version}`);
+});
+
+Deno.test("--help lists the commands, server --help every flag", async () => {
+  const top = await runMain(["--help"]);
+  assert.equal(top.code, 0);
+  assert.match(top.stdout, /server DEST_HOST:DEST_PORT/);
+  const server = await runMain(["server", "--help"]);
+  assert.equal(server.code, 0);
+  for (
+    const flag of [
+      "--proxy",
+      "--admin",
+      "--buffer",
+      "--idle-timeout",
+      "--handshake-timeout",
+      "--connect-timeout",
+      "--max-sessions",
+      "--log-level",
+    ]
+  ) {
+    assert.match(server.stdout, new RegExp(`${flag}=`), flag);
+  }
+});
+
+Deno.test("usage errors print one line naming the problem and exit 2", async (t) => {
+  const cases: [string[], RegExp][] = [
+    [[], /missing command/],
+    [["serve"], /unknown command "serve"/],
+    [["server"], /missing DEST_HOST:DEST_PORT/],
+    [["server", "example.com"], /missing port in "example.com"/],
+    [["server", "example.com:http"], /invalid port "http"/],
+    [["server", "a:1", "b:2"], /expected one DEST_HOST:DEST_PORT/],
+    [["server", "--bogus", "a:1"], /unknown option "--bogus"/],
+    [["server", "--buffer=1x", "a:1"], /--buffer: cannot parse size "1x"/],
+    [["server", "--idle-timeout=soon", "a:1"], /--idle-timeout: cannot parse duration "soon"/],
+    [
+      ["server", "--max-sessions=0", "a:1"],
+      /--max-sessions: expected a whole number of at least 1/,
+    ],
+    [["server", "--log-level=loud", "a:1"], /--log-level: unknown level "loud"/],
+    [["server", "--proxy=:99999", "a:1"], /--proxy: invalid port "99999"/],
+    [["server", "--admin=a b", "a:1"], /--admin: invalid host "a b"/],
+  ];
+  for (const [args, message] of cases) {
+    await t.step(args.join(" ") || "(no arguments)", async () => {
+      const { code, stderr } = await runMain(args);
+      assert.equal(code, 2);
+      assert.equal(stderr.trim().split("\n").length, 1, `one line: ${stderr}`);
+      assert.match(stderr, message);
+      assert.doesNotMatch(stderr, /^\s+at /m, "no stack trace");
+    });
+  }
+});
+
+Deno.test("a proxy port already in use is one clear line and exit 2", async () => {
+  using taken = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+  const { code, stderr } = await runMain([
+    "server",
+    `--proxy=127.0.0.1:${taken.addr.port}`,
+    "127.0.0.1:1",
+  ]);
+  assert.equal(code, 2);
+  assert.equal(
+    stderr.trim(),
+    `socketproxy server: cannot listen on 127.0.0.1:${taken.addr.port}: address already in use`,
+  );
+});
+
+Deno.test("main.ts server serves sessions over TCP and exits 0 on SIGTERM", async () => {
+  await using destination = echoDestination();
+  const server = new ServerProcess(["--proxy=127.0.0.1:0", `127.0.0.1:${destination.port}`]);
+  try {
+    const port = await server.port;
+    const first = await TestClient.connect(port);
+    const session = await first.hello("NEW");
+    await first.write("over the wire\n");
+    assert.equal(await first.readLine(), "over the wire");
+    first.close();
+    await server.waitFor((line) => line.includes("session.detached"));
+    using again = await TestClient.connect(port);
+    const reply = await again.hello(`RESUME ${session.id} ${session.secret} 14`);
+    assert.deepEqual([reply.in, reply.from, reply.pending], [14, 14, 0]);
+    await again.write("again\n");
+    assert.equal(decoder.decode(await again.readExactly(6)), "again\n");
+    again.close();
+    const status = await server.stop("SIGTERM");
+    assert.equal(status.code, 0);
+    const log = server.lines.join("\n");
+    for (
+      const event of ["server.listening", "session.created", "session.attached", "server.stopped"]
+    ) {
+      assert.match(log, new RegExp(` ${event.replace(".", "\\.")} `), event);
+    }
+    assert.ok(!log.includes(session.secret), "the secret never appears in the log");
+  } finally {
+    await server.stop();
+  }
+});
