@@ -21,7 +21,7 @@
 /** Size of the first allocation; small so that idle sessions stay cheap. */
 const INITIAL_CAPACITY = 4096;
 
-/** How much room a read should find, at most, before older output is released. */
+/** The most room a read should find before older output is released. */
 const READ_CHUNK = 64 * 1024;
 
 const EMPTY = new Uint8Array(0);
@@ -147,7 +147,8 @@ export class OutputBuffer {
       this.#resize(Math.min(this.limit, Math.max(INITIAL_CAPACITY, capacity * 2)));
       capacity = this.#storage.length;
     }
-    const wanted = Math.min(READ_CHUNK, capacity);
+    // Release a slice at a time, so a small buffer still retains most of what it sent.
+    const wanted = Math.min(READ_CHUNK, Math.max(1, Math.floor(capacity / 8)));
     if (capacity === this.limit && capacity - used < wanted && this.#releasable > this.#floor) {
       this.#release(Math.min(this.#releasable - this.#floor, wanted - (capacity - used)));
       used = this.#end - this.#floor;

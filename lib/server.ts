@@ -7,14 +7,16 @@
  */
 
 import { closeQuietly } from "./_io.ts";
-import type { ServerConfig } from "./config.ts";
+import type { HostPort, ServerConfig } from "./config.ts";
+import { type Counters, newCounters } from "./counters.ts";
 import { handshake } from "./handshake.ts";
 import { acceptLoop } from "./listener.ts";
 import { describeError, type Logger } from "./log.ts";
 import { type ConnectFunction, SessionStore } from "./session_store.ts";
 
 /** Options for {@linkcode ProxyServer.listen}. */
-export interface ProxyServerOptions extends Omit<ServerConfig, "admin" | "logLevel"> {
+export interface ProxyServerOptions
+  extends Omit<ServerConfig, "admin" | "adminToken" | "logLevel" | "logFormat"> {
   /** Where events are logged. */
   logger: Logger;
   /**
@@ -41,6 +43,10 @@ export interface ProxyServerOptions extends Omit<ServerConfig, "admin" | "logLev
 export class ProxyServer implements AsyncDisposable {
   /** The sessions of this server. */
   readonly store: SessionStore;
+  /** Totals since the server started. */
+  readonly counters: Counters = newCounters();
+  /** Where sessions connect. */
+  readonly destination: HostPort;
   readonly #listener: Deno.Listener;
   readonly #logger: Logger;
   readonly #handshakeTimeout: number;
@@ -54,6 +60,7 @@ export class ProxyServer implements AsyncDisposable {
     this.#listener = listener;
     this.#logger = options.logger;
     this.#handshakeTimeout = options.handshakeTimeout;
+    this.destination = options.destination;
     const storeOptions = {
       destination: options.destination,
       bufferSize: options.bufferSize,
@@ -61,6 +68,7 @@ export class ProxyServer implements AsyncDisposable {
       connectTimeout: options.connectTimeout,
       maxSessions: options.maxSessions,
       logger: options.logger,
+      counters: this.counters,
     };
     this.store = new SessionStore(
       options.connect ? { ...storeOptions, connect: options.connect } : storeOptions,
@@ -95,6 +103,13 @@ export class ProxyServer implements AsyncDisposable {
     return this.#listener.addr as Deno.NetAddr;
   }
 
+  /** Client connections open now: in their handshake or attached. */
+  get connections(): number {
+    let attached = 0;
+    for (const session of this.store.list()) if (session.stats().attached) attached++;
+    return this.#handshaking.size + attached;
+  }
+
   /**
    * Stops accepting, ends every session and closes every connection.
    * Resolves when all of them are closed. Idempotent.
@@ -116,17 +131,18 @@ export class ProxyServer implements AsyncDisposable {
     const sessions = this.store.closeAll("server shutting down");
     while (this.#tasks.size > 0) await Promise.allSettled(this.#tasks);
     await sessions;
-    // Sessions created by handshakes that were finishing meanwhile.
-    await this.store.closeAll("server shutting down");
   }
 
   #accept(conn: Deno.Conn): void {
+    this.counters.connectionsAccepted++;
     if (this.#stop.signal.aborted) {
       closeQuietly(conn);
       return;
     }
     try {
       (conn as Deno.TcpConn).setNoDelay(true);
+      // Notices clients that vanish without a word on a quiet session.
+      (conn as Deno.TcpConn).setKeepAlive(true);
     } catch {
       // Reset before we got to it; the handshake's read will notice.
     }

@@ -175,6 +175,6 @@ export async function serverCommand(args: string[]): Promise<number> {
   const signal = await stopped;
   logger.info("server.stopping", { signal, sessions: server.store.size });
   await server.close();
-  logger.info("server.stopped", { ...server.store.totals });
+  logger.info("server.stopped", { ...server.counters });
   return 0;
 }

@@ -21,6 +21,7 @@
  */
 
 import { closeQuietly, Wakeup, writeAll } from "./_io.ts";
+import type { Counters } from "./counters.ts";
 import { secretsEqual } from "./credentials.ts";
 import { describeError, type Logger } from "./log.ts";
 import { OutputBuffer } from "./output_buffer.ts";
@@ -35,8 +36,8 @@ export type DeliveryMode = "acknowledged" | "streaming";
 /** Bytes the input receiver reads from a client at a time. */
 const INPUT_CHUNK = 16 * 1024;
 
-/** How long a client may take to close after the end of output, in ms. */
-const LINGER_MS = 2000;
+/** Waits forever: stands in for a wait that does not apply. */
+const NEVER = new Promise<never>(() => {});
 
 const encoder = new TextEncoder();
 
@@ -50,10 +51,8 @@ interface Attachment {
   position: number;
   /** The client closed its side: detach once caught up. */
   draining: boolean;
-  /** The destination closed, all output was sent and our side is closed: awaiting the client's. */
-  finishing: boolean;
-  /** Bounds the wait for the client to close after the end of output. */
-  lingerTimer: ReturnType<typeof setTimeout> | undefined;
+  /** Resolves when the attachment ends, to wake whatever waits on its behalf. */
+  gone: PromiseWithResolvers<void>;
 }
 
 /** What a session tells its store about its life. */
@@ -78,6 +77,8 @@ export interface SessionOptions {
   bufferSize: number;
   /** Where session events are logged. */
   logger: Logger;
+  /** Server-wide counters this session adds its bytes and gaps to. */
+  counters: Counters;
   /** Receives attach, detach and end notices. */
   events: SessionEvents;
 }
@@ -108,6 +109,8 @@ export interface SessionStats {
   floor: number;
   /** Highest offset sent to a client. */
   sent: number;
+  /** Pumps running: the destination reader, and two per attached client. */
+  tasks: number;
 }
 
 /**
@@ -126,6 +129,7 @@ export class Session {
   readonly #destination: Deno.Conn;
   readonly #buffer: OutputBuffer;
   readonly #logger: Logger;
+  readonly #counters: Counters;
   readonly #events: SessionEvents;
   #attachment: Attachment | null = null;
   #state: SessionState = "open";
@@ -151,6 +155,7 @@ export class Session {
     this.#destination = options.destination;
     this.#buffer = new OutputBuffer(options.bufferSize);
     this.#logger = options.logger;
+    this.#counters = options.counters;
     this.#events = options.events;
     this.#track(this.#readDestination());
   }
@@ -191,6 +196,7 @@ export class Session {
       buffered: this.#buffer.retained,
       floor: this.#buffer.floor,
       sent: this.#buffer.sent,
+      tasks: this.#tasks.size,
     };
   }
 
@@ -207,6 +213,7 @@ export class Session {
   attach(conn: Deno.Conn, peer: string, ack: number | undefined, leftover: Uint8Array): void {
     const buffer = this.#buffer;
     if (ack !== undefined && ack < buffer.floor) {
+      this.#counters.gaps++;
       this.#logger.warn("session.gap", { id: this.id, peer, ack, lowest: buffer.floor });
       throw new ProtocolError(
         "gap",
@@ -222,6 +229,7 @@ export class Session {
     if (previous) {
       this.#attachment = null;
       release(previous);
+      this.#outputArrived.wake(); // its sender may be waiting for output
       this.#logger.info("session.taken_over", { id: this.id, peer: previous.peer, by: peer });
     }
     const mode: DeliveryMode = ack === undefined ? "streaming" : "acknowledged";
@@ -244,8 +252,7 @@ export class Session {
       from,
       position: from,
       draining: false,
-      finishing: false,
-      lingerTimer: undefined,
+      gone: Promise.withResolvers<void>(),
     };
     this.#attachment = attachment;
     this.#lastAttachedAt = Date.now();
@@ -308,6 +315,7 @@ export class Session {
         const count = await this.#destination.read(region);
         if (count === null || this.#ended) break;
         buffer.commit(count);
+        this.#counters.bytesOut += count;
         this.#outputArrived.wake();
       }
     } catch (error) {
@@ -325,16 +333,16 @@ export class Session {
       while (this.#attachment === attachment) {
         if (attachment.position < buffer.end) {
           const count = await attachment.conn.write(buffer.view(attachment.position));
-          if (this.#attachment !== attachment) return;
           attachment.position += count;
+          // Written is sent, even if a takeover came meanwhile: a client may ack it.
           buffer.markSent(attachment.position);
+          if (this.#attachment !== attachment) return;
           if (attachment.mode === "streaming" && !attachment.draining) {
             buffer.allowRelease(attachment.position);
             this.#roomFreed.wake();
           }
         } else if (this.#state === "closed") {
-          await this.#finish(attachment);
-          return;
+          this.#finish(attachment);
         } else if (attachment.draining) {
           this.#detach(attachment, "client closed");
         } else {
@@ -346,27 +354,48 @@ export class Session {
     }
   }
 
+  /**
+   * Reads input from the client and forwards it to the destination. One
+   * chunk may wait for the destination while the next read is already
+   * outstanding, so that a client that leaves is noticed even when the
+   * destination is slow; beyond that, the client is not read at all.
+   */
   async #receiveInput(attachment: Attachment, leftover: Uint8Array): Promise<void> {
-    const chunk = new Uint8Array(INPUT_CHUNK);
+    // Each queued chunk keeps the buffer it was read into, to reuse once written.
+    type Chunk = { bytes: Uint8Array; buffer: Uint8Array | null };
+    const free: Uint8Array[] = [new Uint8Array(INPUT_CHUNK), new Uint8Array(INPUT_CHUNK)];
+    const queue: Chunk[] = leftover.length > 0 ? [{ bytes: leftover, buffer: null }] : [];
+    let writing: Chunk | null = null;
+    let reading: { buffer: Uint8Array; count: Promise<number | null> } | null = null;
     try {
-      if (leftover.length > 0) await this.#forward(leftover);
       while (true) {
-        const count = await attachment.conn.read(chunk);
-        // Bytes read after a takeover are dropped uncounted: the new client
-        // was told `<in>` without them and resends them.
-        if (this.#attachment !== attachment) return;
-        if (count === null && attachment.finishing) {
-          this.#detach(attachment, "destination closed");
-          this.close("destination closed, output delivered");
-          return;
+        if (!reading && !attachment.draining) {
+          const buffer = free.pop();
+          if (buffer) reading = { buffer, count: attachment.conn.read(buffer) };
         }
-        if (count === null) {
+        if (!reading && queue.length === 0) return;
+        const event = await Promise.race([
+          queue.length > 0 ? this.#inputWrite.then(() => "writable" as const) : NEVER,
+          reading ? reading.count.then((count) => ({ count })) : NEVER,
+          attachment.gone.promise.then(() => "gone" as const),
+        ]);
+        // Input not yet forwarded is dropped after a takeover, uncounted:
+        // the new client was told `<in>` without it and resends it.
+        if (event === "gone" || this.#attachment !== attachment) return;
+        if (event === "writable") {
+          // The previous write has finished: its buffer can be read into again.
+          if (writing?.buffer) free.push(writing.buffer);
+          writing = queue.shift() ?? null;
+          if (writing) this.#forward(writing.bytes);
+        } else if (reading && event.count === null) {
+          reading = null;
           attachment.draining = true;
           this.#holdOutput();
           this.#outputArrived.wake();
-          return;
+        } else if (reading && event.count !== null) {
+          queue.push({ bytes: reading.buffer.subarray(0, event.count), buffer: reading.buffer });
+          reading = null;
         }
-        await this.#forward(chunk.subarray(0, count));
       }
     } catch (error) {
       this.#detach(attachment, "client read failed", error);
@@ -383,6 +412,7 @@ export class Session {
   #forward(bytes: Uint8Array): Promise<void> {
     if (this.#state === "closed") return Promise.resolve();
     this.#inputBytes += bytes.length;
+    this.#counters.bytesIn += bytes.length;
     this.#inputWrite = this.#inputWrite.then(() => this.#writeDestination(bytes));
     return this.#inputWrite;
   }
@@ -400,28 +430,16 @@ export class Session {
   }
 
   /**
-   * The destination closed and this client has been sent all output. The
-   * session ends once that output counts as delivered: for acknowledged
-   * delivery when a hello acknowledges it all; for streaming delivery when
-   * the client closes its side after ours, which shows that its connection
-   * was alive to receive the output. A client that had closed before, or
-   * does not close within the linger time, leaves the session to resume.
+   * The destination closed and this client has been sent all output: it is
+   * disconnected. The session ends once a hello acknowledges all output, so
+   * that output lost with a dropped connection can still be fetched; in
+   * streaming mode nothing shows whether the client received it.
    */
-  async #finish(attachment: Attachment): Promise<void> {
-    if (attachment.mode === "acknowledged" || attachment.draining) {
-      const acknowledged = attachment.from === this.#buffer.end &&
-        attachment.mode === "acknowledged";
-      this.#detach(attachment, "destination closed");
-      if (acknowledged) this.close("destination closed, output acknowledged");
-      return;
-    }
-    attachment.finishing = true;
-    await attachment.conn.closeWrite();
-    if (this.#attachment !== attachment) return;
-    attachment.lingerTimer = setTimeout(
-      () => this.#detach(attachment, "client did not close after the end of output"),
-      LINGER_MS,
-    );
+  #finish(attachment: Attachment): void {
+    const acknowledged = attachment.mode === "acknowledged" &&
+      attachment.from === this.#buffer.end;
+    this.#detach(attachment, "destination closed");
+    if (acknowledged) this.close("destination closed, output acknowledged");
   }
 
   #detach(attachment: Attachment, reason: string, error?: unknown): void {
@@ -445,8 +463,9 @@ export class Session {
    * Stops releasing output sent in streaming mode. Once its client has gone
    * (or is going), what it was sent may never have arrived: keep it for a
    * resume with `<ack>`, and let a full buffer push back on the destination
-   * until a client attaches again. This is what makes "NEW, close, RESUME
-   * <id> <secret> 0" exactly-once even when the destination floods.
+   * until a client attaches again. Output written to a connection in the
+   * moment before the server learns it has closed may still be released
+   * if the buffer fills in that moment; a later resume then gets ERR gap.
    */
   #holdOutput(): void {
     this.#buffer.allowRelease(this.#buffer.floor);
@@ -463,8 +482,8 @@ export class Session {
   }
 }
 
-/** Closes an attachment's connection and stops its timer. */
+/** Closes an attachment's connection and wakes what waits on its behalf. */
 function release(attachment: Attachment): void {
-  clearTimeout(attachment.lingerTimer);
   closeQuietly(attachment.conn);
+  attachment.gone.resolve();
 }

@@ -7,6 +7,7 @@
  */
 
 import { formatHostPort, type HostPort } from "./config.ts";
+import type { Counters } from "./counters.ts";
 import { newSecret, newSessionId, secretsEqual } from "./credentials.ts";
 import { describeError, type Logger } from "./log.ts";
 import { ProtocolError } from "./protocol.ts";
@@ -29,23 +30,13 @@ export interface SessionStoreOptions {
   maxSessions: number;
   /** Where events are logged. */
   logger: Logger;
+  /** Server-wide counters this store and its sessions add to. */
+  counters: Counters;
   /**
    * Opens destination connections.
    * @default {TCP with `Deno.connect`, no delay, keep-alive on}
    */
   connect?: ConnectFunction;
-}
-
-/** Counts since the store was created. */
-export interface StoreTotals {
-  /** Sessions created. */
-  created: number;
-  /** Sessions ended for any reason. */
-  closed: number;
-  /** Sessions ended by the idle timeout. */
-  expired: number;
-  /** Hellos refused for an unknown id or a wrong secret. */
-  authFailures: number;
 }
 
 /** Compared against when the id is unknown, so both failures take equal time. */
@@ -84,7 +75,6 @@ export class SessionStore {
   readonly #shutdown = new AbortController();
   readonly #events: SessionEvents;
   #connecting = 0;
-  readonly #totals: StoreTotals = { created: 0, closed: 0, expired: 0, authFailures: 0 };
 
   /**
    * Creates an empty store.
@@ -100,7 +90,7 @@ export class SessionStore {
       ended: (session) => {
         this.#stopIdleTimer(session);
         this.#sessions.delete(session.id);
-        this.#totals.closed++;
+        this.#options.counters.sessionsEnded++;
       },
     };
   }
@@ -108,11 +98,6 @@ export class SessionStore {
   /** Sessions open now. */
   get size(): number {
     return this.#sessions.size;
-  }
-
-  /** Counts since the store was created. */
-  get totals(): Readonly<StoreTotals> {
-    return this.#totals;
   }
 
   /**
@@ -185,10 +170,11 @@ export class SessionStore {
       destination: conn,
       bufferSize: this.#options.bufferSize,
       logger,
+      counters: this.#options.counters,
       events: this.#events,
     });
     this.#sessions.set(id, session);
-    this.#totals.created++;
+    this.#options.counters.sessionsCreated++;
     logger.info("session.created", { id, peer, destination: formatHostPort(destination) });
     return session;
   }
@@ -207,7 +193,7 @@ export class SessionStore {
     const session = this.#sessions.get(id);
     const matches = session ? session.matches(secret) : secretsEqual(DECOY_SECRET, secret);
     if (session && matches) return session;
-    this.#totals.authFailures++;
+    this.#options.counters.authFailures++;
     this.#options.logger.warn("auth.failed", {
       id,
       peer,
@@ -236,7 +222,7 @@ export class SessionStore {
       session,
       setTimeout(() => {
         this.#idleTimers.delete(session);
-        this.#totals.expired++;
+        this.#options.counters.sessionsExpired++;
         logger.info("session.expired", { id: session.id, idle_ms: idleTimeout });
         session.close("idle timeout");
       }, idleTimeout),

@@ -11,6 +11,9 @@ import { parseReply, type Reply } from "../lib/protocol.ts";
 import { ProxyServer, type ProxyServerOptions } from "../lib/server.ts";
 
 export const encoder = new TextEncoder();
+
+/** How long a test waits for an event or a read before failing instead of hanging, in ms. */
+export const WAIT_MS = 10_000;
 export const decoder = new TextDecoder();
 
 /** Log records kept in memory, with a way to wait for one. */
@@ -36,7 +39,7 @@ export class LogCapture {
     });
   }
 
-  /** Resolves with the first record (past or future) of `event` that matches. */
+  /** Resolves with the first record (past or future) of `event` that matches; fails after 10 s. */
   waitFor(
     event: string,
     match: (fields: LogRecord["fields"]) => boolean = () => true,
@@ -45,8 +48,11 @@ export class LogCapture {
     const seen = this.records.find(test);
     if (seen) return Promise.resolve(seen);
     const { promise, resolve } = Promise.withResolvers<LogRecord>();
-    this.#waiters.push({ match: test, resolve });
-    return promise;
+    const waiter = { match: test, resolve };
+    this.#waiters.push(waiter);
+    return withDeadline(promise, WAIT_MS, `log event ${event}`).finally(() => {
+      this.#waiters = this.#waiters.filter((other) => other !== waiter);
+    });
   }
 
   /** Records of `event` so far. */
@@ -206,7 +212,15 @@ export class TestClient implements Disposable {
       this.#end = live.length;
       this.#start = 0;
     }
-    const count = await this.conn.read(this.#buffer.subarray(this.#end));
+    const count = await withDeadline(
+      this.conn.read(this.#buffer.subarray(this.#end)),
+      WAIT_MS,
+      "data",
+    )
+      .catch((error) => {
+        this.close(); // a read left pending would leak past the test
+        throw error;
+      });
     if (count === null) return false;
     this.#end += count;
     return true;
@@ -326,12 +340,15 @@ export async function pollUntilPending(
 
 const MAIN = new URL("../main.ts", import.meta.url).pathname;
 
+/** The permissions `deno task start` grants. */
+export const RUN_PERMISSIONS = ["--allow-net", "--allow-env=SOCKETPROXY_ADMIN_TOKEN"];
+
 /** Runs `main.ts` with arguments to completion. */
 export async function runMain(
   args: string[],
 ): Promise<{ code: number; stdout: string; stderr: string }> {
   const output = await new Deno.Command(Deno.execPath(), {
-    args: ["run", "--allow-net", MAIN, ...args],
+    args: ["run", ...RUN_PERMISSIONS, MAIN, ...args],
     stdin: "null",
     stdout: "piped",
     stderr: "piped",
@@ -353,7 +370,7 @@ export class ServerProcess implements AsyncDisposable {
 
   constructor(args: string[]) {
     this.child = new Deno.Command(Deno.execPath(), {
-      args: ["run", "--allow-net", MAIN, "server", ...args],
+      args: ["run", ...RUN_PERMISSIONS, MAIN, "server", ...args],
       stdin: "null",
       stdout: "null",
       stderr: "piped",

@@ -238,7 +238,7 @@ Deno.test("ERR auth for an unknown id and for a wrong secret, indistinguishably"
   assert.match(unknown, /^ERR auth /);
   assert.equal(wrong, unknown);
   assert.equal(wrongClose, unknown);
-  assert.equal(proxy.server.store.totals.authFailures, 3);
+  assert.equal(proxy.server.counters.authFailures, 3);
   assert.equal(proxy.server.store.size, 1, "the session survives failed attempts");
 });
 
@@ -360,21 +360,29 @@ Deno.test("a session persists across many connections", async () => {
   assert.equal(received, 200);
 });
 
-Deno.test("a destination that closes: output delivered, client closed, then the session ends", async (t) => {
+Deno.test("a destination that closes: output delivered, client closed, session ends on the final ack", async (t) => {
   await using destination = new Destination();
   await using proxy = startServer(destination.port);
 
-  await t.step("attached streaming client that reads to the end and closes", async () => {
-    using client = await TestClient.connect(proxy.port);
-    const session = await client.hello("NEW");
-    const dest = await destination.accepted();
-    await writeAll(dest, encoder.encode("goodbye"));
-    dest.close();
-    assert.equal(decoder.decode(await client.readToEnd()), "goodbye");
-    client.close();
-    await proxy.logs.waitFor("session.closed", (fields) => fields.id === session.id);
-    await assert.rejects(poll(proxy.port, session, 7), isError("auth"));
-  });
+  await t.step(
+    "attached streaming client: output delivered, session kept until acknowledged",
+    async () => {
+      using client = await TestClient.connect(proxy.port);
+      const session = await client.hello("NEW");
+      const dest = await destination.accepted();
+      await writeAll(dest, encoder.encode("goodbye"));
+      dest.close();
+      assert.equal(decoder.decode(await client.readToEnd()), "goodbye");
+      await proxy.logs.waitFor("session.detached", (fields) => fields.id === session.id);
+      // A dropped connection could have lost it: the session still has it.
+      const again = await poll(proxy.port, session, 0);
+      assert.deepEqual([again.reply.state, decoder.decode(again.data)], ["closed", "goodbye"]);
+      const last = await poll(proxy.port, session, 7);
+      assert.deepEqual([last.reply.pending, last.reply.state], [0, "closed"]);
+      await proxy.logs.waitFor("session.closed", (fields) => fields.id === session.id);
+      await assert.rejects(poll(proxy.port, session, 7), isError("auth"));
+    },
+  );
 
   await t.step("streaming client gone before the last output: the session waits", async () => {
     const client = await TestClient.connect(proxy.port);
@@ -392,7 +400,7 @@ Deno.test("a destination that closes: output delivered, client closed, then the 
     await proxy.logs.waitFor("session.closed", (fields) => fields.id === session.id);
   });
 
-  await t.step("detached session: state closed on resume, then ended", async () => {
+  await t.step("detached session: state closed on resume, ended by the final ack", async () => {
     const client = await TestClient.connect(proxy.port);
     const session = await client.hello("NEW");
     client.close();
@@ -405,7 +413,8 @@ Deno.test("a destination that closes: output delivered, client closed, then the 
     const reply = await again.hello(`RESUME ${session.id} ${session.secret}`);
     assert.deepEqual([reply.from, reply.pending, reply.state], [0, 10, "closed"]);
     assert.equal(decoder.decode(await again.readToEnd()), "last words");
-    again.close();
+    const last = await poll(proxy.port, session, 10);
+    assert.deepEqual([last.reply.pending, last.reply.state], [0, "closed"]);
     await proxy.logs.waitFor("session.closed", (fields) => fields.id === session.id);
   });
 
@@ -444,7 +453,7 @@ Deno.test("a detached session is closed after --idle-timeout", async () => {
   client.close();
   await proxy.logs.waitFor("session.expired", (fields) => fields.id === session.id);
   assert.equal((await dest.readToEnd()).length, 0, "destination connection closed");
-  assert.equal(proxy.server.store.totals.expired, 1);
+  assert.equal(proxy.server.counters.sessionsExpired, 1);
   await assert.rejects(poll(proxy.port, session, 0), isError("auth"));
 });
 
@@ -533,4 +542,88 @@ Deno.test("closing the server closes every client and destination connection", a
   assert.equal((await dest.readToEnd()).length, 0);
   assert.equal((await handshaking.readToEnd()).length, 0);
   await assert.rejects(Deno.connect({ hostname: "127.0.0.1", port: proxy.port }));
+});
+
+Deno.test("takeovers on a quiet session leave no pumps behind", async () => {
+  await using destination = new Destination();
+  await using proxy = startServer(destination.port);
+  const first = await TestClient.connect(proxy.port);
+  const clients = [first];
+  try {
+    const session = await first.hello("NEW");
+    using _dest = new TestClient(await destination.accepted());
+    for (let i = 0; i < 100; i++) {
+      const client = await TestClient.connect(proxy.port);
+      clients.push(client);
+      await client.hello(`RESUME ${session.id} ${session.secret}`);
+    }
+    const last = clients[clients.length - 1] ?? first;
+    await proxy.logs.waitFor("session.taken_over", (fields) => fields.by === peerOf(last));
+    const stats = proxy.server.store.get(session.id)?.stats();
+    // The destination reader and the last client's two pumps; the others ended.
+    assert.ok(stats && stats.tasks <= 3, `tasks ${stats?.tasks}`);
+  } finally {
+    for (const client of clients) client.close();
+  }
+});
+
+function peerOf(client: TestClient): string {
+  const addr = client.conn.localAddr;
+  return `${addr.hostname}:${addr.port}`;
+}
+
+/** Sends input the destination never reads until the way there is full; never settles. */
+function clog(client: TestClient): void {
+  client.write(new Uint8Array(64 * 1024 * 1024)).catch(() => {});
+}
+
+Deno.test("a client that leaves while the destination does not read is detached and expires", async () => {
+  await using destination = new Destination();
+  await using proxy = startServer(destination.port, { idleTimeout: 50 });
+  using first = await TestClient.connect(proxy.port);
+  const session = await first.hello("NEW");
+  using _dest = new TestClient(await destination.accepted()); // never reads
+  clog(first);
+  const client = await TestClient.connect(proxy.port);
+  await client.hello(`RESUME ${session.id} ${session.secret}`);
+  await client.write("one more line\n");
+  client.close();
+  await proxy.logs.waitFor("session.detached", (fields) => fields.peer === peerOf(client));
+  await proxy.logs.waitFor("session.expired", (fields) => fields.id === session.id);
+});
+
+Deno.test("polls carrying input to a destination that does not read each detach", async () => {
+  await using destination = new Destination();
+  await using proxy = startServer(destination.port);
+  using first = await TestClient.connect(proxy.port);
+  const session = await first.hello("NEW");
+  using _dest = new TestClient(await destination.accepted()); // never reads
+  clog(first);
+  let last: TestClient | undefined;
+  for (let i = 0; i < 50; i++) {
+    using client = await TestClient.connect(proxy.port);
+    await client.write(`RESUME ${session.id} ${session.secret} 0\n${"x".repeat(1000)}`);
+    await client.readLine();
+    last = client;
+  }
+  assert.ok(last);
+  await proxy.logs.waitFor("session.detached", (fields) => fields.peer === peerOf(last));
+  const stats = proxy.server.store.get(session.id)?.stats();
+  assert.ok(stats && !stats.attached && stats.tasks <= 1, `tasks ${stats?.tasks}`);
+});
+
+Deno.test("a small buffer still keeps most of what it streamed, for a resume a little way back", async () => {
+  await using destination = new Destination();
+  await using proxy = startServer(destination.port, { bufferSize: 64 * 1024 });
+  const client = await TestClient.connect(proxy.port);
+  const session = await client.hello("NEW");
+  using dest = new TestClient(await destination.accepted());
+  const output = new Uint8Array(1024 * 1024).map((_, i) => (i * 13) % 256);
+  const writing = dest.write(output);
+  assert.deepEqual(await client.readExactly(output.length), output);
+  await writing;
+  client.close();
+  const { reply, data } = await poll(proxy.port, session, output.length - 32 * 1024);
+  assert.equal(reply.pending, 32 * 1024);
+  assert.deepEqual(data, output.subarray(output.length - 32 * 1024));
 });

@@ -1,0 +1,44 @@
+/**
+ * Server-wide counters, kept as plain numbers that the byte path increments
+ * and the status report reads.
+ *
+ * @module
+ */
+
+/** Totals since the server started. */
+export interface Counters {
+  /** Client connections accepted on the proxy port. */
+  connectionsAccepted: number;
+  /** Input bytes received from clients. */
+  bytesIn: number;
+  /** Output bytes read from destinations. */
+  bytesOut: number;
+  /** Sessions created. */
+  sessionsCreated: number;
+  /** Sessions ended, for any reason. */
+  sessionsEnded: number;
+  /** Sessions ended by the idle timeout. */
+  sessionsExpired: number;
+  /** Resumes refused with `ERR gap`. */
+  gaps: number;
+  /** Hellos refused for an unknown id or a wrong secret. */
+  authFailures: number;
+}
+
+/**
+ * Creates a set of counters, all zero.
+ *
+ * @returns The counters.
+ */
+export function newCounters(): Counters {
+  return {
+    connectionsAccepted: 0,
+    bytesIn: 0,
+    bytesOut: 0,
+    sessionsCreated: 0,
+    sessionsEnded: 0,
+    sessionsExpired: 0,
+    gaps: 0,
+    authFailures: 0,
+  };
+}
