@@ -6,9 +6,11 @@
  */
 
 import { printOut } from "./lib/cli.ts";
-import { UsageError } from "./lib/config.ts";
+import { CommandError, UsageError } from "./lib/config.ts";
 import { describeError } from "./lib/log.ts";
+import { closeCommand } from "./lib/close_command.ts";
 import { serverCommand } from "./lib/server_command.ts";
+import { statusCommand } from "./lib/status_command.ts";
 import { VERSION } from "./lib/version.ts";
 
 const USAGE = `Usage: socketproxy COMMAND [options]
@@ -19,12 +21,16 @@ session open.
 
 Commands:
   server DEST_HOST:DEST_PORT   run the proxy server
+  status                       show a running server's sessions and totals
+  close ID                     close one session of a running server
 
 Run "socketproxy COMMAND --help" for a command's options.
 Options: -h, --help (this help), -V, --version (print the version)`;
 
 const COMMANDS: Record<string, (args: string[]) => Promise<number>> = {
   server: serverCommand,
+  status: statusCommand,
+  close: closeCommand,
 };
 
 /**
@@ -54,7 +60,7 @@ export async function main(args: string[]): Promise<number> {
     }
     return await command(rest);
   } catch (error) {
-    if (error instanceof UsageError) {
+    if (error instanceof CommandError) {
       console.error(`${prefix}: ${error.message}`);
       return error.exitCode;
     }

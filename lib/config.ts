@@ -8,7 +8,36 @@
  * @module
  */
 
-import { LOG_LEVELS, type LogLevel } from "./log.ts";
+import { LOG_FORMATS, LOG_LEVELS, type LogFormat, type LogLevel } from "./log.ts";
+
+/**
+ * A failure a command reports as one line on stderr, without a stack trace,
+ * exiting with {@linkcode CommandError.exitCode}.
+ *
+ * @example
+ * ```ts
+ * import { CommandError } from "./config.ts";
+ *
+ * const error = new CommandError("no socketproxy admin port answering on localhost:9010", 1);
+ * console.assert(error.exitCode === 1);
+ * ```
+ */
+export class CommandError extends Error {
+  /** The process exit status for this error. */
+  readonly exitCode: number;
+
+  /**
+   * Creates a command error.
+   *
+   * @param message What went wrong, in one line.
+   * @param exitCode The exit status.
+   */
+  constructor(message: string, exitCode: number) {
+    super(message);
+    this.name = "CommandError";
+    this.exitCode = exitCode;
+  }
+}
 
 /**
  * A mistake in how a command was invoked: printed as one line, exit status 2.
@@ -21,17 +50,14 @@ import { LOG_LEVELS, type LogLevel } from "./log.ts";
  * console.assert(error.exitCode === 2);
  * ```
  */
-export class UsageError extends Error {
-  /** The process exit status for this error. */
-  readonly exitCode: number = 2;
-
+export class UsageError extends CommandError {
   /**
    * Creates a usage error.
    *
    * @param message What is wrong, in one line.
    */
   constructor(message: string) {
-    super(message);
+    super(message, 2);
     this.name = "UsageError";
   }
 }
@@ -225,6 +251,24 @@ export function parseLogLevel(text: string, what: string): LogLevel {
   return level;
 }
 
+/**
+ * Checks that a text is a log format.
+ *
+ * @param text The format as written.
+ * @param what The flag, for error messages.
+ * @returns The format.
+ * @throws {UsageError} When the text is not a format.
+ */
+export function parseLogFormat(text: string, what: string): LogFormat {
+  const format = LOG_FORMATS.find((candidate) => candidate === text);
+  if (!format) {
+    throw new UsageError(
+      `${what}: unknown format "${text}" (expected ${LOG_FORMATS.join(" or ")})`,
+    );
+  }
+  return format;
+}
+
 /** Everything the proxy server needs to run. */
 export interface ServerConfig {
   /** Where the server reaches the destination on `NEW`. */
@@ -245,6 +289,10 @@ export interface ServerConfig {
   maxSessions: number;
   /** Lowest log level written. */
   logLevel: LogLevel;
+  /** Shape of log lines. */
+  logFormat: LogFormat;
+  /** The bearer token the admin API requires, or `null` for none. */
+  adminToken: string | null;
 }
 
 /** Defaults of {@linkcode ServerConfig}, apart from the destination. */
@@ -257,4 +305,6 @@ export const SERVER_DEFAULTS: Readonly<Omit<ServerConfig, "destination">> = {
   connectTimeout: 10_000,
   maxSessions: 10_000,
   logLevel: "info",
+  logFormat: "text",
+  adminToken: null,
 };

@@ -1,7 +1,7 @@
 /**
  * `socketproxy server`: parses the command line into a
- * {@linkcode ServerConfig}, runs the proxy server until SIGINT or SIGTERM,
- * then shuts it down cleanly.
+ * {@linkcode ServerConfig}, runs the service (proxy server and admin API)
+ * until SIGINT or SIGTERM, then shuts it down cleanly.
  *
  * @module
  */
@@ -13,14 +13,17 @@ import {
   parseCount,
   parseDuration,
   parseHostPort,
+  parseLogFormat,
   parseLogLevel,
   parseSize,
   SERVER_DEFAULTS,
   type ServerConfig,
   UsageError,
 } from "./config.ts";
-import { describeError, Logger } from "./log.ts";
-import { ProxyServer } from "./server.ts";
+import { tokenFromEnvironment } from "./admin_client.ts";
+import { Logger } from "./log.ts";
+import { Service } from "./service.ts";
+import { SIGNAL_EXIT_STATUS, watchStopSignals } from "./signals.ts";
 import { VERSION } from "./version.ts";
 
 /** The help text of `socketproxy server`. */
@@ -39,7 +42,11 @@ Options:
   --handshake-timeout=DURATION    time allowed for a complete hello (default 10s)
   --connect-timeout=DURATION      time allowed to reach DEST (default 10s)
   --max-sessions=N                NEW beyond this answers ERR busy (default 10000)
+  --admin-token=TOKEN             require "Authorization: Bearer TOKEN" on the
+                                  admin port (default: $SOCKETPROXY_ADMIN_TOKEN;
+                                  prefer the variable: flags show in ps)
   --log-level=LEVEL               debug, info, warn or error (default info)
+  --log-format=FORMAT             text or json (default text)
   -h, --help                      show this help
 
 DURATION is a number with ms, s, m or h; a bare number counts seconds.`;
@@ -52,7 +59,9 @@ const FLAGS = {
   "handshake-timeout": { type: "string" },
   "connect-timeout": { type: "string" },
   "max-sessions": { type: "string" },
+  "admin-token": { type: "string" },
   "log-level": { type: "string" },
+  "log-format": { type: "string" },
   help: { type: "boolean", short: "h" },
 } as const;
 
@@ -118,41 +127,30 @@ export function parseServerArgs(args: string[]): ServerConfig | "help" {
   if (max !== undefined) config.maxSessions = parseCount(max, "--max-sessions", 1);
   const level = value("log-level");
   if (level !== undefined) config.logLevel = parseLogLevel(level, "--log-level");
+  const format = value("log-format");
+  if (format !== undefined) config.logFormat = parseLogFormat(format, "--log-format");
+  const token = value("admin-token") ?? tokenFromEnvironment();
+  if (token !== undefined) {
+    if (!/^[\x21-\x7e]+$/.test(token)) {
+      throw new UsageError("--admin-token: must be printable ASCII without spaces");
+    }
+    config.adminToken = token;
+  }
   return config;
 }
 
-/**
- * Starts listening, turning the errors a user can fix into usage errors.
- *
- * @param config The configuration.
- * @param logger Where the server logs.
- * @returns The running server.
- * @throws {UsageError} When the proxy address cannot be listened on.
- */
-export function listenOrExplain(config: ServerConfig, logger: Logger): ProxyServer {
-  try {
-    return ProxyServer.listen({ ...config, logger });
-  } catch (error) {
-    const where = formatHostPort(config.proxy);
-    if (error instanceof Deno.errors.AddrInUse) {
-      throw new UsageError(`cannot listen on ${where}: address already in use`);
-    }
-    if (error instanceof Deno.errors.PermissionDenied) {
-      throw new UsageError(`cannot listen on ${where}: permission denied`);
-    }
-    if (error instanceof Deno.errors.AddrNotAvailable) {
-      throw new UsageError(`cannot listen on ${where}: address not available on this machine`);
-    }
-    throw new UsageError(`cannot listen on ${where}: ${describeError(error)}`);
-  }
-}
+/** The shutdown deadline: a server asked to stop exits by then, in ms. */
+const STOP_DEADLINE_MS = 1800;
 
 /**
- * Runs `socketproxy server` until SIGINT or SIGTERM.
+ * Runs `socketproxy server` until SIGINT or SIGTERM, then stops cleanly: no
+ * new connections, health answers 503, every connection is closed, a
+ * summary is logged and the exit status is 0, within two seconds. A second
+ * signal exits at once.
  *
  * @param args The arguments after `server`.
  * @returns The exit status.
- * @throws {UsageError} For invalid arguments or an unusable proxy address.
+ * @throws {UsageError} For invalid arguments or an unusable address.
  */
 export async function serverCommand(args: string[]): Promise<number> {
   const config = parseServerArgs(args);
@@ -160,21 +158,40 @@ export async function serverCommand(args: string[]): Promise<number> {
     printOut(SERVER_USAGE);
     return 0;
   }
-  const logger = new Logger({ level: config.logLevel });
-  const server = listenOrExplain(config, logger);
+  const logger = new Logger({ level: config.logLevel, format: config.logFormat });
+  using signals = watchStopSignals((signal) => {
+    logger.warn("server.killed", { signal });
+    Deno.exit(SIGNAL_EXIT_STATUS[signal] ?? 1);
+  });
+  const service = await Service.start(config, { logger });
   logger.info("server.listening", {
     version: VERSION,
-    proxy: formatHostPort({ hostname: server.addr.hostname, port: server.addr.port }),
+    proxy: formatHostPort(service.proxy.addr),
+    admin: service.admin ? formatHostPort(service.admin.addr) : "off",
     destination: formatHostPort(config.destination),
     buffer: config.bufferSize,
     max_sessions: config.maxSessions,
+    admin_token: config.adminToken === null ? "none" : "required",
   });
-  const { promise: stopped, resolve: stop } = Promise.withResolvers<string>();
-  const signals: Deno.Signal[] = ["SIGINT", "SIGTERM"];
-  for (const signal of signals) Deno.addSignalListener(signal, () => stop(signal));
-  const signal = await stopped;
-  logger.info("server.stopping", { signal, sessions: server.store.size });
-  await server.close();
-  logger.info("server.stopped", { ...server.counters });
+
+  const signal = await signals.first;
+  logger.info("server.stopping", { signal, sessions: service.proxy.store.size });
+  const deadline = setTimeout(() => {
+    logger.warn("server.stop_deadline", { after_ms: STOP_DEADLINE_MS });
+    Deno.exit(0);
+  }, STOP_DEADLINE_MS);
+  await service.stop();
+  clearTimeout(deadline);
+  const totals = service.proxy.counters;
+  logger.info("server.stopped", {
+    sessions_created: totals.sessionsCreated,
+    sessions_ended: totals.sessionsEnded,
+    sessions_expired: totals.sessionsExpired,
+    connections_accepted: totals.connectionsAccepted,
+    bytes_in: totals.bytesIn,
+    bytes_out: totals.bytesOut,
+    gaps: totals.gaps,
+    auth_failures: totals.authFailures,
+  });
   return 0;
 }

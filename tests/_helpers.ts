@@ -9,12 +9,25 @@ import { SERVER_DEFAULTS, type ServerConfig } from "../lib/config.ts";
 import { Logger, type LogRecord } from "../lib/log.ts";
 import { parseReply, type Reply } from "../lib/protocol.ts";
 import { ProxyServer, type ProxyServerOptions } from "../lib/server.ts";
+import { Service } from "../lib/service.ts";
 
 export const encoder = new TextEncoder();
 
 /** How long a test waits for an event or a read before failing instead of hanging, in ms. */
 export const WAIT_MS = 10_000;
 export const decoder = new TextDecoder();
+
+/** Every secret a test client was issued in this test run. */
+export const issuedSecrets = new Set<string>();
+
+/** Fails when any secret issued so far appears in `texts`. */
+export function assertNoSecrets(texts: Iterable<string>, where: string): void {
+  for (const text of texts) {
+    for (const secret of issuedSecrets) {
+      if (text.includes(secret)) throw new Error(`a session secret appears in ${where}: ${text}`);
+    }
+  }
+}
 
 /** Log records kept in memory, with a way to wait for one. */
 export class LogCapture {
@@ -171,7 +184,47 @@ export function startServer(
     server,
     logs,
     port: server.addr.port,
-    [Symbol.asyncDispose]: () => server.close(),
+    async [Symbol.asyncDispose]() {
+      await server.close();
+      assertNoSecrets(logs.lines, "the server log");
+    },
+  };
+}
+
+/** A whole service (proxy and admin API) for tests, with captured logs. */
+export interface TestService extends AsyncDisposable {
+  service: Service;
+  logs: LogCapture;
+  /** The proxy port. */
+  port: number;
+  /** The admin API's base URL. */
+  admin: string;
+}
+
+/** Starts a service on 127.0.0.1 ports 0 in front of `destinationPort`. */
+export async function startService(
+  destinationPort: number,
+  overrides: Partial<Omit<ServerConfig, "destination">> & Pick<ProxyServerOptions, "connect"> = {},
+): Promise<TestService> {
+  const logs = new LogCapture();
+  const { connect, ...config } = overrides;
+  const service = await Service.start({
+    ...SERVER_DEFAULTS,
+    proxy: { hostname: "127.0.0.1", port: 0 },
+    admin: { hostname: "127.0.0.1", port: 0 },
+    destination: { hostname: "127.0.0.1", port: destinationPort },
+    ...config,
+  }, { logger: logs.logger, ...(connect ? { connect } : {}) });
+  const admin = service.admin?.addr;
+  return {
+    service,
+    logs,
+    port: service.proxy.addr.port,
+    admin: admin ? `http://${admin.hostname}:${admin.port}` : "",
+    async [Symbol.asyncDispose]() {
+      await service.stop();
+      assertNoSecrets(logs.lines, "the server log");
+    },
   };
 }
 
@@ -272,6 +325,7 @@ export class TestClient implements Disposable {
     await this.write(line + "\n");
     const reply = parseReply(await this.readLine());
     if ("bye" in reply) throw new Error(`unexpected BYE`);
+    issuedSecrets.add(reply.secret);
     return reply;
   }
 
@@ -365,6 +419,8 @@ export class ServerProcess implements AsyncDisposable {
   readonly child: Deno.ChildProcess;
   readonly lines: string[] = [];
   readonly port: Promise<number>;
+  /** The admin port, or 0 when the log says it is off. */
+  readonly adminPort: Promise<number>;
   readonly #reading: Promise<void>;
   #waiters: { match: (line: string) => boolean; resolve: (line: string) => void }[] = [];
 
@@ -375,11 +431,17 @@ export class ServerProcess implements AsyncDisposable {
       stdout: "null",
       stderr: "piped",
     }).spawn();
-    this.port = this.waitFor((line) => line.includes("server.listening")).then((line) => {
-      const match = / proxy=\S+:(\d+)/.exec(line);
+    const listening = this.waitFor((line) => line.includes("server.listening"));
+    this.port = listening.then((line) => {
+      const match = /\bproxy[=":]+\S+?:(\d+)/.exec(line);
       if (!match) throw new Error(`no port in "${line}"`);
       return Number(match[1]);
     });
+    this.adminPort = listening.then((line) =>
+      Number(/\badmin[=":]+\S+?:(\d+)/.exec(line)?.[1] ?? 0)
+    );
+    this.port.catch(() => {});
+    this.adminPort.catch(() => {});
     this.#reading = this.#read();
   }
 
@@ -424,6 +486,7 @@ export class ServerProcess implements AsyncDisposable {
     }
     const status = await this.child.status;
     await this.#reading;
+    assertNoSecrets(this.lines, "the server log");
     return status;
   }
 

@@ -1,0 +1,203 @@
+/**
+ * The admin API: an HTTP server on the admin port, separate from the proxy
+ * port, for `socketproxy status`, `socketproxy close`, `curl` and
+ * monitoring systems.
+ *
+ * | route                    | answer                                          |
+ * | ------------------------ | ----------------------------------------------- |
+ * | `GET /status`            | the status report as JSON                       |
+ * | `GET /metrics`           | the same figures for Prometheus                 |
+ * | `GET /health`            | 200 while serving, 503 while shutting down      |
+ * | `DELETE /sessions/{id}`  | closes a session                                |
+ *
+ * With a token set, every request needs `Authorization: Bearer <token>`.
+ * Errors are JSON: `{"error": code, "message": text}`.
+ *
+ * @module
+ */
+
+import { secretsEqual } from "./credentials.ts";
+import { type HostPort } from "./config.ts";
+import { describeError, type Logger } from "./log.ts";
+import { formatMetrics, METRICS_CONTENT_TYPE } from "./metrics.ts";
+import type { StatusReport } from "./status_report.ts";
+
+/** What the admin API needs from the server it manages. */
+export interface AdminBackend {
+  /** Takes a status report. */
+  report(): StatusReport;
+  /** Closes a session; `false` when there is none with this id. */
+  closeSession(id: string): boolean;
+  /** Whether the server is shutting down. */
+  stopping(): boolean;
+}
+
+/** Options for {@linkcode adminHandler} and {@linkcode AdminServer.listen}. */
+export interface AdminOptions {
+  /** The server behind the API. */
+  backend: AdminBackend;
+  /** The bearer token every request needs, or `null` for none. */
+  token: string | null;
+  /** Where requests and refusals are logged. */
+  logger: Logger;
+}
+
+const SESSION_PATH = /^\/sessions\/([^/]*)$/;
+const SESSION_ID = /^[A-Za-z0-9_-]{1,64}$/;
+const ROUTES: Record<string, string[]> = {
+  "/status": ["GET", "HEAD"],
+  "/metrics": ["GET", "HEAD"],
+  "/health": ["GET", "HEAD"],
+};
+
+function json(status: number, body: unknown, headers: Record<string, string> = {}): Response {
+  return new Response(JSON.stringify(body, null, 2) + "\n", {
+    status,
+    headers: { "content-type": "application/json; charset=utf-8", ...headers },
+  });
+}
+
+function failure(
+  status: number,
+  error: string,
+  message: string,
+  headers?: Record<string, string>,
+): Response {
+  return json(status, { error, message }, headers);
+}
+
+function authorized(request: Request, token: string): boolean {
+  const header = request.headers.get("authorization") ?? "";
+  const match = /^Bearer (.+)$/i.exec(header);
+  return match !== null && secretsEqual(token, match[1] ?? "");
+}
+
+/**
+ * Builds the admin API's request handler.
+ *
+ * @param options The backend, token and logger.
+ * @returns A handler for `Deno.serve`; it never throws.
+ */
+export function adminHandler(
+  options: AdminOptions,
+): (request: Request, info?: Deno.ServeHandlerInfo<Deno.NetAddr>) => Response {
+  const { backend, token, logger } = options;
+  return (request, info) => {
+    const peer = info ? `${info.remoteAddr.hostname}:${info.remoteAddr.port}` : undefined;
+    let path: string;
+    try {
+      path = new URL(request.url).pathname;
+    } catch {
+      return failure(400, "bad_request", "Cannot parse the request URL");
+    }
+    if (token !== null && !authorized(request, token)) {
+      logger.warn("admin.unauthorized", { peer, method: request.method, path });
+      return failure(401, "unauthorized", "This admin port needs Authorization: Bearer <token>", {
+        "www-authenticate": 'Bearer realm="socketproxy"',
+      });
+    }
+    try {
+      const response = route(request.method, path, backend);
+      logger.debug("admin.request", {
+        peer,
+        method: request.method,
+        path,
+        status: response.status,
+      });
+      return response;
+    } catch (error) {
+      logger.error("admin.error", { peer, path, error: describeError(error) });
+      return failure(500, "internal", "The admin API failed to answer; see the server log");
+    }
+  };
+}
+
+function route(method: string, path: string, backend: AdminBackend): Response {
+  const session = SESSION_PATH.exec(path);
+  if (session) {
+    if (method !== "DELETE") {
+      return failure(405, "method_not_allowed", `Use DELETE on ${path}`, { allow: "DELETE" });
+    }
+    const id = decodeURIComponentSafe(session[1] ?? "");
+    if (id === null || !SESSION_ID.test(id)) {
+      return failure(400, "bad_request", "Session ids are 1 to 64 characters of A-Z a-z 0-9 _ -");
+    }
+    if (!backend.closeSession(id)) return failure(404, "not_found", `No session "${id}"`);
+    return json(200, { closed: id });
+  }
+  const methods = ROUTES[path];
+  if (!methods) {
+    return failure(404, "not_found", `No such path: try /status, /metrics, /health`);
+  }
+  if (!methods.includes(method)) {
+    return failure(405, "method_not_allowed", `Use GET on ${path}`, { allow: methods.join(", ") });
+  }
+  switch (path) {
+    case "/status":
+      return json(200, backend.report());
+    case "/metrics":
+      return new Response(formatMetrics(backend.report()), {
+        headers: { "content-type": METRICS_CONTENT_TYPE },
+      });
+    default: {
+      const stopping = backend.stopping();
+      return json(stopping ? 503 : 200, { status: stopping ? "stopping" : "serving" });
+    }
+  }
+}
+
+function decodeURIComponentSafe(text: string): string | null {
+  try {
+    return decodeURIComponent(text);
+  } catch {
+    return null;
+  }
+}
+
+/**
+ * The admin API's HTTP server.
+ *
+ * @example
+ * ```ts ignore
+ * const admin = AdminServer.listen({ hostname: "localhost", port: 9010 }, { backend, token: null, logger });
+ * await admin.close();
+ * ```
+ */
+export class AdminServer implements AsyncDisposable {
+  readonly #server: Deno.HttpServer<Deno.NetAddr>;
+
+  private constructor(server: Deno.HttpServer<Deno.NetAddr>) {
+    this.#server = server;
+  }
+
+  /**
+   * Starts serving the admin API.
+   *
+   * @param addr Where to listen.
+   * @param options The backend, token and logger.
+   * @returns The running server.
+   * @throws {Deno.errors.AddrInUse} When the port is taken, and the other errors of `Deno.serve`.
+   */
+  static listen(addr: HostPort, options: AdminOptions): AdminServer {
+    const server = Deno.serve(
+      { hostname: addr.hostname, port: addr.port, onListen: () => {} },
+      adminHandler(options),
+    );
+    return new AdminServer(server);
+  }
+
+  /** The address the admin API listens on. */
+  get addr(): Deno.NetAddr {
+    return this.#server.addr;
+  }
+
+  /** Stops the server and waits until it has. */
+  async close(): Promise<void> {
+    await this.#server.shutdown();
+  }
+
+  /** See {@linkcode AdminServer.close}. */
+  [Symbol.asyncDispose](): Promise<void> {
+    return this.close();
+  }
+}

@@ -1,0 +1,152 @@
+/**
+ * The client side of the admin API, for `socketproxy status` and
+ * `socketproxy close`: one request, with the token when there is one, and
+ * every failure turned into one line a person can act on.
+ *
+ * @module
+ */
+
+import { type ParsedFlags, stringFlag } from "./cli.ts";
+import {
+  CommandError,
+  formatHostPort,
+  type HostPort,
+  parseHostPort,
+  SERVER_DEFAULTS,
+} from "./config.ts";
+
+/** The environment variable that holds the admin token. */
+export const TOKEN_VARIABLE = "SOCKETPROXY_ADMIN_TOKEN";
+
+/** Flags of the commands that talk to the admin port. */
+export const ADMIN_CLIENT_FLAGS = {
+  admin: { type: "string" },
+  "admin-token": { type: "string" },
+  help: { type: "boolean", short: "h" },
+} as const;
+
+const DEFAULT_ADMIN: HostPort = SERVER_DEFAULTS.admin ?? { hostname: "localhost", port: 9010 };
+
+/** Where and how to reach the admin port. */
+export interface AdminTarget {
+  /** The admin port. */
+  admin: HostPort;
+  /** The bearer token, if any. */
+  token: string | undefined;
+  /** The admin port as text, for messages. */
+  where: string;
+}
+
+/**
+ * Reads `--admin` and `--admin-token` (or the environment's token).
+ *
+ * @param flags Parsed flags including {@linkcode ADMIN_CLIENT_FLAGS}.
+ * @returns The target.
+ * @throws {UsageError} When `--admin` is not an address.
+ */
+export function adminTarget(flags: ParsedFlags): AdminTarget {
+  const text = stringFlag(flags, "admin");
+  const admin = text === undefined
+    ? DEFAULT_ADMIN
+    : parseHostPort(text, "--admin", { defaults: DEFAULT_ADMIN });
+  const token = stringFlag(flags, "admin-token") ?? tokenFromEnvironment();
+  return { admin, token, where: formatHostPort(admin) };
+}
+
+/** How long an admin request may take, in ms. */
+const REQUEST_TIMEOUT_MS = 10_000;
+
+/**
+ * Reads the admin token from the environment, when this process may.
+ *
+ * @returns The token, or `undefined` when unset or not readable.
+ */
+export function tokenFromEnvironment(): string | undefined {
+  const permission = Deno.permissions.querySync({ name: "env", variable: TOKEN_VARIABLE });
+  if (permission.state !== "granted") return undefined;
+  return Deno.env.get(TOKEN_VARIABLE) || undefined;
+}
+
+/** Describes why a request never got an answer, in a few words. */
+function describeFetchError(error: unknown): string {
+  if (error instanceof DOMException && error.name === "TimeoutError") {
+    return `no answer within ${REQUEST_TIMEOUT_MS / 1000} s`;
+  }
+  const detail = error instanceof Error ? `${error.message} ${String(error.cause ?? "")}` : "";
+  if (/connection refused/i.test(detail)) return "connection refused";
+  if (/dns error|lookup address/i.test(detail)) return "host not found";
+  if (/connection reset/i.test(detail)) return "connection reset";
+  if (/timed out/i.test(detail)) return "timed out";
+  if (/blocked/i.test(detail)) return "port blocked by fetch";
+  return error instanceof Error ? error.message : String(error);
+}
+
+/** Options for {@linkcode adminRequest}. */
+export interface AdminRequestOptions {
+  /** The HTTP method. */
+  method: "GET" | "DELETE";
+  /** The path, such as `/status`. */
+  path: string;
+  /** The bearer token, if any. */
+  token: string | undefined;
+}
+
+/**
+ * Sends one request to the admin API.
+ *
+ * @param addr The admin port.
+ * @param options Method, path and token.
+ * @returns The response; a 401 is already turned into an error.
+ * @throws {CommandError} Exit status 1 when no admin port answers or the token is refused.
+ */
+export async function adminRequest(
+  addr: HostPort,
+  options: AdminRequestOptions,
+): Promise<Response> {
+  const where = formatHostPort(addr);
+  const headers: Record<string, string> = {};
+  if (options.token !== undefined) headers.authorization = `Bearer ${options.token}`;
+  let response: Response;
+  try {
+    response = await fetch(`http://${where}${options.path}`, {
+      method: options.method,
+      headers,
+      signal: AbortSignal.timeout(REQUEST_TIMEOUT_MS),
+    });
+  } catch (error) {
+    throw new CommandError(
+      `no socketproxy admin port answering on ${where}: ${describeFetchError(error)}`,
+      1,
+    );
+  }
+  if (response.status === 401) {
+    await response.body?.cancel();
+    throw new CommandError(
+      options.token === undefined
+        ? `the admin port on ${where} needs a token: use --admin-token or ${TOKEN_VARIABLE}`
+        : `the admin port on ${where} refused the token`,
+      1,
+    );
+  }
+  return response;
+}
+
+/**
+ * Reads a JSON body, or fails with one line when the answer is not ours.
+ *
+ * @param response The response.
+ * @param where The admin address, for the message.
+ * @returns The parsed body.
+ * @throws {CommandError} Exit status 1 when the body is not JSON.
+ */
+export async function readJson(response: Response, where: string): Promise<unknown> {
+  const text = await response.text();
+  try {
+    return JSON.parse(text);
+  } catch {
+    throw new CommandError(
+      `${where} answered HTTP ${response.status} without JSON: is it a socketproxy admin port?`,
+      1,
+    );
+  }
+}

@@ -1,0 +1,163 @@
+/**
+ * The running service: the proxy server and its admin API started together
+ * from one configuration, and stopped together. While stopping, the admin
+ * API keeps answering (health 503) until the proxy has closed everything.
+ *
+ * @module
+ */
+
+import { AdminServer } from "./admin_api.ts";
+import { formatHostPort, type HostPort, type ServerConfig, UsageError } from "./config.ts";
+import { describeError, type Logger } from "./log.ts";
+import { ProxyServer, type ProxyServerOptions } from "./server.ts";
+import { collectStatus, type StatusReport } from "./status_report.ts";
+import { VERSION } from "./version.ts";
+
+/** Turns a listen failure into a one-line usage error naming the address. */
+function explainListenError(error: unknown, addr: HostPort): UsageError {
+  const where = formatHostPort(addr);
+  if (error instanceof Deno.errors.AddrInUse) {
+    return new UsageError(`cannot listen on ${where}: address already in use`);
+  }
+  if (error instanceof Deno.errors.PermissionDenied) {
+    return new UsageError(`cannot listen on ${where}: permission denied`);
+  }
+  if (error instanceof Deno.errors.AddrNotAvailable) {
+    return new UsageError(`cannot listen on ${where}: address not available on this machine`);
+  }
+  return new UsageError(`cannot listen on ${where}: ${describeError(error)}`);
+}
+
+/** Options for {@linkcode Service.start}. */
+export interface ServiceOptions {
+  /** Where events are logged. */
+  logger: Logger;
+  /**
+   * Opens destination connections (tests replace it).
+   * @default {TCP with `Deno.connect`}
+   */
+  connect?: ProxyServerOptions["connect"];
+}
+
+/**
+ * The proxy server and the admin API of one `socketproxy server` process.
+ *
+ * @example
+ * ```ts ignore
+ * const service = Service.start(config, { logger });
+ * await service.stop();
+ * ```
+ */
+export class Service implements AsyncDisposable {
+  /** The proxy server. */
+  readonly proxy: ProxyServer;
+  #admin: AdminServer | null = null;
+  readonly #config: ServerConfig;
+  readonly #startedAt = Date.now();
+  #stopping: Promise<void> | null = null;
+
+  private constructor(config: ServerConfig, proxy: ProxyServer) {
+    this.#config = config;
+    this.proxy = proxy;
+  }
+
+  /**
+   * Starts listening on the proxy port and, unless disabled, the admin port.
+   *
+   * @param config The configuration.
+   * @param options Logger, and the destination connector for tests.
+   * @returns The running service.
+   * @throws {UsageError} When either address cannot be listened on.
+   */
+  static async start(config: ServerConfig, options: ServiceOptions): Promise<Service> {
+    const { logger } = options;
+    let proxy: ProxyServer;
+    try {
+      proxy = ProxyServer.listen({
+        ...config,
+        logger,
+        ...(options.connect ? { connect: options.connect } : {}),
+      });
+    } catch (error) {
+      throw explainListenError(error, config.proxy);
+    }
+    const service = new Service(config, proxy);
+    if (config.admin === null) return service;
+    try {
+      service.#admin = AdminServer.listen(config.admin, {
+        token: config.adminToken,
+        logger,
+        backend: {
+          report: () => service.report(),
+          closeSession: (id) => service.closeSession(id),
+          stopping: () => service.stopping,
+        },
+      });
+    } catch (error) {
+      await proxy.close();
+      throw explainListenError(error, config.admin);
+    }
+    return service;
+  }
+
+  /** The admin API, or `null` with `--admin=off`. */
+  get admin(): AdminServer | null {
+    return this.#admin;
+  }
+
+  /** Whether {@linkcode Service.stop} has begun. */
+  get stopping(): boolean {
+    return this.#stopping !== null;
+  }
+
+  /**
+   * Takes a status report of the whole service.
+   *
+   * @returns The report.
+   */
+  report(): StatusReport {
+    const config = this.#config;
+    return collectStatus(this.proxy, {
+      version: VERSION,
+      startedAt: this.#startedAt,
+      admin: this.admin?.addr ?? null,
+      limits: {
+        bufferBytes: config.bufferSize,
+        idleTimeoutMs: config.idleTimeout,
+        handshakeTimeoutMs: config.handshakeTimeout,
+        connectTimeoutMs: config.connectTimeout,
+        maxSessions: config.maxSessions,
+      },
+    }, this.stopping);
+  }
+
+  /**
+   * Closes one session, as the admin API's `DELETE /sessions/{id}` does.
+   *
+   * @param id The session id.
+   * @returns `false` when there is no such session.
+   */
+  closeSession(id: string): boolean {
+    const session = this.proxy.store.get(id);
+    if (!session) return false;
+    session.close("closed by admin");
+    return true;
+  }
+
+  /**
+   * Stops accepting, closes every session and connection, then the admin
+   * API. Idempotent.
+   */
+  stop(): Promise<void> {
+    this.#stopping ??= (async () => {
+      await this.proxy.close();
+      await this.admin?.close();
+    })();
+    return this.#stopping;
+  }
+
+  /** See {@linkcode Service.stop}. */
+  [Symbol.asyncDispose](): Promise<void> {
+    return this.stop();
+  }
+}

@@ -1,0 +1,145 @@
+/**
+ * `socketproxy status`: asks a running server's admin port for its status
+ * and prints a summary and a table of sessions, or the JSON as is.
+ *
+ * @module
+ */
+
+import { ADMIN_CLIENT_FLAGS, adminRequest, adminTarget, readJson } from "./admin_client.ts";
+import { parseFlags, printOut } from "./cli.ts";
+import { CommandError } from "./config.ts";
+import type { StatusReport } from "./status_report.ts";
+
+/** The help text of `socketproxy status`. */
+export const STATUS_USAGE = `Usage: socketproxy status [options]
+
+Shows a running server's settings, totals and sessions, from its admin port.
+
+Options:
+  --admin=[HOST][:PORT]   the server's admin port (default localhost:9010)
+  --admin-token=TOKEN     the admin token, if the server requires one
+                          (default: $SOCKETPROXY_ADMIN_TOKEN)
+  --json                  print the admin API's JSON as is, for scripts
+  -h, --help              show this help`;
+
+/**
+ * Formats a byte count for people: `512 B`, `1.5 KiB`, `35.4 MiB`.
+ *
+ * @param bytes The count.
+ * @returns The text.
+ */
+export function formatBytes(bytes: number): string {
+  const units = ["B", "KiB", "MiB", "GiB", "TiB"];
+  let value = bytes;
+  let unit = 0;
+  while (value >= 1024 && unit < units.length - 1) {
+    value /= 1024;
+    unit++;
+  }
+  if (unit === 0) return `${value} B`;
+  const text = value < 10 ? value.toFixed(1).replace(/\.0$/, "") : String(Math.round(value));
+  return `${text} ${units[unit]}`;
+}
+
+/**
+ * Formats a duration for people: `45s`, `3m12s`, `2h05m`, `3d04h`.
+ *
+ * @param seconds The duration.
+ * @returns The text.
+ */
+export function formatAge(seconds: number): string {
+  const s = Math.floor(seconds);
+  const pad = (n: number): string => String(n).padStart(2, "0");
+  if (s < 60) return `${s}s`;
+  if (s < 3600) return `${Math.floor(s / 60)}m${pad(s % 60)}s`;
+  if (s < 86400) return `${Math.floor(s / 3600)}h${pad(Math.floor(s / 60) % 60)}m`;
+  return `${Math.floor(s / 86400)}d${pad(Math.floor(s / 3600) % 24)}h`;
+}
+
+/** Lays out rows as columns, left-aligned, two spaces apart. */
+function table(rows: string[][]): string[] {
+  const widths =
+    rows[0]?.map((_, column) => Math.max(...rows.map((row) => (row[column] ?? "").length))) ?? [];
+  return rows.map((row) =>
+    row.map((cell, column) => cell.padEnd(widths[column] ?? 0)).join("  ").trimEnd()
+  );
+}
+
+/**
+ * Renders a status report for people: a summary, then one row per session,
+ * attached ones marked with `*`.
+ *
+ * @param report The report.
+ * @returns The lines, joined.
+ */
+export function formatStatus(report: StatusReport): string {
+  const { totals, limits } = report;
+  const lines = [
+    `socketproxy ${report.version} ${report.status} on ${report.proxy} for ${report.destination}, up ${
+      formatAge(report.uptimeSeconds)
+    }`,
+    `sessions:    ${totals.sessionsOpen} open of ${limits.maxSessions} (${totals.sessionsAttached} attached, ${totals.sessionsDetached} detached, ${totals.sessionsClosed} closed); ${totals.sessionsCreated} created, ${totals.sessionsEnded} ended, ${totals.sessionsExpired} expired`,
+    `traffic:     ${formatBytes(totals.bytesIn)} in, ${formatBytes(totals.bytesOut)} out, ${
+      formatBytes(totals.bufferedBytes)
+    } buffered (limit ${formatBytes(limits.bufferBytes)} a session)`,
+    `connections: ${totals.connectionsOpen} open, ${totals.connectionsAccepted} accepted; ${totals.authFailures} auth failures, ${totals.gaps} gaps`,
+    "",
+  ];
+  if (report.sessions.length === 0) {
+    lines.push("no sessions");
+    return lines.join("\n");
+  }
+  const rows = [["", "ID", "STATE", "CLIENT", "MODE", "AGE", "IDLE", "IN", "OUT", "BUFFERED"]];
+  const now = Date.parse(report.started) + report.uptimeSeconds * 1000;
+  for (const session of report.sessions) {
+    rows.push([
+      session.state === "attached" ? "*" : "",
+      session.id,
+      session.state,
+      session.client ?? "-",
+      session.mode ?? "-",
+      formatAge((now - Date.parse(session.created)) / 1000),
+      session.state === "attached" ? "-" : formatAge(session.idleSeconds),
+      formatBytes(session.bytesIn),
+      formatBytes(session.bytesOut),
+      formatBytes(session.buffered),
+    ]);
+  }
+  lines.push(...table(rows));
+  return lines.join("\n");
+}
+
+/**
+ * Runs `socketproxy status`.
+ *
+ * @param args The arguments after `status`.
+ * @returns The exit status.
+ * @throws {CommandError} When the admin port cannot be asked (exit 1) or the arguments are wrong (exit 2).
+ */
+export async function statusCommand(args: string[]): Promise<number> {
+  const flags = parseFlags(args, { ...ADMIN_CLIENT_FLAGS, json: { type: "boolean" } });
+  if (flags.values.help) {
+    printOut(STATUS_USAGE);
+    return 0;
+  }
+  if (flags.positionals.length > 0) {
+    throw new CommandError(`unexpected argument "${flags.positionals[0]}"`, 2);
+  }
+  const { admin, token, where } = adminTarget(flags);
+  const response = await adminRequest(admin, { method: "GET", path: "/status", token });
+  if (flags.values.json) {
+    const text = await response.text();
+    if (!response.ok) {
+      throw new CommandError(`${where} answered HTTP ${response.status}: ${text.trim()}`, 1);
+    }
+    printOut(text.trimEnd());
+    return 0;
+  }
+  const body = await readJson(response, where);
+  if (!response.ok) {
+    const message = (body as { message?: unknown }).message;
+    throw new CommandError(`${where} answered HTTP ${response.status}: ${String(message)}`, 1);
+  }
+  printOut(formatStatus(body as StatusReport));
+  return 0;
+}

@@ -1,0 +1,162 @@
+/**
+ * The status report: a snapshot of a running server (settings, totals and
+ * one entry per session) as served by the admin port's `GET /status`, and
+ * the source of its `GET /metrics`. It never contains a secret.
+ *
+ * @module
+ */
+
+import { formatHostPort, type HostPort } from "./config.ts";
+import type { ProxyServer } from "./server.ts";
+import type { DeliveryMode } from "./session.ts";
+
+/** What a report says about one session. */
+export interface SessionReport {
+  /** Session id. */
+  id: string;
+  /** `attached` with a client, `detached` without, `closed` once the destination closed. */
+  state: "attached" | "detached" | "closed";
+  /** The attached client's address, or `null`. */
+  client: string | null;
+  /** The attached client's delivery mode, or `null`. */
+  mode: DeliveryMode | null;
+  /** When the session was created (ISO 8601). */
+  created: string;
+  /** When a client last attached (ISO 8601). */
+  lastAttached: string;
+  /** Seconds since the last client left; 0 while attached. */
+  idleSeconds: number;
+  /** Input bytes received from clients. */
+  bytesIn: number;
+  /** Output bytes read from the destination. */
+  bytesOut: number;
+  /** Output bytes retained now. */
+  buffered: number;
+  /** Lowest output offset a client may resume from. */
+  ackFloor: number;
+  /** Highest output offset sent to a client. */
+  sent: number;
+  /** Whether the destination connection is `open` or `closed`. */
+  destination: "open" | "closed";
+}
+
+/** The whole report. */
+export interface StatusReport {
+  /** socketproxy version. */
+  version: string;
+  /** When the server started (ISO 8601). */
+  started: string;
+  /** Seconds since the server started. */
+  uptimeSeconds: number;
+  /** `serving`, or `stopping` during shutdown. */
+  status: "serving" | "stopping";
+  /** Where clients connect. */
+  proxy: string;
+  /** The admin port's address. */
+  admin: string | null;
+  /** The destination sessions connect to. */
+  destination: string;
+  /** The limits in force. */
+  limits: {
+    bufferBytes: number;
+    idleTimeoutMs: number;
+    handshakeTimeoutMs: number;
+    connectTimeoutMs: number;
+    maxSessions: number;
+  };
+  /** Totals since the server started, and current counts. */
+  totals: {
+    sessionsOpen: number;
+    sessionsAttached: number;
+    sessionsDetached: number;
+    sessionsClosed: number;
+    connectionsOpen: number;
+    connectionsAccepted: number;
+    bytesIn: number;
+    bytesOut: number;
+    bufferedBytes: number;
+    sessionsCreated: number;
+    sessionsEnded: number;
+    sessionsExpired: number;
+    gaps: number;
+    authFailures: number;
+  };
+  /** The open sessions, oldest first. */
+  sessions: SessionReport[];
+}
+
+/** The facts about a server that do not change while it runs. */
+export interface ServerIdentity {
+  /** socketproxy version. */
+  version: string;
+  /** When it started (ms since the epoch). */
+  startedAt: number;
+  /** The admin port's address, or `null` when disabled. */
+  admin: HostPort | null;
+  /** The limits in force. */
+  limits: StatusReport["limits"];
+}
+
+/**
+ * Takes a snapshot of a server.
+ *
+ * @param server The proxy server.
+ * @param identity Its version, start time, admin address and limits.
+ * @param stopping Whether the server is shutting down.
+ * @returns The report.
+ */
+export function collectStatus(
+  server: ProxyServer,
+  identity: ServerIdentity,
+  stopping = false,
+): StatusReport {
+  const now = Date.now();
+  const sessions: SessionReport[] = server.store.list().map((session) => {
+    const stats = session.stats();
+    return {
+      id: session.id,
+      state: stats.attached ? "attached" : stats.state === "closed" ? "closed" : "detached",
+      client: stats.peer,
+      mode: stats.mode,
+      created: new Date(stats.createdAt).toISOString(),
+      lastAttached: new Date(stats.lastAttachedAt).toISOString(),
+      idleSeconds: stats.detachedAt === null ? 0 : (now - stats.detachedAt) / 1000,
+      bytesIn: stats.bytesIn,
+      bytesOut: stats.bytesOut,
+      buffered: stats.buffered,
+      ackFloor: stats.floor,
+      sent: stats.sent,
+      destination: stats.state,
+    };
+  });
+  const counters = server.counters;
+  const count = (state: SessionReport["state"]): number =>
+    sessions.filter((session) => session.state === state).length;
+  return {
+    version: identity.version,
+    started: new Date(identity.startedAt).toISOString(),
+    uptimeSeconds: (now - identity.startedAt) / 1000,
+    status: stopping ? "stopping" : "serving",
+    proxy: formatHostPort(server.addr),
+    admin: identity.admin ? formatHostPort(identity.admin) : null,
+    destination: formatHostPort(server.destination),
+    limits: identity.limits,
+    totals: {
+      sessionsOpen: sessions.length,
+      sessionsAttached: count("attached"),
+      sessionsDetached: count("detached"),
+      sessionsClosed: count("closed"),
+      connectionsOpen: server.connections,
+      connectionsAccepted: counters.connectionsAccepted,
+      bytesIn: counters.bytesIn,
+      bytesOut: counters.bytesOut,
+      bufferedBytes: sessions.reduce((sum, session) => sum + session.buffered, 0),
+      sessionsCreated: counters.sessionsCreated,
+      sessionsEnded: counters.sessionsEnded,
+      sessionsExpired: counters.sessionsExpired,
+      gaps: counters.gaps,
+      authFailures: counters.authFailures,
+    },
+    sessions,
+  };
+}

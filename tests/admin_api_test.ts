@@ -1,0 +1,266 @@
+/**
+ * The admin API: status, metrics, health, closing sessions, the token, and
+ * bad requests, against a real service on loopback.
+ */
+
+import assert from "node:assert/strict";
+import { adminHandler } from "../lib/admin_api.ts";
+import { Logger } from "../lib/log.ts";
+import type { StatusReport } from "../lib/status_report.ts";
+import {
+  assertNoSecrets,
+  decoder,
+  Destination,
+  echoDestination,
+  startService,
+  TestClient,
+} from "./_helpers.ts";
+
+async function get(
+  url: string,
+  init?: RequestInit,
+): Promise<{ status: number; text: string; headers: Headers }> {
+  const response = await fetch(url, init);
+  return { status: response.status, text: await response.text(), headers: response.headers };
+}
+
+Deno.test("GET /status reports settings, totals and every session, never a secret", async () => {
+  await using destination = echoDestination();
+  await using service = await startService(destination.port, { bufferSize: 4096, maxSessions: 7 });
+  using attached = await TestClient.connect(service.port);
+  const first = await attached.hello("NEW");
+  await attached.write("hello\n");
+  await attached.readLine();
+  const detached = await TestClient.connect(service.port);
+  const second = await detached.hello("NEW");
+  detached.close();
+  await service.logs.waitFor("session.detached", (fields) => fields.id === second.id);
+
+  const { status, text, headers } = await get(`${service.admin}/status`);
+  assert.equal(status, 200);
+  assert.match(headers.get("content-type") ?? "", /^application\/json/);
+  assertNoSecrets([text], "/status");
+  const report: StatusReport = JSON.parse(text);
+  assert.equal(report.status, "serving");
+  assert.equal(report.proxy, `127.0.0.1:${service.port}`);
+  assert.equal(report.destination, `127.0.0.1:${destination.port}`);
+  assert.ok(report.admin?.startsWith("127.0.0.1:"));
+  assert.match(report.version, /^\d+\.\d+\.\d+/);
+  assert.ok(report.uptimeSeconds >= 0);
+  assert.deepEqual(report.limits, {
+    bufferBytes: 4096,
+    idleTimeoutMs: 3_600_000,
+    handshakeTimeoutMs: 10_000,
+    connectTimeoutMs: 10_000,
+    maxSessions: 7,
+  });
+  assert.equal(report.totals.sessionsOpen, 2);
+  assert.equal(report.totals.sessionsAttached, 1);
+  assert.equal(report.totals.sessionsDetached, 1);
+  assert.equal(report.totals.sessionsCreated, 2);
+  assert.equal(report.totals.connectionsAccepted, 2);
+  assert.equal(report.totals.bytesIn, 6);
+  assert.equal(report.totals.bytesOut, 6);
+  assert.equal(report.totals.connectionsOpen, 1);
+
+  const entry = report.sessions.find((session) => session.id === first.id);
+  assert.ok(entry);
+  assert.equal(entry.state, "attached");
+  assert.equal(entry.client, `127.0.0.1:${attached.conn.localAddr.port}`);
+  assert.equal(entry.mode, "streaming");
+  assert.equal(entry.destination, "open");
+  assert.deepEqual([entry.bytesIn, entry.bytesOut, entry.sent, entry.ackFloor], [6, 6, 6, 0]);
+  assert.equal(entry.buffered, 6);
+  assert.equal(entry.idleSeconds, 0);
+  assert.ok(Date.parse(entry.created) <= Date.parse(entry.lastAttached));
+  const other = report.sessions.find((session) => session.id === second.id);
+  assert.equal(other?.state, "detached");
+  assert.equal(other?.client, null);
+});
+
+Deno.test("GET /status counts auth failures and gaps", async () => {
+  await using destination = new Destination();
+  await using service = await startService(destination.port, { bufferSize: 1024 });
+  const client = await TestClient.connect(service.port);
+  const session = await client.hello("NEW");
+  using dest = new TestClient(await destination.accepted());
+  await dest.write(new Uint8Array(4096));
+  await client.readExactly(4096);
+  client.close();
+  await service.logs.waitFor("session.detached");
+  for (
+    const hello of [
+      `RESUME ${session.id} ${"B".repeat(32)} 0`,
+      `RESUME ${session.id} ${session.secret} 0`,
+    ]
+  ) {
+    using probe = await TestClient.connect(service.port);
+    await probe.write(hello + "\n");
+    assert.match(await probe.readLine(), /^ERR (auth|gap) /);
+  }
+  const report: StatusReport = JSON.parse((await get(`${service.admin}/status`)).text);
+  assert.equal(report.totals.authFailures, 1);
+  assert.equal(report.totals.gaps, 1);
+});
+
+Deno.test("GET /metrics exposes the figures in Prometheus text format", async () => {
+  await using destination = echoDestination();
+  await using service = await startService(destination.port);
+  using client = await TestClient.connect(service.port);
+  await client.hello("NEW");
+  await client.write("abc");
+  await client.readExactly(3);
+  const { status, text, headers } = await get(`${service.admin}/metrics`);
+  assert.equal(status, 200);
+  assert.equal(headers.get("content-type"), "text/plain; version=0.0.4; charset=utf-8");
+  assertNoSecrets([text], "/metrics");
+  const lines = text.trimEnd().split("\n");
+  const names = new Set<string>();
+  for (const line of lines) {
+    if (line.startsWith("# HELP ") || line.startsWith("# TYPE ")) {
+      assert.match(line, /^# (HELP|TYPE) socketproxy_[a-z_]+ \S/);
+      continue;
+    }
+    const match = /^(socketproxy_[a-z_]+)(\{[a-z_]+="[^"]*"(,[a-z_]+="[^"]*")*\})? (-?[0-9.e+]+)$/
+      .exec(line);
+    assert.ok(match, `sample line: ${line}`);
+    names.add(match[1] ?? "");
+  }
+  for (const name of names) {
+    assert.ok(
+      lines.includes(`# TYPE ${name} ${name.endsWith("_total") ? "counter" : "gauge"}`),
+      name,
+    );
+  }
+  assert.ok(lines.includes('socketproxy_sessions{state="attached"} 1'));
+  assert.ok(lines.includes("socketproxy_sessions_created_total 1"));
+  assert.ok(lines.includes("socketproxy_input_bytes_total 3"));
+  assert.ok(lines.includes("socketproxy_output_bytes_total 3"));
+});
+
+Deno.test("GET /health answers 200 while serving and 503 while stopping", async () => {
+  let stopping = false;
+  const handler = adminHandler({
+    token: null,
+    logger: new Logger({ sink: () => {} }),
+    backend: {
+      report: () => {
+        throw new Error("not needed");
+      },
+      closeSession: () => false,
+      stopping: () => stopping,
+    },
+  });
+  const serving = handler(new Request("http://admin/health"));
+  assert.equal(serving.status, 200);
+  assert.deepEqual(await serving.json(), { status: "serving" });
+  stopping = true;
+  const draining = handler(new Request("http://admin/health"));
+  assert.equal(draining.status, 503);
+  assert.deepEqual(await draining.json(), { status: "stopping" });
+});
+
+Deno.test("a stopping service answers /health with 503 until its admin port closes", async () => {
+  // A destination connection that is slow to give up holds the shutdown open.
+  const connecting = Promise.withResolvers<void>();
+  const release = Promise.withResolvers<Deno.Conn>();
+  await using service = await startService(1, {
+    connect: () => {
+      connecting.resolve();
+      return release.promise;
+    },
+  });
+  assert.equal((await get(`${service.admin}/health`)).status, 200);
+  using client = await TestClient.connect(service.port);
+  await client.write("NEW\n");
+  await connecting.promise;
+  const stopped = service.service.stop();
+  const health = await get(`${service.admin}/health`);
+  assert.equal(health.status, 503);
+  assert.deepEqual(JSON.parse(health.text), { status: "stopping" });
+  release.reject(new Error("gave up"));
+  await stopped;
+  await assert.rejects(fetch(`${service.admin}/health`));
+});
+
+Deno.test("DELETE /sessions/{id} closes the session and disconnects its client", async () => {
+  await using destination = new Destination();
+  await using service = await startService(destination.port);
+  using client = await TestClient.connect(service.port);
+  const session = await client.hello("NEW");
+  using dest = new TestClient(await destination.accepted());
+  const { status, text } = await get(`${service.admin}/sessions/${session.id}`, {
+    method: "DELETE",
+  });
+  assert.equal(status, 200);
+  assert.deepEqual(JSON.parse(text), { closed: session.id });
+  assert.equal((await client.readToEnd()).length, 0, "client disconnected");
+  assert.equal((await dest.readToEnd()).length, 0, "destination closed");
+  assert.equal(service.service.proxy.store.size, 0);
+  await service.logs.waitFor("session.closed", (fields) => fields.reason === "closed by admin");
+  const again = await get(`${service.admin}/sessions/${session.id}`, { method: "DELETE" });
+  assert.equal(again.status, 404);
+});
+
+Deno.test("bad admin requests answer 4xx with a JSON error", async (t) => {
+  await using destination = echoDestination();
+  await using service = await startService(destination.port);
+  const cases: [string, string, number, string][] = [
+    ["GET", "/nope", 404, "not_found"],
+    ["GET", "/", 404, "not_found"],
+    ["POST", "/status", 405, "method_not_allowed"],
+    ["DELETE", "/metrics", 405, "method_not_allowed"],
+    ["GET", "/sessions/abc", 405, "method_not_allowed"],
+    ["DELETE", "/sessions/not%20an%20id", 400, "bad_request"],
+    ["DELETE", "/sessions/%ff", 400, "bad_request"],
+    ["DELETE", `/sessions/${"a".repeat(65)}`, 400, "bad_request"],
+    ["DELETE", "/sessions/", 400, "bad_request"],
+    ["DELETE", "/sessions/unknownsession", 404, "not_found"],
+  ];
+  for (const [method, path, status, error] of cases) {
+    await t.step(`${method} ${path.slice(0, 30)}`, async () => {
+      const response = await get(`${service.admin}${path}`, { method });
+      assert.equal(response.status, status);
+      const body = JSON.parse(response.text);
+      assert.equal(body.error, error);
+      assert.equal(typeof body.message, "string");
+      if (status === 405) assert.ok(response.headers.get("allow"));
+    });
+  }
+});
+
+Deno.test("with --admin-token every admin request needs the bearer token", async () => {
+  await using destination = echoDestination();
+  await using service = await startService(destination.port, { adminToken: "s3cret-token" });
+  for (const path of ["/status", "/metrics", "/health"]) {
+    const missing = await get(`${service.admin}${path}`);
+    assert.equal(missing.status, 401, path);
+    assert.equal(JSON.parse(missing.text).error, "unauthorized");
+    assert.match(missing.headers.get("www-authenticate") ?? "", /^Bearer/);
+    const wrong = await get(`${service.admin}${path}`, {
+      headers: { authorization: "Bearer nope" },
+    });
+    assert.equal(wrong.status, 401, path);
+    const right = await get(`${service.admin}${path}`, {
+      headers: { authorization: "Bearer s3cret-token" },
+    });
+    assert.equal(right.status, 200, path);
+  }
+  const deleting = await get(`${service.admin}/sessions/abc`, { method: "DELETE" });
+  assert.equal(deleting.status, 401);
+  await service.logs.waitFor("admin.unauthorized");
+  assert.ok(
+    !service.logs.lines.some((line) => line.includes("s3cret-token")),
+    "token never logged",
+  );
+});
+
+Deno.test("--admin=off serves no admin port", async () => {
+  await using destination = echoDestination();
+  await using service = await startService(destination.port, { admin: null });
+  assert.equal(service.service.admin, null);
+  using client = await TestClient.connect(service.port);
+  await client.hello("NEW");
+  await client.write("x");
+  assert.equal(decoder.decode(await client.readExactly(1)), "x");
+});

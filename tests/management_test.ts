@@ -1,0 +1,249 @@
+/**
+ * Running it on a server: `status` and `close` against a real server
+ * process, the stop signals, and the log formats.
+ */
+
+import assert from "node:assert/strict";
+import { formatAge, formatBytes } from "../lib/status_command.ts";
+import { watchStopSignals } from "../lib/signals.ts";
+import {
+  assertNoSecrets,
+  decoder,
+  echoDestination,
+  RUN_PERMISSIONS,
+  runMain,
+  ServerProcess,
+  TestClient,
+  WAIT_MS,
+  withDeadline,
+} from "./_helpers.ts";
+
+const MAIN = new URL("../main.ts", import.meta.url).pathname;
+
+function serverArgs(destinationPort: number, ...extra: string[]): string[] {
+  return ["--proxy=127.0.0.1:0", "--admin=127.0.0.1:0", ...extra, `127.0.0.1:${destinationPort}`];
+}
+
+Deno.test("status prints a summary and a table with attached sessions marked", async () => {
+  await using destination = echoDestination();
+  await using server = new ServerProcess(serverArgs(destination.port));
+  const port = await server.port;
+  const admin = `--admin=127.0.0.1:${await server.adminPort}`;
+  using attached = await TestClient.connect(port);
+  const live = await attached.hello("NEW");
+  const gone = await TestClient.connect(port);
+  const idle = await gone.hello("NEW");
+  gone.close();
+  await server.waitFor((line) => line.includes("session.detached") && line.includes(idle.id));
+
+  const { code, stdout, stderr } = await runMain(["status", admin]);
+  assert.equal(code, 0, stderr);
+  assertNoSecrets([stdout], "status output");
+  assert.match(
+    stdout,
+    /^socketproxy \S+ serving on 127\.0\.0\.1:\d+ for 127\.0\.0\.1:\d+, up \d+s$/m,
+  );
+  assert.match(stdout, /^sessions: +2 open of 10000 \(1 attached, 1 detached, 0 closed\)/m);
+  const lines = stdout.split("\n");
+  const header = lines.find((line) => line.includes("ID") && line.includes("STATE"));
+  assert.ok(header, stdout);
+  const liveRow = lines.find((line) => line.includes(live.id));
+  const idleRow = lines.find((line) => line.includes(idle.id));
+  assert.match(liveRow ?? "", /^\* +\S+ +attached +127\.0\.0\.1:\d+ +streaming /);
+  assert.match(idleRow ?? "", /^ +\S+ +detached +- +- /);
+  // Columns line up: every row's STATE starts where the header's does.
+  const column = header.indexOf("STATE");
+  assert.equal(liveRow?.indexOf("attached"), column);
+  assert.equal(idleRow?.indexOf("detached"), column);
+});
+
+Deno.test("status --json prints the admin API's JSON as is", async () => {
+  await using destination = echoDestination();
+  await using server = new ServerProcess(serverArgs(destination.port));
+  await server.port;
+  const adminPort = await server.adminPort;
+  const { code, stdout } = await runMain(["status", `--admin=127.0.0.1:${adminPort}`, "--json"]);
+  assert.equal(code, 0);
+  const report = JSON.parse(stdout);
+  assert.equal(report.status, "serving");
+  assert.deepEqual(report.sessions, []);
+  const direct = await (await fetch(`http://127.0.0.1:${adminPort}/status`)).json();
+  assert.deepEqual(Object.keys(report), Object.keys(direct));
+});
+
+Deno.test("close ID closes an attached session; an unknown id is one clear line", async () => {
+  await using destination = echoDestination();
+  await using server = new ServerProcess(serverArgs(destination.port));
+  const port = await server.port;
+  const admin = `--admin=127.0.0.1:${await server.adminPort}`;
+  using client = await TestClient.connect(port);
+  const session = await client.hello("NEW");
+  const closed = await runMain(["close", admin, session.id]);
+  assert.equal(closed.code, 0, closed.stderr);
+  assert.equal(closed.stdout.trim(), `closed session ${session.id}`);
+  assert.equal((await client.readToEnd()).length, 0, "the attached client was disconnected");
+  const again = await runMain(["close", admin, session.id]);
+  assert.equal(again.code, 1);
+  assert.match(
+    again.stderr.trim(),
+    new RegExp(`^socketproxy close: no session "${session.id}" on 127\\.0\\.0\\.1:\\d+$`),
+  );
+});
+
+Deno.test("status and close with no server answering: one line, exit status 1", async () => {
+  const free = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+  const port = free.addr.port;
+  free.close();
+  for (const args of [["status"], ["close", "abc"]]) {
+    const { code, stderr } = await runMain([...args, `--admin=127.0.0.1:${port}`]);
+    assert.equal(code, 1);
+    assert.equal(
+      stderr.trim(),
+      `socketproxy ${
+        args[0]
+      }: no socketproxy admin port answering on 127.0.0.1:${port}: connection refused`,
+    );
+  }
+});
+
+Deno.test("status and close take the token from the flag or SOCKETPROXY_ADMIN_TOKEN", async () => {
+  await using destination = echoDestination();
+  const token = "correct-horse-battery";
+  await using server = new ServerProcess(serverArgs(destination.port, `--admin-token=${token}`));
+  await server.port;
+  const admin = `--admin=127.0.0.1:${await server.adminPort}`;
+  const without = await runMain(["status", admin]);
+  assert.equal(without.code, 1);
+  assert.match(without.stderr, /needs a token: use --admin-token or SOCKETPROXY_ADMIN_TOKEN/);
+  const wrong = await runMain(["status", admin, "--admin-token=wrong"]);
+  assert.equal(wrong.code, 1);
+  assert.match(wrong.stderr, /refused the token/);
+  const withFlag = await runMain(["status", admin, `--admin-token=${token}`]);
+  assert.equal(withFlag.code, 0, withFlag.stderr);
+  const withEnv = await new Deno.Command(Deno.execPath(), {
+    args: ["run", ...RUN_PERMISSIONS, MAIN, "status", admin],
+    env: { SOCKETPROXY_ADMIN_TOKEN: token },
+    stdout: "piped",
+    stderr: "piped",
+  }).output();
+  assert.equal(withEnv.code, 0, decoder.decode(withEnv.stderr));
+  assert.match(decoder.decode(withEnv.stdout), /no sessions/);
+  assert.ok(!server.lines.some((line) => line.includes(token)), "the token is never logged");
+});
+
+Deno.test("the server takes its admin token from SOCKETPROXY_ADMIN_TOKEN", async () => {
+  await using destination = echoDestination();
+  const child = new Deno.Command(Deno.execPath(), {
+    args: ["run", ...RUN_PERMISSIONS, MAIN, "server", ...serverArgs(destination.port)],
+    env: { SOCKETPROXY_ADMIN_TOKEN: "from-the-environment" },
+    stdout: "null",
+    stderr: "piped",
+  }).spawn();
+  const lines = child.stderr.pipeThrough(new TextDecoderStream()).values();
+  let log = "";
+  try {
+    while (!/admin_token=required/.test(log)) {
+      const next = await lines.next();
+      if (next.done) break;
+      log += next.value;
+    }
+    const adminPort = Number(/admin=127\.0\.0\.1:(\d+)/.exec(log)?.[1]);
+    const refused = await fetch(`http://127.0.0.1:${adminPort}/health`);
+    await refused.body?.cancel();
+    assert.equal(refused.status, 401);
+    const allowed = await fetch(`http://127.0.0.1:${adminPort}/health`, {
+      headers: { authorization: "Bearer from-the-environment" },
+    });
+    await allowed.body?.cancel();
+    assert.equal(allowed.status, 200);
+  } finally {
+    child.kill("SIGTERM");
+    await child.status;
+    for await (const rest of lines) log += rest;
+  }
+  assert.ok(!log.includes("from-the-environment"), "the token is never logged");
+});
+
+Deno.test("SIGTERM and SIGINT stop the server cleanly: exit 0 within 2 s, clients closed", async (t) => {
+  for (const signal of ["SIGTERM", "SIGINT"] as const) {
+    await t.step(signal, async () => {
+      await using destination = echoDestination();
+      const server = new ServerProcess(serverArgs(destination.port));
+      const port = await server.port;
+      using client = await TestClient.connect(port);
+      await client.hello("NEW");
+      using halfway = await TestClient.connect(port);
+      await halfway.write("RESU");
+      const started = performance.now();
+      const status = await server.stop(signal);
+      // The shutdown deadline is part of the contract (2 s), not a speed goal.
+      assert.ok(performance.now() - started < 2000, "exited within 2 s");
+      assert.equal(status.code, 0);
+      assert.ok(await closedByServer(client), "attached client disconnected");
+      assert.ok(await closedByServer(halfway), "client in its handshake disconnected");
+      const log = server.lines.join("\n");
+      assert.match(log, new RegExp(`server\\.stopping signal=${signal} sessions=1`));
+      assert.match(log, /server\.stopped sessions_created=1 /);
+    });
+  }
+});
+
+/** Whether the server closed the connection (EOF, or a reset when it exited). */
+async function closedByServer(client: TestClient): Promise<boolean> {
+  try {
+    return (await client.readToEnd()).length === 0;
+  } catch (error) {
+    return error instanceof Deno.errors.ConnectionReset;
+  }
+}
+
+Deno.test("a second stop signal is handled at once, the first only begins a clean stop", async () => {
+  const seconds: Deno.Signal[] = [];
+  const secondSeen = Promise.withResolvers<void>();
+  using signals = watchStopSignals((signal) => {
+    seconds.push(signal);
+    secondSeen.resolve();
+  });
+  // Signal listeners do not keep the event loop alive: the deadline's timer does.
+  Deno.kill(Deno.pid, "SIGTERM");
+  assert.equal(await withDeadline(signals.first, WAIT_MS, "the first signal"), "SIGTERM");
+  assert.deepEqual(seconds, []);
+  // SIGTERM again: the test runner itself stops on SIGINT.
+  Deno.kill(Deno.pid, "SIGTERM");
+  await withDeadline(secondSeen.promise, WAIT_MS, "the second signal");
+  assert.deepEqual(seconds, ["SIGTERM"]);
+});
+
+Deno.test("--log-format=json writes one JSON object a line", async () => {
+  await using destination = echoDestination();
+  const server = new ServerProcess(serverArgs(destination.port, "--log-format=json"));
+  const port = await server.port;
+  const client = await TestClient.connect(port);
+  const session = await client.hello("NEW");
+  client.close();
+  await server.waitFor((line) => line.includes("session.detached"));
+  assert.equal((await server.stop()).code, 0);
+  const records = server.lines.map((line) => JSON.parse(line));
+  for (const record of records) {
+    assert.match(record.time, /^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$/);
+    assert.ok(["debug", "info", "warn", "error"].includes(record.level));
+    assert.equal(typeof record.event, "string");
+  }
+  const attached = records.find((record) => record.event === "session.attached");
+  assert.equal(attached?.id, session.id);
+  assert.equal(attached?.mode, "streaming");
+  assert.match(attached?.peer, /^127\.0\.0\.1:\d+$/);
+});
+
+Deno.test("formatBytes and formatAge read well", () => {
+  assert.equal(formatBytes(0), "0 B");
+  assert.equal(formatBytes(1023), "1023 B");
+  assert.equal(formatBytes(1536), "1.5 KiB");
+  assert.equal(formatBytes(1024 * 1024), "1 MiB");
+  assert.equal(formatBytes(35.4 * 1024 * 1024), "35 MiB");
+  assert.equal(formatAge(0), "0s");
+  assert.equal(formatAge(59.9), "59s");
+  assert.equal(formatAge(192), "3m12s");
+  assert.equal(formatAge(7500), "2h05m");
+  assert.equal(formatAge(3 * 86400 + 4 * 3600), "3d04h");
+});
