@@ -1,0 +1,90 @@
+/**
+ * The service files: their command lines are valid socketproxy command
+ * lines, the systemd unit passes `systemd-analyze verify` and keeps its
+ * hardening, and the Upstart job has what Upstart needs.
+ */
+
+import assert from "node:assert/strict";
+import { parseServerArgs } from "../lib/server_command.ts";
+
+const ROOT = new URL("..", import.meta.url).pathname;
+const unit = await Deno.readTextFile(`${ROOT}socketproxy.service`);
+const upstart = await Deno.readTextFile(`${ROOT}upstart.conf.example`);
+
+/** The socketproxy arguments of a service file's command line. */
+function serverArguments(commandLine: string): string[] {
+  const [binary, command, ...args] = commandLine.trim().split(/\s+/);
+  assert.equal(binary, "/usr/local/bin/socketproxy");
+  assert.equal(command, "server");
+  return args;
+}
+
+Deno.test("the systemd unit's ExecStart is a valid server command line", () => {
+  const execStart = /^ExecStart=(.+)$/m.exec(unit)?.[1];
+  assert.ok(execStart);
+  const config = parseServerArgs(serverArguments(execStart));
+  assert.ok(config !== "help");
+  assert.equal(config.logFormat, "json", "journald gets structured lines");
+});
+
+Deno.test("the systemd unit restarts on failure and is hardened", () => {
+  for (
+    const setting of [
+      "Restart=on-failure",
+      "DynamicUser=yes",
+      "NoNewPrivileges=yes",
+      "ProtectSystem=strict",
+      "ProtectHome=yes",
+      "PrivateTmp=yes",
+      "CapabilityBoundingSet=",
+      "KillSignal=SIGTERM",
+      "WantedBy=multi-user.target",
+    ]
+  ) {
+    assert.match(unit, new RegExp(`^${setting}$`, "m"), setting);
+  }
+  assert.doesNotMatch(unit, /^MemoryDenyWriteExecute=yes/m, "V8 needs to write executable code");
+});
+
+const systemdAnalyze = await new Deno.Command("systemd-analyze", { args: ["--version"] })
+  .output().then((output) => output.success, () => false);
+
+Deno.test({
+  name: systemdAnalyze
+    ? "systemd-analyze verify accepts the unit"
+    : "systemd-analyze verify accepts the unit (skipped: systemd-analyze is not installed)",
+  ignore: !systemdAnalyze,
+  async fn() {
+    const dir = await Deno.makeTempDir({ prefix: "socketproxy-unit-" });
+    try {
+      // verify checks that the binary exists: point it at a stand-in.
+      const binary = `${dir}/socketproxy`;
+      await Deno.writeTextFile(binary, "#!/bin/sh\n");
+      await Deno.chmod(binary, 0o755);
+      await Deno.writeTextFile(
+        `${dir}/socketproxy.service`,
+        unit.replace(/^ExecStart=\/usr\/local\/bin\/socketproxy/m, `ExecStart=${binary}`),
+      );
+      const output = await new Deno.Command("systemd-analyze", {
+        args: ["verify", `${dir}/socketproxy.service`],
+        stdout: "piped",
+        stderr: "piped",
+      }).output();
+      const messages = new TextDecoder().decode(output.stderr);
+      assert.ok(output.success, messages);
+      assert.doesNotMatch(messages, /socketproxy\.service/, messages);
+    } finally {
+      await Deno.remove(dir, { recursive: true });
+    }
+  },
+});
+
+Deno.test("the Upstart job starts on boot, respawns, and runs a valid command line", () => {
+  assert.match(upstart, /^description "[^"]+"$/m);
+  assert.match(upstart, /^start on .+$/m);
+  assert.match(upstart, /^stop on runlevel \[!2345\]$/m);
+  assert.match(upstart, /^respawn$/m);
+  const exec = /^exec (.+)$/m.exec(upstart)?.[1];
+  assert.ok(exec);
+  assert.notEqual(parseServerArgs(serverArguments(exec)), "help");
+});
