@@ -8,6 +8,7 @@
 import { printOut } from "./lib/cli.ts";
 import { CommandError, UsageError } from "./lib/config.ts";
 import { describeError } from "./lib/log.ts";
+import { clientCommand } from "./lib/client_command.ts";
 import { closeCommand } from "./lib/close_command.ts";
 import { serverCommand } from "./lib/server_command.ts";
 import { statusCommand } from "./lib/status_command.ts";
@@ -23,6 +24,7 @@ Commands:
   server DEST_HOST:DEST_PORT   run the proxy server
   status                       show a running server's sessions and totals
   close ID                     close one session of a running server
+  client                       a test client: a connection per line typed
 
 Run "socketproxy COMMAND --help" for a command's options.
 Options: -h, --help (this help), -V, --version (print the version)`;
@@ -31,6 +33,7 @@ const COMMANDS: Record<string, (args: string[]) => Promise<number>> = {
   server: serverCommand,
   status: statusCommand,
   close: closeCommand,
+  client: clientCommand,
 };
 
 /**

@@ -113,6 +113,114 @@ export class ProtocolError extends Error {
   }
 }
 
+/** `ERR auth`: unknown session or wrong secret. */
+export class AuthError extends ProtocolError {
+  /** @param message The server's text. */
+  constructor(message: string) {
+    super("auth", message);
+    this.name = "AuthError";
+  }
+}
+
+/** `ERR bad-request`: the server could not parse the hello. */
+export class BadRequestError extends ProtocolError {
+  /** @param message The server's text. */
+  constructor(message: string) {
+    super("bad-request", message);
+    this.name = "BadRequestError";
+  }
+}
+
+/** `ERR timeout`: the hello did not arrive within the server's handshake timeout. */
+export class HandshakeTimeoutError extends ProtocolError {
+  /** @param message The server's text. */
+  constructor(message: string) {
+    super("timeout", message);
+    this.name = "HandshakeTimeoutError";
+  }
+}
+
+/** `ERR unreachable`: `NEW` could not reach the destination; no session exists. */
+export class UnreachableError extends ProtocolError {
+  /** @param message The server's text. */
+  constructor(message: string) {
+    super("unreachable", message);
+    this.name = "UnreachableError";
+  }
+}
+
+/** `ERR busy`: `NEW` refused at the server's session limit. */
+export class BusyError extends ProtocolError {
+  /** @param message The server's text. */
+  constructor(message: string) {
+    super("busy", message);
+    this.name = "BusyError";
+  }
+}
+
+/** `ERR gap <lowest>`: the acknowledged offset is older than the output retained. */
+export class GapError extends ProtocolError {
+  /** The lowest offset the client can resume from; the bytes before it are lost. */
+  readonly lowest: number;
+
+  /**
+   * @param message The server's text.
+   * @param lowest The lowest offset retained.
+   */
+  constructor(message: string, lowest: number) {
+    super("gap", message, lowest);
+    this.name = "GapError";
+    this.lowest = lowest;
+  }
+}
+
+/** `ERR ack <sent>`: the acknowledged offset is beyond what was ever sent. */
+export class AckError extends ProtocolError {
+  /** The output the server has ever sent. */
+  readonly sent: number;
+
+  /**
+   * @param message The server's text.
+   * @param sent The offset sent so far.
+   */
+  constructor(message: string, sent: number) {
+    super("ack", message, sent);
+    this.name = "AckError";
+    this.sent = sent;
+  }
+}
+
+/**
+ * Creates the typed error for an `ERR` line's code.
+ *
+ * @param code The error code.
+ * @param message The free text.
+ * @param offset The offset of `gap` and `ack`.
+ * @returns An instance of the matching subclass of {@linkcode ProtocolError}.
+ */
+export function protocolError(code: ErrorCode, message: string, offset?: number): ProtocolError {
+  switch (code) {
+    case "auth":
+      return new AuthError(message);
+    case "bad-request":
+      return new BadRequestError(message);
+    case "timeout":
+      return new HandshakeTimeoutError(message);
+    case "unreachable":
+      return new UnreachableError(message);
+    case "busy":
+      return new BusyError(message);
+    case "gap":
+      return offset === undefined
+        ? new ProtocolError(code, message)
+        : new GapError(message, offset);
+    case "ack":
+      return offset === undefined
+        ? new ProtocolError(code, message)
+        : new AckError(message, offset);
+  }
+}
+
 const ID = /^[A-Za-z0-9_-]{1,64}$/;
 const SECRET = /^[A-Za-z0-9_-]{22,64}$/;
 const OFFSET = /^\d{1,16}$/;
@@ -220,7 +328,7 @@ export function formatReply(reply: Reply): string {
  *
  * @param line The line.
  * @returns The fields of `OK`, or `{ bye: id }` for `BYE`.
- * @throws {ProtocolError} The error an `ERR` line carries.
+ * @throws {ProtocolError} The error an `ERR` line carries, as its typed subclass.
  * @throws {SyntaxError} When the line is not a reply at all.
  *
  * @example
@@ -250,7 +358,7 @@ export function parseReply(line: string): Reply | { bye: string } {
   } else if (word === "ERR" && isErrorCode(first)) {
     const offset = first === "gap" || first === "ack" ? decimal(second) : undefined;
     const message = fields.slice(offset === undefined ? 2 : 3).join(" ");
-    throw new ProtocolError(first, message, offset);
+    throw protocolError(first, message, offset);
   }
   throw new SyntaxError(`Not a socketproxy reply: "${line.slice(0, 80)}"`);
 }

@@ -1,0 +1,352 @@
+/**
+ * `socketproxy client`: the test client. By default, every line read from
+ * stdin makes a new connection to the proxy, resumes the session exactly,
+ * sends the line, prints the output the session has pending and whatever
+ * arrives in a short wait, and disconnects. With `--stream` it stays
+ * attached, a plain pipe from stdin to the destination and back to stdout.
+ *
+ * @module
+ */
+
+import { parseFlags, printOut, stringFlag } from "./cli.ts";
+import {
+  AckError,
+  AuthError,
+  BusyError,
+  ClientSession,
+  ConnectionLostError,
+  GapError,
+  HandshakeTimeoutError,
+  ProtocolError,
+  ProxyUnavailableError,
+  UnreachableError,
+} from "./client.ts";
+import {
+  CommandError,
+  formatHostPort,
+  type HostPort,
+  parseCount,
+  parseDuration,
+  parseHostPort,
+  SERVER_DEFAULTS,
+  UsageError,
+} from "./config.ts";
+import { SIGNAL_EXIT_STATUS, watchStopSignals } from "./signals.ts";
+
+/** The help text of `socketproxy client`. */
+export const CLIENT_USAGE = `Usage: socketproxy client [options]
+
+A test client for a socketproxy server. It opens a session (or resumes one)
+and then, for every line read from stdin, makes a new connection, resumes
+the session exactly, sends the line, prints the output the session has
+pending and whatever arrives in a short wait, and disconnects. An empty
+line just polls. Ctrl-C or the end of input leaves the session open and
+prints how to come back to it. Status messages go to stderr, output to stdout.
+
+Options:
+  --proxy=[HOST][:PORT]   the proxy (default localhost:9009)
+  --session=ID:SECRET     resume this session instead of creating one
+  --ack=N                 with --session: output bytes already received, to
+                          resume exactly (default: the output no client
+                          has been sent yet)
+  --stream                stay attached: stdin goes to the destination as it
+                          is read, output to stdout, until end of input or Ctrl-C
+  --wait=DURATION         how long to collect output after each line, or
+                          after the end of input with --stream (default 500ms)
+  --crlf                  end each line sent with CR LF instead of LF
+  --close                 end the session when done instead of leaving it open
+  -h, --help              show this help`;
+
+const FLAGS = {
+  proxy: { type: "string" },
+  session: { type: "string" },
+  ack: { type: "string" },
+  stream: { type: "boolean" },
+  wait: { type: "string" },
+  crlf: { type: "boolean" },
+  close: { type: "boolean" },
+  help: { type: "boolean", short: "h" },
+} as const;
+
+/** What the client was asked to do. */
+export interface ClientConfig {
+  /** The proxy. */
+  proxy: HostPort;
+  /** An existing session to resume, or `null` to create one. */
+  session: { id: string; secret: string } | null;
+  /** Output already received from the resumed session; `undefined`: what no client was sent. */
+  ack: number | undefined;
+  /** Stay attached instead of a connection per line. */
+  stream: boolean;
+  /** Line mode: how long to collect output after each line, in ms. */
+  wait: number;
+  /** The line ending sent. */
+  newline: string;
+  /** End the session when done. */
+  close: boolean;
+}
+
+/**
+ * Parses the arguments of `socketproxy client`.
+ *
+ * @param args The arguments after `client`.
+ * @returns The configuration, or `"help"`.
+ * @throws {UsageError} For any invalid flag or value.
+ */
+export function parseClientArgs(args: string[]): ClientConfig | "help" {
+  const flags = parseFlags(args, FLAGS);
+  if (flags.values.help) return "help";
+  if (flags.positionals.length > 0) {
+    throw new UsageError(`unexpected argument "${flags.positionals[0]}"`);
+  }
+  const proxyText = stringFlag(flags, "proxy");
+  const sessionText = stringFlag(flags, "session");
+  const ackText = stringFlag(flags, "ack");
+  const waitText = stringFlag(flags, "wait");
+  let session: ClientConfig["session"] = null;
+  if (sessionText !== undefined) {
+    const match = /^([A-Za-z0-9_-]{1,64}):([A-Za-z0-9_-]{22,64})$/.exec(sessionText);
+    if (!match) {
+      throw new UsageError("--session: expected ID:SECRET, as printed when a session opens");
+    }
+    session = { id: match[1] ?? "", secret: match[2] ?? "" };
+  }
+  if (ackText !== undefined && session === null) throw new UsageError("--ack needs --session");
+  return {
+    proxy: proxyText === undefined
+      ? SERVER_DEFAULTS.proxy
+      : parseHostPort(proxyText, "--proxy", { defaults: SERVER_DEFAULTS.proxy }),
+    session,
+    ack: ackText === undefined ? undefined : parseCount(ackText, "--ack", 0),
+    stream: flags.values.stream === true,
+    wait: waitText === undefined ? 500 : parseDuration(waitText, "--wait"),
+    newline: flags.values.crlf ? "\r\n" : "\n",
+    close: flags.values.close === true,
+  };
+}
+
+const encoder = new TextEncoder();
+
+function status(message: string): void {
+  const bytes = encoder.encode(`socketproxy client: ${message}\n`);
+  let written = 0;
+  while (written < bytes.length) written += Deno.stderr.writeSync(bytes.subarray(written));
+}
+
+async function writeStdout(bytes: Uint8Array): Promise<void> {
+  let written = 0;
+  while (written < bytes.length) written += await Deno.stdout.write(bytes.subarray(written));
+}
+
+/** Turns a library error into one line for the user. */
+function explain(error: unknown, config: ClientConfig): CommandError | null {
+  const proxy = formatHostPort(config.proxy);
+  if (error instanceof ProxyUnavailableError || error instanceof ConnectionLostError) {
+    return new CommandError(error.message, 1);
+  }
+  if (error instanceof AuthError) {
+    return new CommandError(
+      `${proxy} knows no such session (ended, expired, or a wrong secret)`,
+      1,
+    );
+  }
+  if (error instanceof UnreachableError) {
+    return new CommandError(`${proxy} cannot reach its destination: ${error.message}`, 1);
+  }
+  if (error instanceof BusyError) {
+    return new CommandError(`${proxy} is at its session limit: ${error.message}`, 1);
+  }
+  if (error instanceof HandshakeTimeoutError) {
+    return new CommandError(`${proxy} timed out our hello: ${error.message}`, 1);
+  }
+  if (error instanceof AckError) {
+    return new CommandError(`--ack is beyond the ${error.sent} bytes the session has sent`, 1);
+  }
+  if (error instanceof ProtocolError) {
+    return new CommandError(`${proxy} refused: ${error.code} ${error.message}`, 1);
+  }
+  return null;
+}
+
+/** Splits a byte stream into lines, without their LF (and CR). */
+async function* lines(stream: ReadableStream<Uint8Array>): AsyncGenerator<Uint8Array> {
+  let pending = new Uint8Array(0);
+  for await (const chunk of stream) {
+    const joined = new Uint8Array(pending.length + chunk.length);
+    joined.set(pending);
+    joined.set(chunk, pending.length);
+    let start = 0;
+    for (let lf = joined.indexOf(10); lf >= 0; lf = joined.indexOf(10, start)) {
+      const end = lf > start && joined[lf - 1] === 13 ? lf - 1 : lf;
+      yield joined.subarray(start, end);
+      start = lf + 1;
+    }
+    pending = joined.slice(start);
+  }
+  if (pending.length > 0) yield pending;
+}
+
+/** Runs a session step; a gap is reported and skipped, other errors propagate. */
+async function withGaps<T>(session: ClientSession, step: () => Promise<T>): Promise<T> {
+  for (let attempt = 0;; attempt++) {
+    try {
+      return await step();
+    } catch (error) {
+      if (!(error instanceof GapError) || attempt > 0) throw error;
+      status(
+        `${
+          error.lowest - session.received
+        } bytes of output were lost before offset ${error.lowest}; continuing from there`,
+      );
+      session.skipGap(error);
+    }
+  }
+}
+
+async function lineMode(
+  session: ClientSession,
+  config: ClientConfig,
+  stop: AbortSignal,
+): Promise<void> {
+  // Whatever is already pending, first.
+  await writeStdout(await withGaps(session, () => session.poll()));
+  for await (const line of lines(Deno.stdin.readable)) {
+    if (stop.aborted) return;
+    if (line.length > 0) {
+      session.send(line);
+      session.send(config.newline);
+    }
+    await writeStdout(
+      await withGaps(session, () => session.poll({ wait: config.wait, until: "deadline" })),
+    );
+    if (session.state === "closed") {
+      status("the destination closed the session");
+      return;
+    }
+  }
+}
+
+async function streamMode(
+  session: ClientSession,
+  config: ClientConfig,
+  stop: AbortSignal,
+): Promise<void> {
+  const connection = await withGaps(session, () => session.connect("streaming"));
+  let detaching = false;
+  let linger: ReturnType<typeof setTimeout> | undefined;
+  function detach(): void {
+    detaching = true;
+    connection.close();
+  }
+  stop.addEventListener("abort", detach, { once: true });
+  const input = Deno.stdin.readable.getReader();
+  const reading = (async () => {
+    try {
+      for (let next = await input.read(); !next.done; next = await input.read()) {
+        session.send(next.value);
+      }
+    } catch {
+      // stdin went away: as good as its end.
+    }
+    if (detaching) return;
+    // End of input: make sure it all went out, give the destination a
+    // moment to answer it, then detach.
+    await session.flush();
+    linger = setTimeout(detach, config.wait);
+  })();
+  try {
+    for (let chunk = await connection.read(); chunk !== null; chunk = await connection.read()) {
+      await writeStdout(chunk);
+    }
+    if (!detaching) {
+      // The proxy closed the connection: learn why, collecting anything left.
+      await writeStdout(await withGaps(session, () => session.poll()));
+      status(
+        session.state === "closed"
+          ? "the destination closed the session"
+          : "the proxy disconnected this client (another client took the session over?)",
+      );
+    }
+  } finally {
+    stop.removeEventListener("abort", detach);
+    detaching = true;
+    connection.close();
+    await input.cancel().catch(() => {});
+    await reading;
+    clearTimeout(linger);
+  }
+}
+
+/**
+ * Runs `socketproxy client`.
+ *
+ * @param args The arguments after `client`.
+ * @returns The exit status.
+ * @throws {CommandError} For a proxy that is not there or a protocol error (exit 1) or bad arguments (exit 2).
+ */
+export async function clientCommand(args: string[]): Promise<number> {
+  const config = parseClientArgs(args);
+  if (config === "help") {
+    printOut(CLIENT_USAGE);
+    return 0;
+  }
+  const stop = new AbortController();
+  using signals = watchStopSignals((signal) => Deno.exit(SIGNAL_EXIT_STATUS[signal] ?? 1));
+  signals.first.then(() => stop.abort());
+  let session: ClientSession | null = null;
+  try {
+    if (config.session) {
+      session = ClientSession.resume(config.session, {
+        proxy: config.proxy,
+        ...(config.ack === undefined ? {} : { ack: config.ack }),
+      });
+    } else {
+      session = await ClientSession.create({ proxy: config.proxy });
+      status(`opened session ${session.id}`);
+    }
+    const work = config.stream
+      ? streamMode(session, config, stop.signal)
+      : lineMode(session, config, stop.signal);
+    const interrupted = new Promise<void>((resolve) => {
+      stop.signal.addEventListener("abort", () => resolve(), { once: true });
+    });
+    await Promise.race([work, interrupted]);
+    if (stop.signal.aborted && !config.stream) {
+      // Ctrl-C while waiting for a line: that read cannot be cancelled, so
+      // leave now, the session intact.
+      await farewell(session, config);
+      Deno.exit(0);
+    }
+    await work;
+    await farewell(session, config);
+    return 0;
+  } catch (error) {
+    const explained = explain(error, config);
+    if (!explained) throw error;
+    if (session && !(error instanceof AuthError)) hint(session);
+    throw explained;
+  }
+}
+
+function hint(session: ClientSession): void {
+  status(
+    `session left open; to come back: socketproxy client --session=${session.id}:${session.secret} --ack=${session.received}`,
+  );
+}
+
+/** Ends the session (--close), lets the server forget a finished one, or says how to come back. */
+async function farewell(session: ClientSession, config: ClientConfig): Promise<void> {
+  if (config.close) {
+    await session.close().catch((error) => {
+      if (!(error instanceof AuthError)) throw error; // already gone
+    });
+    status(`closed session ${session.id}`);
+  } else if (session.state === "closed") {
+    // Acknowledge the end of the output, so the server can end the session.
+    await session.poll().catch((error) => {
+      if (!(error instanceof AuthError)) throw error;
+    });
+  } else {
+    hint(session);
+  }
+}

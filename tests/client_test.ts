@@ -1,0 +1,343 @@
+/**
+ * The client library against a real server: sessions, polls, streams,
+ * reconnects that resend in both directions, and every typed error.
+ */
+
+import assert from "node:assert/strict";
+import {
+  AckError,
+  AuthError,
+  BadRequestError,
+  BusyError,
+  ClientSession,
+  ConnectionLostError,
+  GapError,
+  HandshakeTimeoutError,
+  ProxyUnavailableError,
+  UnreachableError,
+} from "../lib/client.ts";
+import {
+  decoder,
+  Destination,
+  echoDestination,
+  encoder,
+  firstDifference,
+  issuedSecrets,
+  prng,
+  randomBytes,
+  startServer,
+  TestClient,
+  writeAll,
+} from "./_helpers.ts";
+
+function at(port: number) {
+  return { proxy: { hostname: "127.0.0.1", port } };
+}
+
+async function created(port: number): Promise<ClientSession> {
+  const session = await ClientSession.create(at(port));
+  issuedSecrets.add(session.secret);
+  return session;
+}
+
+Deno.test("a session created by the library is polled exactly, with input sent along", async () => {
+  await using destination = new Destination();
+  await using proxy = startServer(destination.port);
+  const session = await created(proxy.port);
+  assert.match(session.id, /^[A-Za-z0-9_-]{1,64}$/);
+  assert.equal(session.state, "open");
+  using dest = new TestClient(await destination.accepted());
+  await dest.write("banner\n");
+  // The banner came while no client was attached: the first poll has it.
+  let banner = "";
+  for (let i = 0; i < 100 && banner.length < 7; i++) banner += decoder.decode(await session.poll());
+  assert.equal(banner, "banner\n");
+  assert.equal(session.received, 7);
+  session.send("look\n");
+  assert.equal(session.unconfirmed, 5);
+  await session.poll();
+  assert.equal(decoder.decode(await dest.readExactly(5)), "look\n");
+  await session.poll(); // its reply confirms the input
+  assert.equal(session.unconfirmed, 0);
+  await session.close();
+});
+
+Deno.test("poll with wait returns as soon as output arrives", async () => {
+  await using destination = new Destination();
+  await using proxy = startServer(destination.port);
+  const session = await created(proxy.port);
+  using dest = new TestClient(await destination.accepted());
+  const polling = session.poll({ wait: 10_000 });
+  await proxy.logs.waitFor("session.attached", (fields) => fields.mode === "acknowledged");
+  await dest.write("now");
+  assert.equal(decoder.decode(await polling), "now");
+  assert.equal(session.received, 3);
+});
+
+Deno.test("poll until the deadline collects everything that arrives in the wait", async () => {
+  await using destination = echoDestination();
+  await using proxy = startServer(destination.port);
+  const session = await created(proxy.port);
+  session.send("one\n");
+  const output = await session.poll({ wait: 300, until: "deadline" });
+  assert.equal(decoder.decode(output), "one\n");
+});
+
+Deno.test("stream yields output as it arrives and a signal detaches it", async () => {
+  await using destination = new Destination();
+  await using proxy = startServer(destination.port);
+  const session = await created(proxy.port);
+  using dest = new TestClient(await destination.accepted());
+  const stop = new AbortController();
+  const chunks: string[] = [];
+  await dest.write("first ");
+  for await (const chunk of session.stream({ signal: stop.signal })) {
+    chunks.push(decoder.decode(chunk));
+    const text = chunks.join("");
+    if (text === "first ") await dest.write("second");
+    if (text === "first second") stop.abort();
+  }
+  assert.equal(chunks.join(""), "first second");
+  await proxy.logs.waitFor("session.detached");
+  assert.equal(proxy.server.store.size, 1, "detaching leaves the session alive");
+});
+
+Deno.test("output lost with a dropped connection is fetched again, exactly", async () => {
+  await using destination = new Destination();
+  await using proxy = startServer(destination.port);
+  const session = await created(proxy.port);
+  using dest = new TestClient(await destination.accepted());
+  // A streaming connection is sent output, then dies before the client reads it.
+  const doomed = await session.connect("streaming");
+  await dest.write("lost in transit");
+  await proxy.logs.waitFor("session.attached");
+  using other = await TestClient.connect(proxy.port);
+  await other.hello(`RESUME ${session.id} ${session.secret}`); // takes over, was sent nothing
+  other.close();
+  doomed.close();
+  // Streaming again: the library notices the server's offset is ahead and fetches the gap first.
+  const output: string[] = [];
+  const stop = new AbortController();
+  for await (const chunk of session.stream({ signal: stop.signal })) {
+    output.push(decoder.decode(chunk));
+    if (output.join("") === "lost in transit") stop.abort();
+  }
+  assert.equal(output.join(""), "lost in transit");
+  assert.equal(session.received, 15);
+});
+
+Deno.test("input written to a connection that died is resent after the reconnect", async () => {
+  await using destination = new Destination();
+  await using proxy = startServer(destination.port);
+  const session = await created(proxy.port);
+  using dest = new TestClient(await destination.accepted());
+  const connection = await session.connect("streaming");
+  // Another client takes over: the server closes the library's connection.
+  using thief = await TestClient.connect(proxy.port);
+  await thief.hello(`RESUME ${session.id} ${session.secret}`);
+  await proxy.logs.waitFor("session.taken_over");
+  assert.equal(await connection.read(), null, "the server closed it");
+  session.send("must arrive once");
+  thief.close();
+  await session.flush();
+  await session.poll();
+  assert.equal(decoder.decode(await dest.readExactly(16)), "must arrive once");
+  await session.poll();
+  assert.equal(session.unconfirmed, 0);
+});
+
+Deno.test(
+  "random drops in both directions: every byte arrives exactly once (seed 7)",
+  async () => {
+    const random = prng(7);
+    const total = 1024 * 1024;
+    const output = randomBytes(total, 70);
+    const input = randomBytes(total, 71);
+    await using destination = new Destination();
+    // Streaming attachments retain what they were sent as far as the buffer
+    // has room: room for everything makes every resume exact.
+    await using proxy = startServer(destination.port, { bufferSize: 2 * total });
+    const session = await created(proxy.port);
+    using dest = new TestClient(await destination.accepted());
+    const writing = dest.write(output);
+    const reading = dest.readExactly(total);
+    // Reported where awaited; a failed assertion must not leave them unhandled.
+    writing.catch(() => {});
+    reading.catch(() => {});
+    const received = new Uint8Array(total);
+    let sent = 0;
+    for (
+      let round = 0;
+      round < 5000 && (session.received < total || session.unconfirmed > 0);
+      round++
+    ) {
+      if (sent < total) {
+        const size = Math.min(total - sent, 1 + Math.floor(random() * 32 * 1024));
+        session.send(input.subarray(sent, sent + size));
+        sent += size;
+      }
+      const before = session.received;
+      const connection = await session.connect(random() < 0.5 ? "exact" : "streaming");
+      assert.equal(session.received, before, "what the library holds back is not received yet");
+      // All output is on its way: whatever the connection does not have yet, it will be sent.
+      const want = Math.min(total - before, Math.floor(random() * 48 * 1024));
+      const chunk = await connection.readExactly(want);
+      received.set(chunk, before);
+      if (random() < 0.5) await session.flush();
+      connection.close(); // often with output unread: a reset
+    }
+    assert.equal(session.received, total);
+    assert.equal(session.unconfirmed, 0);
+    assert.equal(firstDifference(received, output), -1, "output");
+    assert.equal(firstDifference(await reading, input), -1, "input");
+    await writing;
+  },
+);
+
+Deno.test("every ERR becomes its typed error", async (t) => {
+  await t.step("AuthError for an unknown session", async () => {
+    await using destination = echoDestination();
+    await using proxy = startServer(destination.port);
+    const stranger = ClientSession.resume({ id: "nobody", secret: "A".repeat(32) }, at(proxy.port));
+    await assert.rejects(stranger.poll(), AuthError);
+    await assert.rejects(stranger.close(), AuthError);
+  });
+
+  await t.step("GapError with the lowest offset", async () => {
+    await using destination = new Destination();
+    await using proxy = startServer(destination.port, { bufferSize: 1024 });
+    // A streaming client reads 8 KiB; the server keeps only the last 1 KiB.
+    using streaming = await TestClient.connect(proxy.port);
+    const session = await streaming.hello("NEW");
+    using dest = new TestClient(await destination.accepted());
+    await dest.write(new Uint8Array(8192));
+    await streaming.readExactly(8192);
+    const behind = ClientSession.resume(session, { ...at(proxy.port), ack: 0 });
+    const error = await behind.poll().catch((caught) => caught);
+    assert.ok(error instanceof GapError, String(error));
+    assert.ok(error.lowest >= 8192 - 1024 && error.lowest <= 8192, `lowest ${error.lowest}`);
+    behind.skipGap(error);
+    assert.equal(behind.received, error.lowest);
+    assert.equal((await behind.poll()).length, 8192 - error.lowest);
+  });
+
+  await t.step("AckError beyond what was sent", async () => {
+    await using destination = echoDestination();
+    await using proxy = startServer(destination.port);
+    const session = await created(proxy.port);
+    const ahead = ClientSession.resume(session, { ...at(proxy.port), ack: 99 });
+    const error = await ahead.poll().catch((caught) => caught);
+    assert.ok(error instanceof AckError);
+    assert.equal(error.sent, 0);
+  });
+
+  await t.step("BusyError at the session limit", async () => {
+    await using destination = echoDestination();
+    await using proxy = startServer(destination.port, { maxSessions: 1 });
+    await created(proxy.port);
+    await assert.rejects(ClientSession.create(at(proxy.port)), BusyError);
+  });
+
+  await t.step("UnreachableError when the destination refuses", async () => {
+    const closed = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+    closed.close();
+    await using proxy = startServer(closed.addr.port);
+    await assert.rejects(ClientSession.create(at(proxy.port)), UnreachableError);
+  });
+
+  await t.step(
+    "HandshakeTimeoutError and BadRequestError, from a server that sends them",
+    async () => {
+      for (
+        const [line, type] of [["ERR timeout slow", HandshakeTimeoutError], [
+          "ERR bad-request no",
+          BadRequestError,
+        ]] as const
+      ) {
+        await using fake = replyingWith(`${line}\n`);
+        await assert.rejects(ClientSession.create(at(fake.port)), type);
+      }
+    },
+  );
+
+  await t.step("ProxyUnavailableError when nothing listens", async () => {
+    const closed = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+    closed.close();
+    await assert.rejects(
+      ClientSession.create(at(closed.addr.port)),
+      (error: unknown) =>
+        error instanceof ProxyUnavailableError &&
+        error.message ===
+          `no socketproxy server answering on 127.0.0.1:${closed.addr.port}: connection refused`,
+    );
+  });
+
+  await t.step("ConnectionLostError for a peer that hangs up or is not a socketproxy", async () => {
+    for (const answer of ["", "HTTP/1.1 400 Bad Request\r\n\r\n"]) {
+      await using fake = replyingWith(answer);
+      await assert.rejects(ClientSession.create(at(fake.port)), ConnectionLostError);
+    }
+  });
+
+  await t.step("ConnectionLostError when no reply comes in time", async () => {
+    await using fake = replyingWith(null);
+    await assert.rejects(
+      ClientSession.create({ ...at(fake.port), timeout: 100 }),
+      (error: unknown) =>
+        error instanceof ConnectionLostError && /within 100 ms/.test(error.message),
+    );
+  });
+});
+
+/** A fake proxy that answers every connection with `answer` and closes (`null`: never answers). */
+function replyingWith(answer: string | null): AsyncDisposable & { port: number } {
+  const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+  const open: Deno.Conn[] = [];
+  const loop = (async () => {
+    for await (const conn of listener) {
+      open.push(conn);
+      if (answer === null) continue;
+      await conn.read(new Uint8Array(512)).catch(() => null);
+      await writeAll(conn, encoder.encode(answer)).catch(() => {});
+      conn.close();
+      open.splice(open.indexOf(conn), 1);
+    }
+  })();
+  return {
+    port: listener.addr.port,
+    async [Symbol.asyncDispose]() {
+      listener.close();
+      for (const conn of open) conn.close();
+      await loop.catch(() => {});
+    },
+  };
+}
+
+Deno.test("close ends the session on the server", async () => {
+  await using destination = new Destination();
+  await using proxy = startServer(destination.port);
+  const session = await created(proxy.port);
+  using dest = new TestClient(await destination.accepted());
+  await session.close();
+  assert.equal(session.state, "closed");
+  assert.equal((await dest.readToEnd()).length, 0);
+  await assert.rejects(session.poll(), AuthError);
+});
+
+Deno.test("a session resumed without an offset starts at what no client was sent", async () => {
+  await using destination = new Destination();
+  await using proxy = startServer(destination.port);
+  const first = await created(proxy.port);
+  using dest = new TestClient(await destination.accepted());
+  await dest.write("seen");
+  assert.equal(decoder.decode(await first.poll({ wait: 10_000 })), "seen");
+  // Both the NEW connection and the poll have left.
+  await proxy.logs.waitFor(
+    "session.detached",
+    () => proxy.logs.events("session.detached").length === 2,
+  );
+  await dest.write(" unseen");
+  const later = ClientSession.resume(first, at(proxy.port));
+  assert.equal(decoder.decode(await later.poll({ wait: 10_000 })), " unseen");
+  assert.equal(later.received, 11);
+});
