@@ -13,6 +13,7 @@ import { closeCommand } from "./lib/close_command.ts";
 import { serverCommand } from "./lib/server_command.ts";
 import { statusCommand } from "./lib/status_command.ts";
 import { VERSION } from "./lib/version.ts";
+import { webCommand } from "./lib/web_command.ts";
 
 const USAGE = `Usage: socketproxy COMMAND [options]
 
@@ -25,6 +26,7 @@ Commands:
   status                       show a running server's sessions and totals
   close ID                     close one session of a running server
   client                       a test client: a connection per line typed
+  web                          the HTTP gateway and browser terminal
 
 Run "socketproxy COMMAND --help" for a command's options.
 Options: -h, --help (this help), -V, --version (print the version)`;
@@ -34,6 +36,7 @@ const COMMANDS: Record<string, (args: string[]) => Promise<number>> = {
   status: statusCommand,
   close: closeCommand,
   client: clientCommand,
+  web: webCommand,
 };
 
 /**

@@ -6,7 +6,8 @@
  */
 
 import { parseArgs, type ParseArgsConfig } from "node:util";
-import { UsageError } from "./config.ts";
+import { formatHostPort, type HostPort, UsageError } from "./config.ts";
+import { describeError } from "./log.ts";
 
 /** The flags a command accepts, in `node:util` `parseArgs` form. */
 export type FlagSpec = NonNullable<ParseArgsConfig["options"]>;
@@ -75,4 +76,25 @@ export function printOut(text: string): void {
   const bytes = new TextEncoder().encode(text + "\n");
   let written = 0;
   while (written < bytes.length) written += Deno.stdout.writeSync(bytes.subarray(written));
+}
+
+/**
+ * Turns a listen failure into a one-line usage error naming the address.
+ *
+ * @param error What `Deno.listen` or `Deno.serve` threw.
+ * @param addr The address it was asked for.
+ * @returns The usage error to throw.
+ */
+export function explainListenError(error: unknown, addr: HostPort): UsageError {
+  const where = formatHostPort(addr);
+  if (error instanceof Deno.errors.AddrInUse) {
+    return new UsageError(`cannot listen on ${where}: address already in use`);
+  }
+  if (error instanceof Deno.errors.PermissionDenied) {
+    return new UsageError(`cannot listen on ${where}: permission denied`);
+  }
+  if (error instanceof Deno.errors.AddrNotAvailable) {
+    return new UsageError(`cannot listen on ${where}: address not available on this machine`);
+  }
+  return new UsageError(`cannot listen on ${where}: ${describeError(error)}`);
 }

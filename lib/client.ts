@@ -335,16 +335,19 @@ export class ClientSession {
    * Resumes an existing session, without connecting yet.
    *
    * @param credentials The session's id and secret.
-   * @param options The proxy and timeout, and `ack`, the output offset
-   * this client has received. Without it, the first connection asks for
-   * the output no client has been sent yet, and counts from there.
+   * @param options The proxy and timeout; `ack`, the output offset this
+   * client has received (without it, the first connection asks for the
+   * output no client has been sent yet, and counts from there); and
+   * `inputAt`, the session input offset at which input given to
+   * {@linkcode ClientSession.send} starts (without it, the input is taken
+   * as new): input the server already has is then not sent again.
    * @returns The session.
    */
   static resume(
     credentials: { id: string; secret: string },
-    options: ClientOptions & { ack?: number } = {},
+    options: ClientOptions & { ack?: number; inputAt?: number } = {},
   ): ClientSession {
-    return new ClientSession(credentials, options, options.ack ?? null, null);
+    return new ClientSession(credentials, options, options.ack ?? null, options.inputAt ?? null);
   }
 
   /**
@@ -359,6 +362,11 @@ export class ClientSession {
   /** The destination's state at the last reply, `unknown` before any. */
   get state(): SessionState | "unknown" {
     return this.#state;
+  }
+
+  /** The session's input count at the last reply: input the server confirms having received. */
+  get inputConfirmed(): number {
+    return this.#inputBase ?? 0;
   }
 
   /** Input bytes given to {@linkcode ClientSession.send} that the server has not confirmed. */
@@ -418,13 +426,20 @@ export class ClientSession {
    * @param options `wait`: how long to wait for output, in ms (default 0:
    * return the pending output at once). `until`: with `"first"` (the
    * default) return as soon as there is any output; with `"deadline"`
-   * collect all output that arrives within `wait`.
+   * collect all output that arrives within `wait`. `signal` ends the wait
+   * early.
    * @returns The output, possibly empty.
    */
-  async poll(options: { wait?: number; until?: "first" | "deadline" } = {}): Promise<Uint8Array> {
+  async poll(
+    options: { wait?: number; until?: "first" | "deadline"; signal?: AbortSignal } = {},
+  ): Promise<Uint8Array> {
     const wait = options.wait ?? 0;
     const deadline = performance.now() + wait;
     await using connection = await this.connect("exact");
+    // An abort (the caller went away) ends the wait, and with it the poll.
+    const abort = (): void => connection.close();
+    options.signal?.addEventListener("abort", abort, { once: true });
+    using _ = { [Symbol.dispose]: () => options.signal?.removeEventListener("abort", abort) };
     const parts: Uint8Array[] = [await connection.readExactly(connection.reply.pending)];
     let got = connection.reply.pending;
     while (connection.reply.state === "open" && (options.until === "deadline" || got === 0)) {

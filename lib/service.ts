@@ -7,26 +7,12 @@
  */
 
 import { AdminServer } from "./admin_api.ts";
-import { formatHostPort, type HostPort, type ServerConfig, UsageError } from "./config.ts";
-import { describeError, type Logger } from "./log.ts";
+import { explainListenError } from "./cli.ts";
+import type { ServerConfig } from "./config.ts";
+import type { Logger } from "./log.ts";
 import { ProxyServer, type ProxyServerOptions } from "./server.ts";
 import { collectStatus, type StatusReport } from "./status_report.ts";
 import { VERSION } from "./version.ts";
-
-/** Turns a listen failure into a one-line usage error naming the address. */
-function explainListenError(error: unknown, addr: HostPort): UsageError {
-  const where = formatHostPort(addr);
-  if (error instanceof Deno.errors.AddrInUse) {
-    return new UsageError(`cannot listen on ${where}: address already in use`);
-  }
-  if (error instanceof Deno.errors.PermissionDenied) {
-    return new UsageError(`cannot listen on ${where}: permission denied`);
-  }
-  if (error instanceof Deno.errors.AddrNotAvailable) {
-    return new UsageError(`cannot listen on ${where}: address not available on this machine`);
-  }
-  return new UsageError(`cannot listen on ${where}: ${describeError(error)}`);
-}
 
 /** Options for {@linkcode Service.start}. */
 export interface ServiceOptions {

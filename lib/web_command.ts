@@ -1,0 +1,129 @@
+/**
+ * `socketproxy web`: runs the HTTP gateway (the browser page and its JSON
+ * and WebSocket API) in front of a socketproxy server.
+ *
+ * @module
+ */
+
+import { explainListenError, parseFlags, printOut, stringFlag } from "./cli.ts";
+import {
+  formatHostPort,
+  type HostPort,
+  parseHostPort,
+  parseLogFormat,
+  parseLogLevel,
+  SERVER_DEFAULTS,
+  UsageError,
+} from "./config.ts";
+import { type LogFormat, Logger, type LogLevel } from "./log.ts";
+import { SIGNAL_EXIT_STATUS, watchStopSignals } from "./signals.ts";
+import { VERSION } from "./version.ts";
+import { WEB_ASSETS } from "./web_assets.ts";
+import { WebGateway } from "./web_gateway.ts";
+
+/** The help text of `socketproxy web`. */
+export const WEB_USAGE = `Usage: socketproxy web [options]
+
+Runs the HTTP gateway: a browser terminal at / and a JSON and WebSocket API
+under /api/, each request one short connection to the socketproxy server.
+The gateway keeps no state: run as many as you like, restart them freely.
+
+Options:
+  --listen=[HOST][:PORT]   where browsers (or nginx) connect (default localhost:8080)
+  --proxy=[HOST][:PORT]    the socketproxy server (default localhost:9009)
+  --log-level=LEVEL        debug, info, warn or error (default info)
+  --log-format=FORMAT      text or json (default text)
+  -h, --help               show this help`;
+
+const FLAGS = {
+  listen: { type: "string" },
+  proxy: { type: "string" },
+  "log-level": { type: "string" },
+  "log-format": { type: "string" },
+  help: { type: "boolean", short: "h" },
+} as const;
+
+/** Where the gateway listens and where its proxy is. */
+export interface WebConfig {
+  /** Where browsers connect. */
+  listen: HostPort;
+  /** The socketproxy server. */
+  proxy: HostPort;
+  /** Lowest log level written. */
+  logLevel: LogLevel;
+  /** Shape of log lines. */
+  logFormat: LogFormat;
+}
+
+/** Defaults of {@linkcode WebConfig}. */
+export const WEB_DEFAULTS: Readonly<WebConfig> = {
+  listen: { hostname: "localhost", port: 8080 },
+  proxy: SERVER_DEFAULTS.proxy,
+  logLevel: "info",
+  logFormat: "text",
+};
+
+/**
+ * Parses the arguments of `socketproxy web`.
+ *
+ * @param args The arguments after `web`.
+ * @returns The configuration, or `"help"`.
+ * @throws {UsageError} For any invalid flag or value.
+ */
+export function parseWebArgs(args: string[]): WebConfig | "help" {
+  const flags = parseFlags(args, FLAGS);
+  if (flags.values.help) return "help";
+  if (flags.positionals.length > 0) {
+    throw new UsageError(`unexpected argument "${flags.positionals[0]}"`);
+  }
+  const config: WebConfig = { ...WEB_DEFAULTS };
+  const listen = stringFlag(flags, "listen");
+  if (listen !== undefined) {
+    config.listen = parseHostPort(listen, "--listen", {
+      defaults: WEB_DEFAULTS.listen,
+      allowPortZero: true,
+    });
+  }
+  const proxy = stringFlag(flags, "proxy");
+  if (proxy !== undefined) {
+    config.proxy = parseHostPort(proxy, "--proxy", { defaults: WEB_DEFAULTS.proxy });
+  }
+  const level = stringFlag(flags, "log-level");
+  if (level !== undefined) config.logLevel = parseLogLevel(level, "--log-level");
+  const format = stringFlag(flags, "log-format");
+  if (format !== undefined) config.logFormat = parseLogFormat(format, "--log-format");
+  return config;
+}
+
+/**
+ * Runs `socketproxy web` until SIGINT or SIGTERM.
+ *
+ * @param args The arguments after `web`.
+ * @returns The exit status.
+ * @throws {UsageError} For invalid arguments or an unusable address.
+ */
+export async function webCommand(args: string[]): Promise<number> {
+  const config = parseWebArgs(args);
+  if (config === "help") {
+    printOut(WEB_USAGE);
+    return 0;
+  }
+  const logger = new Logger({ level: config.logLevel, format: config.logFormat });
+  using signals = watchStopSignals((signal) => Deno.exit(SIGNAL_EXIT_STATUS[signal] ?? 1));
+  let gateway: WebGateway;
+  try {
+    gateway = WebGateway.listen(config.listen, { proxy: config.proxy, logger, assets: WEB_ASSETS });
+  } catch (error) {
+    throw explainListenError(error, config.listen);
+  }
+  logger.info("web.listening", {
+    version: VERSION,
+    listen: formatHostPort(gateway.addr),
+    proxy: formatHostPort(config.proxy),
+  });
+  const signal = await signals.first;
+  logger.info("web.stopping", { signal });
+  await gateway.close();
+  logger.info("web.stopped", {});
+  return 0;
+}

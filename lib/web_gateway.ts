@@ -1,0 +1,555 @@
+/**
+ * The HTTP gateway: turns browser requests into short socketproxy client
+ * connections, so a web page can hold a telnet-style session that survives
+ * page reloads, flaky networks and gateway restarts.
+ *
+ *     browser <--JSON/WebSocket--> gateway <--> socketproxy server <--> destination
+ *
+ * The gateway keeps no session state: every request is one client
+ * connection to the proxy, made with the client library. Any number of
+ * gateways can serve the same sessions, and a restart loses nothing.
+ *
+ * | route                              | what                                            |
+ * | ---------------------------------- | ----------------------------------------------- |
+ * | `POST /api/sessions`               | new session: `201 {"id","secret"}`              |
+ * | `POST /api/sessions/{id}/poll`     | attach at `ack`, send `input`, return output    |
+ * | `DELETE /api/sessions/{id}`        | end the session (secret in the body)            |
+ * | `GET /api/sessions/{id}/ws`        | WebSocket: output and input both ways           |
+ * | `GET /`, `GET /assets/...`         | the browser page                                |
+ *
+ * Output and input travel base64-encoded in JSON, raw in WebSocket binary
+ * frames. The secret travels in request bodies and WebSocket messages,
+ * never in a URL, and is never logged.
+ *
+ * @module
+ */
+
+import {
+  AckError,
+  AuthError,
+  BusyError,
+  ClientSession,
+  GapError,
+  ProtocolError,
+  ProxyUnavailableError,
+  UnreachableError,
+} from "./client.ts";
+import type { HostPort } from "./config.ts";
+import { describeError, type Logger } from "./log.ts";
+
+/** Limits on what a request may ask for. */
+export interface GatewayLimits {
+  /** Largest request body, in bytes. */
+  maxBody: number;
+  /** Largest input per poll or WebSocket message, in bytes (decoded). */
+  maxInput: number;
+  /** Longest `wait` of a long-poll, in ms; longer waits are cut to this. */
+  maxWait: number;
+}
+
+/** Defaults of {@linkcode GatewayLimits}. */
+export const GATEWAY_LIMITS: Readonly<GatewayLimits> = {
+  maxBody: 256 * 1024,
+  maxInput: 64 * 1024,
+  maxWait: 30_000,
+};
+
+/** A static file the gateway serves. */
+export interface Asset {
+  /** Its media type. */
+  type: string;
+  /** Its content. */
+  body: string | Uint8Array<ArrayBuffer>;
+}
+
+/** Options for {@linkcode gatewayHandler}. */
+export interface GatewayOptions {
+  /** The socketproxy server. */
+  proxy: HostPort;
+  /** Where requests and failures are logged. */
+  logger: Logger;
+  /** Static files by path (`/`, `/assets/app.js`, ...). */
+  assets?: Record<string, Asset>;
+  /** Request limits. @default {GATEWAY_LIMITS} */
+  limits?: Partial<GatewayLimits>;
+  /** Time allowed to reach the proxy and get its reply, in ms. @default {10000} */
+  proxyTimeout?: number;
+  /** Ends every WebSocket when aborted (the gateway is stopping). */
+  signal?: AbortSignal;
+}
+
+/** WebSocket output is not read from the proxy while this much waits to go out. */
+const WS_HIGH_WATER = 1024 * 1024;
+const WS_LOW_WATER = 256 * 1024;
+
+const SESSION_PATH = /^\/api\/sessions\/([^/]+)(\/poll|\/ws)?$/;
+const ID = /^[A-Za-z0-9_-]{1,64}$/;
+const SECRET = /^[A-Za-z0-9_-]{22,64}$/;
+
+/** An error answered as JSON with an HTTP status. */
+class HttpError extends Error {
+  readonly status: number;
+  readonly code: string;
+  readonly extra: Record<string, unknown>;
+
+  constructor(status: number, code: string, message: string, extra: Record<string, unknown> = {}) {
+    super(message);
+    this.status = status;
+    this.code = code;
+    this.extra = extra;
+  }
+}
+
+function json(status: number, body: unknown, headers: Record<string, string> = {}): Response {
+  return new Response(JSON.stringify(body), {
+    status,
+    headers: {
+      "content-type": "application/json; charset=utf-8",
+      "cache-control": "no-store",
+      ...headers,
+    },
+  });
+}
+
+/** Maps a client library error to the HTTP error the browser gets. */
+function httpErrorFor(error: unknown): HttpError | null {
+  if (error instanceof HttpError) return error;
+  if (error instanceof AuthError) {
+    return new HttpError(401, "auth", "Unknown session or wrong secret");
+  }
+  if (error instanceof GapError) {
+    return new HttpError(409, "gap", `Output before offset ${error.lowest} is no longer retained`, {
+      lowest: error.lowest,
+    });
+  }
+  if (error instanceof AckError) {
+    return new HttpError(409, "ack", `Only ${error.sent} bytes of output were ever sent`, {
+      sent: error.sent,
+    });
+  }
+  if (error instanceof BusyError) {
+    return new HttpError(503, "busy", "The proxy is at its session limit");
+  }
+  if (error instanceof UnreachableError) {
+    return new HttpError(502, "unreachable", "The proxy cannot reach its destination");
+  }
+  if (error instanceof ProxyUnavailableError) {
+    return new HttpError(502, "proxy_unavailable", "The socketproxy server is not answering");
+  }
+  if (error instanceof ProtocolError) {
+    return new HttpError(502, "proxy_error", `The proxy refused: ${error.code}`);
+  }
+  return null;
+}
+
+/** Reads a JSON object body of at most `max` bytes. */
+async function readJson(request: Request, max: number): Promise<Record<string, unknown>> {
+  const length = Number(request.headers.get("content-length") ?? NaN);
+  if (length > max) {
+    throw new HttpError(413, "too_large", `Request bodies are limited to ${max} bytes`);
+  }
+  const chunks: Uint8Array[] = [];
+  let total = 0;
+  if (request.body) {
+    for await (const chunk of request.body) {
+      total += chunk.length;
+      if (total > max) {
+        throw new HttpError(413, "too_large", `Request bodies are limited to ${max} bytes`);
+      }
+      chunks.push(chunk);
+    }
+  }
+  const bytes = new Uint8Array(total);
+  let at = 0;
+  for (const chunk of chunks) {
+    bytes.set(chunk, at);
+    at += chunk.length;
+  }
+  let body: unknown;
+  try {
+    body = JSON.parse(new TextDecoder().decode(bytes));
+  } catch {
+    throw new HttpError(400, "bad_request", "The body must be a JSON object");
+  }
+  if (typeof body !== "object" || body === null || Array.isArray(body)) {
+    throw new HttpError(400, "bad_request", "The body must be a JSON object");
+  }
+  return body as Record<string, unknown>;
+}
+
+function secretOf(body: Record<string, unknown>): string {
+  const secret = body.secret;
+  if (typeof secret !== "string" || !SECRET.test(secret)) {
+    throw new HttpError(400, "bad_request", '"secret" must be the session secret');
+  }
+  return secret;
+}
+
+function offsetOf(
+  body: Record<string, unknown>,
+  name: string,
+  required: boolean,
+): number | undefined {
+  const value = body[name];
+  if (value === undefined && !required) return undefined;
+  if (typeof value !== "number" || !Number.isSafeInteger(value) || value < 0) {
+    throw new HttpError(400, "bad_request", `"${name}" must be a whole number of bytes`);
+  }
+  return value;
+}
+
+function inputOf(body: Record<string, unknown>, limits: GatewayLimits): Uint8Array {
+  const input = body.input;
+  if (input === undefined || input === "") return new Uint8Array(0);
+  if (typeof input !== "string") {
+    throw new HttpError(400, "bad_request", '"input" must be base64 text');
+  }
+  let bytes: Uint8Array;
+  try {
+    bytes = Uint8Array.fromBase64(input);
+  } catch {
+    throw new HttpError(400, "bad_request", '"input" must be base64 text');
+  }
+  if (bytes.length > limits.maxInput) {
+    throw new HttpError(
+      413,
+      "too_large",
+      `Input is limited to ${limits.maxInput} bytes per request`,
+    );
+  }
+  return bytes;
+}
+
+/** The client's address as the gateway's own peer and any proxy in front say it. */
+function clientAddress(request: Request, info: Deno.ServeHandlerInfo<Deno.NetAddr> | undefined) {
+  const peer = info ? `${info.remoteAddr.hostname}:${info.remoteAddr.port}` : undefined;
+  const forwarded = request.headers.get("x-forwarded-for")?.split(",")[0]?.trim() || undefined;
+  return { peer, forwarded_for: forwarded };
+}
+
+/**
+ * Builds the gateway's request handler.
+ *
+ * @param options The proxy, logger, assets and limits.
+ * @returns A handler for `Deno.serve`; it never throws.
+ */
+export function gatewayHandler(
+  options: GatewayOptions,
+): (request: Request, info?: Deno.ServeHandlerInfo<Deno.NetAddr>) => Promise<Response> {
+  const limits: GatewayLimits = { ...GATEWAY_LIMITS, ...options.limits };
+  const { logger } = options;
+  const clientOptions = { proxy: options.proxy, timeout: options.proxyTimeout ?? 10_000 };
+  const assets = options.assets ?? {};
+
+  async function create(): Promise<Response> {
+    const session = await ClientSession.create(clientOptions);
+    return json(201, { id: session.id, secret: session.secret }, {
+      location: `sessions/${session.id}`,
+    });
+  }
+
+  async function poll(id: string, request: Request): Promise<Response> {
+    const body = await readJson(request, limits.maxBody);
+    const secret = secretOf(body);
+    const ack = offsetOf(body, "ack", true) ?? 0;
+    const inputAt = offsetOf(body, "inputAt", false);
+    const input = inputOf(body, limits);
+    const wait = body.wait === undefined ? 0 : body.wait;
+    if (typeof wait !== "number" || !(wait >= 0)) {
+      throw new HttpError(400, "bad_request", '"wait" must be a number of milliseconds');
+    }
+    const session = ClientSession.resume(
+      { id, secret },
+      { ...clientOptions, ack, ...(inputAt === undefined ? {} : { inputAt }) },
+    );
+    session.send(input);
+    const data = await session.poll({
+      wait: Math.min(wait, limits.maxWait),
+      signal: request.signal,
+    });
+    return json(200, {
+      data: data.toBase64(),
+      ack: session.received,
+      in: session.inputConfirmed,
+      state: session.state,
+    }, wait > 0 ? { "x-accel-buffering": "no" } : {});
+  }
+
+  async function end(id: string, request: Request): Promise<Response> {
+    const body = await readJson(request, limits.maxBody);
+    const session = ClientSession.resume({ id, secret: secretOf(body) }, clientOptions);
+    await session.close();
+    return json(200, { closed: id });
+  }
+
+  function route(request: Request, path: string, info?: Deno.ServeHandlerInfo<Deno.NetAddr>) {
+    const method = request.method;
+    if (path === "/api/sessions") {
+      if (method !== "POST") {
+        throw new HttpError(405, "method_not_allowed", "Use POST", { allow: "POST" });
+      }
+      return create();
+    }
+    const match = SESSION_PATH.exec(path);
+    if (match) {
+      const id = match[1] ?? "";
+      if (!ID.test(id)) throw new HttpError(400, "bad_request", "Malformed session id");
+      switch (match[2]) {
+        case "/poll":
+          if (method !== "POST") {
+            throw new HttpError(405, "method_not_allowed", "Use POST", { allow: "POST" });
+          }
+          return poll(id, request);
+        case "/ws":
+          if (method !== "GET") {
+            throw new HttpError(405, "method_not_allowed", "Use GET", { allow: "GET" });
+          }
+          if (request.headers.get("upgrade")?.toLowerCase() !== "websocket") {
+            throw new HttpError(400, "bad_request", "This path takes a WebSocket");
+          }
+          return Promise.resolve(webSocket(id, request, info));
+        default:
+          if (method !== "DELETE") {
+            throw new HttpError(405, "method_not_allowed", "Use DELETE", { allow: "DELETE" });
+          }
+          return end(id, request);
+      }
+    }
+    const asset = assets[path];
+    if (asset && (method === "GET" || method === "HEAD")) {
+      return Promise.resolve(
+        new Response(asset.body, {
+          headers: {
+            "content-type": asset.type,
+            "cache-control": path === "/" ? "no-cache" : "public, max-age=3600",
+            "x-content-type-options": "nosniff",
+          },
+        }),
+      );
+    }
+    if (asset) throw new HttpError(405, "method_not_allowed", "Use GET", { allow: "GET, HEAD" });
+    throw new HttpError(404, "not_found", `No such path: ${path.slice(0, 100)}`);
+  }
+
+  function webSocket(
+    id: string,
+    request: Request,
+    info: Deno.ServeHandlerInfo<Deno.NetAddr> | undefined,
+  ): Response {
+    const address = clientAddress(request, info);
+    const { socket, response } = Deno.upgradeWebSocket(request);
+    socket.binaryType = "arraybuffer";
+    relay(socket, id, { ...clientOptions }, limits, logger, address);
+    const stop = (): void => socket.close(1001, "gateway stopping");
+    options.signal?.addEventListener("abort", stop, { once: true });
+    socket.addEventListener("close", () => options.signal?.removeEventListener("abort", stop));
+    return response;
+  }
+
+  return async (request, info) => {
+    const started = performance.now();
+    // Read before routing: an upgraded WebSocket request can no longer be read.
+    const address = clientAddress(request, info);
+    const method = request.method;
+    let path = "/";
+    try {
+      path = new URL(request.url).pathname;
+      const response = await route(request, path, info);
+      logger.debug("web.request", {
+        method,
+        path: path.replace(/\/api\/sessions\/[^/]+/, "/api/sessions/{id}"),
+        status: response.status,
+        ms: Math.round(performance.now() - started),
+        ...address,
+      });
+      return response;
+    } catch (error) {
+      const http = httpErrorFor(error);
+      if (!http) {
+        logger.error("web.error", { path, error: describeError(error), ...address });
+        return json(500, { error: "internal", message: "The gateway failed; see its log" });
+      }
+      if (http.status >= 500) {
+        logger.warn("web.proxy_error", { path, error: http.code, ...address });
+      }
+      const headers: Record<string, string> = typeof http.extra.allow === "string"
+        ? { allow: http.extra.allow }
+        : {};
+      const extra = { ...http.extra };
+      delete extra.allow;
+      return json(http.status, { error: http.code, message: http.message, ...extra }, headers);
+    }
+  };
+}
+
+/**
+ * Runs one WebSocket: the first message (JSON `{"secret","ack","inputAt"?,"input"?}`)
+ * attaches, then output goes to the browser as binary frames and binary
+ * frames from it are input. Text messages from the gateway are JSON:
+ * `{"type":"attached","from","in","state"}`, `{"type":"closed"}` (the
+ * destination closed), `{"type":"error","error","message",...}`.
+ */
+function relay(
+  socket: WebSocket,
+  id: string,
+  clientOptions: { proxy: HostPort; timeout: number },
+  limits: GatewayLimits,
+  logger: Logger,
+  address: { peer: string | undefined; forwarded_for: string | undefined },
+): void {
+  let session: ClientSession | null = null;
+  let closed = false;
+  const detach = new AbortController();
+  socket.onclose = () => {
+    closed = true;
+    detach.abort();
+  };
+  socket.onerror = () => detach.abort();
+  function fail(code: string, message: string, extra: Record<string, unknown> = {}): void {
+    if (socket.readyState === WebSocket.OPEN) {
+      socket.send(JSON.stringify({ type: "error", error: code, message, ...extra }));
+      socket.close(4000, code);
+    }
+  }
+  socket.onmessage = (event) => {
+    if (session === null) {
+      void start(event.data);
+      return;
+    }
+    const bytes = typeof event.data === "string"
+      ? decodeInputMessage(event.data)
+      : new Uint8Array(event.data);
+    if (bytes === null) {
+      return fail("bad_request", 'Messages after the first are binary input or {"input"}');
+    }
+    if (bytes.length > limits.maxInput) {
+      return fail("too_large", `Input is limited to ${limits.maxInput} bytes`);
+    }
+    session.send(bytes);
+  };
+
+  function decodeInputMessage(text: string): Uint8Array | null {
+    try {
+      const message = JSON.parse(text);
+      return typeof message?.input === "string" ? Uint8Array.fromBase64(message.input) : null;
+    } catch {
+      return null;
+    }
+  }
+
+  async function start(first: unknown): Promise<void> {
+    let body: Record<string, unknown>;
+    try {
+      if (typeof first !== "string" || first.length > limits.maxBody) throw new Error();
+      body = JSON.parse(first);
+      if (typeof body !== "object" || body === null) throw new Error();
+    } catch {
+      return fail("bad_request", 'The first message must be JSON: {"secret","ack"}');
+    }
+    try {
+      const ack = offsetOf(body, "ack", false);
+      const inputAt = offsetOf(body, "inputAt", false);
+      session = ClientSession.resume({ id, secret: secretOf(body) }, {
+        ...clientOptions,
+        ...(ack === undefined ? {} : { ack }),
+        ...(inputAt === undefined ? {} : { inputAt }),
+      });
+      session.send(inputOf(body, limits));
+      await pump(session);
+    } catch (error) {
+      const http = httpErrorFor(error);
+      if (!http) logger.error("web.error", { path: "ws", error: describeError(error), ...address });
+      fail(
+        http?.code ?? "internal",
+        http?.message ?? "The gateway failed; see its log",
+        http?.extra,
+      );
+    }
+  }
+
+  async function pump(session: ClientSession): Promise<void> {
+    const connection = await session.connect("streaming");
+    detach.signal.addEventListener("abort", () => connection.close(), { once: true });
+    if (closed) return connection.close();
+    socket.send(JSON.stringify({
+      type: "attached",
+      from: session.received,
+      in: session.inputConfirmed,
+      state: connection.reply.state,
+    }));
+    for (let chunk = await connection.read(); chunk !== null; chunk = await connection.read()) {
+      if (socket.readyState !== WebSocket.OPEN) return connection.close();
+      socket.send(chunk);
+      // A slow browser: stop reading the proxy until the socket drains.
+      while (socket.bufferedAmount > WS_HIGH_WATER && socket.readyState === WebSocket.OPEN) {
+        await new Promise((resolve) => setTimeout(resolve, 10));
+        if (socket.bufferedAmount <= WS_LOW_WATER) break;
+      }
+    }
+    if (closed) return;
+    // The proxy ended the connection: the destination closed, or a newer client took over.
+    await session.flush();
+    const rest = await session.poll();
+    if (rest.length > 0 && socket.readyState === WebSocket.OPEN) socket.send(rest);
+    if (socket.readyState !== WebSocket.OPEN) return;
+    if (session.state === "closed") {
+      socket.send(JSON.stringify({ type: "closed", ack: session.received }));
+      socket.close(1000, "destination closed");
+    } else {
+      socket.send(JSON.stringify({ type: "detached" }));
+      socket.close(4001, "taken over");
+    }
+  }
+}
+
+/**
+ * The gateway's HTTP server.
+ *
+ * @example
+ * ```ts ignore
+ * const gateway = WebGateway.listen({ hostname: "localhost", port: 8080 }, { proxy, logger });
+ * await gateway.close();
+ * ```
+ */
+export class WebGateway implements AsyncDisposable {
+  readonly #server: Deno.HttpServer<Deno.NetAddr>;
+  readonly #stop: AbortController;
+
+  private constructor(server: Deno.HttpServer<Deno.NetAddr>, stop: AbortController) {
+    this.#server = server;
+    this.#stop = stop;
+  }
+
+  /**
+   * Starts serving.
+   *
+   * @param addr Where to listen.
+   * @param options The proxy, logger, assets and limits.
+   * @returns The running gateway.
+   * @throws {Deno.errors.AddrInUse} When the port is taken, and the other errors of `Deno.serve`.
+   */
+  static listen(addr: HostPort, options: GatewayOptions): WebGateway {
+    const stop = new AbortController();
+    const handler = gatewayHandler({ ...options, signal: stop.signal });
+    return new WebGateway(
+      Deno.serve({ hostname: addr.hostname, port: addr.port, onListen: () => {} }, handler),
+      stop,
+    );
+  }
+
+  /** The address the gateway listens on. */
+  get addr(): Deno.NetAddr {
+    return this.#server.addr;
+  }
+
+  /** Stops the gateway: open requests and WebSockets are ended. */
+  async close(): Promise<void> {
+    this.#stop.abort();
+    await this.#server.shutdown();
+  }
+
+  /** See {@linkcode WebGateway.close}. */
+  [Symbol.asyncDispose](): Promise<void> {
+    return this.close();
+  }
+}

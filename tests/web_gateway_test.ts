@@ -1,0 +1,511 @@
+/**
+ * The HTTP gateway: every route and error, long-polls, lost responses,
+ * floods, gateway restarts and WebSocket resumes, against a real server.
+ */
+
+import assert from "node:assert/strict";
+import type { GatewayLimits } from "../lib/web_gateway.ts";
+import { WebGateway } from "../lib/web_gateway.ts";
+import { WEB_ASSETS } from "../lib/web_assets.ts";
+import {
+  assertNoSecrets,
+  decoder,
+  Destination,
+  echoDestination,
+  encoder,
+  firstDifference,
+  issuedSecrets,
+  LogCapture,
+  randomBytes,
+  startServer,
+  TestClient,
+  WAIT_MS,
+  withDeadline,
+} from "./_helpers.ts";
+
+interface TestGateway extends AsyncDisposable {
+  url: string;
+  logs: LogCapture;
+  gateway: WebGateway;
+}
+
+function startGateway(proxyPort: number, limits: Partial<GatewayLimits> = {}): TestGateway {
+  const logs = new LogCapture();
+  const gateway = WebGateway.listen({ hostname: "127.0.0.1", port: 0 }, {
+    proxy: { hostname: "127.0.0.1", port: proxyPort },
+    logger: logs.logger,
+    assets: WEB_ASSETS,
+    limits,
+  });
+  return {
+    url: `http://127.0.0.1:${gateway.addr.port}`,
+    logs,
+    gateway,
+    async [Symbol.asyncDispose]() {
+      await gateway.close();
+      assertNoSecrets(logs.lines, "the gateway log");
+    },
+  };
+}
+
+interface Answer {
+  status: number;
+  body: Record<string, unknown>;
+  headers: Headers;
+}
+
+async function call(url: string, method: string, body?: unknown): Promise<Answer> {
+  const response = await fetch(url, {
+    method,
+    headers: { "content-type": "application/json" },
+    ...(body === undefined ? {} : { body: typeof body === "string" ? body : JSON.stringify(body) }),
+  });
+  const text = await response.text();
+  return { status: response.status, body: text ? JSON.parse(text) : {}, headers: response.headers };
+}
+
+async function newSession(gateway: TestGateway): Promise<{ id: string; secret: string }> {
+  const { status, body, headers } = await call(`${gateway.url}/api/sessions`, "POST");
+  assert.equal(status, 201, JSON.stringify(body));
+  const session = { id: String(body.id), secret: String(body.secret) };
+  issuedSecrets.add(session.secret);
+  assert.equal(headers.get("location"), `sessions/${session.id}`);
+  return session;
+}
+
+interface PollAnswer {
+  data: Uint8Array;
+  ack: number;
+  in: number;
+  state: string;
+}
+
+async function poll(
+  gateway: TestGateway,
+  session: { id: string; secret: string },
+  request: Record<string, unknown>,
+): Promise<PollAnswer> {
+  const { status, body } = await call(`${gateway.url}/api/sessions/${session.id}/poll`, "POST", {
+    secret: session.secret,
+    ...request,
+  });
+  assert.equal(status, 200, JSON.stringify(body));
+  return {
+    data: Uint8Array.fromBase64(String(body.data)),
+    ack: Number(body.ack),
+    in: Number(body.in),
+    state: String(body.state),
+  };
+}
+
+function base64(text: string): string {
+  return encoder.encode(text).toBase64();
+}
+
+Deno.test("POST /api/sessions creates a session; a poll relays input and output", async () => {
+  await using destination = echoDestination();
+  await using proxy = startServer(destination.port);
+  await using gateway = startGateway(proxy.port);
+  const session = await newSession(gateway);
+  assert.equal(proxy.server.store.size, 1);
+  const sent = await poll(gateway, session, { ack: 0, input: base64("hello\n"), wait: WAIT_MS });
+  assert.equal(decoder.decode(sent.data), "hello\n");
+  assert.deepEqual([sent.ack, sent.in, sent.state], [6, 0, "open"]);
+  const next = await poll(gateway, session, { ack: sent.ack });
+  assert.deepEqual([next.data.length, next.ack, next.in], [0, 6, 6], "the input is confirmed");
+});
+
+Deno.test("a long-poll returns as soon as output arrives, not before", async () => {
+  await using destination = new Destination();
+  await using proxy = startServer(destination.port);
+  await using gateway = startGateway(proxy.port);
+  const session = await newSession(gateway);
+  using dest = new TestClient(await destination.accepted());
+  const waiting = poll(gateway, session, { ack: 0, wait: WAIT_MS });
+  await proxy.logs.waitFor("session.attached", (fields) => fields.mode === "acknowledged");
+  await dest.write("late news");
+  const answer = await waiting;
+  // Had it returned before the output, it would have come back empty.
+  assert.equal(decoder.decode(answer.data), "late news");
+});
+
+Deno.test("long-polls carry X-Accel-Buffering: no, and wait is capped", async () => {
+  await using destination = new Destination();
+  await using proxy = startServer(destination.port);
+  await using gateway = startGateway(proxy.port, { maxWait: 50 });
+  const session = await newSession(gateway);
+  const response = await fetch(`${gateway.url}/api/sessions/${session.id}/poll`, {
+    method: "POST",
+    body: JSON.stringify({ secret: session.secret, ack: 0, wait: 10 ** 9 }),
+  });
+  assert.equal(response.headers.get("x-accel-buffering"), "no");
+  assert.equal(response.headers.get("cache-control"), "no-store");
+  const body = await response.json();
+  assert.deepEqual([body.data, body.ack], ["", 0], "came back empty at the capped wait");
+});
+
+Deno.test("a lost response is polled again with the old ack: the same bytes, once", async () => {
+  await using destination = new Destination();
+  await using proxy = startServer(destination.port);
+  await using gateway = startGateway(proxy.port);
+  const session = await newSession(gateway);
+  using dest = new TestClient(await destination.accepted());
+  await dest.write("only once");
+  const lost = await poll(gateway, session, { ack: 0, wait: WAIT_MS });
+  assert.equal(decoder.decode(lost.data), "only once");
+  // The browser never saw that answer: it asks again from its old ack.
+  const again = await poll(gateway, session, { ack: 0 });
+  assert.equal(decoder.decode(again.data), "only once");
+  const after = await poll(gateway, session, { ack: again.ack });
+  assert.equal(after.data.length, 0, "nothing repeated after the ack moves on");
+});
+
+Deno.test("input resent after a lost response reaches the destination once", async () => {
+  await using destination = new Destination();
+  await using proxy = startServer(destination.port);
+  await using gateway = startGateway(proxy.port);
+  const session = await newSession(gateway);
+  using dest = new TestClient(await destination.accepted());
+  const first = await poll(gateway, session, { ack: 0, inputAt: 0, input: base64("abc") });
+  assert.equal(first.in, 0);
+  // The answer was lost: the page resends all it has not seen confirmed, with where it starts.
+  const resent = await poll(gateway, session, { ack: 0, inputAt: 0, input: base64("abcdef") });
+  assert.equal(resent.in, 3, "the server had the first three bytes");
+  const confirmed = await poll(gateway, session, { ack: 0, inputAt: 3, input: base64("def") });
+  assert.equal(confirmed.in, 6);
+  assert.equal(decoder.decode(await dest.readExactly(6)), "abcdef");
+});
+
+Deno.test("a newer poll ends the older one, as a takeover does", async () => {
+  await using destination = new Destination();
+  await using proxy = startServer(destination.port);
+  await using gateway = startGateway(proxy.port);
+  const session = await newSession(gateway);
+  using dest = new TestClient(await destination.accepted());
+  const older = poll(gateway, session, { ack: 0, wait: WAIT_MS });
+  await proxy.logs.waitFor("session.attached", (fields) => fields.mode === "acknowledged");
+  const newer = poll(gateway, session, { ack: 0, wait: WAIT_MS });
+  const ended = await older;
+  assert.equal(ended.data.length, 0, "the older poll came back empty");
+  await proxy.logs.waitFor("session.taken_over");
+  await dest.write("for the newer");
+  assert.equal(decoder.decode((await newer).data), "for the newer");
+});
+
+Deno.test("a flood of output through polling arrives byte for byte", async () => {
+  await using destination = new Destination();
+  await using proxy = startServer(destination.port, { bufferSize: 256 * 1024 });
+  await using gateway = startGateway(proxy.port);
+  const session = await newSession(gateway);
+  using dest = new TestClient(await destination.accepted());
+  const output = randomBytes(4 * 1024 * 1024, 6);
+  const writing = dest.write(output);
+  const received = new Uint8Array(output.length);
+  let ack = 0;
+  for (let polls = 0; ack < output.length; polls++) {
+    assert.ok(polls < 10_000, "too many polls");
+    const answer = await poll(gateway, session, { ack, wait: WAIT_MS });
+    received.set(answer.data, ack);
+    assert.equal(answer.ack, ack + answer.data.length);
+    ack = answer.ack;
+  }
+  await writing;
+  assert.equal(firstDifference(received, output), -1);
+});
+
+Deno.test("a session survives a gateway restart between polls", async () => {
+  await using destination = echoDestination();
+  await using proxy = startServer(destination.port);
+  const before = startGateway(proxy.port);
+  const session = await newSession(before);
+  const first = await poll(before, session, { ack: 0, input: base64("one "), wait: WAIT_MS });
+  await before[Symbol.asyncDispose]();
+  await using after = startGateway(proxy.port);
+  const second = await poll(after, session, {
+    ack: first.ack,
+    input: base64("two"),
+    wait: WAIT_MS,
+  });
+  assert.equal(decoder.decode(first.data) + decoder.decode(second.data), "one two");
+});
+
+Deno.test("DELETE /api/sessions/{id} with the secret ends the session", async () => {
+  await using destination = new Destination();
+  await using proxy = startServer(destination.port);
+  await using gateway = startGateway(proxy.port);
+  const session = await newSession(gateway);
+  using dest = new TestClient(await destination.accepted());
+  const wrong = await call(`${gateway.url}/api/sessions/${session.id}`, "DELETE", {
+    secret: "B".repeat(32),
+  });
+  assert.equal(wrong.status, 401);
+  const ended = await call(`${gateway.url}/api/sessions/${session.id}`, "DELETE", {
+    secret: session.secret,
+  });
+  assert.equal(ended.status, 200);
+  assert.deepEqual(ended.body, { closed: session.id });
+  assert.equal((await dest.readToEnd()).length, 0);
+  const gone = await call(`${gateway.url}/api/sessions/${session.id}/poll`, "POST", {
+    secret: session.secret,
+    ack: 0,
+  });
+  assert.equal(gone.status, 401);
+});
+
+Deno.test("errors are JSON with fitting statuses", async (t) => {
+  await using destination = new Destination();
+  await using proxy = startServer(destination.port, { maxSessions: 1, bufferSize: 1024 });
+  await using gateway = startGateway(proxy.port, { maxInput: 16, maxBody: 4096 });
+  const session = await newSession(gateway);
+  const pollUrl = `${gateway.url}/api/sessions/${session.id}/poll`;
+  const cases: [string, string, string, unknown, number, string][] = [
+    ["unknown path", "GET", `${gateway.url}/nowhere`, undefined, 404, "not_found"],
+    ["wrong method", "GET", `${gateway.url}/api/sessions`, undefined, 405, "method_not_allowed"],
+    [
+      "malformed id",
+      "POST",
+      `${gateway.url}/api/sessions/a%20b/poll`,
+      { secret: session.secret, ack: 0 },
+      400,
+      "bad_request",
+    ],
+    ["body not JSON", "POST", pollUrl, "{nope", 400, "bad_request"],
+    ["body not an object", "POST", pollUrl, "[1]", 400, "bad_request"],
+    ["no secret", "POST", pollUrl, { ack: 0 }, 400, "bad_request"],
+    ["negative ack", "POST", pollUrl, { secret: session.secret, ack: -1 }, 400, "bad_request"],
+    ["ack not a number", "POST", pollUrl, { secret: session.secret, ack: "0" }, 400, "bad_request"],
+    [
+      "input not base64",
+      "POST",
+      pollUrl,
+      { secret: session.secret, ack: 0, input: "!!" },
+      400,
+      "bad_request",
+    ],
+    [
+      "wait not a number",
+      "POST",
+      pollUrl,
+      { secret: session.secret, ack: 0, wait: "1s" },
+      400,
+      "bad_request",
+    ],
+    ["wrong secret", "POST", pollUrl, { secret: "C".repeat(32), ack: 0 }, 401, "auth"],
+    ["ack beyond output", "POST", pollUrl, { secret: session.secret, ack: 5 }, 409, "ack"],
+    [
+      "oversized input",
+      "POST",
+      pollUrl,
+      { secret: session.secret, ack: 0, input: base64("x".repeat(17)) },
+      413,
+      "too_large",
+    ],
+    [
+      "oversized body",
+      "POST",
+      pollUrl,
+      { secret: session.secret, ack: 0, pad: "x".repeat(5000) },
+      413,
+      "too_large",
+    ],
+    ["session limit", "POST", `${gateway.url}/api/sessions`, undefined, 503, "busy"],
+  ];
+  for (const [name, method, url, body, status, error] of cases) {
+    await t.step(name, async () => {
+      const answer = await call(url, method, body);
+      assert.equal(answer.status, status, JSON.stringify(answer.body));
+      assert.equal(answer.body.error, error);
+      assert.equal(typeof answer.body.message, "string");
+      assert.match(answer.headers.get("content-type") ?? "", /^application\/json/);
+    });
+  }
+
+  await t.step("gap, with the lowest offset", async () => {
+    using dest = new TestClient(await destination.accepted());
+    using streaming = await TestClient.connect(proxy.port);
+    await streaming.hello(`RESUME ${session.id} ${session.secret}`);
+    await dest.write(new Uint8Array(4096));
+    await streaming.readExactly(4096);
+    streaming.close();
+    await proxy.logs.waitFor("session.detached", (fields) => fields.sent === 4096);
+    const answer = await call(pollUrl, "POST", { secret: session.secret, ack: 0 });
+    assert.equal(answer.status, 409);
+    assert.equal(answer.body.error, "gap");
+    assert.ok(Number(answer.body.lowest) >= 4096 - 1024);
+  });
+});
+
+Deno.test("a proxy that is not there, or cannot reach its destination, is 502", async () => {
+  const closed = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+  closed.close();
+  await using nowhere = startGateway(closed.addr.port);
+  const missing = await call(`${nowhere.url}/api/sessions`, "POST");
+  assert.deepEqual([missing.status, missing.body.error], [502, "proxy_unavailable"]);
+  await using proxy = startServer(closed.addr.port);
+  await using gateway = startGateway(proxy.port);
+  const unreachable = await call(`${gateway.url}/api/sessions`, "POST");
+  assert.deepEqual([unreachable.status, unreachable.body.error], [502, "unreachable"]);
+});
+
+Deno.test("the page and its assets are served with their types and caching", async () => {
+  await using destination = echoDestination();
+  await using proxy = startServer(destination.port);
+  await using gateway = startGateway(proxy.port);
+  for (
+    const [path, type, cache] of [
+      ["/", "text/html; charset=utf-8", "no-cache"],
+      ["/assets/app.js", "text/javascript; charset=utf-8", "public, max-age=3600"],
+      ["/assets/style.css", "text/css; charset=utf-8", "public, max-age=3600"],
+    ]
+  ) {
+    const response = await fetch(`${gateway.url}${path}`);
+    const text = await response.text();
+    assert.equal(response.status, 200, path);
+    assert.equal(response.headers.get("content-type"), type);
+    assert.equal(response.headers.get("cache-control"), cache);
+    assert.ok(text.length > 100);
+  }
+  const page = await (await fetch(`${gateway.url}/`)).text();
+  assert.doesNotMatch(page, /(src|href)="\//, "only relative URLs, so a path prefix works");
+});
+
+/** A WebSocket client for tests: JSON control messages and binary output, in order. */
+class TestSocket implements AsyncDisposable {
+  readonly socket: WebSocket;
+  readonly #messages: (string | Uint8Array)[] = [];
+  #waiting: (() => void) | null = null;
+  readonly opened: Promise<void>;
+  readonly closed: Promise<CloseEvent>;
+
+  constructor(url: string) {
+    this.socket = new WebSocket(url);
+    this.socket.binaryType = "arraybuffer";
+    const opened = Promise.withResolvers<void>();
+    const closed = Promise.withResolvers<CloseEvent>();
+    this.opened = opened.promise;
+    this.closed = closed.promise;
+    this.socket.onopen = () => opened.resolve();
+    this.socket.onerror = () => opened.reject(new Error("WebSocket failed"));
+    this.socket.onclose = (event) => {
+      closed.resolve(event);
+      this.#waiting?.();
+    };
+    this.socket.onmessage = (event) => {
+      this.#messages.push(typeof event.data === "string" ? event.data : new Uint8Array(event.data));
+      this.#waiting?.();
+    };
+  }
+
+  async next(): Promise<string | Uint8Array | null> {
+    while (this.#messages.length === 0) {
+      if (this.socket.readyState === WebSocket.CLOSED) return null;
+      const { promise, resolve } = Promise.withResolvers<void>();
+      this.#waiting = resolve;
+      await withDeadline(promise, WAIT_MS, "a WebSocket message");
+    }
+    return this.#messages.shift() ?? null;
+  }
+
+  async control(): Promise<Record<string, unknown>> {
+    const message = await this.next();
+    assert.equal(typeof message, "string", `expected a control message, got ${message}`);
+    return JSON.parse(message as string);
+  }
+
+  async bytes(count: number): Promise<Uint8Array> {
+    const out = new Uint8Array(count);
+    let have = 0;
+    while (have < count) {
+      const message = await this.next();
+      assert.ok(message instanceof Uint8Array, `expected output, got ${message}`);
+      out.set(message, have);
+      have += message.length;
+    }
+    assert.equal(have, count, "no more than asked for");
+    return out;
+  }
+
+  async [Symbol.asyncDispose](): Promise<void> {
+    if (this.socket.readyState !== WebSocket.CLOSED) this.socket.close();
+    await this.closed;
+  }
+}
+
+function wsUrl(gateway: TestGateway, id: string): string {
+  return `${gateway.url.replace("http:", "ws:")}/api/sessions/${id}/ws`;
+}
+
+Deno.test("a WebSocket relays both ways and resumes exactly after a forced disconnect", async () => {
+  await using destination = new Destination();
+  await using proxy = startServer(destination.port);
+  await using gateway = startGateway(proxy.port);
+  const session = await newSession(gateway);
+  using dest = new TestClient(await destination.accepted());
+  let ack = 0;
+  {
+    await using socket = new TestSocket(wsUrl(gateway, session.id));
+    await socket.opened;
+    socket.socket.send(
+      JSON.stringify({ secret: session.secret, ack, inputAt: 0, input: base64("typed ") }),
+    );
+    const attached = await socket.control();
+    assert.deepEqual([attached.type, attached.from, attached.in, attached.state], [
+      "attached",
+      0,
+      0,
+      "open",
+    ]);
+    socket.socket.send(encoder.encode("more"));
+    assert.equal(decoder.decode(await dest.readExactly(10)), "typed more");
+    await dest.write("first half;");
+    ack += (await socket.bytes(11)).length;
+    await dest.write("second half, in flight when the socket dies;");
+  }
+  // The socket was closed with output possibly unread: resume from what was seen.
+  await using again = new TestSocket(wsUrl(gateway, session.id));
+  await again.opened;
+  again.socket.send(JSON.stringify({ secret: session.secret, ack, inputAt: 10 }));
+  const attached = await again.control();
+  assert.deepEqual([attached.from, attached.in], [11, 10]);
+  assert.equal(
+    decoder.decode(await again.bytes(44)),
+    "second half, in flight when the socket dies;",
+  );
+});
+
+Deno.test("a WebSocket says when the destination closes, after its last output", async () => {
+  await using destination = new Destination();
+  await using proxy = startServer(destination.port);
+  await using gateway = startGateway(proxy.port);
+  const session = await newSession(gateway);
+  const dest = await destination.accepted();
+  await using socket = new TestSocket(wsUrl(gateway, session.id));
+  await socket.opened;
+  socket.socket.send(JSON.stringify({ secret: session.secret, ack: 0 }));
+  assert.equal((await socket.control()).type, "attached");
+  await dest.write(encoder.encode("goodbye"));
+  dest.close();
+  assert.equal(decoder.decode(await socket.bytes(7)), "goodbye");
+  assert.deepEqual(await socket.control(), { type: "closed", ack: 7 });
+  assert.equal((await socket.closed).code, 1000);
+  await proxy.logs.waitFor("session.closed");
+});
+
+Deno.test("WebSocket errors: a bad first message and a wrong secret end the socket with a reason", async () => {
+  await using destination = echoDestination();
+  await using proxy = startServer(destination.port);
+  await using gateway = startGateway(proxy.port);
+  const session = await newSession(gateway);
+  const cases: [first: string, error: string][] = [
+    ["not json", "bad_request"],
+    [JSON.stringify({ secret: "D".repeat(32), ack: 0 }), "auth"],
+  ];
+  for (const [first, error] of cases) {
+    await using socket = new TestSocket(wsUrl(gateway, session.id));
+    await socket.opened;
+    socket.socket.send(first);
+    const message = await socket.control();
+    assert.deepEqual([message.type, message.error], ["error", error]);
+    assert.equal((await socket.closed).code, 4000);
+  }
+});

@@ -1,0 +1,447 @@
+/**
+ * The browser side of a gateway session: keeps one socketproxy session
+ * alive across page reloads and network trouble, over a WebSocket, a
+ * long-poll or plain polls.
+ *
+ * It remembers the session id, secret, the output offset received (`ack`)
+ * and the input not yet confirmed in `sessionStorage`, so a reload resumes
+ * the same session with nothing lost or repeated. Output is handed over
+ * exactly once, in order, whatever the transport: every chunk carries the
+ * offset it starts at, and what was already handed over is skipped.
+ *
+ * This file runs in the browser (bundled into `web/dist/app.js`) and in
+ * Deno's tests: it uses only `fetch`, `WebSocket` and a storage object.
+ *
+ * @module
+ */
+
+/** How output and input travel. */
+export type Transport = "websocket" | "longpoll" | "poll";
+
+/** What the page shows in its status line. */
+export type Status = "connecting" | "connected" | "reconnecting" | "ended" | "taken-over";
+
+/** What is kept in storage between page loads. */
+interface Stored {
+  id: string;
+  secret: string;
+  /** Output offset handed over so far. */
+  ack: number;
+  /** Session input offset of the first unconfirmed input byte. */
+  inputAt: number;
+  /** Unconfirmed input, base64. */
+  input: string;
+}
+
+/** Options for {@linkcode BrowserSession}. */
+export interface BrowserSessionOptions {
+  /** The URL API paths resolve against: the page's own, so the page works under any path prefix. */
+  base: string | URL;
+  /** Where the session is remembered (the page passes `sessionStorage`). */
+  storage: Pick<Storage, "getItem" | "setItem" | "removeItem">;
+  /** The transport, or `auto`: WebSocket, falling back to long-polling, then polling. */
+  transport?: Transport | "auto";
+  /** Receives output, exactly once and in order. */
+  onOutput(bytes: Uint8Array): void;
+  /** Receives status changes, with a few words of detail. */
+  onStatus(status: Status, detail: string): void;
+  /** How long a long-poll waits for output, in ms. @default {25000} */
+  longPollWait?: number;
+  /** How often plain polling asks, in ms. @default {1000} */
+  pollInterval?: number;
+}
+
+const STORAGE_KEY = "socketproxy-session";
+const MAX_BACKOFF_MS = 5000;
+
+function toBase64(bytes: Uint8Array): string {
+  let binary = "";
+  for (let i = 0; i < bytes.length; i += 0x8000) {
+    binary += String.fromCharCode(...bytes.subarray(i, i + 0x8000));
+  }
+  return btoa(binary);
+}
+
+function fromBase64(text: string): Uint8Array {
+  const binary = atob(text);
+  const bytes = new Uint8Array(binary.length);
+  for (let i = 0; i < binary.length; i++) bytes[i] = binary.charCodeAt(i);
+  return bytes;
+}
+
+function concat(a: Uint8Array, b: Uint8Array): Uint8Array {
+  const out = new Uint8Array(a.length + b.length);
+  out.set(a);
+  out.set(b, a.length);
+  return out;
+}
+
+/** An answer from the gateway that was not a success. */
+class GatewayError extends Error {
+  readonly status: number;
+  readonly code: string;
+  readonly body: Record<string, unknown>;
+
+  constructor(status: number, body: Record<string, unknown>) {
+    super(typeof body.message === "string" ? body.message : `HTTP ${status}`);
+    this.status = status;
+    this.code = typeof body.error === "string" ? body.error : "http";
+    this.body = body;
+  }
+}
+
+/**
+ * One session, as the page sees it.
+ *
+ * @example
+ * ```ts ignore
+ * const session = new BrowserSession({
+ *   base: location.href,
+ *   storage: sessionStorage,
+ *   onOutput: (bytes) => terminal.write(bytes),
+ *   onStatus: (status, detail) => (statusLine.textContent = `${status}: ${detail}`),
+ * });
+ * await session.start();
+ * session.send(new TextEncoder().encode("look\r\n"));
+ * ```
+ */
+export class BrowserSession {
+  readonly #options: BrowserSessionOptions;
+  #stored: Stored | null = null;
+  #queue: Uint8Array = new Uint8Array(0);
+  #transport: Transport;
+  readonly #auto: boolean;
+  #stopped = false;
+  #socket: WebSocket | null = null;
+  /** The offset the next WebSocket frame starts at, once attached. */
+  #socketOffset: number | null = null;
+  #socketFailures = 0;
+  #pollFailures = 0;
+  #pollRequest: AbortController | null = null;
+  #wake: (() => void) | null = null;
+  #backoff = 0;
+  #loop: Promise<void> | null = null;
+
+  /** @param options Where the gateway is, storage, transport and callbacks. */
+  constructor(options: BrowserSessionOptions) {
+    this.#options = options;
+    const transport = options.transport ?? "auto";
+    this.#auto = transport === "auto";
+    this.#transport = transport === "auto" ? "websocket" : transport;
+  }
+
+  /** The transport in use now. */
+  get transport(): Transport {
+    return this.#transport;
+  }
+
+  /** The session id and the output offset handed over, or `null` before a session exists. */
+  get current(): { id: string; ack: number } | null {
+    return this.#stored ? { id: this.#stored.id, ack: this.#stored.ack } : null;
+  }
+
+  /** Resumes the remembered session, or creates one, and starts relaying. */
+  async start(): Promise<void> {
+    this.#stopped = false;
+    this.#stored = this.#load();
+    if (this.#stored) {
+      this.#queue = fromBase64(this.#stored.input);
+    } else {
+      await this.#create();
+    }
+    this.#run();
+  }
+
+  /**
+   * Sends input. It is kept (in storage too) until the server confirms it,
+   * so a reload or a dropped connection never loses or repeats it.
+   *
+   * @param bytes The input.
+   */
+  send(bytes: Uint8Array): void {
+    if (!this.#stored || bytes.length === 0) return;
+    this.#queue = concat(this.#queue, bytes);
+    this.#save();
+    const socket = this.#socket;
+    if (socket && this.#socketOffset !== null && socket.readyState === WebSocket.OPEN) {
+      socket.send(bytes);
+    } else if (this.#transport !== "websocket") {
+      // A poll with the input now; the gateway ends the older, waiting one.
+      this.#pollRequest?.abort();
+      this.#wake?.();
+    }
+  }
+
+  /** Ends the current session on the server and starts a new one. */
+  async renew(): Promise<void> {
+    const old = this.#stored;
+    this.stop();
+    await this.#loop;
+    this.#options.storage.removeItem(STORAGE_KEY);
+    this.#stored = null;
+    this.#queue = new Uint8Array(0);
+    if (old) {
+      await fetch(this.#url(`api/sessions/${old.id}`), {
+        method: "DELETE",
+        headers: { "content-type": "application/json" },
+        body: JSON.stringify({ secret: old.secret }),
+      }).then((response) => response.body?.cancel()).catch(() => {});
+    }
+    await this.start();
+  }
+
+  /** Stops relaying; the session stays alive on the server. */
+  stop(): void {
+    this.#stopped = true;
+    this.#socket?.close(1000, "page stopped");
+    this.#socket = null;
+    this.#pollRequest?.abort();
+    this.#wake?.();
+  }
+
+  /** Waits until relaying has stopped (after {@linkcode BrowserSession.stop} or the session ended). */
+  async stopped(): Promise<void> {
+    await this.#loop;
+  }
+
+  #url(path: string, scheme?: "ws"): URL {
+    const url = new URL(path, this.#options.base);
+    if (scheme) url.protocol = url.protocol === "https:" ? "wss:" : "ws:";
+    return url;
+  }
+
+  #load(): Stored | null {
+    try {
+      const text = this.#options.storage.getItem(STORAGE_KEY);
+      const stored = text ? JSON.parse(text) : null;
+      if (
+        stored && typeof stored.id === "string" && typeof stored.secret === "string" &&
+        Number.isSafeInteger(stored.ack) && Number.isSafeInteger(stored.inputAt) &&
+        typeof stored.input === "string"
+      ) {
+        return stored;
+      }
+    } catch {
+      // Unreadable: start afresh.
+    }
+    return null;
+  }
+
+  #save(): void {
+    if (!this.#stored) return;
+    this.#stored.input = toBase64(this.#queue);
+    this.#options.storage.setItem(STORAGE_KEY, JSON.stringify(this.#stored));
+  }
+
+  async #create(): Promise<void> {
+    this.#options.onStatus("connecting", "opening a session");
+    const response = await fetch(this.#url("api/sessions"), { method: "POST" });
+    const body = await response.json();
+    if (!response.ok) throw new GatewayError(response.status, body);
+    this.#stored = { id: body.id, secret: body.secret, ack: 0, inputAt: 0, input: "" };
+    this.#queue = new Uint8Array(0);
+    this.#save();
+  }
+
+  /** Hands over output that starts at `offset`, skipping what was handed over already. */
+  #deliver(offset: number, bytes: Uint8Array): void {
+    const stored = this.#stored;
+    if (!stored) return;
+    const skip = stored.ack - offset;
+    if (skip < 0) throw new Error(`Output from ${offset} would leave a hole after ${stored.ack}`);
+    if (skip >= bytes.length) return;
+    stored.ack = offset + bytes.length;
+    this.#save();
+    this.#options.onOutput(skip > 0 ? bytes.subarray(skip) : bytes);
+  }
+
+  /** Drops input the server confirms having received up to input offset `received`. */
+  #confirm(received: number): void {
+    const stored = this.#stored;
+    if (!stored || received <= stored.inputAt) return;
+    const drop = Math.min(received - stored.inputAt, this.#queue.length);
+    this.#queue = this.#queue.slice(drop);
+    stored.inputAt = received;
+    this.#save();
+  }
+
+  #ended(status: "ended" | "taken-over", detail: string): void {
+    if (status === "ended") this.#options.storage.removeItem(STORAGE_KEY);
+    this.#options.onStatus(status, detail);
+    this.stop();
+  }
+
+  #run(): void {
+    this.#loop = (async () => {
+      while (!this.#stopped) {
+        if (this.#transport === "websocket") await this.#webSocket();
+        else await this.#poll();
+        if (this.#stopped) break;
+        if (this.#backoff > 0) {
+          this.#options.onStatus(
+            "reconnecting",
+            `trying again in ${Math.round(this.#backoff / 100) / 10} s`,
+          );
+          await this.#sleep(this.#backoff);
+        }
+      }
+    })();
+  }
+
+  #sleep(ms: number): Promise<void> {
+    return new Promise((resolve) => {
+      const timer = setTimeout(done, ms);
+      function done(): void {
+        clearTimeout(timer);
+        resolve();
+      }
+      this.#wake = () => {
+        this.#wake = null;
+        done();
+      };
+    });
+  }
+
+  #failed(): void {
+    this.#backoff = Math.min(MAX_BACKOFF_MS, this.#backoff === 0 ? 250 : this.#backoff * 2);
+  }
+
+  /** Handles an error answer common to all transports; true when relaying should go on. */
+  #handle(error: GatewayError): boolean {
+    switch (error.code) {
+      case "auth":
+        this.#ended("ended", "the session no longer exists");
+        return false;
+      case "gap": {
+        const lowest = Number(error.body.lowest);
+        if (this.#stored && lowest > this.#stored.ack) {
+          this.#options.onStatus(
+            "reconnecting",
+            `${lowest - this.#stored.ack} bytes of output were lost`,
+          );
+          this.#stored.ack = lowest;
+          this.#save();
+        }
+        return true;
+      }
+      default:
+        this.#failed();
+        return true;
+    }
+  }
+
+  #webSocket(): Promise<void> {
+    const stored = this.#stored;
+    if (!stored) return Promise.resolve();
+    const { promise, resolve } = Promise.withResolvers<void>();
+    this.#options.onStatus(this.#backoff > 0 ? "reconnecting" : "connecting", "WebSocket");
+    const socket = new WebSocket(this.#url(`api/sessions/${stored.id}/ws`, "ws"));
+    socket.binaryType = "arraybuffer";
+    this.#socket = socket;
+    this.#socketOffset = null;
+    let opened = false;
+    socket.onopen = () => {
+      opened = true;
+      socket.send(JSON.stringify({
+        secret: stored.secret,
+        ack: stored.ack,
+        inputAt: stored.inputAt,
+        input: toBase64(this.#queue),
+      }));
+    };
+    socket.onmessage = (event) => {
+      if (typeof event.data !== "string") {
+        const bytes = new Uint8Array(event.data as ArrayBuffer);
+        if (this.#socketOffset === null) return;
+        this.#deliver(this.#socketOffset, bytes);
+        this.#socketOffset += bytes.length;
+        return;
+      }
+      const message = JSON.parse(event.data);
+      if (message.type === "attached") {
+        this.#socketOffset = message.from;
+        this.#confirm(message.in);
+        this.#backoff = 0;
+        this.#socketFailures = 0;
+        this.#options.onStatus("connected", "WebSocket");
+      } else if (message.type === "closed") {
+        this.#ended("ended", "the destination closed the session");
+      } else if (message.type === "detached") {
+        this.#ended("taken-over", "another window took this session over");
+      } else if (message.type === "error") {
+        this.#handle(new GatewayError(0, message));
+      }
+    };
+    socket.onclose = () => {
+      if (this.#socket === socket) this.#socket = null;
+      if (!opened) {
+        this.#socketFailures++;
+        if (this.#auto && this.#socketFailures >= 2) {
+          this.#transport = "longpoll";
+          this.#backoff = 0;
+          return resolve();
+        }
+      }
+      if (this.#backoff === 0 && !this.#stopped) this.#failed();
+      resolve();
+    };
+    return promise;
+  }
+
+  async #poll(): Promise<void> {
+    const stored = this.#stored;
+    if (!stored) return;
+    const long = this.#transport === "longpoll";
+    const wait = long ? this.#options.longPollWait ?? 25_000 : 0;
+    const request = new AbortController();
+    this.#pollRequest = request;
+    const ack = stored.ack;
+    const sent = this.#queue.length;
+    // A long-poll that never answers is broken by something in between: give up on it.
+    const deadline = setTimeout(() => request.abort(), wait + 10_000);
+    try {
+      const response = await fetch(this.#url(`api/sessions/${stored.id}/poll`), {
+        method: "POST",
+        headers: { "content-type": "application/json" },
+        body: JSON.stringify({
+          secret: stored.secret,
+          ack,
+          inputAt: stored.inputAt,
+          input: toBase64(this.#queue.subarray(0, sent)),
+          wait,
+        }),
+        signal: request.signal,
+      });
+      const body = await response.json();
+      if (!response.ok) {
+        this.#handle(new GatewayError(response.status, body));
+        return;
+      }
+      this.#backoff = 0;
+      this.#pollFailures = 0;
+      this.#options.onStatus("connected", long ? "long-polling" : "polling");
+      this.#deliver(ack, fromBase64(body.data));
+      this.#confirm(body.in);
+      if (body.state === "closed" && body.ack === ack) {
+        // Nothing left: this poll acknowledged the end, and the server forgot the session.
+        this.#ended("ended", "the destination closed the session");
+        return;
+      }
+    } catch {
+      if (this.#stopped) return;
+      // send() cuts a waiting poll short to send its input at once: not a failure.
+      const forInput = request.signal.aborted && this.#queue.length > sent;
+      if (!forInput) {
+        this.#pollFailures++;
+        if (this.#auto && long && this.#pollFailures >= 2) this.#transport = "poll";
+        this.#failed();
+      }
+    } finally {
+      clearTimeout(deadline);
+      if (this.#pollRequest === request) this.#pollRequest = null;
+    }
+    if (!long && !this.#stopped && this.#queue.length === 0) {
+      await this.#sleep(this.#options.pollInterval ?? 1000);
+    }
+  }
+}
