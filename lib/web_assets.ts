@@ -6,6 +6,7 @@
  * @module
  */
 
+import xtermCss from "@xterm/xterm/css/xterm.css" with { type: "text" };
 import indexHtml from "../web/index.html" with { type: "text" };
 import appJs from "../web/dist/app.js" with { type: "text" };
 import styleCss from "../web/style.css" with { type: "text" };
@@ -16,4 +17,5 @@ export const WEB_ASSETS: Record<string, Asset> = {
   "/": { type: "text/html; charset=utf-8", body: indexHtml },
   "/assets/app.js": { type: "text/javascript; charset=utf-8", body: appJs },
   "/assets/style.css": { type: "text/css; charset=utf-8", body: styleCss },
+  "/assets/xterm.css": { type: "text/css; charset=utf-8", body: xtermCss },
 };

@@ -1,56 +1,180 @@
 /**
- * The browser page: shows the session's output and sends typed lines.
- * Bundled into web/dist/app.js by `deno task build`.
+ * The browser terminal: xterm.js in front of a socketproxy session, with
+ * telnet spoken properly (lib/telnet.ts), a line-input mode with history
+ * for line-oriented services, and a status line. Bundled into
+ * web/dist/app.js by `deno task build`.
+ *
+ * Output: session -> telnet (commands answered, never shown) -> terminal.
+ * Input: terminal keystrokes (character mode, when the server echoes) or
+ * the line input (line mode) -> telnet escaping -> session.
  *
  * @module
  */
 
 /// <reference lib="dom" />
 
-import { BrowserSession, type Transport } from "./session_client.ts";
+import { FitAddon } from "@xterm/addon-fit";
+import { Terminal } from "@xterm/xterm";
+import { Telnet } from "../lib/telnet.ts";
+import { BrowserSession, type Status, type Transport } from "./session_client.ts";
 
-const output = document.getElementById("output") as HTMLPreElement;
-const status = document.getElementById("status") as HTMLSpanElement;
-const detail = document.getElementById("detail") as HTMLSpanElement;
-const form = document.getElementById("line") as HTMLFormElement;
-const input = document.getElementById("input") as HTMLInputElement;
-const renew = document.getElementById("new-session") as HTMLButtonElement;
+const TELNET_KEY = "socketproxy-telnet";
+const HISTORY_KEY = "socketproxy-history";
+const HISTORY_LIMIT = 200;
+
+const element = <T extends HTMLElement>(id: string): T => document.getElementById(id) as T;
+const statusBadge = element<HTMLSpanElement>("status");
+const detail = element<HTMLSpanElement>("detail");
+const lineForm = element<HTMLFormElement>("line");
+const lineInput = element<HTMLInputElement>("input");
+const lineMode = element<HTMLInputElement>("line-mode");
+const renewButton = element<HTMLButtonElement>("new-session");
+
+const encoder = new TextEncoder();
+
+const terminal = new Terminal({
+  scrollback: 5000,
+  cursorBlink: true,
+  fontFamily: 'ui-monospace, "DejaVu Sans Mono", Menlo, Consolas, monospace',
+  fontSize: 14,
+  theme: { background: "#101010" },
+});
+const fit = new FitAddon();
+terminal.loadAddon(fit);
+terminal.open(element("terminal"));
+fit.fit();
+
+const telnet = new Telnet({ size: { columns: terminal.cols, rows: terminal.rows } });
+try {
+  const saved = sessionStorage.getItem(TELNET_KEY);
+  if (saved) telnet.restore(JSON.parse(saved));
+} catch {
+  sessionStorage.removeItem(TELNET_KEY);
+}
 
 const requested = new URLSearchParams(location.search).get("transport");
 const transport = ["websocket", "longpoll", "poll"].includes(requested ?? "")
   ? requested as Transport
   : "auto";
-const decoder = new TextDecoder();
-const encoder = new TextEncoder();
 
 const session = new BrowserSession({
   base: location.href,
   storage: sessionStorage,
   transport,
   onOutput(bytes) {
-    output.append(decoder.decode(bytes, { stream: true }));
-    output.parentElement?.scrollTo(0, output.scrollHeight);
+    const { display, reply } = telnet.receive(bytes);
+    if (display.length > 0) terminal.write(display);
+    if (reply.length > 0) session.send(reply);
+    // Saved with the offset it goes with: a reload resumes the parser too.
+    sessionStorage.setItem(TELNET_KEY, JSON.stringify(telnet.snapshot()));
+    followEcho();
   },
-  onStatus(state, text) {
-    status.textContent = state;
-    status.className = `status ${state}`;
-    detail.textContent = text;
-  },
+  onStatus: showStatus,
 });
 
-form.addEventListener("submit", (event) => {
+function showStatus(status: Status, text: string): void {
+  statusBadge.textContent = status === "taken-over" ? "taken over" : status;
+  statusBadge.className = `status ${status}`;
+  detail.textContent = text;
+  document.body.dataset.status = status;
+  if (status === "ended" || status === "taken-over") {
+    terminal.write(`\r\n\x1b[33m[${text}]\x1b[0m\r\n`);
+  }
+}
+
+// Line mode: on for services that do not echo (most line-oriented ones),
+// off once the server echoes, unless the user chose.
+let lineModeChosen = false;
+function followEcho(): void {
+  if (lineModeChosen) return;
+  setLineMode(!telnet.remoteEcho);
+}
+
+function setLineMode(on: boolean): void {
+  lineMode.checked = on;
+  lineForm.hidden = !on;
+  document.body.classList.toggle("line-mode", on);
+  if (on) lineInput.focus();
+  else terminal.focus();
+}
+
+lineMode.addEventListener("change", () => {
+  lineModeChosen = true;
+  setLineMode(lineMode.checked);
+});
+
+function send(bytes: Uint8Array): void {
+  session.send(telnet.encodeInput(bytes));
+}
+
+// Character mode: every keystroke goes out as typed.
+terminal.onData((text) => {
+  if (lineMode.checked) {
+    lineInput.focus();
+    if (text.length === 1 && text >= " ") lineInput.value += text;
+    return;
+  }
+  send(encoder.encode(text));
+});
+
+// Ctrl+C copies when there is a selection; otherwise it is the interrupt key.
+terminal.attachCustomKeyEventHandler((event) => {
+  if (event.type === "keydown" && event.ctrlKey && event.key === "c" && terminal.hasSelection()) {
+    navigator.clipboard?.writeText(terminal.getSelection()).catch(() => {});
+    return false;
+  }
+  return true;
+});
+
+// Line mode, with history.
+const history: string[] = JSON.parse(sessionStorage.getItem(HISTORY_KEY) ?? "[]");
+let historyAt = history.length;
+lineForm.addEventListener("submit", (event) => {
   event.preventDefault();
-  session.send(encoder.encode(input.value + "\r\n"));
-  input.value = "";
+  const line = lineInput.value;
+  lineInput.value = "";
+  if (line && history.at(-1) !== line) {
+    history.push(line);
+    history.splice(0, history.length - HISTORY_LIMIT);
+    sessionStorage.setItem(HISTORY_KEY, JSON.stringify(history));
+  }
+  historyAt = history.length;
+  // The service does not echo in line mode: show what was sent, dimmed.
+  terminal.write(`\x1b[2m${line}\x1b[0m\r\n`);
+  send(encoder.encode(line + "\r"));
+});
+lineInput.addEventListener("keydown", (event) => {
+  if (event.key !== "ArrowUp" && event.key !== "ArrowDown") return;
+  event.preventDefault();
+  historyAt = Math.max(0, Math.min(history.length, historyAt + (event.key === "ArrowUp" ? -1 : 1)));
+  lineInput.value = history[historyAt] ?? "";
 });
 
-renew.addEventListener("click", async () => {
-  output.textContent = "";
+// Resizing: the terminal fills the window, and the server hears the new size (NAWS).
+terminal.onResize(({ cols, rows }) => {
+  const naws = telnet.resize(cols, rows);
+  if (naws.length > 0) session.send(naws);
+});
+new ResizeObserver(() => fit.fit()).observe(element("terminal"));
+
+renewButton.addEventListener("click", async () => {
+  sessionStorage.removeItem(TELNET_KEY);
+  telnet.restore({
+    remote: [],
+    local: [],
+    parser: 0,
+    verb: 0,
+    afterCr: false,
+    sbOption: -1,
+    sbData: [],
+  });
+  terminal.reset();
+  lineModeChosen = false;
   await session.renew();
+  terminal.focus();
 });
 
-session.start().catch((error) => {
-  status.textContent = "ended";
-  status.className = "status ended";
-  detail.textContent = String(error?.message ?? error);
-});
+followEcho();
+session.start().catch((error) => showStatus("ended", String(error?.message ?? error)));
+// For tests and the curious: which transport and session this page uses.
+Object.assign(globalThis, { socketproxy: { session, telnet, terminal } });

@@ -1,0 +1,295 @@
+/**
+ * The browser terminal end to end, in Debian's chromium driven headless by
+ * playwright-core (never a downloaded browser): a telnet-speaking
+ * destination, the page's banner, a command and its answer, a reload that
+ * continues with nothing repeated, a gateway that goes away and comes back,
+ * and a password typed in character mode.
+ *
+ * Set SOCKETPROXY_SCREENSHOT=docs/terminal.png to save a picture of the
+ * working page (`deno task screenshot`).
+ */
+
+import assert from "node:assert/strict";
+import { type Browser, chromium, type Page } from "playwright-core";
+import { WebGateway } from "../lib/web_gateway.ts";
+import { WEB_ASSETS } from "../lib/web_assets.ts";
+import {
+  Destination,
+  encoder,
+  issuedSecrets,
+  LogCapture,
+  startServer,
+  WAIT_MS,
+} from "./_helpers.ts";
+
+const CHROMIUM = ["/usr/bin/chromium", "/usr/bin/chromium-browser"].find((path) => {
+  try {
+    return Deno.statSync(path).isFile;
+  } catch {
+    return false;
+  }
+});
+const SCREENSHOT = Deno.env.get("SOCKETPROXY_SCREENSHOT");
+
+const IAC = 255, WILL = 251, WONT = 252, DO = 253, SB = 250, SE = 240;
+const ECHO = 1, SGA = 3, TTYPE = 24, NAWS = 31;
+
+/** What the telnet destination heard from one connection. */
+interface Heard {
+  lines: string[];
+  terminalType: string;
+  sizes: [number, number][];
+}
+
+/**
+ * A small telnet service: asks for the terminal type and size, prompts,
+ * answers "look", and asks for a password with the server echoing (so the
+ * page must switch to character mode and not show it).
+ */
+function telnetService(): Destination & { heard: Heard[]; connections: Deno.TcpConn[] } {
+  const heard: Heard[] = [];
+  const connections: Deno.TcpConn[] = [];
+  const destination = new Destination((conn) => {
+    connections.push(conn);
+    const state: Heard = { lines: [], terminalType: "", sizes: [] };
+    heard.push(state);
+    void (async () => {
+      const write = (data: string | number[]) =>
+        conn.write(typeof data === "string" ? encoder.encode(data) : Uint8Array.from(data)).catch(
+          () => 0,
+        );
+      await write([IAC, DO, TTYPE, IAC, DO, NAWS, IAC, WILL, SGA]);
+      await write("\x1b[1;32mWelcome to the test MUD\x1b[0m\r\n> ");
+      const buffer = new Uint8Array(4096);
+      let line = "";
+      let sb: number[] | null = null;
+      let command: number | null = null;
+      let passwordWanted = false;
+      while (true) {
+        const count = await conn.read(buffer).catch(() => null);
+        if (count === null) return;
+        for (const byte of buffer.subarray(0, count)) {
+          if (sb !== null) {
+            if (byte === SE && sb.at(-1) === IAC) {
+              sb.pop();
+              if (sb[0] === TTYPE && sb[1] === 0) {
+                state.terminalType = String.fromCharCode(...sb.slice(2));
+              }
+              if (sb[0] === NAWS) {
+                state.sizes.push([
+                  (sb[1] ?? 0) * 256 + (sb[2] ?? 0),
+                  (sb[3] ?? 0) * 256 + (sb[4] ?? 0),
+                ]);
+              }
+              sb = null;
+            } else sb.push(byte);
+          } else if (command !== null) {
+            if (command === IAC && byte === SB) sb = [];
+            else if (command === IAC && byte >= WILL) command = byte;
+            else {
+              if (command === WILL && byte === TTYPE) await write([IAC, SB, TTYPE, 1, IAC, SE]);
+              command = null;
+              continue;
+            }
+            if (sb !== null || byte === SB) command = null;
+            continue;
+          } else if (byte === IAC) command = IAC;
+          else if (byte === 10) {
+            const text = line.replace(/\r$/, "");
+            line = "";
+            state.lines.push(text);
+            if (passwordWanted) {
+              passwordWanted = false;
+              await write([IAC, WONT, ECHO]);
+              await write("\r\nWelcome back.\r\n> ");
+            } else if (text === "look") await write("You are in a small room.\r\n> ");
+            else if (text === "login") {
+              passwordWanted = true;
+              await write("Password: ");
+              await write([IAC, WILL, ECHO]);
+            } else await write(`Huh? ${JSON.stringify(text)}\r\n> `);
+          } else if (byte !== 0) line += String.fromCharCode(byte);
+        }
+      }
+    })();
+  });
+  return Object.assign(destination, { heard, connections });
+}
+
+/** The terminal's text, line by line, read from xterm.js in the page. */
+function screen(page: Page): Promise<string> {
+  return page.evaluate(() => {
+    // deno-lint-ignore no-explicit-any
+    const buffer = (globalThis as any).socketproxy.terminal.buffer.active;
+    const lines: string[] = [];
+    for (let i = 0; i < buffer.length; i++) {
+      lines.push(buffer.getLine(i)?.translateToString(true) ?? "");
+    }
+    return lines.join("\n").replace(/\n+$/, "");
+  });
+}
+
+async function waitForScreen(page: Page, pattern: RegExp): Promise<string> {
+  const deadline = Date.now() + WAIT_MS;
+  let text = "";
+  // The page has no event to wait on from here: look again until it shows.
+  while (Date.now() < deadline) {
+    text = await screen(page);
+    if (pattern.test(text)) return text;
+    await new Promise((resolve) => setTimeout(resolve, 50));
+  }
+  throw new Error(`no ${pattern} on the page's terminal:\n${text}`);
+}
+
+async function waitForStatus(page: Page, status: string): Promise<void> {
+  await page.waitForSelector(`body[data-status="${status}"]`, { timeout: WAIT_MS });
+}
+
+async function withBrowser(fn: (browser: Browser) => Promise<void>): Promise<void> {
+  const browser = await chromium.launch({
+    executablePath: CHROMIUM ?? "chromium",
+    headless: true,
+    args: [
+      "--no-sandbox",
+      "--disable-gpu",
+      "--disable-quic",
+      "--no-first-run",
+      "--disable-background-networking",
+      "--disable-component-update",
+      "--disable-sync",
+    ],
+  });
+  try {
+    await fn(browser);
+  } finally {
+    await browser.close();
+  }
+}
+
+function rememberSecrets(page: Page): Promise<void> {
+  return page.evaluate(() => sessionStorage.getItem("socketproxy-session")).then((text) => {
+    if (text) issuedSecrets.add(JSON.parse(text).secret);
+  });
+}
+
+Deno.test({
+  name: CHROMIUM
+    ? "the browser terminal: banner, a command, a reload, a gateway restart"
+    : "the browser terminal: banner, a command, a reload, a gateway restart (skipped: chromium is not installed; apt-get install chromium)",
+  ignore: !CHROMIUM,
+  async fn() {
+    await using destination = telnetService();
+    await using proxy = startServer(destination.port);
+    let gateway = WebGateway.listen({ hostname: "127.0.0.1", port: 0 }, {
+      proxy: { hostname: "127.0.0.1", port: proxy.port },
+      logger: new LogCapture().logger,
+      assets: WEB_ASSETS,
+    });
+    const port = gateway.addr.port;
+    try {
+      await withBrowser(async (browser) => {
+        const page = await browser.newPage({ viewport: { width: 1000, height: 560 } });
+        await page.goto(`http://127.0.0.1:${port}/`);
+        await waitForScreen(page, /Welcome to the test MUD\n> /);
+        await waitForStatus(page, "connected");
+        await rememberSecrets(page);
+        const heard = destination.heard[0];
+        assert.ok(heard);
+        assert.equal(heard.terminalType, "xterm-256color", "TTYPE answered");
+        assert.ok(
+          heard.sizes.length > 0 && (heard.sizes[0]?.[0] ?? 0) > 40,
+          `NAWS sent: ${heard.sizes}`,
+        );
+
+        // A line-oriented service (no server echo): line mode, with the line shown once.
+        assert.equal(await page.isVisible("#input"), true, "line mode is on");
+        await page.fill("#input", "look");
+        await page.press("#input", "Enter");
+        await waitForScreen(page, /look\nYou are in a small room\.\n> /);
+        assert.deepEqual(heard.lines, ["look"]);
+
+        // A password prompt with the server echoing: character mode, nothing shown.
+        await page.fill("#input", "login");
+        await page.press("#input", "Enter");
+        await waitForScreen(page, /Password: /);
+        await page.waitForSelector("#line[hidden]", { state: "attached", timeout: WAIT_MS });
+        await page.keyboard.type("hunter2");
+        await page.keyboard.press("Enter");
+        const afterLogin = await waitForScreen(page, /Welcome back\.\n> /);
+        assert.doesNotMatch(afterLogin, /hunter2/, "the password was not shown");
+        assert.deepEqual(heard.lines, ["look", "login", "hunter2"]);
+        await page.waitForSelector("#line:not([hidden])", { timeout: WAIT_MS });
+
+        if (SCREENSHOT) {
+          await page.fill("#input", "look");
+          await page.press("#input", "Enter");
+          await waitForScreen(page, /small room\.\n> $/);
+          await page.screenshot({ path: SCREENSHOT });
+        }
+
+        // A reload continues the session with nothing repeated.
+        await page.reload();
+        await waitForStatus(page, "connected");
+        await page.fill("#input", "look");
+        await page.press("#input", "Enter");
+        const reloaded = await waitForScreen(page, /You are in a small room\.\n> /);
+        assert.doesNotMatch(
+          reloaded,
+          /Welcome to the test MUD/,
+          "nothing from before the reload repeated",
+        );
+        assert.equal(reloaded.match(/small room/g)?.length, 1);
+        assert.equal(destination.heard.length, 1, "still the first destination connection");
+
+        // The network goes (the gateway stops) and comes back: the page reconnects.
+        await gateway.close();
+        await waitForStatus(page, "reconnecting");
+        const conn = destination.connections[0];
+        assert.ok(conn);
+        await conn.write(encoder.encode("\r\nThe world shifts while you are away.\r\n> "));
+        gateway = WebGateway.listen({ hostname: "127.0.0.1", port }, {
+          proxy: { hostname: "127.0.0.1", port: proxy.port },
+          logger: new LogCapture().logger,
+          assets: WEB_ASSETS,
+        });
+        await waitForStatus(page, "connected");
+        await waitForScreen(page, /The world shifts while you are away\./);
+        await rememberSecrets(page);
+      });
+    } finally {
+      await gateway.close();
+    }
+  },
+});
+
+for (const transport of ["longpoll", "poll"] as const) {
+  Deno.test({
+    name: CHROMIUM
+      ? `the browser terminal with ?transport=${transport}`
+      : `the browser terminal with ?transport=${transport} (skipped: chromium is not installed)`,
+    ignore: !CHROMIUM,
+    async fn() {
+      await using destination = telnetService();
+      await using proxy = startServer(destination.port);
+      await using gateway = WebGateway.listen({ hostname: "127.0.0.1", port: 0 }, {
+        proxy: { hostname: "127.0.0.1", port: proxy.port },
+        logger: new LogCapture().logger,
+        assets: WEB_ASSETS,
+      });
+      await withBrowser(async (browser) => {
+        const page = await browser.newPage();
+        await page.goto(`http://127.0.0.1:${gateway.addr.port}/?transport=${transport}`);
+        await waitForScreen(page, /Welcome to the test MUD/);
+        await waitForStatus(page, "connected");
+        await rememberSecrets(page);
+        assert.match(
+          await page.textContent("#detail") ?? "",
+          transport === "poll" ? /^polling/ : /long-polling/,
+        );
+        await page.fill("#input", "look");
+        await page.press("#input", "Enter");
+        await waitForScreen(page, /You are in a small room\./);
+      });
+    },
+  });
+}
