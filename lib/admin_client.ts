@@ -11,12 +11,12 @@ import {
   CommandError,
   formatHostPort,
   type HostPort,
+  parseAdminToken,
   parseHostPort,
   SERVER_DEFAULTS,
+  TOKEN_VARIABLE,
+  tokenFromEnvironment,
 } from "./config.ts";
-
-/** The environment variable that holds the admin token. */
-export const TOKEN_VARIABLE = "SOCKETPROXY_ADMIN_TOKEN";
 
 /** Flags of the commands that talk to the admin port. */
 export const ADMIN_CLIENT_FLAGS = {
@@ -49,23 +49,15 @@ export function adminTarget(flags: ParsedFlags): AdminTarget {
   const admin = text === undefined
     ? DEFAULT_ADMIN
     : parseHostPort(text, "--admin", { defaults: DEFAULT_ADMIN });
-  const token = stringFlag(flags, "admin-token") ?? tokenFromEnvironment();
+  const flag = stringFlag(flags, "admin-token");
+  const token = flag === undefined
+    ? tokenFromEnvironment()
+    : parseAdminToken(flag, "--admin-token");
   return { admin, token, where: formatHostPort(admin) };
 }
 
 /** How long an admin request may take, in ms. */
 const REQUEST_TIMEOUT_MS = 10_000;
-
-/**
- * Reads the admin token from the environment, when this process may.
- *
- * @returns The token, or `undefined` when unset or not readable.
- */
-export function tokenFromEnvironment(): string | undefined {
-  const permission = Deno.permissions.querySync({ name: "env", variable: TOKEN_VARIABLE });
-  if (permission.state !== "granted") return undefined;
-  return Deno.env.get(TOKEN_VARIABLE) || undefined;
-}
 
 /** Describes why a request never got an answer, in a few words. */
 function describeFetchError(error: unknown): string {

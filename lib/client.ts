@@ -120,6 +120,7 @@ export class ClientConnection implements AsyncDisposable {
   /** Bytes after the reply line that came with it, not yet returned. */
   #early: Uint8Array;
   #closed = false;
+  #onClose: (() => void) | null = null;
 
   /** @internal Made by {@linkcode ClientSession.connect}. */
   constructor(conn: Deno.Conn, reply: Reply, early: Uint8Array, session: ClientSession) {
@@ -192,19 +193,23 @@ export class ClientConnection implements AsyncDisposable {
       out.set(held, have);
       have += held.length;
     }
-    await this.#readInto(out, have);
+    have = await this.readInto(out, have);
+    if (have < count) {
+      // Nothing read is lost: it goes back to the session for the next reader.
+      this.#session.holdBack(out.slice(0, have));
+      throw new ConnectionLostError(`connection ended after ${have} of ${count} bytes`);
+    }
     return out;
   }
 
-  /** @internal Reads this connection's pending output, bypassing what the session holds. */
-  async fetchPending(): Promise<Uint8Array> {
-    const out = new Uint8Array(this.reply.pending);
-    await this.#readInto(out, 0);
-    return out;
-  }
-
-  /** Fills `out` from `have` on with bytes from this connection. */
-  async #readInto(out: Uint8Array, have: number): Promise<void> {
+  /**
+   * @internal Fills `out` from `have` on with bytes from this connection,
+   * not from what the session holds back; stops early when the connection
+   * ends.
+   *
+   * @returns How far `out` is filled.
+   */
+  async readInto(out: Uint8Array, have: number): Promise<number> {
     while (have < out.length) {
       if (this.#early.length > 0) {
         const early = this.#early.subarray(0, out.length - have);
@@ -219,11 +224,59 @@ export class ClientConnection implements AsyncDisposable {
         : await this.#conn.read(out.subarray(have)).catch(() => null);
       if (read === null) {
         this.close();
-        throw new ConnectionLostError(`connection ended after ${have} of ${out.length} bytes`);
+        break;
       }
       have += read;
       this.#session.countReceived(read);
     }
+    return have;
+  }
+
+  /** @internal Reads whatever more this connection is sent, until the server closes it. */
+  async readToEnd(): Promise<Uint8Array> {
+    const parts: Uint8Array[] = [];
+    for (let chunk = await this.#readSocket(); chunk !== null; chunk = await this.#readSocket()) {
+      parts.push(chunk);
+    }
+    return concat(parts);
+  }
+
+  async #readSocket(): Promise<Uint8Array | null> {
+    if (this.#early.length > 0) {
+      const early = this.#early;
+      this.#early = EMPTY;
+      this.#session.countReceived(early.length);
+      return early;
+    }
+    if (this.#closed) return null;
+    const buffer = new Uint8Array(READ_CHUNK);
+    const count = await this.#conn.read(buffer).catch(() => null);
+    if (count === null) {
+      this.close();
+      return null;
+    }
+    this.#session.countReceived(count);
+    return buffer.subarray(0, count);
+  }
+
+  /** @internal Resolves after `ms`, closing this connection, unless it closes before. */
+  closedPromise(ms: number): Promise<void> {
+    if (this.#closed) return Promise.resolve();
+    const { promise, resolve } = Promise.withResolvers<void>();
+    const timer = setTimeout(() => {
+      this.close();
+      resolve();
+    }, ms);
+    this.#onClose = () => {
+      clearTimeout(timer);
+      resolve();
+    };
+    return promise;
+  }
+
+  /** @internal Ends this side's sending, so the server detaches once it has sent what it has. */
+  async closeWrite(): Promise<void> {
+    await this.#conn.closeWrite().catch(() => {});
   }
 
   /**
@@ -253,6 +306,7 @@ export class ClientConnection implements AsyncDisposable {
     this.#closed = true;
     closeQuietly(this.#conn);
     this.#session.connectionClosed(this);
+    this.#onClose?.();
   }
 
   /** See {@linkcode ClientConnection.close}. */
@@ -407,16 +461,20 @@ export class ClientSession {
       return first;
     }
     if (mode === "exact") return await this.#attach(this.#taken);
-    for (let attempt = 0; attempt < 5; attempt++) {
+    for (let attempt = 0; attempt < 10; attempt++) {
       const connection = await this.#attach(undefined);
       if (connection.reply.from === this.#taken) return connection;
       // An earlier connection was sent output it never delivered: fetch
-      // exactly that (held back for the caller), then stream from there.
+      // exactly that, and all the server sends this connection until it
+      // has caught up (so no output is left "sent" beyond what we have),
+      // held back for the caller; then stream from there.
       connection.close();
       await using exact = await this.#attach(this.#taken);
-      this.#backlog.push(await exact.fetchPending());
+      await this.#writing; // input resent on it goes out before this side closes
+      await exact.closeWrite();
+      this.#backlog.push(await exact.readToEnd());
     }
-    return await this.#attach(this.#taken);
+    throw new ConnectionLostError("could not attach in streaming mode: the output keeps moving on");
   }
 
   /**
@@ -426,31 +484,55 @@ export class ClientSession {
    * @param options `wait`: how long to wait for output, in ms (default 0:
    * return the pending output at once). `until`: with `"first"` (the
    * default) return as soon as there is any output; with `"deadline"`
-   * collect all output that arrives within `wait`. `signal` ends the wait
-   * early.
+   * collect all output that arrives within `wait`. `signal` ends the poll
+   * early, with what it has read. `onOutput` receives the output as it
+   * arrives (the poll then returns nothing).
    * @returns The output, possibly empty.
    */
   async poll(
-    options: { wait?: number; until?: "first" | "deadline"; signal?: AbortSignal } = {},
+    options: {
+      wait?: number;
+      until?: "first" | "deadline";
+      signal?: AbortSignal;
+      onOutput?: (bytes: Uint8Array) => void | Promise<void>;
+    } = {},
   ): Promise<Uint8Array> {
+    const { signal } = options;
     const wait = options.wait ?? 0;
     const deadline = performance.now() + wait;
+    if (signal?.aborted) return EMPTY;
     await using connection = await this.connect("exact");
-    // An abort (the caller went away) ends the wait, and with it the poll.
+    // An abort (the caller went away) ends the poll with what it has read.
     const abort = (): void => connection.close();
-    options.signal?.addEventListener("abort", abort, { once: true });
-    using _ = { [Symbol.dispose]: () => options.signal?.removeEventListener("abort", abort) };
-    const parts: Uint8Array[] = [await connection.readExactly(connection.reply.pending)];
-    let got = connection.reply.pending;
-    while (connection.reply.state === "open" && (options.until === "deadline" || got === 0)) {
+    signal?.addEventListener("abort", abort, { once: true });
+    using _ = { [Symbol.dispose]: () => signal?.removeEventListener("abort", abort) };
+    if (signal?.aborted) connection.close();
+    const parts: Uint8Array[] = [];
+    // With onOutput, output is handed over as it arrives instead of at the end.
+    const take = async (bytes: Uint8Array): Promise<void> => {
+      if (bytes.length === 0) return;
+      if (options.onOutput) await options.onOutput(bytes);
+      else parts.push(bytes);
+    };
+    for (let held = this.takeBacklog(); held; held = this.takeBacklog()) await take(held);
+    const pending = new Uint8Array(connection.reply.pending);
+    const got = await connection.readInto(pending, 0);
+    await take(pending.subarray(0, got));
+    let total = got;
+    while (connection.reply.state === "open" && (options.until === "deadline" || total === 0)) {
       const left = deadline - performance.now();
       if (left <= 0) break;
       const arrived = await connection.readWithin(left);
       if (arrived === null) break;
-      parts.push(arrived);
-      got += arrived.length;
+      await take(arrived);
+      total += arrived.length;
     }
-    await this.#writing;
+    // Input goes out on this connection; a destination that does not take
+    // it keeps it queued for the next one instead of holding the poll.
+    await Promise.race([
+      this.#writing,
+      connection.closedPromise(Math.max(1000, deadline - performance.now())),
+    ]);
     return concat(parts);
   }
 
@@ -527,6 +609,16 @@ export class ClientSession {
     }
     this.#backlog[0] = first.subarray(max);
     return first.subarray(0, max);
+  }
+
+  /** @internal Gives back output a reader took but could not hand out, to be handed out first. */
+  holdBack(bytes: Uint8Array): void {
+    if (bytes.length > 0) this.#backlog.unshift(bytes);
+  }
+
+  /** Whether {@linkcode ClientSession.received} is known (false for a session resumed without `ack`, before it connects). */
+  get offsetKnown(): boolean {
+    return this.#taken !== null;
   }
 
   /** @internal Counts output read from the server. */

@@ -170,20 +170,31 @@ function explain(error: unknown, config: ClientConfig): CommandError | null {
 
 /** Splits a byte stream into lines, without their LF (and CR). */
 async function* lines(stream: ReadableStream<Uint8Array>): AsyncGenerator<Uint8Array> {
-  let pending = new Uint8Array(0);
+  // Parts of a line not yet ended, joined once its LF comes: linear in the input.
+  let parts: Uint8Array[] = [];
   for await (const chunk of stream) {
-    const joined = new Uint8Array(pending.length + chunk.length);
-    joined.set(pending);
-    joined.set(chunk, pending.length);
     let start = 0;
-    for (let lf = joined.indexOf(10); lf >= 0; lf = joined.indexOf(10, start)) {
-      const end = lf > start && joined[lf - 1] === 13 ? lf - 1 : lf;
-      yield joined.subarray(start, end);
+    for (let lf = chunk.indexOf(10); lf >= 0; lf = chunk.indexOf(10, start)) {
+      parts.push(chunk.subarray(start, lf));
+      const line = joinBytes(parts);
+      parts = [];
+      yield line.at(-1) === 13 ? line.subarray(0, -1) : line;
       start = lf + 1;
     }
-    pending = joined.slice(start);
+    if (start < chunk.length) parts.push(chunk.slice(start));
   }
-  if (pending.length > 0) yield pending;
+  if (parts.length > 0) yield joinBytes(parts);
+}
+
+function joinBytes(parts: Uint8Array[]): Uint8Array {
+  if (parts.length === 1) return parts[0] ?? new Uint8Array(0);
+  const out = new Uint8Array(parts.reduce((sum, part) => sum + part.length, 0));
+  let at = 0;
+  for (const part of parts) {
+    out.set(part, at);
+    at += part.length;
+  }
+  return out;
 }
 
 /** Runs a session step; a gap is reported and skipped, other errors propagate. */
@@ -209,15 +220,25 @@ async function lineMode(
   stop: AbortSignal,
 ): Promise<void> {
   // Whatever is already pending, first.
-  await writeStdout(await withGaps(session, () => session.poll()));
-  for await (const line of lines(Deno.stdin.readable)) {
-    if (stop.aborted) return;
-    if (line.length > 0) {
-      session.send(line);
+  await writeStdout(await withGaps(session, () => session.poll({ signal: stop })));
+  const input = lines(Deno.stdin.readable);
+  // A read of stdin cannot be cancelled: Ctrl-C stops waiting for it instead.
+  const interrupted = new Promise<null>((resolve) => {
+    if (stop.aborted) resolve(null);
+    stop.addEventListener("abort", () => resolve(null), { once: true });
+  });
+  while (!stop.aborted) {
+    const next = await Promise.race([input.next(), interrupted]);
+    if (next === null || next.done) return;
+    if (next.value.length > 0) {
+      session.send(next.value);
       session.send(config.newline);
     }
-    await writeStdout(
-      await withGaps(session, () => session.poll({ wait: config.wait, until: "deadline" })),
+    // Output is printed as it arrives; Ctrl-C ends the wait.
+    await withGaps(
+      session,
+      () =>
+        session.poll({ wait: config.wait, until: "deadline", signal: stop, onOutput: writeStdout }),
     );
     if (session.state === "closed") {
       status("the destination closed the session");
@@ -301,41 +322,41 @@ export async function clientCommand(args: string[]): Promise<number> {
         ...(config.ack === undefined ? {} : { ack: config.ack }),
       });
     } else {
+      // Ctrl-C meanwhile is seen once the session exists, so its secret is not lost.
       session = await ClientSession.create({ proxy: config.proxy });
       status(`opened session ${session.id}`);
     }
-    const work = config.stream
-      ? streamMode(session, config, stop.signal)
-      : lineMode(session, config, stop.signal);
-    const interrupted = new Promise<void>((resolve) => {
-      stop.signal.addEventListener("abort", () => resolve(), { once: true });
-    });
-    await Promise.race([work, interrupted]);
-    if (stop.signal.aborted && !config.stream) {
-      // Ctrl-C while waiting for a line: that read cannot be cancelled, so
-      // leave now, the session intact.
-      await farewell(session, config);
-      Deno.exit(0);
+    if (!stop.signal.aborted) {
+      await (config.stream
+        ? streamMode(session, config, stop.signal)
+        : lineMode(session, config, stop.signal));
     }
-    await work;
     await farewell(session, config);
     return 0;
   } catch (error) {
     const explained = explain(error, config);
-    if (!explained) throw error;
     if (session && !(error instanceof AuthError)) hint(session);
+    if (!explained) throw error;
     throw explained;
   }
 }
 
 function hint(session: ClientSession): void {
+  const ack = session.offsetKnown ? ` --ack=${session.received}` : "";
   status(
-    `session left open; to come back: socketproxy client --session=${session.id}:${session.secret} --ack=${session.received}`,
+    `session left open; to come back: socketproxy client --session=${session.id}:${session.secret}${ack}`,
   );
 }
 
 /** Ends the session (--close), lets the server forget a finished one, or says how to come back. */
 async function farewell(session: ClientSession, config: ClientConfig): Promise<void> {
+  if (session.unconfirmed > 0) {
+    // Input typed but not yet confirmed: one more try to get it through.
+    await session.poll({ signal: AbortSignal.timeout(5000) }).then(writeStdout, () => {});
+    if (session.unconfirmed > 0) {
+      status(`${session.unconfirmed} bytes of input may not have reached the destination`);
+    }
+  }
   if (config.close) {
     await session.close().catch((error) => {
       if (!(error instanceof AuthError)) throw error; // already gone

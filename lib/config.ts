@@ -308,3 +308,43 @@ export const SERVER_DEFAULTS: Readonly<Omit<ServerConfig, "destination">> = {
   logFormat: "text",
   adminToken: null,
 };
+
+/** The environment variable that holds the admin token. */
+export const TOKEN_VARIABLE = "SOCKETPROXY_ADMIN_TOKEN";
+
+/**
+ * Whether this process may read {@linkcode TOKEN_VARIABLE} (Deno's
+ * `--allow-env`); without it, a token set there cannot be seen.
+ *
+ * @returns `true` when the variable can be read.
+ */
+export function canReadTokenVariable(): boolean {
+  return Deno.permissions.querySync({ name: "env", variable: TOKEN_VARIABLE }).state === "granted";
+}
+
+/**
+ * Reads the admin token from the environment, when this process may.
+ *
+ * @returns The token, or `undefined` when unset or not readable.
+ * @throws {UsageError} When the token is not printable ASCII without spaces.
+ */
+export function tokenFromEnvironment(): string | undefined {
+  if (!canReadTokenVariable()) return undefined;
+  const token = Deno.env.get(TOKEN_VARIABLE);
+  return token ? parseAdminToken(token, TOKEN_VARIABLE) : undefined;
+}
+
+/**
+ * Checks an admin token: printable ASCII without spaces, as an HTTP header allows.
+ *
+ * @param text The token.
+ * @param what Where it came from, for error messages.
+ * @returns The token.
+ * @throws {UsageError} When it is not.
+ */
+export function parseAdminToken(text: string, what: string): string {
+  if (!/^[\x21-\x7e]+$/.test(text)) {
+    throw new UsageError(`${what}: the token must be printable ASCII without spaces`);
+  }
+  return text;
+}

@@ -360,7 +360,8 @@ export function parseReply(line: string): Reply | { bye: string } {
     const message = fields.slice(offset === undefined ? 2 : 3).join(" ");
     throw protocolError(first, message, offset);
   }
-  throw new SyntaxError(`Not a socketproxy reply: "${line.slice(0, 80)}"`);
+  // Only the first word: the rest of a malformed OK line may carry a secret.
+  throw new SyntaxError(`Not a socketproxy reply: "${(word ?? "").slice(0, 40)}..."`);
 }
 
 /** A decimal offset, or `undefined` when the text is not one. */

@@ -8,8 +8,10 @@
 
 import { parseFlags, printOut, stringFlag } from "./cli.ts";
 import {
+  canReadTokenVariable,
   formatHostPort,
   type HostPort,
+  parseAdminToken,
   parseCount,
   parseDuration,
   parseHostPort,
@@ -18,9 +20,10 @@ import {
   parseSize,
   SERVER_DEFAULTS,
   type ServerConfig,
+  TOKEN_VARIABLE,
+  tokenFromEnvironment,
   UsageError,
 } from "./config.ts";
-import { tokenFromEnvironment } from "./admin_client.ts";
 import { Logger } from "./log.ts";
 import { Service } from "./service.ts";
 import { SIGNAL_EXIT_STATUS, watchStopSignals } from "./signals.ts";
@@ -129,13 +132,11 @@ export function parseServerArgs(args: string[]): ServerConfig | "help" {
   if (level !== undefined) config.logLevel = parseLogLevel(level, "--log-level");
   const format = value("log-format");
   if (format !== undefined) config.logFormat = parseLogFormat(format, "--log-format");
-  const token = value("admin-token") ?? tokenFromEnvironment();
-  if (token !== undefined) {
-    if (!/^[\x21-\x7e]+$/.test(token)) {
-      throw new UsageError("--admin-token: must be printable ASCII without spaces");
-    }
-    config.adminToken = token;
-  }
+  const flag = value("admin-token");
+  const token = flag === undefined
+    ? tokenFromEnvironment()
+    : parseAdminToken(flag, "--admin-token");
+  if (token !== undefined) config.adminToken = token;
   return config;
 }
 
@@ -163,6 +164,13 @@ export async function serverCommand(args: string[]): Promise<number> {
     logger.warn("server.killed", { signal });
     Deno.exit(SIGNAL_EXIT_STATUS[signal] ?? 1);
   });
+  if (config.admin !== null && config.adminToken === null && !canReadTokenVariable()) {
+    // A token set in the environment would be silently ignored: say so.
+    logger.warn("admin.token_unreadable", {
+      variable: TOKEN_VARIABLE,
+      hint: `run with --allow-env=${TOKEN_VARIABLE} (deno task start does), or pass --admin-token`,
+    });
+  }
   const service = await Service.start(config, { logger });
   logger.info("server.listening", {
     version: VERSION,

@@ -137,7 +137,14 @@ export class Service implements AsyncDisposable {
   stop(): Promise<void> {
     this.#stopping ??= (async () => {
       await this.proxy.close();
-      await this.admin?.close();
+      // An admin client that never finishes its request must not hold the
+      // shutdown: after a moment, stop waiting for the admin port.
+      const admin = this.admin?.close();
+      if (admin) {
+        let timer: ReturnType<typeof setTimeout> | undefined;
+        await Promise.race([admin, new Promise((resolve) => (timer = setTimeout(resolve, 300)))]);
+        clearTimeout(timer);
+      }
     })();
     return this.#stopping;
   }

@@ -60,8 +60,8 @@ Deno.test("piped lines: a connection each, output printed, a hint to come back",
   const [session, ack] = resumeArgs(stderr);
   assert.equal(ack, "--ack=12");
   assert.ok(session);
-  // One connection for the NEW, one for the first poll, then one per line.
-  assert.equal(proxy.logs.events("session.attached").length, 5);
+  // One connection for the NEW, one for the first poll, one per line, one to confirm the input.
+  assert.equal(proxy.logs.events("session.attached").length, 6);
   assert.equal(proxy.server.store.size, 1, "the session is left open");
 });
 
@@ -229,4 +229,45 @@ Deno.test({
     const reply = await client.hello(`RESUME ${id} ${secret} 16`);
     assert.equal(reply.in, 16, "the line went through exactly once");
   },
+});
+
+Deno.test("Ctrl-C while a line's output is being collected prints it and leaves the session open", async () => {
+  await using destination = echoDestination();
+  await using proxy = startServer(destination.port);
+  const child = new Deno.Command(Deno.execPath(), {
+    args: [
+      "run",
+      ...RUN_PERMISSIONS,
+      MAIN,
+      "client",
+      `--proxy=127.0.0.1:${proxy.port}`,
+      "--wait=60s",
+    ],
+    stdin: "piped",
+    stdout: "piped",
+    stderr: "piped",
+  }).spawn();
+  const writer = child.stdin.getWriter();
+  await writer.write(encoder.encode("precious output\n"));
+  // The echo is printed while the client still waits out --wait.
+  const stdout = child.stdout.getReader();
+  let seen = "";
+  while (!seen.includes("precious output\n")) {
+    const { value, done } = await stdout.read();
+    if (done) break;
+    seen += decoder.decode(value);
+  }
+  child.kill("SIGINT");
+  const status = await child.status;
+  const stderr = decoder.decode(await new Response(child.stderr).arrayBuffer());
+  for (const match of stderr.matchAll(/--session=[^:\s]+:(\S+)/g)) {
+    issuedSecrets.add(match[1] ?? "");
+  }
+  await writer.close().catch(() => {});
+  stdout.releaseLock();
+  await child.stdout.cancel();
+  assert.equal(status.code, 0, stderr);
+  assert.equal(seen, "precious output\n");
+  assert.match(stderr, /to come back: socketproxy client --session=\S+ --ack=16$/m);
+  assert.equal(proxy.server.store.size, 1);
 });

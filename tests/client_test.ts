@@ -27,6 +27,8 @@ import {
   randomBytes,
   startServer,
   TestClient,
+  WAIT_MS,
+  withDeadline,
   writeAll,
 } from "./_helpers.ts";
 
@@ -49,9 +51,7 @@ Deno.test("a session created by the library is polled exactly, with input sent a
   using dest = new TestClient(await destination.accepted());
   await dest.write("banner\n");
   // The banner came while no client was attached: the first poll has it.
-  let banner = "";
-  for (let i = 0; i < 100 && banner.length < 7; i++) banner += decoder.decode(await session.poll());
-  assert.equal(banner, "banner\n");
+  assert.equal(decoder.decode(await session.poll({ wait: WAIT_MS })), "banner\n");
   assert.equal(session.received, 7);
   session.send("look\n");
   assert.equal(session.unconfirmed, 5);
@@ -107,15 +107,13 @@ Deno.test("output lost with a dropped connection is fetched again, exactly", asy
   await using proxy = startServer(destination.port);
   const session = await created(proxy.port);
   using dest = new TestClient(await destination.accepted());
-  // A streaming connection is sent output, then dies before the client reads it.
-  const doomed = await session.connect("streaming");
+  // Another connection of this client is sent output, then dies with it.
+  using doomed = await TestClient.connect(proxy.port);
+  await doomed.hello(`RESUME ${session.id} ${session.secret}`);
   await dest.write("lost in transit");
-  await proxy.logs.waitFor("session.attached");
-  using other = await TestClient.connect(proxy.port);
-  await other.hello(`RESUME ${session.id} ${session.secret}`); // takes over, was sent nothing
-  other.close();
+  await doomed.readExactly(15);
   doomed.close();
-  // Streaming again: the library notices the server's offset is ahead and fetches the gap first.
+  // Streaming: the library sees the server's offset ahead and fetches the gap first.
   const output: string[] = [];
   const stop = new AbortController();
   for await (const chunk of session.stream({ signal: stop.signal })) {
@@ -132,18 +130,59 @@ Deno.test("input written to a connection that died is resent after the reconnect
   const session = await created(proxy.port);
   using dest = new TestClient(await destination.accepted());
   const connection = await session.connect("streaming");
-  // Another client takes over: the server closes the library's connection.
+  // Another client takes over: the server closes the library's connection,
+  // and the library, not yet knowing, writes input into it.
   using thief = await TestClient.connect(proxy.port);
   await thief.hello(`RESUME ${session.id} ${session.secret}`);
   await proxy.logs.waitFor("session.taken_over");
-  assert.equal(await connection.read(), null, "the server closed it");
   session.send("must arrive once");
-  thief.close();
   await session.flush();
-  await session.poll();
+  assert.equal(await connection.read(), null, "the server had closed it");
+  thief.close();
+  await proxy.logs.waitFor(
+    "session.detached",
+    (fields) => fields.peer === `127.0.0.1:${thief.conn.localAddr.port}`,
+  );
+  const reply = await session.poll();
+  assert.equal(reply.length, 0);
   assert.equal(decoder.decode(await dest.readExactly(16)), "must arrive once");
   await session.poll();
   assert.equal(session.unconfirmed, 0);
+});
+
+Deno.test("a poll cut short hands out what it read and counts only that", async () => {
+  const id = "abcdefghijklmnop";
+  const secret = "S".repeat(32);
+  await using fake = replyingWith(`OK ${id} ${secret} 0 0 10 open\nABCD`);
+  const session = ClientSession.resume({ id, secret }, { ...at(fake.port), ack: 0 });
+  assert.equal(decoder.decode(await session.poll()), "ABCD");
+  assert.equal(session.received, 4);
+  const again = ClientSession.resume({ id, secret }, { ...at(fake.port), ack: 0 });
+  const connection = await again.connect("exact");
+  await assert.rejects(connection.readExactly(10), ConnectionLostError);
+  assert.equal(again.received, 0, "nothing counted that was not handed out");
+  const held = await connection.read();
+  assert.equal(decoder.decode(held ?? new Uint8Array()), "ABCD");
+  assert.equal(again.received, 4);
+});
+
+Deno.test("a poll with an aborted signal does not connect", async () => {
+  await using destination = new Destination();
+  await using proxy = startServer(destination.port);
+  const session = await created(proxy.port);
+  const attached = proxy.logs.events("session.attached").length;
+  assert.equal((await session.poll({ wait: WAIT_MS, signal: AbortSignal.abort() })).length, 0);
+  assert.equal(proxy.logs.events("session.attached").length, attached);
+});
+
+Deno.test("a poll whose input the destination does not take returns, keeping the input", async () => {
+  await using destination = new Destination();
+  await using proxy = startServer(destination.port);
+  const session = await created(proxy.port);
+  using _dest = new TestClient(await destination.accepted()); // never reads
+  session.send(new Uint8Array(32 * 1024 * 1024));
+  await withDeadline(session.poll(), WAIT_MS, "the poll");
+  assert.ok(session.unconfirmed > 0);
 });
 
 Deno.test(

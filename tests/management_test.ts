@@ -10,6 +10,7 @@ import {
   assertNoSecrets,
   decoder,
   echoDestination,
+  encoder,
   RUN_PERMISSIONS,
   runMain,
   ServerProcess,
@@ -246,4 +247,56 @@ Deno.test("formatBytes and formatAge read well", () => {
   assert.equal(formatAge(192), "3m12s");
   assert.equal(formatAge(7500), "2h05m");
   assert.equal(formatAge(3 * 86400 + 4 * 3600), "3d04h");
+});
+
+Deno.test("a server that cannot read SOCKETPROXY_ADMIN_TOKEN says so", async () => {
+  await using destination = echoDestination();
+  const child = new Deno.Command(Deno.execPath(), {
+    args: ["run", "--allow-net", MAIN, "server", ...serverArgs(destination.port)],
+    env: { SOCKETPROXY_ADMIN_TOKEN: "would-be-ignored" },
+    stdout: "null",
+    stderr: "piped",
+  }).spawn();
+  const lines = child.stderr.pipeThrough(new TextDecoderStream()).values();
+  let log = "";
+  try {
+    while (!log.includes("server.listening")) {
+      const next = await lines.next();
+      if (next.done) break;
+      log += next.value;
+    }
+  } finally {
+    child.kill("SIGTERM");
+    await child.status;
+    for await (const rest of lines) log += rest;
+  }
+  assert.match(log, /WARN admin\.token_unreadable variable=SOCKETPROXY_ADMIN_TOKEN /);
+  assert.ok(!log.includes("would-be-ignored"));
+});
+
+Deno.test("a token that could not go in a header is one clear line", async () => {
+  const { code, stderr } = await runMain(["status", "--admin=127.0.0.1:1", "--admin-token=a b"]);
+  assert.equal(code, 2);
+  assert.equal(
+    stderr.trim(),
+    "socketproxy status: --admin-token: the token must be printable ASCII without spaces",
+  );
+});
+
+Deno.test("an admin client that never finishes its request does not hold the shutdown", async () => {
+  await using destination = echoDestination();
+  const server = new ServerProcess(serverArgs(destination.port));
+  await server.port;
+  const admin = await Deno.connect({ hostname: "127.0.0.1", port: await server.adminPort });
+  try {
+    await admin.write(
+      encoder.encode("DELETE /sessions/abc HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\n"),
+    );
+    const status = await server.stop("SIGTERM");
+    assert.equal(status.code, 0);
+    assert.match(server.lines.join("\n"), /server\.stopped /, "the summary was logged");
+    assert.doesNotMatch(server.lines.join("\n"), /stop_deadline/);
+  } finally {
+    admin.close();
+  }
 });

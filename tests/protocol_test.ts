@@ -335,11 +335,16 @@ Deno.test("parseReply throws SyntaxError for lines that are not replies", () => 
   }
 });
 
-Deno.test("parseReply quotes the start of a junk line in its SyntaxError", () => {
+Deno.test("parseReply quotes only the first word of a junk line in its SyntaxError", () => {
   assert.throws(() => parseReply("x".repeat(200)), {
     name: "SyntaxError",
-    message: `Not a socketproxy reply: "${"x".repeat(80)}"`,
+    message: `Not a socketproxy reply: "${"x".repeat(40)}..."`,
   });
+  // A malformed OK line may carry a secret: it is not quoted.
+  assert.throws(
+    () => parseReply("OK abc TOPSECRETTOPSECRETTOPSECRET 0 0 0 open v2"),
+    (error: unknown) => error instanceof SyntaxError && !error.message.includes("TOPSECRET"),
+  );
 });
 
 // A malformed OK line must not read as an ERR bad-request from the server.
