@@ -18,12 +18,16 @@ function randomToken(bytes: number): string {
 }
 
 /**
- * Creates an unguessable session id: 16 characters of `[A-Za-z0-9_-]`.
+ * Creates an unguessable session id: 16 characters of `[A-Za-z0-9_-]`,
+ * never starting with `-`.
  *
  * @returns A new id.
  */
 export function newSessionId(): string {
-  return randomToken(ID_BYTES);
+  // An id starting with "-" would read as an option on command lines (socketproxy close ID).
+  let id = randomToken(ID_BYTES);
+  while (id.startsWith("-")) id = randomToken(ID_BYTES);
+  return id;
 }
 
 /**

@@ -22,7 +22,7 @@
 const INITIAL_CAPACITY = 4096;
 
 /** The most room a read should find before older output is released. */
-const READ_CHUNK = 64 * 1024;
+const READ_CHUNK = 256 * 1024;
 
 const EMPTY = new Uint8Array(0);
 

@@ -33,8 +33,14 @@ import { formatReply, ProtocolError, type SessionState } from "./protocol.ts";
  */
 export type DeliveryMode = "acknowledged" | "streaming";
 
-/** Bytes the input receiver reads from a client at a time. */
-const INPUT_CHUNK = 16 * 1024;
+/** Pending output up to this size is sent in one write with the reply line. */
+const SMALL_PENDING = 4096;
+
+/** The input receiver's first read size; it doubles while reads come back full. */
+const FIRST_INPUT_CHUNK = 4 * 1024;
+
+/** The input receiver's largest read size. */
+const MAX_INPUT_CHUNK = 256 * 1024;
 
 /** Waits forever: stands in for a wait that does not apply. */
 const NEVER = new Promise<never>(() => {});
@@ -163,6 +169,11 @@ export class Session {
   /** `open` while the destination connection is, then `closed`. */
   get state(): SessionState {
     return this.#state;
+  }
+
+  /** When the last client detached (ms since the epoch), or `null` while one is attached. */
+  get detachedAt(): number | null {
+    return this.#detachedAt;
   }
 
   /** Whether the session is over and gone from its store. */
@@ -329,18 +340,26 @@ export class Session {
   async #sendOutput(attachment: Attachment, reply: Uint8Array): Promise<void> {
     const buffer = this.#buffer;
     try {
-      await writeAll(attachment.conn, reply);
+      // A poll's few pending bytes ride with the reply line: one write, not
+      // two. (The only place output is copied in the server; large output
+      // goes from the ring to the socket as it is.)
+      const pending = buffer.end - attachment.position;
+      if (pending > 0 && pending <= SMALL_PENDING) {
+        const first = new Uint8Array(reply.length + pending);
+        first.set(reply);
+        for (let at = 0; at < pending;) {
+          const view = buffer.view(attachment.position + at);
+          first.set(view, reply.length + at);
+          at += view.length;
+        }
+        await writeAll(attachment.conn, first);
+        this.#sent(attachment, pending);
+      } else {
+        await writeAll(attachment.conn, reply);
+      }
       while (this.#attachment === attachment) {
         if (attachment.position < buffer.end) {
-          const count = await attachment.conn.write(buffer.view(attachment.position));
-          attachment.position += count;
-          // Written is sent, even if a takeover came meanwhile: a client may ack it.
-          buffer.markSent(attachment.position);
-          if (this.#attachment !== attachment) return;
-          if (attachment.mode === "streaming" && !attachment.draining) {
-            buffer.allowRelease(attachment.position);
-            this.#roomFreed.wake();
-          }
+          this.#sent(attachment, await attachment.conn.write(buffer.view(attachment.position)));
         } else if (this.#state === "closed") {
           this.#finish(attachment);
         } else if (attachment.draining) {
@@ -360,24 +379,50 @@ export class Session {
    * outstanding, so that a client that leaves is noticed even when the
    * destination is slow; beyond that, the client is not read at all.
    */
+  /** Records that `count` more bytes of output were written to `attachment`. */
+  #sent(attachment: Attachment, count: number): void {
+    attachment.position += count;
+    // Written is sent, even if a takeover came meanwhile: a client may ack it.
+    this.#buffer.markSent(attachment.position);
+    if (this.#attachment !== attachment) return;
+    if (attachment.mode === "streaming" && !attachment.draining) {
+      this.#buffer.allowRelease(attachment.position);
+      this.#roomFreed.wake();
+    }
+  }
+
   async #receiveInput(attachment: Attachment, leftover: Uint8Array): Promise<void> {
     // Each queued chunk keeps the buffer it was read into, to reuse once written.
     type Chunk = { bytes: Uint8Array; buffer: Uint8Array | null };
-    const free: Uint8Array[] = [new Uint8Array(INPUT_CHUNK), new Uint8Array(INPUT_CHUNK)];
+    const free: Uint8Array[] = [];
+    // Reads start small, so idle and polling clients cost little, and grow
+    // while they come back full, so a flood takes few large reads.
+    let size = FIRST_INPUT_CHUNK;
     const queue: Chunk[] = leftover.length > 0 ? [{ bytes: leftover, buffer: null }] : [];
     let writing: Chunk | null = null;
-    let reading: { buffer: Uint8Array; count: Promise<number | null> } | null = null;
+    let reading: { buffer: Uint8Array; done: Promise<{ count: number | null }> } | null = null;
+    let buffers = 0;
+    const gone = attachment.gone.promise.then(() => "gone" as const);
     try {
       while (true) {
         if (!reading && !attachment.draining) {
-          const buffer = free.pop();
-          if (buffer) reading = { buffer, count: attachment.conn.read(buffer) };
+          let buffer = free.pop();
+          if (buffer && buffer.length < size) {
+            buffer = new Uint8Array(size); // outgrown
+          } else if (!buffer && buffers < 2) {
+            buffer = new Uint8Array(size);
+            buffers++;
+          }
+          if (buffer) {
+            const read = attachment.conn.read(buffer);
+            reading = { buffer, done: read.then((count) => ({ count })) };
+          }
         }
         if (!reading && queue.length === 0) return;
         const event = await Promise.race([
           queue.length > 0 ? this.#inputWrite.then(() => "writable" as const) : NEVER,
-          reading ? reading.count.then((count) => ({ count })) : NEVER,
-          attachment.gone.promise.then(() => "gone" as const),
+          reading ? reading.done : NEVER,
+          gone,
         ]);
         // Input not yet forwarded is dropped after a takeover, uncounted:
         // the new client was told `<in>` without it and resends it.
@@ -393,7 +438,9 @@ export class Session {
           this.#holdOutput();
           this.#outputArrived.wake();
         } else if (reading && event.count !== null) {
-          queue.push({ bytes: reading.buffer.subarray(0, event.count), buffer: reading.buffer });
+          const { buffer } = reading;
+          if (event.count === buffer.length && size < MAX_INPUT_CHUNK) size *= 2;
+          queue.push({ bytes: buffer.subarray(0, event.count), buffer });
           reading = null;
         }
       }

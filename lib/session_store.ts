@@ -71,7 +71,10 @@ export class SessionStore {
   readonly #options: SessionStoreOptions;
   readonly #connect: ConnectFunction;
   readonly #sessions = new Map<string, Session>();
-  readonly #idleTimers = new Map<Session, ReturnType<typeof setTimeout>>();
+  /** Detached sessions, for the idle sweep. */
+  readonly #idle = new Set<Session>();
+  #sweeper: ReturnType<typeof setInterval> | undefined;
+  readonly #sweepEvery: number;
   readonly #shutdown = new AbortController();
   readonly #events: SessionEvents;
   #connecting = 0;
@@ -84,11 +87,13 @@ export class SessionStore {
   constructor(options: SessionStoreOptions) {
     this.#options = options;
     this.#connect = options.connect ?? connectTcp;
+    // Sessions expire within a tenth of the idle timeout (at most a second) of it.
+    this.#sweepEvery = Math.min(1000, Math.max(10, options.idleTimeout / 10));
     this.#events = {
-      attached: (session) => this.#stopIdleTimer(session),
-      detached: (session) => this.#startIdleTimer(session),
+      attached: (session) => this.#attachedOrEnded(session),
+      detached: (session) => this.#detached(session),
       ended: (session) => {
-        this.#stopIdleTimer(session);
+        this.#attachedOrEnded(session);
         this.#sessions.delete(session.id);
         this.#options.counters.sessionsEnded++;
       },
@@ -214,25 +219,32 @@ export class SessionStore {
     await Promise.all(sessions.map((session) => session.settled()));
   }
 
-  #startIdleTimer(session: Session): void {
-    const { idleTimeout, logger } = this.#options;
-    if (idleTimeout === 0 || session.ended) return;
-    this.#stopIdleTimer(session);
-    this.#idleTimers.set(
-      session,
-      setTimeout(() => {
-        this.#idleTimers.delete(session);
-        this.#options.counters.sessionsExpired++;
-        logger.info("session.expired", { id: session.id, idle_ms: idleTimeout });
-        session.close("idle timeout");
-      }, idleTimeout),
-    );
+  /** A session was detached: the idle timeout counts from now. */
+  #detached(session: Session): void {
+    if (this.#options.idleTimeout === 0 || session.ended) return;
+    this.#idle.add(session);
+    // One sweep for all idle sessions, running only while there are some:
+    // cheaper than a timer per session, set and cleared on every poll.
+    this.#sweeper ??= setInterval(() => this.#sweep(), this.#sweepEvery);
   }
 
-  #stopIdleTimer(session: Session): void {
-    const timer = this.#idleTimers.get(session);
-    if (timer === undefined) return;
-    clearTimeout(timer);
-    this.#idleTimers.delete(session);
+  #attachedOrEnded(session: Session): void {
+    this.#idle.delete(session);
+    if (this.#idle.size === 0 && this.#sweeper !== undefined) {
+      clearInterval(this.#sweeper);
+      this.#sweeper = undefined;
+    }
+  }
+
+  #sweep(): void {
+    const { idleTimeout, logger } = this.#options;
+    const now = Date.now();
+    for (const session of [...this.#idle]) {
+      const since = session.detachedAt;
+      if (since === null || now - since < idleTimeout) continue;
+      this.#options.counters.sessionsExpired++;
+      logger.info("session.expired", { id: session.id, idle_ms: now - since });
+      session.close("idle timeout");
+    }
   }
 }

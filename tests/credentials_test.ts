@@ -72,3 +72,7 @@ Deno.test("secretsEqual treats the empty string as equal only to itself", () => 
   assert.equal(secretsEqual("a", ""), false);
   assert.equal(secretsEqual(newSecret(), ""), false);
 });
+
+Deno.test("session ids never start with a dash, so they never read as options", () => {
+  for (let i = 0; i < 2000; i++) assert.ok(!newSessionId().startsWith("-"));
+});
