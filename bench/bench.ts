@@ -1,0 +1,240 @@
+/**
+ * `deno task bench`: measures socketproxy against what a user would compare
+ * it with, in the same run, and prints a table (and JSON with --json=FILE).
+ *
+ *     deno task bench                 # everything (a few minutes)
+ *     deno task bench --quick         # smaller runs, for a look
+ *     deno task bench --json=bench.json
+ *
+ * @module
+ */
+
+import { parseArgs } from "node:util";
+import { VERSION } from "../lib/version.ts";
+import {
+  Destination,
+  echo,
+  gateway,
+  generatorAlone,
+  haveSocat,
+  loadgen,
+  minimalServerCycles,
+  pollCycles,
+  resumeLatency,
+  scale,
+  startLoadgenServer,
+  startServer,
+  throughput,
+} from "./workloads.ts";
+
+const { values } = parseArgs({
+  args: Deno.args,
+  options: { json: { type: "string" }, quick: { type: "boolean" }, only: { type: "string" } },
+  strict: true,
+});
+const quick = values.quick === true;
+const only = new Set((values.only ?? "throughput,polls,resume,scale,gateway").split(","));
+
+function machine(): Record<string, string | number> {
+  const cpu = /model name\s*:\s*(.+)/.exec(Deno.readTextFileSync("/proc/cpuinfo"))?.[1] ??
+    "unknown";
+  return {
+    cpu,
+    cores: navigator.hardwareConcurrency,
+    memoryGiB: Math.round(Deno.systemMemoryInfo().total / 2 ** 30),
+    os: `${Deno.build.os} ${Deno.osRelease()}`,
+    deno: Deno.version.deno,
+    socketproxy: VERSION,
+  };
+}
+
+const fixed = (value: number, digits = 0): string =>
+  Number.isFinite(value) ? value.toFixed(digits) : "n/a";
+
+function table(title: string, header: string[], rows: (string | number)[][]): void {
+  const cells = [header, ...rows.map((row) => row.map(String))];
+  const widths = header.map((_, column) =>
+    Math.max(...cells.map((row) => (row[column] ?? "").length))
+  );
+  console.log(`\n${title}`);
+  for (const [index, row] of cells.entries()) {
+    console.log(
+      "  " +
+        row.map((cell, column) =>
+          column === 0 ? cell.padEnd(widths[column] ?? 0) : cell.padStart(widths[column] ?? 0)
+        ).join("  "),
+    );
+    if (index === 0) console.log("  " + widths.map((width) => "-".repeat(width)).join("  "));
+  }
+}
+
+const results: Record<string, unknown> = { machine: machine(), date: new Date().toISOString() };
+console.log(`socketproxy ${VERSION} benchmarks on ${JSON.stringify(results.machine)}`);
+console.log(
+  await loadgen()
+    ? "load generator: bench/loadgen.c (C, epoll), compiled with cc"
+    : "load generator: in Deno (no cc to build bench/loadgen.c): it may be the bottleneck",
+);
+
+if (only.has("throughput")) {
+  const bytes = (quick ? 64 : 512) * 1024 * 1024;
+  const runs = quick ? 1 : 5;
+  const measured = await throughput(
+    await haveSocat() ? ["direct", "socketproxy", "socat"] : ["direct", "socketproxy"],
+    bytes,
+    runs,
+  );
+  const direct = measured.direct;
+  const proxied = measured.socketproxy;
+  const socat = measured.socat ?? null;
+  results.throughput = { bytes, runs, direct, socketproxy: proxied, socat };
+  table(
+    `1. Relay throughput of one attached session, MB/s (best of ${runs}, ${
+      bytes / 2 ** 20
+    } MiB each way)`,
+    [
+      "path",
+      "output",
+      "input",
+      "output / direct",
+      "input / direct",
+      "output / socat",
+      "input / socat",
+    ],
+    [
+      ["direct TCP", fixed(direct.output), fixed(direct.input), "1.00", "1.00", "", ""],
+      [
+        "socketproxy",
+        fixed(proxied.output),
+        fixed(proxied.input),
+        fixed(proxied.output / direct.output, 2),
+        fixed(proxied.input / direct.input, 2),
+        socat ? fixed(proxied.output / socat.output, 2) : "n/a",
+        socat ? fixed(proxied.input / socat.input, 2) : "n/a",
+      ],
+      socat
+        ? [
+          "socat -b 131072",
+          fixed(socat.output),
+          fixed(socat.input),
+          fixed(socat.output / direct.output, 2),
+          fixed(socat.input / direct.input, 2),
+          "1.00",
+          "1.00",
+        ]
+        : ["socat -b 131072", "not installed", "", "", "", "", ""],
+    ],
+  );
+}
+
+if (only.has("polls") || only.has("resume") || only.has("gateway")) {
+  // An echo destination, in C when it can be built, so it takes little of the CPU.
+  const binary = await loadgen();
+  await using destination = binary
+    ? await startLoadgenServer(binary, "echod")
+    : new Destination(echo);
+  await using server = await startServer(destination.port);
+  const seconds = quick ? 1 : 3;
+
+  if (only.has("polls")) {
+    const alone = await generatorAlone(64, seconds);
+    const ceiling = await minimalServerCycles(64, seconds);
+    const rows: (string | number)[][] = [];
+    const polls = [];
+    for (const clients of [1, 8, 64]) {
+      const figures = await pollCycles(server.port, clients, seconds);
+      polls.push(figures);
+      rows.push([
+        clients,
+        fixed(figures.cyclesPerSecond),
+        fixed(figures.p50ms, 2),
+        fixed(figures.p99ms, 2),
+      ]);
+    }
+    results.polls = { generatorAlone64: alone, minimalDenoServer64: ceiling, runs: polls };
+    table(
+      `2. Poll cycles (connect, RESUME with ack and 16 bytes of input, read pending, close), ${seconds} s each.\n` +
+        `   The load generator alone (64 clients, against a fake proxy in C): ${
+          fixed(alone)
+        } cycles/s; ` +
+        `a minimal Deno server (accept, read, reply, close: bench/minimal_server.ts): ${
+          ceiling === null ? "n/a" : fixed(ceiling)
+        } cycles/s`,
+      ["clients", "cycles/s", "p50 ms", "p99 ms", "of a minimal Deno server"],
+      rows.map((row) =>
+        row.length === 4 && row[0] === 64 && ceiling
+          ? [...row, fixed(Number(row[1]) / ceiling, 2)]
+          : [...row, ""]
+      ),
+    );
+  }
+
+  if (only.has("resume")) {
+    await using source = Object.assign(
+      new Destination(async (conn) => {
+        await conn.write(new Uint8Array(1024).fill(64));
+        await conn.read(new Uint8Array(16)); // hold the connection open
+      }),
+      { ready: Promise.resolve() },
+    );
+    await using resumeServer = await startServer(source.port);
+    const figures = await resumeLatency(resumeServer.port, source, quick ? 500 : 3000);
+    results.resume = figures;
+    table(
+      "3. Resume latency: connect to the first byte of a detached session's pending output",
+      ["samples", "p50 ms", "p99 ms"],
+      [[quick ? 500 : 3000, fixed(figures.p50ms, 3), fixed(figures.p99ms, 3)]],
+    );
+  }
+
+  if (only.has("gateway")) {
+    const rows: (string | number)[][] = [];
+    const runs = [];
+    for (const clients of [1, 16]) {
+      const figures = await gateway(server.port, clients, seconds);
+      runs.push(figures);
+      rows.push([clients, fixed(figures.pollsPerSecond), fixed(figures.longPollsPerSecond)]);
+    }
+    results.gateway = runs;
+    table(
+      `5. Through the web gateway (POST .../poll; long-polls carry input the echo answers at once), ${seconds} s each`,
+      ["clients", "polls/s", "long-polls/s"],
+      rows,
+    );
+  }
+}
+
+if (only.has("scale")) {
+  const count = quick ? 2000 : 10_000;
+  const attached = quick ? 200 : 1000;
+  const figures = await scale(count, attached, quick ? 1 : 3);
+  results.scale = figures;
+  table(
+    "4. Scale: detached sessions (each with its destination connection), then attached ones echoing 64-byte messages",
+    [
+      "sessions",
+      "create s",
+      "RSS/session KiB",
+      "attached",
+      "echoes/s",
+      "MB/s",
+      "echo p50 ms",
+      "echo p99 ms",
+    ],
+    [[
+      figures.sessions,
+      fixed(figures.createSeconds, 2),
+      fixed(figures.rssPerSessionKiB, 1),
+      figures.attached,
+      fixed(figures.echoMessagesPerSecond),
+      fixed(figures.echoMBps, 1),
+      fixed(figures.echoP50ms, 2),
+      fixed(figures.echoP99ms, 2),
+    ]],
+  );
+}
+
+if (values.json) {
+  await Deno.writeTextFile(values.json, JSON.stringify(results, null, 2) + "\n");
+  console.log(`\nwrote ${values.json}`);
+}

@@ -1,0 +1,715 @@
+/**
+ * The benchmark workloads: each sets up what it measures (a server
+ * process, destinations, clients) in this process or in children, runs
+ * for a bounded count or time, and returns figures. Nothing here is a
+ * test: timing is what is being measured.
+ *
+ * @module
+ */
+
+import { ClientSession } from "../lib/client.ts";
+import { parseReply } from "../lib/protocol.ts";
+
+export const encoder = new TextEncoder();
+const MAIN = new URL("../main.ts", import.meta.url).pathname;
+
+/** Percentile of sorted samples (nearest rank). */
+export function percentile(sorted: number[], p: number): number {
+  if (sorted.length === 0) return NaN;
+  return sorted[Math.min(sorted.length - 1, Math.ceil((p / 100) * sorted.length) - 1)] ?? NaN;
+}
+
+/** A port that was free a moment ago. */
+export function freePort(): number {
+  const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+  const port = listener.addr.port;
+  listener.close();
+  return port;
+}
+
+async function writeAll(conn: Deno.Conn, bytes: Uint8Array): Promise<void> {
+  let written = 0;
+  while (written < bytes.length) written += await conn.write(bytes.subarray(written));
+}
+
+async function waitForPort(port: number, what: string): Promise<void> {
+  for (let attempt = 0; attempt < 400; attempt++) {
+    try {
+      (await Deno.connect({ hostname: "127.0.0.1", port })).close();
+      return;
+    } catch {
+      await new Promise((resolve) => setTimeout(resolve, 25));
+    }
+  }
+  throw new Error(`${what} did not start listening on ${port}`);
+}
+
+/** A child process: the proxy server, the gateway, or socat. */
+export class Child implements AsyncDisposable {
+  readonly process: Deno.ChildProcess;
+  readonly #stderr: Promise<string>;
+
+  constructor(command: string, args: string[]) {
+    this.process = new Deno.Command(command, {
+      args,
+      stdin: "null",
+      stdout: "null",
+      stderr: "piped",
+    }).spawn();
+    this.#stderr = new Response(this.process.stderr).text();
+  }
+
+  /** Resident memory of the process now, in bytes (Linux). */
+  rss(): number {
+    const status = Deno.readTextFileSync(`/proc/${this.process.pid}/status`);
+    return Number(/VmRSS:\s+(\d+) kB/.exec(status)?.[1] ?? NaN) * 1024;
+  }
+
+  async [Symbol.asyncDispose](): Promise<void> {
+    try {
+      this.process.kill("SIGTERM");
+    } catch {
+      // Gone already.
+    }
+    await this.process.status;
+    await this.#stderr;
+  }
+}
+
+/** Starts `main.ts server` on a free port in front of `destinationPort`. */
+export async function startServer(
+  destinationPort: number,
+  extra: string[] = [],
+): Promise<Child & { port: number }> {
+  const port = freePort();
+  const child = new Child(Deno.execPath(), [
+    "run",
+    "--allow-net",
+    MAIN,
+    "server",
+    `--proxy=127.0.0.1:${port}`,
+    "--admin=off",
+    "--log-level=warn",
+    "--max-sessions=50000",
+    ...extra,
+    `127.0.0.1:${destinationPort}`,
+  ]);
+  await waitForPort(port, "the server");
+  return Object.assign(child, { port });
+}
+
+/** Starts `main.ts web` on a free port in front of the proxy on `proxyPort`. */
+export async function startGateway(proxyPort: number): Promise<Child & { port: number }> {
+  const port = freePort();
+  const child = new Child(Deno.execPath(), [
+    "run",
+    "--allow-net",
+    MAIN,
+    "web",
+    `--listen=127.0.0.1:${port}`,
+    `--proxy=127.0.0.1:${proxyPort}`,
+    "--log-level=warn",
+  ]);
+  await waitForPort(port, "the gateway");
+  return Object.assign(child, { port });
+}
+
+/** `socat -b 131072` relaying a free port to `destinationPort`. */
+export async function startSocat(destinationPort: number): Promise<Child & { port: number }> {
+  const port = freePort();
+  const child = new Child("socat", [
+    "-b",
+    "131072",
+    `TCP-LISTEN:${port},bind=127.0.0.1,reuseaddr,fork`,
+    `TCP:127.0.0.1:${destinationPort}`,
+  ]);
+  await waitForPort(port, "socat");
+  return Object.assign(child, { port });
+}
+
+/** A destination in this process: each connection is handed to `onConnection`. */
+export class Destination implements AsyncDisposable {
+  readonly listener: Deno.TcpListener;
+  readonly conns = new Set<Deno.Conn>();
+  readonly #loop: Promise<void>;
+
+  constructor(onConnection: (conn: Deno.TcpConn) => Promise<void>) {
+    const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+    this.listener = listener;
+    this.#loop = (async () => {
+      try {
+        for await (const conn of listener) {
+          this.conns.add(conn);
+          onConnection(conn).catch(() => {}).finally(() => {
+            this.conns.delete(conn);
+            try {
+              conn.close();
+            } catch {
+              // Closed already.
+            }
+          });
+        }
+      } catch {
+        // Closed.
+      }
+    })();
+  }
+
+  get port(): number {
+    return this.listener.addr.port;
+  }
+
+  async [Symbol.asyncDispose](): Promise<void> {
+    this.listener.close();
+    for (const conn of this.conns) {
+      try {
+        conn.close();
+      } catch {
+        // Closed already.
+      }
+    }
+    await this.#loop;
+  }
+}
+
+/** Echoes everything back. */
+export async function echo(conn: Deno.Conn): Promise<void> {
+  const buffer = new Uint8Array(64 * 1024);
+  while (true) {
+    const count = await conn.read(buffer);
+    if (count === null) return;
+    await writeAll(conn, buffer.subarray(0, count));
+  }
+}
+
+/** A raw client connection that has sent its hello and read its reply. */
+async function attach(port: number, hello: string): Promise<{ conn: Deno.TcpConn; early: number }> {
+  const conn = await Deno.connect({ hostname: "127.0.0.1", port });
+  conn.setNoDelay(true);
+  await writeAll(conn, encoder.encode(hello));
+  const buffer = new Uint8Array(512);
+  let filled = 0;
+  while (true) {
+    const count = await conn.read(buffer.subarray(filled));
+    if (count === null) throw new Error("closed before the reply");
+    filled += count;
+    const lf = buffer.subarray(0, filled).indexOf(10);
+    if (lf >= 0) {
+      const reply = parseReply(String.fromCharCode(...buffer.subarray(0, lf)));
+      if ("bye" in reply) throw new Error("unexpected BYE");
+      return { conn, early: filled - lf - 1 };
+    }
+  }
+}
+
+/** Throughput of one direction of one connection, MB/s (1 MB = 10^6 bytes). */
+export interface Throughput {
+  /** Output: destination to client. */
+  output: number;
+  /** Input: client to destination. */
+  input: number;
+}
+
+const CHUNK = 128 * 1024;
+
+/** What sits between the client and the destination. */
+export type Path = "direct" | "socketproxy" | "socat";
+
+/** Starts the relay of `path` in front of `destinationPort`; `null` for a direct connection. */
+async function startRelay(
+  path: Path,
+  destinationPort: number,
+): Promise<(Child & { port: number }) | null> {
+  if (path === "direct") return null;
+  if (path === "socat") return await startSocat(destinationPort);
+  return await startServer(destinationPort, ["--buffer=4m"]);
+}
+
+/** Moves `bytes` one way between a client and a destination, over `path`; returns MB/s. */
+async function oneWay(path: Path, direction: "output" | "input", bytes: number): Promise<number> {
+  const received = Promise.withResolvers<void>();
+  const payload = new Uint8Array(CHUNK).fill(120);
+  // The destination: a source for output, a sink for input.
+  await using destination = new Destination(async (conn) => {
+    if (direction === "output") {
+      for (let sent = 0; sent < bytes; sent += CHUNK) await writeAll(conn, payload);
+      return;
+    }
+    const buffer = new Uint8Array(CHUNK);
+    for (let got = 0; got < bytes;) {
+      const count = await conn.read(buffer);
+      if (count === null) break;
+      got += count;
+    }
+    received.resolve();
+  });
+  await using relay = await startRelay(path, destination.port) ?? null;
+  const port = relay?.port ?? destination.port;
+  const started = performance.now();
+  const { conn, early } = path === "socketproxy"
+    ? await attach(port, "NEW\n")
+    : { conn: await Deno.connect({ hostname: "127.0.0.1", port }), early: 0 };
+  try {
+    if (direction === "output") {
+      const buffer = new Uint8Array(CHUNK);
+      for (let got = early; got < bytes;) {
+        const count = await conn.read(buffer);
+        if (count === null) throw new Error("output ended early");
+        got += count;
+      }
+    } else {
+      for (let sent = 0; sent < bytes; sent += CHUNK) await writeAll(conn, payload);
+      await received.promise;
+    }
+    return bytes / 1e6 / ((performance.now() - started) / 1000);
+  } finally {
+    conn.close();
+  }
+}
+
+/** Whether socat is installed. */
+export async function haveSocat(): Promise<boolean> {
+  try {
+    return (await new Deno.Command("socat", { args: ["-V"], stdout: "null", stderr: "null" })
+      .output())
+      .success;
+  } catch {
+    return false;
+  }
+}
+
+/**
+ * Relay throughput over each of `paths`, each direction, in MB/s: the runs
+ * are interleaved (one of each path in turn) so that all paths meet the
+ * same machine, and the best of `runs` is kept.
+ */
+export async function throughput(
+  paths: Path[],
+  bytes: number,
+  runs: number,
+): Promise<Record<Path, Throughput>> {
+  const best = {} as Record<Path, Throughput>;
+  for (const path of paths) best[path] = { output: 0, input: 0 };
+  for (let run = 0; run < runs; run++) {
+    for (const direction of ["output", "input"] as const) {
+      for (const path of paths) {
+        best[path][direction] = Math.max(
+          best[path][direction],
+          await oneWay(path, direction, bytes),
+        );
+      }
+    }
+  }
+  return best;
+}
+
+/** Poll cycles: rate and latency of one cycle. */
+export interface PollFigures {
+  clients: number;
+  cyclesPerSecond: number;
+  p50ms: number;
+  p99ms: number;
+}
+
+/**
+ * K clients, each with its own session on an echo destination, each doing
+ * connect, `RESUME id secret ack` with 16 bytes of input, read the pending
+ * output (the previous cycle's echo), close, in a loop.
+ */
+export async function pollCycles(
+  serverPort: number,
+  clients: number,
+  seconds: number,
+): Promise<PollFigures> {
+  const sessions = await Promise.all(
+    Array.from(
+      { length: clients },
+      () => ClientSession.create({ proxy: { hostname: "127.0.0.1", port: serverPort } }),
+    ),
+  );
+  const binary = await loadgen();
+  if (binary) {
+    const figures = await runLoadgen(binary, "poll", serverPort, seconds, sessions);
+    await Promise.all(sessions.map((session) => session.close().catch(() => {})));
+    return {
+      clients,
+      cyclesPerSecond: figures.count / figures.seconds,
+      p50ms: figures.p50_ms,
+      p99ms: figures.p99_ms,
+    };
+  }
+  const latencies: number[] = [];
+  const deadline = performance.now() + seconds * 1000;
+  const input = encoder.encode("0123456789abcdef");
+  await Promise.all(sessions.map(async (session) => {
+    const reply = new Uint8Array(512);
+    let ack = 0;
+    while (performance.now() < deadline) {
+      const started = performance.now();
+      const conn = await Deno.connect({ hostname: "127.0.0.1", port: serverPort });
+      conn.setNoDelay(true);
+      const hello = encoder.encode(`RESUME ${session.id} ${session.secret} ${ack}\n`);
+      const message = new Uint8Array(hello.length + input.length);
+      message.set(hello);
+      message.set(input, hello.length);
+      await writeAll(conn, message);
+      // Reply line, then exactly the pending bytes.
+      let filled = 0;
+      let lf = -1;
+      while (lf < 0) {
+        const count = await conn.read(reply.subarray(filled));
+        if (count === null) throw new Error("closed before the reply");
+        filled += count;
+        lf = reply.subarray(0, filled).indexOf(10);
+      }
+      const fields = String.fromCharCode(...reply.subarray(0, lf)).split(" ");
+      const pending = Number(fields[5]);
+      let got = filled - lf - 1;
+      while (got < pending) {
+        const count = await conn.read(reply);
+        if (count === null) break;
+        got += count;
+      }
+      ack += Math.min(got, pending);
+      conn.close();
+      latencies.push(performance.now() - started);
+    }
+  }));
+  await Promise.all(sessions.map((session) => session.close().catch(() => {})));
+  latencies.sort((a, b) => a - b);
+  return {
+    clients,
+    cyclesPerSecond: latencies.length / seconds,
+    p50ms: percentile(latencies, 50),
+    p99ms: percentile(latencies, 99),
+  };
+}
+
+/**
+ * Resume latency: from connect to the first output byte of a detached
+ * session's pending output (1 KiB, resumed from the same ack each time).
+ */
+export async function resumeLatency(
+  serverPort: number,
+  destination: Destination & { ready: Promise<void> },
+  samples: number,
+): Promise<{ p50ms: number; p99ms: number }> {
+  const session = await ClientSession.create({
+    proxy: { hostname: "127.0.0.1", port: serverPort },
+  });
+  await destination.ready;
+  // Wait until the 1 KiB is pending.
+  for (let attempt = 0; attempt < 1000; attempt++) {
+    const { conn, early } = await attach(serverPort, `RESUME ${session.id} ${session.secret} 0\n`);
+    conn.close();
+    if (early > 0) break;
+  }
+  const latencies: number[] = [];
+  const byte = new Uint8Array(1024 + 512);
+  for (let i = 0; i < samples; i++) {
+    const started = performance.now();
+    const conn = await Deno.connect({ hostname: "127.0.0.1", port: serverPort });
+    conn.setNoDelay(true);
+    await writeAll(conn, encoder.encode(`RESUME ${session.id} ${session.secret} 0\n`));
+    let filled = 0;
+    while (true) {
+      const count = await conn.read(byte.subarray(filled));
+      if (count === null) throw new Error("closed");
+      filled += count;
+      const lf = byte.subarray(0, filled).indexOf(10);
+      if (lf >= 0 && filled > lf + 1) break;
+    }
+    latencies.push(performance.now() - started);
+    conn.close();
+  }
+  await session.close();
+  latencies.sort((a, b) => a - b);
+  return { p50ms: percentile(latencies, 50), p99ms: percentile(latencies, 99) };
+}
+
+/** Scale figures. */
+export interface ScaleFigures {
+  sessions: number;
+  createSeconds: number;
+  rssPerSessionKiB: number;
+  attached: number;
+  echoMessagesPerSecond: number;
+  echoMBps: number;
+  echoP50ms: number;
+  echoP99ms: number;
+}
+
+/**
+ * Creates `count` detached sessions (each with its destination connection)
+ * and measures the server's memory per session; then keeps `attached` of
+ * them attached, each echoing 64-byte messages, for `seconds`.
+ */
+export async function scale(
+  count: number,
+  attached: number,
+  seconds: number,
+): Promise<ScaleFigures> {
+  const binary = await loadgen();
+  await using destination = binary
+    ? await startLoadgenServer(binary, "echod")
+    : new Destination(echo);
+  await using server = await startServer(destination.port);
+  const proxy = { hostname: "127.0.0.1", port: server.port };
+  // Warm up allocators and JIT before the baseline.
+  await Promise.all(
+    Array.from({ length: 50 }, () => ClientSession.create({ proxy }).then((s) => s.close())),
+  );
+  const before = server.rss();
+  const started = performance.now();
+  const sessions: ClientSession[] = [];
+  const concurrency = 64;
+  for (let i = 0; i < count; i += concurrency) {
+    const batch = Math.min(concurrency, count - i);
+    sessions.push(
+      ...await Promise.all(Array.from({ length: batch }, () => ClientSession.create({ proxy }))),
+    );
+  }
+  const createSeconds = (performance.now() - started) / 1000;
+  // Let the detaches settle before reading memory.
+  await new Promise((resolve) => setTimeout(resolve, 500));
+  const after = server.rss();
+  const echoing = sessions.slice(0, attached);
+  const figures = binary
+    ? await runLoadgen(binary, "echo", server.port, seconds, echoing)
+    : await echoInDeno(server.port, echoing, seconds);
+  return {
+    sessions: count,
+    createSeconds,
+    rssPerSessionKiB: (after - before) / count / 1024,
+    attached,
+    echoMessagesPerSecond: figures.count / figures.seconds,
+    echoMBps: (figures.count * 64 * 2) / 1e6 / figures.seconds,
+    echoP50ms: figures.p50_ms,
+    echoP99ms: figures.p99_ms,
+  };
+}
+
+/** Attached clients echoing 64-byte messages, generated in this process (no C compiler). */
+async function echoInDeno(
+  port: number,
+  sessions: { id: string; secret: string }[],
+  seconds: number,
+): Promise<LoadFigures> {
+  const message = new Uint8Array(64).fill(97);
+  const latencies: number[] = [];
+  const deadline = performance.now() + seconds * 1000;
+  const conns = await Promise.all(
+    sessions.map((session) => attach(port, `RESUME ${session.id} ${session.secret}\n`)),
+  );
+  await Promise.all(conns.map(async ({ conn }) => {
+    const buffer = new Uint8Array(256);
+    while (performance.now() < deadline) {
+      const sent = performance.now();
+      await writeAll(conn, message);
+      for (let got = 0; got < message.length;) {
+        const n = await conn.read(buffer);
+        if (n === null) return;
+        got += n;
+      }
+      latencies.push(performance.now() - sent);
+    }
+  }));
+  for (const { conn } of conns) conn.close();
+  latencies.sort((a, b) => a - b);
+  return {
+    count: latencies.length,
+    seconds,
+    p50_ms: percentile(latencies, 50),
+    p99_ms: percentile(latencies, 99),
+  };
+}
+
+/** Gateway figures. */
+export interface GatewayFigures {
+  clients: number;
+  pollsPerSecond: number;
+  longPollsPerSecond: number;
+}
+
+/**
+ * Through `socketproxy web`: K clients each polling (wait 0) in a loop, then
+ * each long-polling with input that the echo destination answers at once.
+ */
+export async function gateway(
+  proxyPort: number,
+  clients: number,
+  seconds: number,
+): Promise<GatewayFigures> {
+  await using web = await startGateway(proxyPort);
+  const base = `http://127.0.0.1:${web.port}`;
+  const sessions = await Promise.all(Array.from({ length: clients }, async () => {
+    const response = await fetch(`${base}/api/sessions`, { method: "POST" });
+    return await response.json() as { id: string; secret: string };
+  }));
+  const run = async (long: boolean): Promise<number> => {
+    let done = 0;
+    const deadline = performance.now() + seconds * 1000;
+    await Promise.all(sessions.map(async (session) => {
+      let ack = 0;
+      while (performance.now() < deadline) {
+        const response = await fetch(`${base}/api/sessions/${session.id}/poll`, {
+          method: "POST",
+          body: JSON.stringify({
+            secret: session.secret,
+            ack,
+            ...(long ? { input: "aGVsbG8K", wait: 5000 } : {}),
+          }),
+        });
+        const body = await response.json();
+        if (!response.ok) throw new Error(JSON.stringify(body));
+        ack = body.ack;
+        done++;
+      }
+    }));
+    return done / seconds;
+  };
+  const pollsPerSecond = await run(false);
+  const longPollsPerSecond = await run(true);
+  await Promise.all(sessions.map((session) =>
+    fetch(`${base}/api/sessions/${session.id}`, {
+      method: "DELETE",
+      body: JSON.stringify({ secret: session.secret }),
+    }).then((response) => response.body?.cancel())
+  ));
+  return { clients, pollsPerSecond, longPollsPerSecond };
+}
+
+/** The load generator alone: poll cycles against a fake proxy that answers at once. */
+export async function generatorAlone(clients: number, seconds: number): Promise<number> {
+  const binary = await loadgen();
+  if (binary) {
+    await using fake = await startLoadgenServer(binary, "fake");
+    const sessions = Array.from(
+      { length: clients },
+      () => ({ id: "abcdefghijklmnop", secret: "A".repeat(32) }),
+    );
+    const figures = await runLoadgen(binary, "poll", fake.port, seconds, sessions);
+    return figures.count / figures.seconds;
+  }
+  const answer = encoder.encode(
+    `OK abcdefghijklmnop ${"A".repeat(32)} 0 0 16 open\n0123456789abcdef`,
+  );
+  await using fake = new Destination(async (conn) => {
+    const buffer = new Uint8Array(512);
+    const count = await conn.read(buffer);
+    if (count === null) return;
+    await writeAll(conn, answer);
+  });
+  const sessions = Array.from(
+    { length: clients },
+    () => ({ id: "abcdefghijklmnop", secret: "A".repeat(32) }),
+  );
+  let cycles = 0;
+  const deadline = performance.now() + seconds * 1000;
+  await Promise.all(sessions.map(async (session) => {
+    const reply = new Uint8Array(512);
+    while (performance.now() < deadline) {
+      const conn = await Deno.connect({ hostname: "127.0.0.1", port: fake.port });
+      conn.setNoDelay(true);
+      await writeAll(
+        conn,
+        encoder.encode(`RESUME ${session.id} ${session.secret} 0\n0123456789abcdef`),
+      );
+      let filled = 0;
+      while (filled < answer.length) {
+        const count = await conn.read(reply.subarray(filled));
+        if (count === null) break;
+        filled += count;
+      }
+      conn.close();
+      cycles++;
+    }
+  }));
+  return cycles / seconds;
+}
+
+/** The C load generator, compiled on first use; `null` without a C compiler. */
+let compiled: Promise<string | null> | null = null;
+
+/** Path of the compiled load generator (bench/loadgen.c), or `null` when no `cc` is there. */
+export function loadgen(): Promise<string | null> {
+  compiled ??= (async () => {
+    const out = await Deno.makeTempFile({ prefix: "socketproxy-loadgen-" });
+    const source = new URL("./loadgen.c", import.meta.url).pathname;
+    try {
+      const result = await new Deno.Command("cc", {
+        args: ["-O2", "-o", out, source],
+        stderr: "piped",
+      })
+        .output();
+      return result.success ? out : null;
+    } catch {
+      return null;
+    }
+  })();
+  return compiled;
+}
+
+/** Latency figures the load generator prints. */
+export interface LoadFigures {
+  count: number;
+  seconds: number;
+  p50_ms: number;
+  p99_ms: number;
+}
+
+/** Runs the load generator in `mode` against `port` for the given sessions. */
+export async function runLoadgen(
+  binary: string,
+  mode: "poll" | "echo",
+  port: number,
+  seconds: number,
+  sessions: { id: string; secret: string }[],
+): Promise<LoadFigures> {
+  const child = new Deno.Command(binary, {
+    args: [mode, String(port), String(seconds)],
+    stdin: "piped",
+    stdout: "piped",
+    stderr: "inherit",
+  }).spawn();
+  const writer = child.stdin.getWriter();
+  await writer.write(encoder.encode(sessions.map((s) => `${s.id} ${s.secret}\n`).join("")));
+  await writer.close();
+  const output = await child.output();
+  if (!output.success) throw new Error(`loadgen ${mode} failed`);
+  return JSON.parse(new TextDecoder().decode(output.stdout));
+}
+
+/** A helper server of the load generator (`fake` proxy or `echod` destination) on a free port. */
+export async function startLoadgenServer(
+  binary: string,
+  mode: "fake" | "echod",
+): Promise<Child & { port: number }> {
+  const port = freePort();
+  const child = new Child(binary, [mode, String(port)]);
+  await waitForPort(port, `loadgen ${mode}`);
+  return Object.assign(child, { port });
+}
+
+/** Poll cycles against the minimal Deno server (bench/minimal_server.ts): the ceiling for a Deno server here. */
+export async function minimalServerCycles(
+  clients: number,
+  seconds: number,
+): Promise<number | null> {
+  const binary = await loadgen();
+  if (!binary) return null;
+  const port = freePort();
+  await using _server = new Child(Deno.execPath(), [
+    "run",
+    "--allow-net",
+    new URL("./minimal_server.ts", import.meta.url).pathname,
+    String(port),
+  ]);
+  await waitForPort(port, "the minimal server");
+  const sessions = Array.from(
+    { length: clients },
+    () => ({ id: "abcdefghijklmnop", secret: "A".repeat(32) }),
+  );
+  const figures = await runLoadgen(binary, "poll", port, seconds, sessions);
+  return figures.count / figures.seconds;
+}
