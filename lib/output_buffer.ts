@@ -19,7 +19,7 @@
  */
 
 /** Size of the first allocation; small so that idle sessions stay cheap. */
-const INITIAL_CAPACITY = 4096;
+const INITIAL_CAPACITY = 1024;
 
 /** The most room a read should find before older output is released. */
 const READ_CHUNK = 256 * 1024;

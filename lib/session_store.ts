@@ -139,16 +139,21 @@ export class SessionStore {
       throw new ProtocolError("busy", `session limit of ${maxSessions} reached`);
     }
     this.#connecting++;
-    const timeout = new AbortController();
-    const timer = setTimeout(() => timeout.abort(), connectTimeout);
+    // One signal for the timeout and the shutdown, let go of afterwards
+    // (AbortSignal.any would stay tied to the shutdown signal per session).
+    const attempt = new AbortController();
+    let timedOut = false;
+    const timer = setTimeout(() => {
+      timedOut = true;
+      attempt.abort();
+    }, connectTimeout);
+    const shutdown = (): void => attempt.abort();
+    this.#shutdown.signal.addEventListener("abort", shutdown, { once: true });
     let conn: Deno.Conn;
     try {
-      conn = await this.#connect(
-        destination,
-        AbortSignal.any([timeout.signal, this.#shutdown.signal]),
-      );
+      conn = await this.#connect(destination, attempt.signal);
     } catch (error) {
-      const reason = timeout.signal.aborted
+      const reason = timedOut
         ? `timed out after ${connectTimeout} ms`
         : this.#shutdown.signal.aborted
         ? "server shutting down"
@@ -161,6 +166,7 @@ export class SessionStore {
       throw new ProtocolError("unreachable", `cannot reach the destination: ${reason}`);
     } finally {
       clearTimeout(timer);
+      this.#shutdown.signal.removeEventListener("abort", shutdown);
       this.#connecting--;
     }
     if (this.#shutdown.signal.aborted) {
