@@ -6,7 +6,7 @@
  * @module
  */
 
-import { closeQuietly, peerAddress, writeAll } from "./_io.ts";
+import { closeQuietly, peerAddress, sleep, writeAll } from "./_io.ts";
 import { describeError, type Logger } from "./log.ts";
 import { type Hello, MAX_HELLO_BYTES, parseHello, ProtocolError } from "./protocol.ts";
 import type { SessionStore } from "./session_store.ts";
@@ -27,6 +27,8 @@ export interface HandshakeOptions {
   timeout: number;
   /** Where events are logged. */
   logger: Logger;
+  /** Ends waits (the auth throttle's) when the server stops. */
+  signal: AbortSignal;
 }
 
 /** Most bytes read and dropped after an error reply before closing. */
@@ -90,8 +92,15 @@ export async function readHello(conn: Deno.Conn, timeout: number): Promise<Recei
 export async function handshake(conn: Deno.Conn, options: HandshakeOptions): Promise<void> {
   const { store, logger } = options;
   const peer = peerAddress(conn);
+  const client = { peer, host: (conn.remoteAddr as Deno.NetAddr).hostname };
   try {
     const { hello, leftover } = await readHello(conn, options.timeout);
+    if (hello.verb !== "NEW") {
+      // Wrong secrets from this address earn it a wait before each answer.
+      const delay = store.authDelay(client.host);
+      if (delay > 0) await sleep(delay, options.signal);
+      if (options.signal.aborted) throw new PeerGone("server stopping");
+    }
     switch (hello.verb) {
       case "NEW": {
         const session = await store.create(peer);
@@ -99,12 +108,12 @@ export async function handshake(conn: Deno.Conn, options: HandshakeOptions): Pro
         return;
       }
       case "RESUME": {
-        const session = store.authenticate(hello.id, hello.secret, peer);
+        const session = store.authenticate(hello.id, hello.secret, client);
         session.attach(conn, peer, hello.ack, leftover);
         return;
       }
       case "CLOSE": {
-        store.authenticate(hello.id, hello.secret, peer).close(`closed by client ${peer}`);
+        store.authenticate(hello.id, hello.secret, client).close(`closed by client ${peer}`);
         await answerAndClose(conn, `BYE ${hello.id}\n`);
         return;
       }

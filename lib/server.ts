@@ -13,6 +13,7 @@ import { handshake } from "./handshake.ts";
 import { acceptLoop } from "./listener.ts";
 import { describeError, type Logger } from "./log.ts";
 import { type ConnectFunction, SessionStore } from "./session_store.ts";
+import type { AuthThrottleOptions } from "./throttle.ts";
 
 /** Options for {@linkcode ProxyServer.listen}. */
 export interface ProxyServerOptions
@@ -24,6 +25,11 @@ export interface ProxyServerOptions
    * @default {TCP with `Deno.connect`}
    */
   connect?: ConnectFunction;
+  /**
+   * How wrong secrets slow their sender down.
+   * @default {100 ms a recent failure, at most 2 s}
+   */
+  throttle?: AuthThrottleOptions;
 }
 
 /**
@@ -69,6 +75,7 @@ export class ProxyServer implements AsyncDisposable {
       maxSessions: options.maxSessions,
       logger: options.logger,
       counters: this.counters,
+      ...(options.throttle ? { throttle: options.throttle } : {}),
     };
     this.store = new SessionStore(
       options.connect ? { ...storeOptions, connect: options.connect } : storeOptions,
@@ -152,6 +159,7 @@ export class ProxyServer implements AsyncDisposable {
         store: this.store,
         timeout: this.#handshakeTimeout,
         logger: this.#logger,
+        signal: this.#stop.signal,
       }).finally(() => this.#handshaking.delete(conn)),
     );
   }

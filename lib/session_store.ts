@@ -12,6 +12,7 @@ import { newSecret, newSessionId, secretsEqual } from "./credentials.ts";
 import { describeError, type Logger } from "./log.ts";
 import { ProtocolError } from "./protocol.ts";
 import { Session, type SessionEvents } from "./session.ts";
+import { AuthThrottle, type AuthThrottleOptions } from "./throttle.ts";
 
 /** Opens a connection to the destination; the signal aborts the attempt. */
 export type ConnectFunction = (destination: HostPort, signal: AbortSignal) => Promise<Deno.Conn>;
@@ -32,6 +33,11 @@ export interface SessionStoreOptions {
   logger: Logger;
   /** Server-wide counters this store and its sessions add to. */
   counters: Counters;
+  /**
+   * How wrong secrets slow their sender down.
+   * @default {100 ms a recent failure, at most 2 s}
+   */
+  throttle?: AuthThrottleOptions;
   /**
    * Opens destination connections.
    * @default {TCP with `Deno.connect`, no delay, keep-alive on}
@@ -76,6 +82,7 @@ export class SessionStore {
   #sweeper: ReturnType<typeof setInterval> | undefined;
   readonly #sweepEvery: number;
   readonly #shutdown = new AbortController();
+  readonly #throttle: AuthThrottle;
   readonly #events: SessionEvents;
   #connecting = 0;
 
@@ -87,6 +94,7 @@ export class SessionStore {
   constructor(options: SessionStoreOptions) {
     this.#options = options;
     this.#connect = options.connect ?? connectTcp;
+    this.#throttle = new AuthThrottle(options.throttle);
     // Sessions expire within a tenth of the idle timeout (at most a second) of it.
     this.#sweepEvery = Math.min(1000, Math.max(10, options.idleTimeout / 10));
     this.#events = {
@@ -191,24 +199,38 @@ export class SessionStore {
   }
 
   /**
+   * How long a hello from `host` should wait before it is answered: a
+   * little longer for each recent wrong secret from that address.
+   *
+   * @param host The client's IP address.
+   * @returns The delay, in ms.
+   */
+  authDelay(host: string): number {
+    return this.#throttle.delay(host);
+  }
+
+  /**
    * Finds a session by id and secret, in time that does not tell an unknown
    * id from a wrong secret.
    *
    * @param id The id the client presented.
    * @param secret The secret the client presented.
-   * @param peer The client's address, for logs.
+   * @param client The client's address (`peer`, for logs) and IP (`host`, for the throttle).
    * @returns The session.
    * @throws {ProtocolError} `auth` when the id is unknown or the secret wrong.
    */
-  authenticate(id: string, secret: string, peer: string): Session {
+  authenticate(id: string, secret: string, client: { peer: string; host: string }): Session {
     const session = this.#sessions.get(id);
     const matches = session ? session.matches(secret) : secretsEqual(DECOY_SECRET, secret);
     if (session && matches) return session;
     this.#options.counters.authFailures++;
+    const failures = this.#throttle.failed(client.host);
     this.#options.logger.warn("auth.failed", {
       id,
-      peer,
+      peer: client.peer,
       reason: session ? "wrong secret" : "unknown session",
+      recent_failures: failures,
+      next_delay_ms: this.#throttle.delay(client.host),
     });
     throw new ProtocolError("auth", "unknown session or wrong secret");
   }

@@ -170,7 +170,9 @@ export interface TestServer extends AsyncDisposable {
 /** Starts a proxy server on 127.0.0.1 port 0 in front of `destinationPort`. */
 export function startServer(
   destinationPort: number,
-  overrides: Partial<Omit<ServerConfig, "destination">> & Pick<ProxyServerOptions, "connect"> = {},
+  overrides:
+    & Partial<Omit<ServerConfig, "destination">>
+    & Pick<ProxyServerOptions, "connect" | "throttle"> = {},
 ): TestServer {
   const logs = new LogCapture();
   const server = ProxyServer.listen({

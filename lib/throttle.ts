@@ -1,0 +1,113 @@
+/**
+ * Slows down guessing: each wrong secret from an address makes the next
+ * hellos from that address wait a little longer before they are answered,
+ * up to a small cap, and the count is forgotten after a quiet minute. A
+ * delay never refuses anyone, so an attacker cannot lock the real owner
+ * out, and other addresses are not slowed at all.
+ *
+ * @module
+ */
+
+/** Options for {@linkcode AuthThrottle}. */
+export interface AuthThrottleOptions {
+  /**
+   * Delay added per recent failure, in ms.
+   * @default {100}
+   */
+  step?: number;
+  /**
+   * Longest delay, in ms.
+   * @default {2000}
+   */
+  max?: number;
+  /**
+   * Failures are forgotten this long after the last one, in ms.
+   * @default {60000}
+   */
+  forgetAfter?: number;
+  /**
+   * Most addresses remembered; the least recently failing are dropped.
+   * @default {10000}
+   */
+  capacity?: number;
+  /**
+   * The clock, in ms.
+   * @default {Date.now}
+   */
+  now?: () => number;
+}
+
+interface Record {
+  failures: number;
+  last: number;
+}
+
+/**
+ * Failure counts per client address, and the delay they earn.
+ *
+ * @example
+ * ```ts
+ * import { AuthThrottle } from "./throttle.ts";
+ *
+ * const throttle = new AuthThrottle({ step: 100, max: 2000 });
+ * throttle.failed("203.0.113.7");
+ * throttle.failed("203.0.113.7");
+ * console.assert(throttle.delay("203.0.113.7") === 200);
+ * console.assert(throttle.delay("198.51.100.1") === 0);
+ * ```
+ */
+export class AuthThrottle {
+  readonly #step: number;
+  readonly #max: number;
+  readonly #forgetAfter: number;
+  readonly #capacity: number;
+  readonly #now: () => number;
+  /** In order of last failure, oldest first (a Map keeps insertion order). */
+  readonly #records = new Map<string, Record>();
+
+  /** @param options Step, cap, memory and clock. */
+  constructor(options: AuthThrottleOptions = {}) {
+    this.#step = options.step ?? 100;
+    this.#max = options.max ?? 2000;
+    this.#forgetAfter = options.forgetAfter ?? 60_000;
+    this.#capacity = options.capacity ?? 10_000;
+    this.#now = options.now ?? Date.now;
+  }
+
+  /**
+   * How long to wait before answering a hello from `address`.
+   *
+   * @param address The client's IP address.
+   * @returns The delay, in ms: 0 for an address with no recent failures.
+   */
+  delay(address: string): number {
+    const record = this.#current(address);
+    return record ? Math.min(this.#max, this.#step * record.failures) : 0;
+  }
+
+  /**
+   * Records a failed authentication from `address`.
+   *
+   * @param address The client's IP address.
+   * @returns The address's recent failures, this one included.
+   */
+  failed(address: string): number {
+    const failures = (this.#current(address)?.failures ?? 0) + 1;
+    this.#records.delete(address);
+    this.#records.set(address, { failures, last: this.#now() });
+    if (this.#records.size > this.#capacity) {
+      const oldest = this.#records.keys().next().value;
+      if (oldest !== undefined) this.#records.delete(oldest);
+    }
+    return failures;
+  }
+
+  #current(address: string): Record | undefined {
+    const record = this.#records.get(address);
+    if (record && this.#now() - record.last > this.#forgetAfter) {
+      this.#records.delete(address);
+      return undefined;
+    }
+    return record;
+  }
+}
