@@ -59,6 +59,12 @@ export interface ClientOptions {
    * @default {30000}
    */
   timeout?: number;
+  /**
+   * Speak TLS to the proxy (a server run with `--tls-cert`); `caCerts`
+   * adds PEM certificates to trust beside the system's.
+   * @default {undefined: plain TCP}
+   */
+  tls?: { caCerts?: string[] };
 }
 
 /** The proxy could not be reached at all. */
@@ -332,6 +338,7 @@ export class ClientSession {
   readonly secret: string;
   readonly #proxy: HostPort;
   readonly #timeout: number;
+  readonly #tls: ClientOptions["tls"];
   /**
    * Output taken from the server: the `<ack>` of the next resume. `null`
    * until known: a session resumed without an offset takes the server's.
@@ -357,6 +364,7 @@ export class ClientSession {
     this.secret = credentials.secret;
     this.#proxy = options.proxy ?? DEFAULT_PROXY;
     this.#timeout = options.timeout ?? DEFAULT_TIMEOUT_MS;
+    this.#tls = options.tls;
     this.#taken = received;
     this.#inputBase = inputBase;
   }
@@ -373,11 +381,7 @@ export class ClientSession {
    * @throws {BusyError} At the proxy's session limit.
    */
   static async create(options: ClientOptions = {}): Promise<ClientSession> {
-    const { conn, reply } = await handshake(
-      options.proxy ?? DEFAULT_PROXY,
-      options.timeout ?? DEFAULT_TIMEOUT_MS,
-      { verb: "NEW" },
-    );
+    const { conn, reply } = await handshake(options, { verb: "NEW" });
     closeQuietly(conn);
     if ("bye" in reply) throw new ConnectionLostError("the server answered NEW with BYE");
     const session = new ClientSession(reply, options, 0, 0);
@@ -588,7 +592,7 @@ export class ClientSession {
    */
   async close(): Promise<void> {
     this.#live?.close();
-    const { conn, reply } = await handshake(this.#proxy, this.#timeout, {
+    const { conn, reply } = await handshake(this.#options(), {
       verb: "CLOSE",
       id: this.id,
       secret: this.secret,
@@ -631,12 +635,16 @@ export class ClientSession {
     if (this.#live === connection) this.#live = null;
   }
 
+  #options(): ClientOptions {
+    return { proxy: this.#proxy, timeout: this.#timeout, ...(this.#tls ? { tls: this.#tls } : {}) };
+  }
+
   async #attach(ack: number | undefined): Promise<ClientConnection> {
     this.#live?.close();
     const hello: Hello = ack === undefined
       ? { verb: "RESUME", id: this.id, secret: this.secret }
       : { verb: "RESUME", id: this.id, secret: this.secret, ack };
-    const { conn, reply, early } = await handshake(this.#proxy, this.#timeout, hello);
+    const { conn, reply, early } = await handshake(this.#options(), hello);
     if ("bye" in reply) {
       closeQuietly(conn);
       throw new ConnectionLostError("the server answered RESUME with BYE");
@@ -681,25 +689,66 @@ export class ClientSession {
   }
 }
 
-/** Connects, sends a hello and reads the reply line, within `timeout`. */
-async function handshake(
+/** Opens a TCP or TLS connection to the proxy within `timeout`. */
+async function open(
   proxy: HostPort,
   timeout: number,
+  tls: ClientOptions["tls"],
+): Promise<Deno.Conn> {
+  if (!tls) {
+    const conn = await Deno.connect({
+      hostname: proxy.hostname,
+      port: proxy.port,
+      signal: AbortSignal.timeout(timeout),
+    });
+    conn.setNoDelay(true);
+    return conn;
+  }
+  const connecting = Deno.connectTls({
+    hostname: proxy.hostname,
+    port: proxy.port,
+    ...(tls.caCerts ? { caCerts: tls.caCerts } : {}),
+  });
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  const late = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => reject(new DOMException("timed out", "TimeoutError")), timeout);
+  });
+  try {
+    const conn = await Promise.race([connecting, late]);
+    // Certificates are checked in the TLS handshake: fail here, clearly, not at the first read.
+    await Promise.race([conn.handshake(), late]).catch((error) => {
+      closeQuietly(conn);
+      throw error;
+    });
+    return conn;
+  } catch (error) {
+    connecting.then(closeQuietly, () => {});
+    throw error;
+  } finally {
+    clearTimeout(timer);
+  }
+}
+
+/** Connects, sends a hello and reads the reply line, within the timeout. */
+async function handshake(
+  options: ClientOptions,
   hello: Hello,
 ): Promise<{ conn: Deno.Conn; reply: Reply | { bye: string }; early: Uint8Array }> {
+  const proxy = options.proxy ?? DEFAULT_PROXY;
+  const timeout = options.timeout ?? DEFAULT_TIMEOUT_MS;
   const where = formatHostPort(proxy);
-  const signal = AbortSignal.timeout(timeout);
   let conn: Deno.Conn;
   try {
-    conn = await Deno.connect({ hostname: proxy.hostname, port: proxy.port, signal });
+    conn = await open(proxy, timeout, options.tls);
   } catch (error) {
     throw new ProxyUnavailableError(
-      `no socketproxy server answering on ${where}: ${describeConnectError(error)}`,
+      `no socketproxy server answering on ${where}${options.tls ? " over TLS" : ""}: ${
+        describeConnectError(error)
+      }`,
     );
   }
   const timer = setTimeout(() => closeQuietly(conn), timeout);
   try {
-    (conn as Deno.TcpConn).setNoDelay(true);
     await writeAll(conn, encoder.encode(formatHello(hello)));
     // Replies are short; what follows in the same read is early output.
     const buffer = new Uint8Array(4 * MAX_HELLO_BYTES);

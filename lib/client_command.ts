@@ -29,6 +29,7 @@ import {
   parseDuration,
   parseHostPort,
   SERVER_DEFAULTS,
+  tlsOptions,
   UsageError,
 } from "./config.ts";
 import { SIGNAL_EXIT_STATUS, watchStopSignals } from "./signals.ts";
@@ -54,6 +55,8 @@ Options:
   --wait=DURATION         how long to collect output after each line, or
                           after the end of input with --stream (default 500ms)
   --crlf                  end each line sent with CR LF instead of LF
+  --tls                   speak TLS to the proxy (a server run with --tls-cert)
+  --ca=FILE               with --tls: also trust this PEM certificate
   --close                 end the session when done instead of leaving it open
   -h, --help              show this help`;
 
@@ -64,6 +67,8 @@ const FLAGS = {
   stream: { type: "boolean" },
   wait: { type: "string" },
   crlf: { type: "boolean" },
+  tls: { type: "boolean" },
+  ca: { type: "string" },
   close: { type: "boolean" },
   help: { type: "boolean", short: "h" },
 } as const;
@@ -84,6 +89,8 @@ export interface ClientConfig {
   newline: string;
   /** End the session when done. */
   close: boolean;
+  /** TLS to the proxy, with extra trusted certificates; `undefined` for plain TCP. */
+  tls: { caCerts?: string[] } | undefined;
 }
 
 /**
@@ -122,6 +129,7 @@ export function parseClientArgs(args: string[]): ClientConfig | "help" {
     wait: waitText === undefined ? 500 : parseDuration(waitText, "--wait"),
     newline: flags.values.crlf ? "\r\n" : "\n",
     close: flags.values.close === true,
+    tls: tlsOptions(flags.values.tls === true, stringFlag(flags, "ca")),
   };
 }
 
@@ -319,11 +327,15 @@ export async function clientCommand(args: string[]): Promise<number> {
     if (config.session) {
       session = ClientSession.resume(config.session, {
         proxy: config.proxy,
+        ...(config.tls ? { tls: config.tls } : {}),
         ...(config.ack === undefined ? {} : { ack: config.ack }),
       });
     } else {
       // Ctrl-C meanwhile is seen once the session exists, so its secret is not lost.
-      session = await ClientSession.create({ proxy: config.proxy });
+      session = await ClientSession.create({
+        proxy: config.proxy,
+        ...(config.tls ? { tls: config.tls } : {}),
+      });
       status(`opened session ${session.id}`);
     }
     if (!stop.signal.aborted) {

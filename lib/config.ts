@@ -293,6 +293,8 @@ export interface ServerConfig {
   logFormat: LogFormat;
   /** The bearer token the admin API requires, or `null` for none. */
   adminToken: string | null;
+  /** TLS on the proxy port: PEM certificate chain and private key, or `null` for plain TCP. */
+  tls: { cert: string; key: string } | null;
 }
 
 /** Defaults of {@linkcode ServerConfig}, apart from the destination. */
@@ -307,6 +309,7 @@ export const SERVER_DEFAULTS: Readonly<Omit<ServerConfig, "destination">> = {
   logLevel: "info",
   logFormat: "text",
   adminToken: null,
+  tls: null,
 };
 
 /** The environment variable that holds the admin token. */
@@ -347,4 +350,48 @@ export function parseAdminToken(text: string, what: string): string {
     throw new UsageError(`${what}: the token must be printable ASCII without spaces`);
   }
   return text;
+}
+
+/**
+ * Reads a PEM file named on the command line.
+ *
+ * @param path The file.
+ * @param what The flag, for error messages.
+ * @returns Its text.
+ * @throws {UsageError} When it cannot be read or holds no PEM block.
+ */
+export function readPemFile(path: string, what: string): string {
+  let text: string;
+  try {
+    text = Deno.readTextFileSync(path);
+  } catch (error) {
+    const reason = error instanceof Deno.errors.NotFound
+      ? "no such file"
+      : error instanceof Deno.errors.PermissionDenied || error instanceof Deno.errors.NotCapable
+      ? "permission denied"
+      : error instanceof Error
+      ? error.message
+      : String(error);
+    throw new UsageError(`${what}: cannot read "${path}": ${reason}`);
+  }
+  if (!/-----BEGIN [A-Z ]+-----/.test(text)) {
+    throw new UsageError(`${what}: "${path}" holds no PEM data`);
+  }
+  return text;
+}
+
+/**
+ * Reads `--tls` and `--ca` (which implies `--tls`) into client TLS options.
+ *
+ * @param tls Whether `--tls` was given.
+ * @param ca The `--ca` file, if any.
+ * @returns The options, or `undefined` for plain TCP.
+ * @throws {UsageError} When the CA file cannot be read.
+ */
+export function tlsOptions(
+  tls: boolean,
+  ca: string | undefined,
+): { caCerts?: string[] } | undefined {
+  if (ca !== undefined) return { caCerts: [readPemFile(ca, "--ca")] };
+  return tls ? {} : undefined;
 }

@@ -17,7 +17,12 @@ import type { AuthThrottleOptions } from "./throttle.ts";
 
 /** Options for {@linkcode ProxyServer.listen}. */
 export interface ProxyServerOptions
-  extends Omit<ServerConfig, "admin" | "adminToken" | "logLevel" | "logFormat"> {
+  extends Omit<ServerConfig, "admin" | "adminToken" | "logLevel" | "logFormat" | "tls"> {
+  /**
+   * TLS on the proxy port.
+   * @default {null: plain TCP}
+   */
+  tls?: ServerConfig["tls"];
   /** Where events are logged. */
   logger: Logger;
   /**
@@ -97,11 +102,10 @@ export class ProxyServer implements AsyncDisposable {
    * other errors of `Deno.listen`.
    */
   static listen(options: ProxyServerOptions): ProxyServer {
-    const listener = Deno.listen({
-      hostname: options.proxy.hostname,
-      port: options.proxy.port,
-      transport: "tcp",
-    });
+    const { hostname, port } = options.proxy;
+    const listener = options.tls
+      ? Deno.listenTls({ hostname, port, cert: options.tls.cert, key: options.tls.key })
+      : Deno.listen({ hostname, port, transport: "tcp" });
     return new ProxyServer(listener, options);
   }
 

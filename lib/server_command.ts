@@ -18,6 +18,7 @@ import {
   parseLogFormat,
   parseLogLevel,
   parseSize,
+  readPemFile,
   SERVER_DEFAULTS,
   type ServerConfig,
   TOKEN_VARIABLE,
@@ -48,6 +49,8 @@ Options:
   --admin-token=TOKEN             require "Authorization: Bearer TOKEN" on the
                                   admin port (default: $SOCKETPROXY_ADMIN_TOKEN;
                                   prefer the variable: flags show in ps)
+  --tls-cert=FILE, --tls-key=FILE TLS on the proxy port: PEM certificate chain
+                                  and private key (both or neither)
   --log-level=LEVEL               debug, info, warn or error (default info)
   --log-format=FORMAT             text or json (default text)
   -h, --help                      show this help
@@ -63,6 +66,8 @@ const FLAGS = {
   "connect-timeout": { type: "string" },
   "max-sessions": { type: "string" },
   "admin-token": { type: "string" },
+  "tls-cert": { type: "string" },
+  "tls-key": { type: "string" },
   "log-level": { type: "string" },
   "log-format": { type: "string" },
   help: { type: "boolean", short: "h" },
@@ -137,6 +142,14 @@ export function parseServerArgs(args: string[]): ServerConfig | "help" {
     ? tokenFromEnvironment()
     : parseAdminToken(flag, "--admin-token");
   if (token !== undefined) config.adminToken = token;
+  const cert = value("tls-cert");
+  const key = value("tls-key");
+  if ((cert === undefined) !== (key === undefined)) {
+    throw new UsageError("--tls-cert and --tls-key go together: give both, or neither");
+  }
+  if (cert !== undefined && key !== undefined) {
+    config.tls = { cert: readPemFile(cert, "--tls-cert"), key: readPemFile(key, "--tls-key") };
+  }
   return config;
 }
 
@@ -180,6 +193,7 @@ export async function serverCommand(args: string[]): Promise<number> {
     buffer: config.bufferSize,
     max_sessions: config.maxSessions,
     admin_token: config.adminToken === null ? "none" : "required",
+    tls: config.tls ? "on" : "off",
   });
 
   const signal = await signals.first;

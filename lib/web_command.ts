@@ -13,6 +13,7 @@ import {
   parseLogFormat,
   parseLogLevel,
   SERVER_DEFAULTS,
+  tlsOptions,
   UsageError,
 } from "./config.ts";
 import { type LogFormat, Logger, type LogLevel } from "./log.ts";
@@ -31,6 +32,8 @@ The gateway keeps no state: run as many as you like, restart them freely.
 Options:
   --listen=[HOST][:PORT]   where browsers (or nginx) connect (default localhost:8080)
   --proxy=[HOST][:PORT]    the socketproxy server (default localhost:9009)
+  --tls                    speak TLS to the proxy (a server run with --tls-cert)
+  --ca=FILE                with --tls: also trust this PEM certificate
   --log-level=LEVEL        debug, info, warn or error (default info)
   --log-format=FORMAT      text or json (default text)
   -h, --help               show this help`;
@@ -38,6 +41,8 @@ Options:
 const FLAGS = {
   listen: { type: "string" },
   proxy: { type: "string" },
+  tls: { type: "boolean" },
+  ca: { type: "string" },
   "log-level": { type: "string" },
   "log-format": { type: "string" },
   help: { type: "boolean", short: "h" },
@@ -53,6 +58,8 @@ export interface WebConfig {
   logLevel: LogLevel;
   /** Shape of log lines. */
   logFormat: LogFormat;
+  /** TLS to the proxy, or `undefined` for plain TCP. */
+  proxyTls: { caCerts?: string[] } | undefined;
 }
 
 /** Defaults of {@linkcode WebConfig}. */
@@ -61,6 +68,7 @@ export const WEB_DEFAULTS: Readonly<WebConfig> = {
   proxy: SERVER_DEFAULTS.proxy,
   logLevel: "info",
   logFormat: "text",
+  proxyTls: undefined,
 };
 
 /**
@@ -92,6 +100,7 @@ export function parseWebArgs(args: string[]): WebConfig | "help" {
   if (level !== undefined) config.logLevel = parseLogLevel(level, "--log-level");
   const format = stringFlag(flags, "log-format");
   if (format !== undefined) config.logFormat = parseLogFormat(format, "--log-format");
+  config.proxyTls = tlsOptions(flags.values.tls === true, stringFlag(flags, "ca"));
   return config;
 }
 
@@ -112,7 +121,12 @@ export async function webCommand(args: string[]): Promise<number> {
   using signals = watchStopSignals((signal) => Deno.exit(SIGNAL_EXIT_STATUS[signal] ?? 1));
   let gateway: WebGateway;
   try {
-    gateway = WebGateway.listen(config.listen, { proxy: config.proxy, logger, assets: WEB_ASSETS });
+    gateway = WebGateway.listen(config.listen, {
+      proxy: config.proxy,
+      logger,
+      assets: WEB_ASSETS,
+      ...(config.proxyTls ? { proxyTls: config.proxyTls } : {}),
+    });
   } catch (error) {
     throw explainListenError(error, config.listen);
   }

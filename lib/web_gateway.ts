@@ -76,6 +76,8 @@ export interface GatewayOptions {
   proxyTimeout?: number;
   /** Ends every WebSocket when aborted (the gateway is stopping). */
   signal?: AbortSignal;
+  /** Speak TLS to the proxy, trusting these extra certificates. */
+  proxyTls?: { caCerts?: string[] };
 }
 
 /** WebSocket output is not read from the proxy while this much waits to go out. */
@@ -238,7 +240,11 @@ export function gatewayHandler(
 ): (request: Request, info?: Deno.ServeHandlerInfo<Deno.NetAddr>) => Promise<Response> {
   const limits: GatewayLimits = { ...GATEWAY_LIMITS, ...options.limits };
   const { logger } = options;
-  const clientOptions = { proxy: options.proxy, timeout: options.proxyTimeout ?? 10_000 };
+  const clientOptions = {
+    proxy: options.proxy,
+    timeout: options.proxyTimeout ?? 10_000,
+    ...(options.proxyTls ? { tls: options.proxyTls } : {}),
+  };
   const assets = options.assets ?? {};
 
   async function create(): Promise<Response> {
@@ -392,7 +398,7 @@ export function gatewayHandler(
 function relay(
   socket: WebSocket,
   id: string,
-  clientOptions: { proxy: HostPort; timeout: number },
+  clientOptions: { proxy: HostPort; timeout: number; tls?: { caCerts?: string[] } },
   limits: GatewayLimits,
   logger: Logger,
   address: { peer: string | undefined; forwarded_for: string | undefined },

@@ -172,7 +172,7 @@ export function startServer(
   destinationPort: number,
   overrides:
     & Partial<Omit<ServerConfig, "destination">>
-    & Pick<ProxyServerOptions, "connect" | "throttle"> = {},
+    & Pick<ProxyServerOptions, "connect" | "throttle" | "tls"> = {},
 ): TestServer {
   const logs = new LogCapture();
   const server = ProxyServer.listen({
@@ -397,7 +397,11 @@ export async function pollUntilPending(
 const MAIN = new URL("../main.ts", import.meta.url).pathname;
 
 /** The permissions `deno task start` grants. */
-export const RUN_PERMISSIONS = ["--allow-net", "--allow-env=SOCKETPROXY_ADMIN_TOKEN"];
+export const RUN_PERMISSIONS = [
+  "--allow-net",
+  "--allow-env=SOCKETPROXY_ADMIN_TOKEN",
+  "--allow-read",
+];
 
 /** Runs `main.ts` with arguments to completion. */
 export async function runMain(

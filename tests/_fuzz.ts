@@ -1,0 +1,678 @@
+/**
+ * Seeded, reproducible fuzz inputs: random bytes and text, and mutations of
+ * corpora of valid hellos, admin requests and gateway requests. Input `i` of
+ * a run is drawn from its own generator, derived from the run's seed and
+ * `i`, so any input can be replayed alone. No npm packages: the generator is
+ * mulberry32.
+ *
+ * @module
+ */
+
+/** Fake credentials the corpora carry; a response or log line must never echo them. */
+export const FUZZ_ID = "AbC-123_xyz";
+/** A second session id, of the longest length allowed. */
+export const FUZZ_ID_LONG = "z".repeat(63) + "9";
+/** A session secret of the shortest length allowed. */
+export const FUZZ_SECRET = "0123456789abcdefghijkl";
+/** A session secret of a realistic length. */
+export const FUZZ_SECRET_LONG = "Qm9yaW5nLXNlY3JldC1mb3ItZnV6emluZw_x";
+/** The admin token the admin handler is given (half the time). */
+export const FUZZ_TOKEN = "fuzz-admin-token-7f3a9c1e";
+
+/** Every secret the corpora carry. */
+export const FUZZ_SECRETS: readonly string[] = [FUZZ_SECRET, FUZZ_SECRET_LONG, FUZZ_TOKEN];
+
+/** A request to mutate: the parts of an HTTP request a handler sees. */
+export interface FuzzRequest {
+  /** The method, as sent. */
+  method: string;
+  /** Path and query, as sent. */
+  path: string;
+  /** Header fields in order; names may repeat. */
+  headers: [string, string][];
+  /** The body, or `null` for none. */
+  body: Uint8Array | null;
+}
+
+/** The longest mutated field, in bytes: past every limit, short of slowing a run down. */
+const LONG_SIZES = [63, 64, 65, 100, 511, 512, 513, 1024, 4095, 4096, 4097, 70_000];
+
+/** Texts that replace numbers: edges of the integer ranges, and things that are not numbers. */
+const ODD_NUMBERS = [
+  "0",
+  "1",
+  "-1",
+  "-0",
+  "00",
+  "007",
+  "+1",
+  " 1",
+  "1.5",
+  "1e3",
+  "1e999",
+  "-1e999",
+  "1e-7",
+  "0x1f",
+  "NaN",
+  "Infinity",
+  "",
+  "abc",
+  "true",
+  "null",
+  "4294967295",
+  "4294967296",
+  "9007199254740991",
+  "9007199254740992",
+  "9999999999999999",
+  "99999999999999999",
+  "18446744073709551616",
+  "9".repeat(400),
+];
+
+/** Bytes that break lines, strings and parsers. */
+const ODD_BYTES: readonly number[][] = [
+  [13],
+  [10],
+  [13, 10],
+  [0],
+  [0xff],
+  [0x7f],
+  [0x80],
+  [0xc3, 0xa9],
+  [0xed, 0xa0, 0x80],
+  [32],
+  [32, 32],
+  [9],
+  [0x25],
+  [0x25, 0x30, 0x30],
+  [0x25, 0x32, 0x46],
+  [0x2e, 0x2e, 0x2f],
+  [0x22],
+  [0x5c],
+  [0x7b],
+  [0x7d],
+  [0x2c],
+  [0x3a],
+];
+
+/** JSON values that replace a field of a request body. */
+const ODD_VALUES: readonly unknown[] = [
+  null,
+  true,
+  false,
+  0,
+  -1,
+  -0,
+  1.5,
+  2 ** 53,
+  2 ** 53 - 1,
+  2 ** 64,
+  Number.MAX_VALUE,
+  "",
+  "0",
+  "=",
+  "====",
+  "!!!!",
+  "aGk",
+  "aGk=",
+  "aGVsbG8gd29ybGQ=",
+  "aG Vs\nbG8=",
+  "A".repeat(1400),
+  "A".repeat(70_000),
+  FUZZ_SECRET,
+  FUZZ_SECRET_LONG,
+  FUZZ_SECRET + "/",
+  "s".repeat(65),
+  "\u0000",
+  "\u00ff",
+  "\ud800",
+  [],
+  [FUZZ_SECRET],
+  {},
+  { secret: FUZZ_SECRET },
+];
+
+/** The body fields the gateway reads, plus a few it must ignore. */
+const BODY_KEYS = ["secret", "ack", "input", "inputAt", "wait", "id", "constructor", "toString"];
+
+/**
+ * A seeded pseudo-random generator (mulberry32) with the draws fuzzing needs.
+ *
+ * @example
+ * ```ts
+ * import { Fuzzer } from "./_fuzz.ts";
+ *
+ * const a = Fuzzer.forInput(42, 7).printable(20);
+ * console.assert(a === Fuzzer.forInput(42, 7).printable(20));
+ * ```
+ */
+export class Fuzzer {
+  #state: number;
+
+  /**
+   * Creates a generator.
+   *
+   * @param seed Any integer; only its low 32 bits count.
+   */
+  constructor(seed: number) {
+    this.#state = seed >>> 0;
+  }
+
+  /**
+   * The generator of input `index` of a run, so that one input replays alone.
+   *
+   * @param seed The run's seed.
+   * @param index The input's number, from 0.
+   * @returns A generator no other input of the run shares.
+   */
+  static forInput(seed: number, index: number): Fuzzer {
+    // splitmix32-style finalizer: neighbouring indexes get unrelated states.
+    let x = (seed >>> 0) ^ Math.imul(index + 1, 0x9e3779b9);
+    x = Math.imul(x ^ (x >>> 16), 0x85ebca6b);
+    x = Math.imul(x ^ (x >>> 13), 0xc2b2ae35);
+    return new Fuzzer((x ^ (x >>> 16)) >>> 0);
+  }
+
+  /** @returns A number in [0, 1). */
+  next(): number {
+    this.#state = (this.#state + 0x6d2b79f5) >>> 0;
+    let t = this.#state;
+    t = Math.imul(t ^ (t >>> 15), t | 1);
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+  }
+
+  /**
+   * @param below The bound, at least 1.
+   * @returns An integer in [0, below).
+   */
+  int(below: number): number {
+    return Math.floor(this.next() * below);
+  }
+
+  /**
+   * @param probability Of `true`, in [0, 1].
+   * @returns `true` with that probability.
+   */
+  chance(probability: number): boolean {
+    return this.next() < probability;
+  }
+
+  /**
+   * @param items A non-empty list.
+   * @returns One of them.
+   */
+  pick<T>(items: readonly T[]): T {
+    const item = items[this.int(items.length)];
+    if (item === undefined && items.length === 0) throw new RangeError("Cannot pick from []");
+    return item as T;
+  }
+
+  /**
+   * A length skewed towards small ones: most inputs are short, some are not.
+   *
+   * @param max The longest.
+   * @returns An integer in [0, max].
+   */
+  size(max: number): number {
+    return Math.min(max, Math.floor((max + 1) ** this.next()) - 1 + this.int(2));
+  }
+
+  /**
+   * @param length How many.
+   * @returns Random bytes.
+   */
+  bytes(length: number): Uint8Array {
+    const bytes = new Uint8Array(length);
+    for (let i = 0; i < length; i++) bytes[i] = this.int(256);
+    return bytes;
+  }
+
+  /**
+   * @param length How many characters.
+   * @returns Random printable ASCII (space to tilde).
+   */
+  printable(length: number): string {
+    let text = "";
+    for (let i = 0; i < length; i++) text += String.fromCharCode(0x20 + this.int(95));
+    return text;
+  }
+
+  /**
+   * Mutates `input` with one to four random edits: bit flips, byte inserts,
+   * deletes and duplicates, splices with another corpus entry, truncation,
+   * odd numbers, CR/LF/NUL/0xFF and very long fields.
+   *
+   * @param input What to mutate; not changed.
+   * @param corpus Other valid inputs to splice from.
+   * @returns The mutated bytes.
+   */
+  mutate(input: Uint8Array, corpus: readonly Uint8Array[]): Uint8Array {
+    let bytes = Array.from(input);
+    const edits = 1 + this.size(3);
+    for (let i = 0; i < edits; i++) bytes = this.#edit(bytes, corpus);
+    return Uint8Array.from(bytes);
+  }
+
+  /**
+   * {@linkcode Fuzzer.mutate} for text, taken and returned as Latin-1 (one byte a character).
+   *
+   * @param text What to mutate.
+   * @param corpus Other valid texts to splice from.
+   * @returns The mutated text.
+   */
+  mutateText(text: string, corpus: readonly string[]): string {
+    return fromLatin1(this.mutate(toLatin1(text), corpus.map(toLatin1)));
+  }
+
+  #edit(bytes: number[], corpus: readonly Uint8Array[]): number[] {
+    const at = this.int(bytes.length + 1);
+    switch (this.int(12)) {
+      case 0: { // flip a bit
+        if (bytes.length === 0) return bytes;
+        const index = this.int(bytes.length);
+        bytes[index] = (bytes[index] ?? 0) ^ (1 << this.int(8));
+        return bytes;
+      }
+      case 1: // insert random bytes
+        bytes.splice(at, 0, ...this.bytes(1 + this.size(7)));
+        return bytes;
+      case 2: // delete a range
+        bytes.splice(at, 1 + this.size(15));
+        return bytes;
+      case 3: { // duplicate a range
+        const length = 1 + this.size(31);
+        bytes.splice(at, 0, ...bytes.slice(at, at + length));
+        return bytes;
+      }
+      case 4: { // splice: this one's head, another's tail
+        const other = this.pick(corpus);
+        return [...bytes.slice(0, at), ...other.subarray(this.int(other.length + 1))];
+      }
+      case 5: { // insert a piece of another
+        const other = this.pick(corpus);
+        const from = this.int(other.length + 1);
+        bytes.splice(at, 0, ...other.subarray(from, from + 1 + this.size(31)));
+        return bytes;
+      }
+      case 6: // truncate
+        return bytes.slice(0, at);
+      case 7: // an odd number in place of a number
+        return this.#replaceNumber(bytes);
+      case 8: // CR, LF, NUL, 0xFF and friends
+        bytes.splice(at, 0, ...this.pick(ODD_BYTES));
+        return bytes;
+      case 9: { // a very long field: one byte or a piece repeated
+        const length = this.pick(LONG_SIZES);
+        const piece = bytes.length > 0 && this.chance(0.5)
+          ? bytes.slice(at, at + 1 + this.int(8))
+          : [0x41 + this.int(26)];
+        const long = new Array<number>(length);
+        for (let i = 0; i < length; i++) long[i] = piece[i % piece.length] ?? 0x41;
+        bytes.splice(at, 0, ...long);
+        return bytes;
+      }
+      case 10: { // swap two fields separated by spaces
+        const text = fromLatin1(Uint8Array.from(bytes)).split(" ");
+        const a = this.int(text.length);
+        const b = this.int(text.length);
+        [text[a], text[b]] = [text[b] ?? "", text[a] ?? ""];
+        return Array.from(toLatin1(text.join(" ")));
+      }
+      default: // a random byte replaced
+        if (bytes.length > 0) bytes[this.int(bytes.length)] = this.int(256);
+        return bytes;
+    }
+  }
+
+  #replaceNumber(bytes: number[]): number[] {
+    const text = fromLatin1(Uint8Array.from(bytes));
+    const numbers = [...text.matchAll(/\d+/g)];
+    const odd = this.pick(ODD_NUMBERS);
+    if (numbers.length === 0) {
+      const at = this.int(text.length + 1);
+      return Array.from(toLatin1(text.slice(0, at) + odd + text.slice(at)));
+    }
+    const number = this.pick(numbers);
+    const start = number.index ?? 0;
+    return Array.from(toLatin1(text.slice(0, start) + odd + text.slice(start + number[0].length)));
+  }
+
+  /**
+   * Mutates a JSON object body field by field: fields removed, replaced by
+   * odd values or added; sometimes the whole body is not an object. Bodies
+   * that are not JSON get byte mutations instead.
+   *
+   * @param body A body, as UTF-8.
+   * @param corpus Other bodies to splice from.
+   * @returns The mutated body.
+   */
+  mutateJson(body: Uint8Array, corpus: readonly Uint8Array[]): Uint8Array {
+    let value: unknown;
+    try {
+      value = JSON.parse(new TextDecoder().decode(body));
+    } catch {
+      return this.mutate(body, corpus);
+    }
+    if (typeof value !== "object" || value === null || Array.isArray(value)) {
+      return this.mutate(body, corpus);
+    }
+    if (this.chance(0.05)) return encodeJson(this.pick(ODD_VALUES));
+    const object = { ...value } as Record<string, unknown>;
+    const edits = 1 + this.size(2);
+    for (let i = 0; i < edits; i++) {
+      const keys = Object.keys(object);
+      if (keys.length > 0 && this.chance(0.25)) {
+        delete object[this.pick(keys)];
+      } else {
+        const key = keys.length > 0 && this.chance(0.7) ? this.pick(keys) : this.pick(BODY_KEYS);
+        object[key] = this.#oddValue();
+      }
+    }
+    return encodeJson(object);
+  }
+
+  #oddValue(): unknown {
+    switch (this.int(4)) {
+      case 0:
+        return this.int(2 ** 31) * (this.chance(0.2) ? -1 : 1);
+      case 1:
+        return this.printable(this.size(40));
+      case 2:
+        return btoa(fromLatin1(this.bytes(this.size(1500))));
+      default:
+        return this.pick(ODD_VALUES);
+    }
+  }
+
+  /**
+   * Mutates a request: its method, path, a header (changed, added, removed
+   * or repeated) or its body, one or two at a time; sometimes it takes the
+   * path or headers of another request of the corpus.
+   *
+   * @param request What to mutate; not changed.
+   * @param corpus Other valid requests to splice from.
+   * @returns The mutated request.
+   */
+  mutateRequest(request: FuzzRequest, corpus: readonly FuzzRequest[]): FuzzRequest {
+    const result: FuzzRequest = {
+      method: request.method,
+      path: request.path,
+      headers: request.headers.map(([name, value]) => [name, value]),
+      body: request.body,
+    };
+    const edits = 1 + this.size(1);
+    for (let i = 0; i < edits; i++) this.#editRequest(result, corpus);
+    return result;
+  }
+
+  #editRequest(request: FuzzRequest, corpus: readonly FuzzRequest[]): void {
+    const other = this.pick(corpus);
+    switch (this.int(8)) {
+      case 0:
+        request.method = this.chance(0.5)
+          ? this.pick(METHODS)
+          : this.mutateText(request.method, corpus.map((r) => r.method));
+        return;
+      case 1:
+      case 2:
+        request.path = this.mutateText(request.path, corpus.map((r) => r.path));
+        return;
+      case 3:
+        request.path = this.chance(0.5) ? other.path : other.path + request.path;
+        return;
+      case 4: {
+        const headers = corpus.flatMap((r) => r.headers);
+        const index = this.int(request.headers.length + 1);
+        const header = request.headers[index];
+        if (header === undefined || this.chance(0.3)) {
+          request.headers.push(headers.length > 0 ? [...this.pick(headers)] : ["x-fuzz", "1"]);
+        } else if (this.chance(0.2)) {
+          request.headers.splice(index, 1);
+        } else if (this.chance(0.2)) {
+          header[0] = this.mutateText(header[0], headers.map(([name]) => name));
+        } else {
+          header[1] = this.mutateText(header[1], headers.map(([, value]) => value));
+        }
+        return;
+      }
+      case 5:
+        request.headers = other.headers.map(([name, value]) => [name, value]);
+        return;
+      default: {
+        const bodies = corpus.flatMap((r) => r.body ? [r.body] : []);
+        if (bodies.length === 0) bodies.push(new Uint8Array(0));
+        const body = request.body ?? this.pick(bodies);
+        request.body = this.chance(0.6) ? this.mutateJson(body, bodies) : this.mutate(body, bodies);
+      }
+    }
+  }
+}
+
+/** Methods a mutated request may take instead of its own; some the Fetch API refuses. */
+const METHODS = [
+  "GET",
+  "HEAD",
+  "POST",
+  "PUT",
+  "DELETE",
+  "PATCH",
+  "OPTIONS",
+  "get",
+  "post",
+  "delete",
+  "Delete",
+  "PROPFIND",
+  "CONNECT",
+  "TRACE",
+  "BREW",
+  "G ET",
+  "",
+];
+
+/**
+ * Builds the `Request` a handler gets, as the Fetch API would. A GET or
+ * HEAD request carries no body (the Fetch API forbids one).
+ *
+ * @param request The parts.
+ * @param origin Scheme and host, such as `http://admin.test`.
+ * @returns The request, or `null` when the Fetch API refuses the method, URL or a header.
+ */
+export function toRequest(request: FuzzRequest, origin: string): Request | null {
+  const method = request.method.toUpperCase();
+  const body = method === "GET" || method === "HEAD" ? null : request.body;
+  try {
+    return new Request(origin + request.path, {
+      method: request.method,
+      headers: request.headers,
+      ...(body === null ? {} : { body: body.slice() }),
+    });
+  } catch (error) {
+    if (error instanceof TypeError) return null;
+    throw error;
+  }
+}
+
+/**
+ * Text as Latin-1 bytes, one a character (characters above U+00FF keep their low byte).
+ *
+ * @param text The text.
+ * @returns The bytes.
+ */
+export function toLatin1(text: string): Uint8Array {
+  const bytes = new Uint8Array(text.length);
+  for (let i = 0; i < text.length; i++) bytes[i] = text.charCodeAt(i);
+  return bytes;
+}
+
+/**
+ * Bytes as Latin-1 text, one character a byte, as the handshake reads a hello.
+ *
+ * @param bytes The bytes.
+ * @returns The text.
+ */
+export function fromLatin1(bytes: Uint8Array): string {
+  let text = "";
+  for (let i = 0; i < bytes.length; i += 4096) {
+    text += String.fromCharCode(...bytes.subarray(i, i + 4096));
+  }
+  return text;
+}
+
+function encodeJson(value: unknown): Uint8Array {
+  return new TextEncoder().encode(JSON.stringify(value));
+}
+
+/**
+ * Shows an input in printable ASCII: `\r`, `\n`, `\t`, `\0`, `\\` and
+ * `\xHH` escapes; long inputs are cut in the middle.
+ *
+ * @param input Bytes, or text (as Latin-1; characters above U+00FF as `\u{...}`).
+ * @param max The longest output before cutting.
+ * @returns The escaped text.
+ *
+ * @example
+ * ```ts
+ * import { escapeInput } from "./_fuzz.ts";
+ *
+ * console.assert(escapeInput("NEW\r\n\0\xff") === "NEW\\r\\n\\0\\xff");
+ * ```
+ */
+export function escapeInput(input: Uint8Array | string, max = 600): string {
+  const text = typeof input === "string" ? input : fromLatin1(input);
+  const escape = (part: string): string =>
+    part.replace(/[^\x20-\x5b\x5d-\x7e]/gu, (char) => {
+      const code = char.codePointAt(0) ?? 0;
+      switch (char) {
+        case "\r":
+          return "\\r";
+        case "\n":
+          return "\\n";
+        case "\t":
+          return "\\t";
+        case "\0":
+          return "\\0";
+        case "\\":
+          return "\\\\";
+      }
+      return code > 0xff ? `\\u{${code.toString(16)}}` : `\\x${code.toString(16).padStart(2, "0")}`;
+    });
+  if (text.length <= max) return escape(text);
+  const half = Math.floor(max / 2);
+  return `${escape(text.slice(0, half))}...[${text.length - 2 * half} more characters]...${
+    escape(text.slice(-half))
+  }`;
+}
+
+/**
+ * Reads a seed: a decimal integer from 0 to 2^32 - 1.
+ *
+ * @param text The seed as typed.
+ * @returns The seed.
+ * @throws {RangeError} When `text` is not one.
+ */
+export function parseSeed(text: string): number {
+  const seed = /^\d{1,10}$/.test(text) ? Number(text) : NaN;
+  if (!(seed <= 0xffffffff)) {
+    throw new RangeError(`Cannot use seed "${text}": expected an integer from 0 to 4294967295`);
+  }
+  return seed;
+}
+
+const encoder = new TextEncoder();
+
+/** Valid hellos (without their LF), and a few valid replies to mix in. */
+export const HELLO_CORPUS: readonly string[] = [
+  "NEW",
+  "NEW\r",
+  `RESUME ${FUZZ_ID} ${FUZZ_SECRET}`,
+  `RESUME ${FUZZ_ID} ${FUZZ_SECRET} 0`,
+  `RESUME ${FUZZ_ID} ${FUZZ_SECRET} 42\r`,
+  `RESUME ${FUZZ_ID_LONG} ${FUZZ_SECRET_LONG} 9007199254740991`,
+  `RESUME a ${"s".repeat(64)} 1234567890123456`,
+  `CLOSE ${FUZZ_ID} ${FUZZ_SECRET}`,
+  `CLOSE ${FUZZ_ID_LONG} ${FUZZ_SECRET_LONG}\r`,
+  `OK ${FUZZ_ID} ${FUZZ_SECRET} 0 0 5 open`,
+  `BYE ${FUZZ_ID}`,
+  "ERR gap 4096 output before offset 4096 was released",
+  "GET / HTTP/1.1",
+];
+
+function auth(token: string): [string, string] {
+  return ["authorization", `Bearer ${token}`];
+}
+
+/** Valid admin API requests: every route, with and without a token. */
+export const ADMIN_CORPUS: readonly FuzzRequest[] = [
+  { method: "GET", path: "/status", headers: [], body: null },
+  { method: "GET", path: "/status", headers: [auth(FUZZ_TOKEN)], body: null },
+  { method: "HEAD", path: "/status", headers: [auth(FUZZ_TOKEN)], body: null },
+  {
+    method: "GET",
+    path: "/metrics",
+    headers: [auth(FUZZ_TOKEN), ["accept", "text/plain"]],
+    body: null,
+  },
+  { method: "GET", path: "/health", headers: [], body: null },
+  { method: "GET", path: "/health?verbose=1", headers: [["authorization", "bearer x"]], body: null },
+  { method: "DELETE", path: `/sessions/${FUZZ_ID}`, headers: [auth(FUZZ_TOKEN)], body: null },
+  { method: "DELETE", path: `/sessions/${FUZZ_ID_LONG}`, headers: [], body: null },
+  {
+    method: "DELETE",
+    path: `/sessions/${FUZZ_ID}?secret=${FUZZ_SECRET}`,
+    headers: [auth(FUZZ_SECRET)],
+    body: encoder.encode(`{"secret":"${FUZZ_SECRET_LONG}"}`),
+  },
+  {
+    method: "GET",
+    path: "/status",
+    headers: [["cookie", `session=${FUZZ_SECRET_LONG}`], ["x-forwarded-for", "10.0.0.1"]],
+    body: null,
+  },
+];
+
+function jsonRequest(method: string, path: string, body: unknown): FuzzRequest {
+  return {
+    method,
+    path,
+    headers: [["content-type", "application/json"]],
+    body: encoder.encode(JSON.stringify(body)),
+  };
+}
+
+/** Valid gateway requests: every route, JSON bodies with every field. */
+export const GATEWAY_CORPUS: readonly FuzzRequest[] = [
+  { method: "POST", path: "/api/sessions", headers: [], body: null },
+  jsonRequest("POST", `/api/sessions/${FUZZ_ID}/poll`, { secret: FUZZ_SECRET, ack: 0 }),
+  jsonRequest("POST", `/api/sessions/${FUZZ_ID}/poll`, {
+    secret: FUZZ_SECRET,
+    ack: 1024,
+    input: "aGVsbG8K",
+    inputAt: 6,
+    wait: 25_000,
+  }),
+  jsonRequest("POST", `/api/sessions/${FUZZ_ID_LONG}/poll`, {
+    secret: FUZZ_SECRET_LONG,
+    ack: 9007199254740991,
+    input: "",
+    wait: 0,
+  }),
+  {
+    ...jsonRequest("POST", `/api/sessions/${FUZZ_ID}/poll`, { secret: FUZZ_SECRET, ack: 3 }),
+    headers: [["content-type", "application/json"], ["content-length", "37"]],
+  },
+  jsonRequest("DELETE", `/api/sessions/${FUZZ_ID}`, { secret: FUZZ_SECRET }),
+  { method: "GET", path: "/", headers: [["accept", "text/html"]], body: null },
+  { method: "HEAD", path: "/", headers: [], body: null },
+  { method: "GET", path: "/assets/app.js", headers: [["x-forwarded-for", "203.0.113.9"]], body: null },
+  { method: "GET", path: `/api/sessions/${FUZZ_ID}/ws`, headers: [], body: null },
+  {
+    method: "GET",
+    path: `/api/sessions/${FUZZ_ID}/ws`,
+    headers: [["connection", "upgrade"], ["sec-websocket-version", "13"]],
+    body: null,
+  },
+];
+
+/** The corpora as bytes, for {@linkcode Fuzzer.mutate}. */
+export const HELLO_CORPUS_BYTES: readonly Uint8Array[] = HELLO_CORPUS.map(toLatin1);
