@@ -696,13 +696,23 @@ async function open(
   tls: ClientOptions["tls"],
 ): Promise<Deno.Conn> {
   if (!tls) {
-    const conn = await Deno.connect({
-      hostname: proxy.hostname,
-      port: proxy.port,
-      signal: AbortSignal.timeout(timeout),
-    });
-    conn.setNoDelay(true);
-    return conn;
+    // A timer cleared once connected (AbortSignal.timeout would live on for the whole timeout).
+    const abort = new AbortController();
+    const timer = setTimeout(
+      () => abort.abort(new DOMException("timed out", "TimeoutError")),
+      timeout,
+    );
+    try {
+      const conn = await Deno.connect({
+        hostname: proxy.hostname,
+        port: proxy.port,
+        signal: abort.signal,
+      });
+      conn.setNoDelay(true);
+      return conn;
+    } finally {
+      clearTimeout(timer);
+    }
   }
   const connecting = Deno.connectTls({
     hostname: proxy.hostname,

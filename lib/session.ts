@@ -42,9 +42,6 @@ const FIRST_INPUT_CHUNK = 4 * 1024;
 /** The input receiver's largest read size. */
 const MAX_INPUT_CHUNK = 256 * 1024;
 
-/** Waits forever: stands in for a wait that does not apply. */
-const NEVER = new Promise<never>(() => {});
-
 const encoder = new TextEncoder();
 
 interface Attachment {
@@ -57,8 +54,8 @@ interface Attachment {
   position: number;
   /** The client closed its side: detach once caught up. */
   draining: boolean;
-  /** Resolves when the attachment ends, to wake whatever waits on its behalf. */
-  gone: PromiseWithResolvers<void>;
+  /** Set while the input receiver waits: wakes it when the attachment ends. */
+  wakeReceiver: (() => void) | null;
 }
 
 /** What a session tells its store about its life. */
@@ -263,7 +260,7 @@ export class Session {
       from,
       position: from,
       draining: false,
-      gone: Promise.withResolvers<void>(),
+      wakeReceiver: null,
     };
     this.#attachment = attachment;
     this.#lastAttachedAt = Date.now();
@@ -402,7 +399,6 @@ export class Session {
     let writing: Chunk | null = null;
     let reading: { buffer: Uint8Array; done: Promise<{ count: number | null }> } | null = null;
     let buffers = 0;
-    const gone = attachment.gone.promise.then(() => "gone" as const);
     try {
       while (true) {
         if (!reading && !attachment.draining) {
@@ -419,11 +415,17 @@ export class Session {
           }
         }
         if (!reading && queue.length === 0) return;
-        const event = await Promise.race([
-          queue.length > 0 ? this.#inputWrite.then(() => "writable" as const) : NEVER,
-          reading ? reading.done : NEVER,
-          gone,
-        ]);
+        // Wait for the first of: room to forward (the previous write done),
+        // the read, or the attachment's end. One settled promise per event:
+        // no waiter stays attached to a promise that may never settle.
+        const event = await new Promise<"writable" | "gone" | { count: number | null }>(
+          (resolve, reject) => {
+            attachment.wakeReceiver = () => resolve("gone");
+            if (queue.length > 0) this.#inputWrite.then(() => resolve("writable"));
+            if (reading) reading.done.then(resolve, reject);
+          },
+        );
+        attachment.wakeReceiver = null;
         // Input not yet forwarded is dropped after a takeover, uncounted:
         // the new client was told `<in>` without it and resends it.
         if (event === "gone" || this.#attachment !== attachment) return;
@@ -532,5 +534,5 @@ export class Session {
 /** Closes an attachment's connection and wakes what waits on its behalf. */
 function release(attachment: Attachment): void {
   closeQuietly(attachment.conn);
-  attachment.gone.resolve();
+  attachment.wakeReceiver?.();
 }
