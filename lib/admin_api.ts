@@ -10,17 +10,21 @@
  * | `GET /health`            | 200 while serving, 503 while shutting down      |
  * | `DELETE /sessions/{id}`  | closes a session                                |
  *
- * With a token set, every request needs `Authorization: Bearer <token>`.
+ * With a token set, every request needs `Authorization: Bearer <token>`,
+ * and wrong tokens slow down the next answers to that address as wrong
+ * secrets do on the proxy port ({@linkcode AuthThrottle}).
  * Errors are JSON: `{"error": code, "message": text}`.
  *
  * @module
  */
 
+import { sleep } from "./_io.ts";
 import { secretsEqual } from "./credentials.ts";
 import { type HostPort } from "./config.ts";
 import { describeError, type Logger } from "./log.ts";
 import { formatMetrics, METRICS_CONTENT_TYPE } from "./metrics.ts";
 import type { StatusReport } from "./status_report.ts";
+import { AuthThrottle } from "./throttle.ts";
 
 /** What the admin API needs from the server it manages. */
 export interface AdminBackend {
@@ -40,6 +44,14 @@ export interface AdminOptions {
   token: string | null;
   /** Where requests and refusals are logged. */
   logger: Logger;
+  /**
+   * Wrong tokens per address, and the wait they earn before the next
+   * answers to that address.
+   * @default {a new AuthThrottle with its defaults}
+   */
+  throttle?: AuthThrottle;
+  /** Ends the throttle's waits, when the server stops. */
+  signal?: AbortSignal;
 }
 
 const SESSION_PATH = /^\/sessions\/([^/]*)$/;
@@ -75,15 +87,18 @@ function authorized(request: Request, token: string): boolean {
 /**
  * Builds the admin API's request handler.
  *
- * @param options The backend, token and logger.
- * @returns A handler for `Deno.serve`; it never throws.
+ * @param options The backend, token, logger and throttle.
+ * @returns A handler for `Deno.serve`; it never throws. Its answer is a
+ * promise only while the peer's address waits out recent wrong tokens.
  */
 export function adminHandler(
   options: AdminOptions,
-): (request: Request, info?: Deno.ServeHandlerInfo<Deno.NetAddr>) => Response {
+): (request: Request, info?: Deno.ServeHandlerInfo<Deno.NetAddr>) => Response | Promise<Response> {
   const { backend, token, logger } = options;
-  return (request, info) => {
-    const peer = info ? `${info.remoteAddr.hostname}:${info.remoteAddr.port}` : undefined;
+  const throttle = options.throttle ?? new AuthThrottle();
+  const signal = options.signal ?? new AbortController().signal;
+
+  function answer(request: Request, peer: string | undefined, host: string | undefined): Response {
     let path: string;
     try {
       path = new URL(request.url).pathname;
@@ -91,7 +106,8 @@ export function adminHandler(
       return failure(400, "bad_request", "Cannot parse the request URL");
     }
     if (token !== null && !authorized(request, token)) {
-      logger.warn("admin.unauthorized", { peer, method: request.method, path });
+      const failures = host === undefined ? undefined : throttle.failed(host);
+      logger.warn("admin.unauthorized", { peer, method: request.method, path, failures });
       return failure(401, "unauthorized", "This admin port needs Authorization: Bearer <token>", {
         "www-authenticate": 'Bearer realm="socketproxy"',
       });
@@ -109,6 +125,15 @@ export function adminHandler(
       logger.error("admin.error", { peer, path, error: describeError(error) });
       return failure(500, "internal", "The admin API failed to answer; see the server log");
     }
+  }
+
+  return (request, info) => {
+    const host = info?.remoteAddr.hostname;
+    const peer = info ? `${host}:${info.remoteAddr.port}` : undefined;
+    // Without a token there is nothing to guess.
+    const delay = token !== null && host !== undefined ? throttle.delay(host) : 0;
+    if (delay === 0 || signal.aborted) return answer(request, peer, host);
+    return sleep(delay, signal).then(() => answer(request, peer, host));
   };
 }
 
@@ -165,9 +190,11 @@ function decodeURIComponentSafe(text: string): string | null {
  */
 export class AdminServer implements AsyncDisposable {
   readonly #server: Deno.HttpServer<Deno.NetAddr>;
+  readonly #stopping: AbortController;
 
-  private constructor(server: Deno.HttpServer<Deno.NetAddr>) {
+  private constructor(server: Deno.HttpServer<Deno.NetAddr>, stopping: AbortController) {
     this.#server = server;
+    this.#stopping = stopping;
   }
 
   /**
@@ -179,11 +206,12 @@ export class AdminServer implements AsyncDisposable {
    * @throws {Deno.errors.AddrInUse} When the port is taken, and the other errors of `Deno.serve`.
    */
   static listen(addr: HostPort, options: AdminOptions): AdminServer {
+    const stopping = new AbortController();
     const server = Deno.serve(
       { hostname: addr.hostname, port: addr.port, onListen: () => {} },
-      adminHandler(options),
+      adminHandler({ ...options, signal: stopping.signal }),
     );
-    return new AdminServer(server);
+    return new AdminServer(server, stopping);
   }
 
   /** The address the admin API listens on. */
@@ -193,6 +221,8 @@ export class AdminServer implements AsyncDisposable {
 
   /** Stops the server and waits until it has. */
   async close(): Promise<void> {
+    // Requests waiting out wrong tokens are answered now, not held open.
+    this.#stopping.abort();
     await this.#server.shutdown();
   }
 

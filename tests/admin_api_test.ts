@@ -6,6 +6,7 @@
 import assert from "node:assert/strict";
 import { adminHandler } from "../lib/admin_api.ts";
 import { Logger } from "../lib/log.ts";
+import { AuthThrottle } from "../lib/throttle.ts";
 import type { StatusReport } from "../lib/status_report.ts";
 import {
   assertNoSecrets,
@@ -151,11 +152,11 @@ Deno.test("GET /health answers 200 while serving and 503 while stopping", async 
       stopping: () => stopping,
     },
   });
-  const serving = handler(new Request("http://admin/health"));
+  const serving = await handler(new Request("http://admin/health"));
   assert.equal(serving.status, 200);
   assert.deepEqual(await serving.json(), { status: "serving" });
   stopping = true;
-  const draining = handler(new Request("http://admin/health"));
+  const draining = await handler(new Request("http://admin/health"));
   assert.equal(draining.status, 503);
   assert.deepEqual(await draining.json(), { status: "stopping" });
 });
@@ -253,6 +254,57 @@ Deno.test("with --admin-token every admin request needs the bearer token", async
     !service.logs.lines.some((line) => line.includes("s3cret-token")),
     "token never logged",
   );
+});
+
+Deno.test("wrong admin tokens slow down that address's next answers, and only its", async () => {
+  const logs: string[] = [];
+  const stopping = new AbortController();
+  const handler = adminHandler({
+    token: "s3cret-token",
+    logger: new Logger({ format: "json", sink: (line) => logs.push(line) }),
+    backend: {
+      report: () => {
+        throw new Error("not needed");
+      },
+      closeSession: () => false,
+      stopping: () => false,
+    },
+    // A wait long enough that only the abort below can end it.
+    throttle: new AuthThrottle({ step: 60_000, max: 60_000 }),
+    signal: stopping.signal,
+  });
+  const from = (hostname: string): Deno.ServeHandlerInfo<Deno.NetAddr> => ({
+    remoteAddr: { transport: "tcp", hostname, port: 40000 },
+    completed: Promise.resolve(),
+  });
+  const health = (token: string): Request =>
+    new Request("http://admin/health", { headers: { authorization: `Bearer ${token}` } });
+
+  const guess = handler(health("nope"), from("203.0.113.7"));
+  assert.ok(guess instanceof Response, "a first wrong token is answered at once");
+  assert.equal(guess.status, 401);
+  const logged = JSON.parse(logs.at(-1) ?? "{}");
+  assert.equal(logged.event, "admin.unauthorized");
+  assert.equal(logged.peer, "203.0.113.7:40000");
+  assert.equal(logged.failures, 1);
+
+  let answered = false;
+  const waiting = handler(health("s3cret-token"), from("203.0.113.7"));
+  assert.ok(waiting instanceof Promise, "the guessing address is not answered at once");
+  const owner = waiting.then((response) => {
+    answered = true;
+    return response;
+  });
+  const other = handler(health("s3cret-token"), from("198.51.100.1"));
+  assert.ok(other instanceof Response, "another address is not slowed");
+  assert.equal(other.status, 200);
+  await Promise.resolve();
+  assert.equal(answered, false, "the guessing address waits");
+
+  // A wait never refuses: the right token is still served, here at shutdown.
+  stopping.abort();
+  assert.equal((await owner).status, 200);
+  assert.ok(!logs.some((line) => line.includes("s3cret-token") || line.includes("nope")));
 });
 
 Deno.test("--admin=off serves no admin port", async () => {
