@@ -689,51 +689,50 @@ export class ClientSession {
   }
 }
 
-/** Opens a TCP or TLS connection to the proxy within `timeout`. */
+/**
+ * Opens a TCP or TLS connection to the proxy within `timeout`. TLS starts
+ * over a TCP connection of our own, so that it too gets `setNoDelay` (a
+ * `Deno.connectTls` connection has no way to set it).
+ */
 async function open(
   proxy: HostPort,
   timeout: number,
   tls: ClientOptions["tls"],
 ): Promise<Deno.Conn> {
-  if (!tls) {
-    // A timer cleared once connected (AbortSignal.timeout would live on for the whole timeout).
-    const abort = new AbortController();
-    const timer = setTimeout(
-      () => abort.abort(new DOMException("timed out", "TimeoutError")),
-      timeout,
-    );
-    try {
-      const conn = await Deno.connect({
-        hostname: proxy.hostname,
-        port: proxy.port,
-        signal: abort.signal,
-      });
-      conn.setNoDelay(true);
-      return conn;
-    } finally {
-      clearTimeout(timer);
-    }
-  }
-  const connecting = Deno.connectTls({
-    hostname: proxy.hostname,
-    port: proxy.port,
-    ...(tls.caCerts ? { caCerts: tls.caCerts } : {}),
-  });
-  let timer: ReturnType<typeof setTimeout> | undefined;
-  const late = new Promise<never>((_, reject) => {
-    timer = setTimeout(() => reject(new DOMException("timed out", "TimeoutError")), timeout);
-  });
+  // A timer cleared once connected (AbortSignal.timeout would live on for the whole timeout).
+  const abort = new AbortController();
+  const timer = setTimeout(
+    () => abort.abort(new DOMException("timed out", "TimeoutError")),
+    timeout,
+  );
   try {
-    const conn = await Promise.race([connecting, late]);
+    const tcp = await Deno.connect({
+      hostname: proxy.hostname,
+      port: proxy.port,
+      signal: abort.signal,
+    });
+    tcp.setNoDelay(true);
+    if (!tls) return tcp;
+    let conn: Deno.TlsConn;
+    try {
+      conn = await Deno.startTls(tcp, {
+        hostname: proxy.hostname,
+        ...(tls.caCerts ? { caCerts: tls.caCerts } : {}),
+      });
+    } catch (error) {
+      closeQuietly(tcp);
+      throw error;
+    }
     // Certificates are checked in the TLS handshake: fail here, clearly, not at the first read.
+    const late = new Promise<never>((_, reject) => {
+      if (abort.signal.aborted) reject(abort.signal.reason);
+      abort.signal.addEventListener("abort", () => reject(abort.signal.reason), { once: true });
+    });
     await Promise.race([conn.handshake(), late]).catch((error) => {
       closeQuietly(conn);
       throw error;
     });
     return conn;
-  } catch (error) {
-    connecting.then(closeQuietly, () => {});
-    throw error;
   } finally {
     clearTimeout(timer);
   }
