@@ -17,7 +17,13 @@ import type { AuthThrottleOptions } from "./throttle.ts";
 
 /** Options for {@linkcode ProxyServer.listen}. */
 export interface ProxyServerOptions
-  extends Omit<ServerConfig, "admin" | "adminToken" | "logLevel" | "logFormat" | "tls"> {
+  extends
+    Omit<ServerConfig, "admin" | "adminToken" | "logLevel" | "logFormat" | "tls" | "gateways"> {
+  /**
+   * Addresses whose wrong secrets are not slowed down (web gateways).
+   * @default {none}
+   */
+  gateways?: string[];
   /**
    * TLS on the proxy port.
    * @default {null: plain TCP}
@@ -80,7 +86,7 @@ export class ProxyServer implements AsyncDisposable {
       maxSessions: options.maxSessions,
       logger: options.logger,
       counters: this.counters,
-      ...(options.throttle ? { throttle: options.throttle } : {}),
+      throttle: { ...options.throttle, exempt: options.gateways ?? [] },
     };
     this.store = new SessionStore(
       options.connect ? { ...storeOptions, connect: options.connect } : storeOptions,

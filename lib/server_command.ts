@@ -11,6 +11,7 @@ import {
   canReadTokenVariable,
   formatHostPort,
   type HostPort,
+  parseAddressList,
   parseAdminToken,
   parseCount,
   parseDuration,
@@ -51,6 +52,9 @@ Options:
                                   prefer the variable: flags show in ps)
   --tls-cert=FILE, --tls-key=FILE TLS on the proxy port: PEM certificate chain
                                   and private key (both or neither)
+  --gateways=IP[,IP...]           web gateways (socketproxy web) in front of this
+                                  server: their wrong secrets are not slowed
+                                  down, as they slow each browser themselves
   --log-level=LEVEL               debug, info, warn or error (default info)
   --log-format=FORMAT             text or json (default text)
   -h, --help                      show this help
@@ -68,6 +72,7 @@ const FLAGS = {
   "admin-token": { type: "string" },
   "tls-cert": { type: "string" },
   "tls-key": { type: "string" },
+  gateways: { type: "string" },
   "log-level": { type: "string" },
   "log-format": { type: "string" },
   help: { type: "boolean", short: "h" },
@@ -150,6 +155,8 @@ export function parseServerArgs(args: string[]): ServerConfig | "help" {
   if (cert !== undefined && key !== undefined) {
     config.tls = { cert: readPemFile(cert, "--tls-cert"), key: readPemFile(key, "--tls-key") };
   }
+  const gateways = value("gateways");
+  if (gateways !== undefined) config.gateways = parseAddressList(gateways, "--gateways");
   return config;
 }
 
@@ -194,6 +201,7 @@ export async function serverCommand(args: string[]): Promise<number> {
     max_sessions: config.maxSessions,
     admin_token: config.adminToken === null ? "none" : "required",
     tls: config.tls ? "on" : "off",
+    gateways: config.gateways.length > 0 ? config.gateways.join(",") : "none",
   });
 
   const signal = await signals.first;

@@ -35,6 +35,12 @@ export interface AuthThrottleOptions {
    * @default {Date.now}
    */
   now?: () => number;
+  /**
+   * Addresses never slowed down (web gateways, which slow each browser
+   * themselves); their failures are still counted.
+   * @default {none}
+   */
+  exempt?: Iterable<string>;
 }
 
 interface Record {
@@ -62,6 +68,7 @@ export class AuthThrottle {
   readonly #forgetAfter: number;
   readonly #capacity: number;
   readonly #now: () => number;
+  readonly #exempt: Set<string>;
   /** In order of last failure, oldest first (a Map keeps insertion order). */
   readonly #records = new Map<string, Record>();
 
@@ -72,6 +79,7 @@ export class AuthThrottle {
     this.#forgetAfter = options.forgetAfter ?? 60_000;
     this.#capacity = options.capacity ?? 10_000;
     this.#now = options.now ?? Date.now;
+    this.#exempt = new Set([...options.exempt ?? []].map(plainAddress));
   }
 
   /**
@@ -81,6 +89,7 @@ export class AuthThrottle {
    * @returns The delay, in ms: 0 for an address with no recent failures.
    */
   delay(address: string): number {
+    if (this.#exempt.size > 0 && this.#exempt.has(plainAddress(address))) return 0;
     const record = this.#current(address);
     return record ? Math.min(this.#max, this.#step * record.failures) : 0;
   }
@@ -110,4 +119,9 @@ export class AuthThrottle {
     }
     return record;
   }
+}
+
+/** An IPv4 address as IPv4 even when a dual-stack socket reports it IPv4-mapped (`::ffff:a.b.c.d`). */
+function plainAddress(address: string): string {
+  return address.toLowerCase().replace(/^::ffff:(?=\d+\.\d+\.\d+\.\d+$)/, "");
 }

@@ -34,8 +34,10 @@ import {
   ProxyUnavailableError,
   UnreachableError,
 } from "./client.ts";
+import { sleep } from "./_io.ts";
 import type { HostPort } from "./config.ts";
 import { describeError, type Logger } from "./log.ts";
+import { AuthThrottle } from "./throttle.ts";
 
 /** Limits on what a request may ask for. */
 export interface GatewayLimits {
@@ -78,6 +80,13 @@ export interface GatewayOptions {
   signal?: AbortSignal;
   /** Speak TLS to the proxy, trusting these extra certificates. */
   proxyTls?: { caCerts?: string[] };
+  /**
+   * Wrong secrets per browser address, and the wait they earn before that
+   * browser's next session requests. Run the proxy with `--gateways` set to
+   * this gateway's address, so that it leaves the slowing to the gateway.
+   * @default {a new AuthThrottle with its defaults}
+   */
+  throttle?: AuthThrottle;
 }
 
 /** WebSocket output is not read from the proxy while this much waits to go out. */
@@ -229,6 +238,29 @@ function clientAddress(request: Request, info: Deno.ServeHandlerInfo<Deno.NetAdd
   return { peer, forwarded_for: forwarded };
 }
 
+/** A path as logged for its route: `/api/sessions/{id}/poll`. */
+function routeOf(path: string): string {
+  return path.replace(/\/api\/sessions\/[^/]+/, "/api/sessions/{id}");
+}
+
+const LOOPBACK = /^(127\.\d+\.\d+\.\d+|::1|::ffff:127\.\d+\.\d+\.\d+)$/;
+
+/**
+ * The browser's address, as far as it can be trusted: the peer's, unless
+ * the peer is a reverse proxy on this host (nginx, say), in which case the
+ * address that proxy appended to `X-Forwarded-For` (the last one: those
+ * before it came from the browser and may be made up).
+ */
+function browserAddress(
+  request: Request,
+  info: Deno.ServeHandlerInfo<Deno.NetAddr> | undefined,
+): string | undefined {
+  const peer = info?.remoteAddr.hostname;
+  if (peer === undefined || !LOOPBACK.test(peer)) return peer;
+  const forwarded = request.headers.get("x-forwarded-for")?.split(",").at(-1)?.trim();
+  return forwarded || peer;
+}
+
 /**
  * Builds the gateway's request handler.
  *
@@ -246,6 +278,25 @@ export function gatewayHandler(
     ...(options.proxyTls ? { tls: options.proxyTls } : {}),
   };
   const assets = options.assets ?? {};
+  const throttle = options.throttle ?? new AuthThrottle();
+  const stopping = options.signal ?? new AbortController().signal;
+
+  /** Waits out the browser's recent wrong secrets, if any (never refusing it). */
+  async function slowGuesses(browser: string | undefined): Promise<void> {
+    const delay = browser === undefined ? 0 : throttle.delay(browser);
+    if (delay > 0) await sleep(delay, stopping);
+  }
+
+  /** Counts a wrong secret against the browser, and logs it. */
+  function guessed(browser: string | undefined, path: string, address: object): void {
+    const failures = browser === undefined ? undefined : throttle.failed(browser);
+    logger.warn("web.auth_failed", {
+      path,
+      failures,
+      next_delay_ms: browser === undefined ? undefined : throttle.delay(browser),
+      ...address,
+    });
+  }
 
   async function create(): Promise<Response> {
     const session = await ClientSession.create(clientOptions);
@@ -300,12 +351,14 @@ export function gatewayHandler(
     if (match) {
       const id = match[1] ?? "";
       if (!ID.test(id)) throw new HttpError(400, "bad_request", "Malformed session id");
+      // Each of these presents a secret: a browser that guessed wrong lately waits first.
+      const browser = browserAddress(request, info);
       switch (match[2]) {
         case "/poll":
           if (method !== "POST") {
             throw new HttpError(405, "method_not_allowed", "Use POST", { allow: "POST" });
           }
-          return poll(id, request);
+          return slowGuesses(browser).then(() => poll(id, request));
         case "/ws":
           if (method !== "GET") {
             throw new HttpError(405, "method_not_allowed", "Use GET", { allow: "GET" });
@@ -313,12 +366,12 @@ export function gatewayHandler(
           if (request.headers.get("upgrade")?.toLowerCase() !== "websocket") {
             throw new HttpError(400, "bad_request", "This path takes a WebSocket");
           }
-          return Promise.resolve(webSocket(id, request, info));
+          return slowGuesses(browser).then(() => webSocket(id, request, info, browser));
         default:
           if (method !== "DELETE") {
             throw new HttpError(405, "method_not_allowed", "Use DELETE", { allow: "DELETE" });
           }
-          return end(id, request);
+          return slowGuesses(browser).then(() => end(id, request));
       }
     }
     const asset = assets[path];
@@ -341,11 +394,14 @@ export function gatewayHandler(
     id: string,
     request: Request,
     info: Deno.ServeHandlerInfo<Deno.NetAddr> | undefined,
+    browser: string | undefined,
   ): Response {
     const address = clientAddress(request, info);
     const { socket, response } = Deno.upgradeWebSocket(request);
     socket.binaryType = "arraybuffer";
-    relay(socket, id, { ...clientOptions }, limits, logger, address);
+    relay(socket, id, { ...clientOptions }, limits, logger, address, () => {
+      guessed(browser, "/api/sessions/{id}/ws", address);
+    });
     const stop = (): void => socket.close(1001, "gateway stopping");
     options.signal?.addEventListener("abort", stop, { once: true });
     socket.addEventListener("close", () => options.signal?.removeEventListener("abort", stop));
@@ -363,7 +419,7 @@ export function gatewayHandler(
       const response = await route(request, path, info);
       logger.debug("web.request", {
         method,
-        path: path.replace(/\/api\/sessions\/[^/]+/, "/api/sessions/{id}"),
+        path: routeOf(path),
         status: response.status,
         ms: Math.round(performance.now() - started),
         ...address,
@@ -377,6 +433,9 @@ export function gatewayHandler(
       }
       if (http.status >= 500) {
         logger.warn("web.proxy_error", { path, error: http.code, ...address });
+      }
+      if (http.status === 401) {
+        guessed(browserAddress(request, info), routeOf(path), address);
       }
       const headers: Record<string, string> = typeof http.extra.allow === "string"
         ? { allow: http.extra.allow }
@@ -402,6 +461,7 @@ function relay(
   limits: GatewayLimits,
   logger: Logger,
   address: { peer: string | undefined; forwarded_for: string | undefined },
+  onAuthFailed: () => void,
 ): void {
   let session: ClientSession | null = null;
   let closed = false;
@@ -465,6 +525,7 @@ function relay(
     } catch (error) {
       const http = httpErrorFor(error);
       if (!http) logger.error("web.error", { path: "ws", error: describeError(error), ...address });
+      if (http?.status === 401) onAuthFailed();
       fail(
         http?.code ?? "internal",
         http?.message ?? "The gateway failed; see its log",

@@ -26,6 +26,19 @@ Deno.test("other addresses are not slowed down", () => {
   assert.equal(throttle.delay("::1"), 0);
 });
 
+Deno.test("exempt addresses (web gateways) are counted but never slowed", () => {
+  const throttle = new AuthThrottle({ now: () => 0, exempt: ["127.0.0.1", "2001:DB8::5"] });
+  for (let i = 0; i < 5; i++) throttle.failed("127.0.0.1");
+  assert.equal(throttle.failed("127.0.0.1"), 6, "still counted, for the log");
+  assert.equal(throttle.delay("127.0.0.1"), 0);
+  throttle.failed("::ffff:127.0.0.1");
+  assert.equal(throttle.delay("::ffff:127.0.0.1"), 0, "the same address, IPv4-mapped");
+  throttle.failed("2001:db8::5");
+  assert.equal(throttle.delay("2001:db8::5"), 0, "IPv6, whatever its case");
+  throttle.failed("127.0.0.2");
+  assert.equal(throttle.delay("127.0.0.2"), 100, "only the addresses named");
+});
+
 Deno.test("failures are forgotten after a quiet period", () => {
   let now = 0;
   const throttle = new AuthThrottle({ forgetAfter: 60_000, now: () => now });
@@ -65,4 +78,27 @@ Deno.test("wrong secrets are logged, counted and slowed; the owner still gets in
   using again = await TestClient.connect(proxy.port);
   const reply = await again.hello(`RESUME ${session.id} ${session.secret} 0`);
   assert.equal(reply.id, session.id);
+});
+
+Deno.test("wrong secrets from a --gateways address are logged and counted, not slowed", async () => {
+  await using destination = echoDestination();
+  // A step so long that a single wait would outlast the test.
+  await using proxy = startServer(destination.port, {
+    gateways: ["127.0.0.1"],
+    throttle: { step: 60_000, max: 60_000 },
+  });
+  using owner = await TestClient.connect(proxy.port);
+  const session = await owner.hello("NEW");
+  owner.close();
+  for (let i = 0; i < 3; i++) {
+    using guess = await TestClient.connect(proxy.port);
+    await guess.write(`RESUME ${session.id} ${"G".repeat(32)} 0\n`);
+    assert.match(await guess.readLine(), /^ERR auth /);
+  }
+  const failures = proxy.logs.events("auth.failed");
+  assert.deepEqual(failures.map((record) => record.fields.recent_failures), [1, 2, 3]);
+  assert.deepEqual(failures.map((record) => record.fields.next_delay_ms), [0, 0, 0]);
+  assert.equal(proxy.server.counters.authFailures, 3);
+  using again = await TestClient.connect(proxy.port);
+  assert.equal((await again.hello(`RESUME ${session.id} ${session.secret} 0`)).id, session.id);
 });

@@ -5,7 +5,8 @@
 
 import assert from "node:assert/strict";
 import type { GatewayLimits } from "../lib/web_gateway.ts";
-import { WebGateway } from "../lib/web_gateway.ts";
+import { gatewayHandler, WebGateway } from "../lib/web_gateway.ts";
+import { AuthThrottle } from "../lib/throttle.ts";
 import { WEB_ASSETS } from "../lib/web_assets.ts";
 import {
   assertNoSecrets,
@@ -508,4 +509,84 @@ Deno.test("WebSocket errors: a bad first message and a wrong secret end the sock
     assert.deepEqual([message.type, message.error], ["error", error]);
     assert.equal((await socket.closed).code, 4000);
   }
+  const guessed = await gateway.logs.waitFor("web.auth_failed");
+  assert.equal(guessed.fields.path, "/api/sessions/{id}/ws");
+  assert.equal(guessed.fields.failures, 1);
+});
+
+Deno.test("the gateway slows the guessing browser itself; the proxy leaves it to the gateway", async () => {
+  await using destination = echoDestination();
+  // Both throttles wait a minute per failure: any wait would outlast the test.
+  const minute = { step: 60_000, max: 60_000 };
+  await using proxy = startServer(destination.port, { gateways: ["127.0.0.1"], throttle: minute });
+  const logs = new LogCapture();
+  const stopping = new AbortController();
+  const handler = gatewayHandler({
+    proxy: { hostname: "127.0.0.1", port: proxy.port },
+    logger: logs.logger,
+    throttle: new AuthThrottle(minute),
+    signal: stopping.signal,
+  });
+  /** A request as nginx on this host passes it on, or as a browser sends it directly. */
+  const from = (peer: string, forwardedFor?: string) => ({
+    info: {
+      remoteAddr: { transport: "tcp" as const, hostname: peer, port: 50000 },
+      completed: Promise.resolve(),
+    },
+    headers: forwardedFor ? { "x-forwarded-for": forwardedFor } : {},
+  });
+  const post = (path: string, body: unknown, via: ReturnType<typeof from>) =>
+    handler(
+      new Request(`http://gateway${path}`, {
+        method: "POST",
+        headers: { "content-type": "application/json", ...via.headers },
+        body: JSON.stringify(body),
+      }),
+      via.info,
+    );
+  const created = await (await post("/api/sessions", {}, from("127.0.0.1"))).json();
+  issuedSecrets.add(created.secret);
+  const poll = `/api/sessions/${created.id}/poll`;
+  const right = { secret: created.secret, ack: 0 };
+
+  // The guesser, behind nginx; what it put first in X-Forwarded-For is its own invention.
+  const guesser = from("127.0.0.1", "192.0.2.99, 203.0.113.7");
+  assert.equal((await post(poll, { secret: "G".repeat(32), ack: 0 }, guesser)).status, 401);
+  const logged = await logs.waitFor("web.auth_failed");
+  assert.equal(logged.fields.failures, 1);
+  assert.equal(logged.fields.path, "/api/sessions/{id}/poll");
+
+  let guesserAnswered = false;
+  const waiting = post(poll, right, guesser).then((response) => {
+    guesserAnswered = true;
+    return response;
+  });
+  // Another browser behind the same nginx, claiming the guesser's address in vain; and
+  // one reaching the gateway directly, whose X-Forwarded-For is not believed.
+  for (
+    const other of [
+      from("127.0.0.1", "203.0.113.7, 198.51.100.1"),
+      from("192.0.2.50", "203.0.113.7"),
+    ]
+  ) {
+    const answer = await withDeadline(
+      post(poll, right, other),
+      WAIT_MS,
+      "answer to a browser that did not guess",
+    );
+    assert.equal(answer.status, 200);
+    await answer.body?.cancel();
+  }
+  assert.equal(guesserAnswered, false, "the guessing browser waits");
+  assert.deepEqual(
+    proxy.logs.events("auth.failed").map((record) => record.fields.next_delay_ms),
+    [0],
+    "the proxy saw the wrong secret and did not slow the gateway down",
+  );
+  // Waiting never refuses: with the right secret the guesser is served, here when the gateway stops.
+  stopping.abort();
+  const late = await waiting;
+  assert.equal(late.status, 200);
+  await late.body?.cancel();
+  assertNoSecrets(logs.lines, "the gateway log");
 });
