@@ -390,6 +390,21 @@ export function parseAdminToken(text: string, what: string): string {
 }
 
 /**
+ * Gives up reading files, once the command line's files (TLS certificates
+ * and keys) have been read: a long-running server that a peer managed to
+ * subvert still could not read the machine's files. Call it from commands
+ * only, never from library code (a test runner calling it would lose its
+ * own file access).
+ *
+ * @returns `"off"` when reading files is no longer allowed, `"on"` when it
+ * could not be given up, for the startup log.
+ */
+export function dropFileReads(): "on" | "off" {
+  Deno.permissions.revokeSync({ name: "read" });
+  return Deno.permissions.querySync({ name: "read" }).state === "granted" ? "on" : "off";
+}
+
+/**
  * Reads a PEM file named on the command line.
  *
  * @param path The file.

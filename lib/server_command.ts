@@ -9,6 +9,7 @@
 import { parseFlags, printOut, stringFlag } from "./cli.ts";
 import {
   canReadTokenVariable,
+  dropFileReads,
   formatHostPort,
   type HostPort,
   parseAddressList,
@@ -192,6 +193,7 @@ export async function serverCommand(args: string[]): Promise<number> {
     });
   }
   const service = await Service.start(config, { logger });
+  const fileReads = dropFileReads();
   logger.info("server.listening", {
     version: VERSION,
     proxy: formatHostPort(service.proxy.addr),
@@ -202,6 +204,7 @@ export async function serverCommand(args: string[]): Promise<number> {
     admin_token: config.adminToken === null ? "none" : "required",
     tls: config.tls ? "on" : "off",
     gateways: config.gateways.length > 0 ? config.gateways.join(",") : "none",
+    file_reads: fileReads,
   });
 
   const signal = await signals.first;

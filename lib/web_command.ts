@@ -7,6 +7,7 @@
 
 import { explainListenError, parseFlags, printOut, stringFlag } from "./cli.ts";
 import {
+  dropFileReads,
   formatHostPort,
   type HostPort,
   parseHostPort,
@@ -137,6 +138,7 @@ export async function webCommand(args: string[]): Promise<number> {
     version: VERSION,
     listen: formatHostPort(gateway.addr),
     proxy: formatHostPort(config.proxy),
+    file_reads: dropFileReads(),
   });
   const signal = await signals.first;
   logger.info("web.stopping", { signal });

@@ -420,7 +420,10 @@ export async function runMain(
   };
 }
 
-/** A `main.ts server` running as a child process, its stderr read line by line. */
+/**
+ * A `main.ts server` (or, with `command`, `main.ts web`) running as a child
+ * process, its stderr read line by line.
+ */
 export class ServerProcess implements AsyncDisposable {
   readonly child: Deno.ChildProcess;
   readonly lines: string[] = [];
@@ -430,16 +433,18 @@ export class ServerProcess implements AsyncDisposable {
   readonly #reading: Promise<void>;
   #waiters: { match: (line: string) => boolean; resolve: (line: string) => void }[] = [];
 
-  constructor(args: string[]) {
+  constructor(args: string[], command: "server" | "web" = "server") {
     this.child = new Deno.Command(Deno.execPath(), {
-      args: ["run", ...RUN_PERMISSIONS, MAIN, "server", ...args],
+      args: ["run", ...RUN_PERMISSIONS, MAIN, command, ...args],
       stdin: "null",
       stdout: "null",
       stderr: "piped",
     }).spawn();
-    const listening = this.waitFor((line) => line.includes("server.listening"));
+    const listening = this.waitFor((line) => line.includes(`${command}.listening`));
+    // The server's proxy port, or the gateway's own.
+    const portField = command === "server" ? "proxy" : "listen";
     this.port = listening.then((line) => {
-      const match = /\bproxy[=":]+\S+?:(\d+)/.exec(line);
+      const match = new RegExp(`\\b${portField}[=":]+\\S+?:(\\d+)`).exec(line);
       if (!match) throw new Error(`no port in "${line}"`);
       return Number(match[1]);
     });

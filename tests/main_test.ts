@@ -4,7 +4,15 @@
 
 import assert from "node:assert/strict";
 import denoJson from "../deno.json" with { type: "json" };
-import { decoder, echoDestination, runMain, ServerProcess, TestClient } from "./_helpers.ts";
+import {
+  decoder,
+  echoDestination,
+  encoder,
+  issuedSecrets,
+  runMain,
+  ServerProcess,
+  TestClient,
+} from "./_helpers.ts";
 
 Deno.test("--version prints the version from deno.json", async () => {
   const { code, stdout } = await runMain(["--version"]);
@@ -104,7 +112,41 @@ Deno.test("main.ts server serves sessions over TCP and exits 0 on SIGTERM", asyn
       assert.match(log, new RegExp(` ${event.replace(".", "\\.")} `), event);
     }
     assert.ok(!log.includes(session.secret), "the secret never appears in the log");
+    assert.match(log, / server\.listening .*file_reads=off/, "file access given up once running");
   } finally {
     await server.stop();
   }
+});
+
+Deno.test("main.ts web serves its page and sessions with file access given up", async () => {
+  await using destination = echoDestination();
+  await using server = new ServerProcess([
+    "--proxy=127.0.0.1:0",
+    "--admin=off",
+    `127.0.0.1:${destination.port}`,
+  ]);
+  await using web = new ServerProcess([
+    "--listen=127.0.0.1:0",
+    `--proxy=127.0.0.1:${await server.port}`,
+  ], "web");
+  const base = `http://127.0.0.1:${await web.port}`;
+  assert.match(await web.waitFor((line) => line.includes("web.listening")), /file_reads=off/);
+  const page = await fetch(`${base}/`);
+  assert.equal(page.status, 200);
+  assert.match(await page.text(), /<html/i);
+  const created = await fetch(`${base}/api/sessions`, { method: "POST" });
+  assert.equal(created.status, 201);
+  const { id, secret } = await created.json();
+  issuedSecrets.add(secret);
+  const poll = await fetch(`${base}/api/sessions/${id}/poll`, {
+    method: "POST",
+    body: JSON.stringify({
+      secret,
+      ack: 0,
+      input: encoder.encode("ping").toBase64(),
+      wait: 10_000,
+    }),
+  });
+  assert.equal(decoder.decode(Uint8Array.fromBase64((await poll.json()).data)), "ping");
+  assert.equal((await web.stop("SIGTERM")).code, 0);
 });

@@ -162,7 +162,10 @@ Deno.test({
       `127.0.0.1:${destination.port}`,
     ]);
     const port = await server.port;
-    assert.ok(server.lines.some((line) => line.includes("tls=on")));
+    assert.ok(
+      server.lines.some((line) => line.includes("tls=on") && line.includes("file_reads=off")),
+      "the certificate read, then file access given up",
+    );
     // The command-line client.
     const child = new Deno.Command(Deno.execPath(), {
       args: [
