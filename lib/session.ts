@@ -370,12 +370,6 @@ export class Session {
     }
   }
 
-  /**
-   * Reads input from the client and forwards it to the destination. One
-   * chunk may wait for the destination while the next read is already
-   * outstanding, so that a client that leaves is noticed even when the
-   * destination is slow; beyond that, the client is not read at all.
-   */
   /** Records that `count` more bytes of output were written to `attachment`. */
   #sent(attachment: Attachment, count: number): void {
     attachment.position += count;
@@ -388,6 +382,12 @@ export class Session {
     }
   }
 
+  /**
+   * Reads input from the client and forwards it to the destination. One
+   * chunk may wait for the destination while the next read is already
+   * outstanding, so that a client that leaves is noticed even when the
+   * destination is slow; beyond that, the client is not read at all.
+   */
   async #receiveInput(attachment: Attachment, leftover: Uint8Array): Promise<void> {
     // Each queued chunk keeps the buffer it was read into, to reuse once written.
     type Chunk = { bytes: Uint8Array; buffer: Uint8Array | null };
