@@ -1,12 +1,13 @@
 /**
  * The handshake: reads a client's hello within the handshake timeout and
  * answers it, handing the connection to a session (`NEW`, `RESUME`) or
- * ending one (`CLOSE`). Every failure is answered with one `ERR` line.
+ * ending one (`CLOSE`). Every failure is answered with one `ERR` line;
+ * `ERR auth` only after the guessing throttle has held it back.
  *
  * @module
  */
 
-import { closeQuietly, peerAddress, sleep, writeAll } from "./_io.ts";
+import { closeQuietly, peerAddress, writeAll } from "./_io.ts";
 import { describeError, type Logger } from "./log.ts";
 import { type Hello, MAX_HELLO_BYTES, parseHello, ProtocolError } from "./protocol.ts";
 import type { SessionStore } from "./session_store.ts";
@@ -27,7 +28,7 @@ export interface HandshakeOptions {
   timeout: number;
   /** Where events are logged. */
   logger: Logger;
-  /** Ends waits (the auth throttle's) when the server stops. */
+  /** Ends held-back `ERR auth` answers when the server stops. */
   signal: AbortSignal;
 }
 
@@ -95,12 +96,6 @@ export async function handshake(conn: Deno.Conn, options: HandshakeOptions): Pro
   const client = { peer, host: (conn.remoteAddr as Deno.NetAddr).hostname };
   try {
     const { hello, leftover } = await readHello(conn, options.timeout);
-    if (hello.verb !== "NEW") {
-      // Wrong secrets from this address earn it a wait before each answer.
-      const delay = store.authDelay(client.host);
-      if (delay > 0) await sleep(delay, options.signal);
-      if (options.signal.aborted) throw new PeerGone("server stopping");
-    }
     switch (hello.verb) {
       case "NEW": {
         const session = await store.create(peer);
@@ -118,7 +113,13 @@ export async function handshake(conn: Deno.Conn, options: HandshakeOptions): Pro
         return;
       }
     }
-  } catch (error) {
+  } catch (caught) {
+    let error = caught;
+    if (error instanceof ProtocolError && error.code === "auth") {
+      // Only failures wait, so an owner sharing a guesser's address never does.
+      await store.holdAuthFailure(client.host, options.signal);
+      if (options.signal.aborted) error = new PeerGone("server stopping");
+    }
     if (error instanceof ProtocolError) {
       if (error.code === "bad-request" || error.code === "timeout") {
         logger.warn("handshake.failed", { peer, code: error.code, error: error.message });

@@ -199,14 +199,16 @@ export class SessionStore {
   }
 
   /**
-   * How long a hello from `host` should wait before it is answered: a
-   * little longer for each recent wrong secret from that address.
+   * Holds back the answer to a failed {@linkcode SessionStore.authenticate}
+   * from `host`: a little longer for each recent wrong secret from that
+   * address (see {@linkcode AuthThrottle.hold}).
    *
    * @param host The client's IP address.
-   * @returns The delay, in ms.
+   * @param signal Ends the wait at once (the server is stopping).
+   * @returns Resolves when the `ERR auth` may be sent.
    */
-  authDelay(host: string): number {
-    return this.#throttle.delay(host);
+  holdAuthFailure(host: string, signal: AbortSignal): Promise<void> {
+    return this.#throttle.hold(host, signal);
   }
 
   /**

@@ -1,12 +1,15 @@
 /**
- * Slows down guessing: each wrong secret from an address makes the next
- * hellos from that address wait a little longer before they are answered,
- * up to a small cap, and the count is forgotten after a quiet minute. A
- * delay never refuses anyone, so an attacker cannot lock the real owner
- * out, and other addresses are not slowed at all.
+ * Slows down guessing: the answer to a failed attempt is held back a little
+ * longer for each recent failure from its address, up to a small cap, and
+ * the count is forgotten after a quiet minute. Only failures wait: an
+ * attempt with the right credentials is answered at once, so an attacker
+ * sharing the owner's address (a host, a NAT, a gateway) never slows the
+ * owner down, and other addresses are not slowed at all.
  *
  * @module
  */
+
+import { sleep } from "./_io.ts";
 
 /** Options for {@linkcode AuthThrottle}. */
 export interface AuthThrottleOptions {
@@ -30,6 +33,13 @@ export interface AuthThrottleOptions {
    * @default {10000}
    */
   capacity?: number;
+  /**
+   * Most answers held back at once per address; failures beyond are
+   * answered at once. A guesser gains nothing from that it could not get by
+   * giving up on a held answer, and one address cannot pile up connections.
+   * @default {64}
+   */
+  maxHeld?: number;
   /**
    * The clock, in ms.
    * @default {Date.now}
@@ -60,6 +70,8 @@ interface Record {
  * throttle.failed("203.0.113.7");
  * console.assert(throttle.delay("203.0.113.7") === 200);
  * console.assert(throttle.delay("198.51.100.1") === 0);
+ * // Before answering the second failure: waits 200 ms, or until the server stops.
+ * await throttle.hold("203.0.113.7", AbortSignal.abort());
  * ```
  */
 export class AuthThrottle {
@@ -67,10 +79,13 @@ export class AuthThrottle {
   readonly #max: number;
   readonly #forgetAfter: number;
   readonly #capacity: number;
+  readonly #maxHeld: number;
   readonly #now: () => number;
   readonly #exempt: Set<string>;
   /** In order of last failure, oldest first (a Map keeps insertion order). */
   readonly #records = new Map<string, Record>();
+  /** Answers being held back now, per address. */
+  readonly #held = new Map<string, number>();
 
   /** @param options Step, cap, memory and clock. */
   constructor(options: AuthThrottleOptions = {}) {
@@ -78,12 +93,13 @@ export class AuthThrottle {
     this.#max = options.max ?? 2000;
     this.#forgetAfter = options.forgetAfter ?? 60_000;
     this.#capacity = options.capacity ?? 10_000;
+    this.#maxHeld = options.maxHeld ?? 64;
     this.#now = options.now ?? Date.now;
     this.#exempt = new Set([...options.exempt ?? []].map(plainAddress));
   }
 
   /**
-   * How long to wait before answering a hello from `address`.
+   * How long the answer to a failure from `address` is held back.
    *
    * @param address The client's IP address.
    * @returns The delay, in ms: 0 for an address with no recent failures.
@@ -109,6 +125,32 @@ export class AuthThrottle {
       if (oldest !== undefined) this.#records.delete(oldest);
     }
     return failures;
+  }
+
+  /**
+   * Holds back the answer to a failure from `address`, already recorded
+   * with {@linkcode AuthThrottle.failed}, for the address's delay. The
+   * guesser learns the result only after the wait; callers answer the right
+   * credentials without calling this, so the owner never waits.
+   *
+   * @param address The client's IP address.
+   * @param signal Ends the wait at once (the server is stopping).
+   * @returns Resolves when the answer may go; at once when there is no
+   * delay, when `signal` has aborted, or when the address already has
+   * `maxHeld` answers held back.
+   */
+  async hold(address: string, signal: AbortSignal): Promise<void> {
+    const delay = this.delay(address);
+    const held = this.#held.get(address) ?? 0;
+    if (delay === 0 || held >= this.#maxHeld) return;
+    this.#held.set(address, held + 1);
+    try {
+      await sleep(delay, signal);
+    } finally {
+      const left = (this.#held.get(address) ?? 1) - 1;
+      if (left === 0) this.#held.delete(address);
+      else this.#held.set(address, left);
+    }
   }
 
   #current(address: string): Record | undefined {
