@@ -1,7 +1,8 @@
 /**
- * The accept loop of the proxy port. It survives accept errors, such as
- * running out of file descriptors (`EMFILE`), by logging them and backing
- * off, so the server recovers as soon as descriptors are free again.
+ * The accept loop of the proxy port. It survives accept errors: a
+ * connection that was reset before it was accepted is skipped at once, and
+ * running out of descriptors or memory (`EMFILE`) is logged and backed off
+ * from, so the server recovers as soon as they are free again.
  *
  * @module
  */
@@ -17,6 +18,26 @@ const MAX_BACKOFF_MS = 1000;
 
 /** Accept errors are logged at most this often, with a count, in ms. */
 const REPORT_INTERVAL_MS = 1000;
+
+/**
+ * Errors that end one connection, not the listener: its client reset it
+ * before it was accepted (Deno reports `NotConnected` when the peer address
+ * is gone, `ConnectionAborted`, `ConnectionReset`), or a network error
+ * pending on it, which Linux passes on from accept(2).
+ */
+const CONNECTION_ERROR_CODES = new Set([
+  "ENOTCONN",
+  "ECONNABORTED",
+  "ECONNRESET",
+  "EPROTO",
+  "EPERM",
+  "ETIMEDOUT",
+  "ENETDOWN",
+  "ENETUNREACH",
+  "EHOSTDOWN",
+  "EHOSTUNREACH",
+  "ENONET",
+]);
 
 /** Options for {@linkcode acceptLoop}. */
 export interface AcceptLoopOptions {
@@ -42,14 +63,24 @@ export async function acceptLoop(
   let backoff = 0;
   let unreported = 0;
   let lastReport = -Infinity;
+  let dropped = 0;
   while (!signal.aborted) {
     let conn: Deno.Conn;
     try {
       conn = await listener.accept();
     } catch (error) {
       if (signal.aborted) return;
-      // When descriptors run out, each one freed lets one accept through
-      // before the next fails: log the failures at a bounded rate.
+      // A waiting client must not pay for one that reset: accept the next at once.
+      if (connectionFailed(error)) {
+        dropped++;
+        logger.debug("accept.dropped", { error: describeError(error), dropped });
+        continue;
+      }
+      // Out of descriptors (Deno: a plain Error with code EMFILE or ENFILE,
+      // "Too many open files"), buffers or memory, or trouble unknown:
+      // retrying at once would spin. When descriptors run out, each one
+      // freed lets one accept through before the next fails: log the
+      // failures at a bounded rate.
       unreported++;
       if (performance.now() - lastReport >= REPORT_INTERVAL_MS) {
         logger.error("accept.failed", { error: describeError(error), failures: unreported });
@@ -63,4 +94,17 @@ export async function acceptLoop(
     backoff = 0;
     onConnection(conn);
   }
+}
+
+/** Whether an accept error concerns only the connection being accepted. */
+function connectionFailed(error: unknown): boolean {
+  if (
+    error instanceof Deno.errors.NotConnected ||
+    error instanceof Deno.errors.ConnectionAborted ||
+    error instanceof Deno.errors.ConnectionReset
+  ) {
+    return true;
+  }
+  const code = (error as { code?: unknown } | null)?.code;
+  return typeof code === "string" && CONNECTION_ERROR_CODES.has(code);
 }
