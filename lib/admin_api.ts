@@ -10,15 +10,14 @@
  * | `GET /health`            | 200 while serving, 503 while shutting down      |
  * | `DELETE /sessions/{id}`  | closes a session                                |
  *
- * With a token set, every request needs `Authorization: Bearer <token>`,
- * and wrong tokens slow down the next answers to that address as wrong
- * secrets do on the proxy port ({@linkcode AuthThrottle}).
+ * With a token set, every request needs `Authorization: Bearer <token>`;
+ * the 401 to a wrong token is held back as `ERR auth` is on the proxy port
+ * ({@linkcode AuthThrottle}), and the right token is answered at once.
  * Errors are JSON: `{"error": code, "message": text}`.
  *
  * @module
  */
 
-import { sleep } from "./_io.ts";
 import { secretsEqual } from "./credentials.ts";
 import { type HostPort } from "./config.ts";
 import { describeError, type Logger } from "./log.ts";
@@ -45,12 +44,11 @@ export interface AdminOptions {
   /** Where requests and refusals are logged. */
   logger: Logger;
   /**
-   * Wrong tokens per address, and the wait they earn before the next
-   * answers to that address.
+   * Wrong tokens per address, and how long their 401 is held back.
    * @default {a new AuthThrottle with its defaults}
    */
   throttle?: AuthThrottle;
-  /** Ends the throttle's waits, when the server stops. */
+  /** Ends held-back 401s, when the server stops. */
   signal?: AbortSignal;
 }
 
@@ -89,7 +87,7 @@ function authorized(request: Request, token: string): boolean {
  *
  * @param options The backend, token, logger and throttle.
  * @returns A handler for `Deno.serve`; it never throws. Its answer is a
- * promise only while the peer's address waits out recent wrong tokens.
+ * promise only for a wrong token, whose 401 the throttle holds back.
  */
 export function adminHandler(
   options: AdminOptions,
@@ -98,7 +96,11 @@ export function adminHandler(
   const throttle = options.throttle ?? new AuthThrottle();
   const signal = options.signal ?? new AbortController().signal;
 
-  function answer(request: Request, peer: string | undefined, host: string | undefined): Response {
+  function answer(
+    request: Request,
+    peer: string | undefined,
+    host: string | undefined,
+  ): Response | Promise<Response> {
     let path: string;
     try {
       path = new URL(request.url).pathname;
@@ -108,9 +110,15 @@ export function adminHandler(
     if (token !== null && !authorized(request, token)) {
       const failures = host === undefined ? undefined : throttle.failed(host);
       logger.warn("admin.unauthorized", { peer, method: request.method, path, failures });
-      return failure(401, "unauthorized", "This admin port needs Authorization: Bearer <token>", {
-        "www-authenticate": 'Bearer realm="socketproxy"',
-      });
+      const refusal = failure(
+        401,
+        "unauthorized",
+        "This admin port needs Authorization: Bearer <token>",
+        { "www-authenticate": 'Bearer realm="socketproxy"' },
+      );
+      // Only failures wait, so the right token is never slowed by a guesser on its address.
+      if (host === undefined || throttle.delay(host) === 0) return refusal;
+      return throttle.hold(host, signal).then(() => refusal);
     }
     try {
       const response = route(request.method, path, backend);
@@ -130,10 +138,7 @@ export function adminHandler(
   return (request, info) => {
     const host = info?.remoteAddr.hostname;
     const peer = info ? `${host}:${info.remoteAddr.port}` : undefined;
-    // Without a token there is nothing to guess.
-    const delay = token !== null && host !== undefined ? throttle.delay(host) : 0;
-    if (delay === 0 || signal.aborted) return answer(request, peer, host);
-    return sleep(delay, signal).then(() => answer(request, peer, host));
+    return answer(request, peer, host);
   };
 }
 
@@ -221,7 +226,7 @@ export class AdminServer implements AsyncDisposable {
 
   /** Stops the server and waits until it has. */
   async close(): Promise<void> {
-    // Requests waiting out wrong tokens are answered now, not held open.
+    // 401s held back for wrong tokens are sent now, not held open.
     this.#stopping.abort();
     await this.#server.shutdown();
   }
