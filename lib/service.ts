@@ -65,7 +65,7 @@ export class Service implements AsyncDisposable {
         ...(options.connect ? { connect: options.connect } : {}),
       });
     } catch (error) {
-      throw explainListenError(error, config.proxy);
+      throw explainListenError(error, { flag: "--proxy", addr: config.proxy });
     }
     const service = new Service(config, proxy);
     if (config.admin === null) return service;
@@ -81,7 +81,7 @@ export class Service implements AsyncDisposable {
       });
     } catch (error) {
       await proxy.close();
-      throw explainListenError(error, config.admin);
+      throw explainListenError(error, { flag: "--admin", addr: config.admin });
     }
     return service;
   }

@@ -132,7 +132,7 @@ export async function webCommand(args: string[]): Promise<number> {
       ...(config.proxyTls ? { proxyTls: config.proxyTls } : {}),
     });
   } catch (error) {
-    throw explainListenError(error, config.listen);
+    throw explainListenError(error, { flag: "--listen", addr: config.listen });
   }
   logger.info("web.listening", {
     version: VERSION,

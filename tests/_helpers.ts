@@ -403,12 +403,14 @@ export const RUN_PERMISSIONS = [
   "--allow-read",
 ];
 
-/** Runs `main.ts` with arguments to completion. */
+/** Runs `main.ts` with arguments to completion, by default with {@linkcode RUN_PERMISSIONS}. */
 export async function runMain(
   args: string[],
+  options: { permissions?: string[]; env?: Record<string, string> } = {},
 ): Promise<{ code: number; stdout: string; stderr: string }> {
   const output = await new Deno.Command(Deno.execPath(), {
-    args: ["run", ...RUN_PERMISSIONS, MAIN, ...args],
+    args: ["run", "--no-prompt", ...options.permissions ?? RUN_PERMISSIONS, MAIN, ...args],
+    ...(options.env ? { env: options.env } : {}),
     stdin: "null",
     stdout: "piped",
     stderr: "piped",

@@ -72,17 +72,37 @@ Deno.test("usage errors print one line naming the problem and exit 2", async (t)
   }
 });
 
-Deno.test("a proxy port already in use is one clear line and exit 2", async () => {
+Deno.test("a port already in use is one clear line naming the flag, exit 2", async (t) => {
   using taken = Deno.listen({ hostname: "127.0.0.1", port: 0 });
-  const { code, stderr } = await runMain([
-    "server",
-    `--proxy=127.0.0.1:${taken.addr.port}`,
-    "127.0.0.1:1",
-  ]);
+  const where = `127.0.0.1:${taken.addr.port}`;
+  const cases: [string, string[]][] = [
+    ["--proxy", ["server", `--proxy=${where}`, "--admin=127.0.0.1:0", "127.0.0.1:1"]],
+    // The two ports of one server given the same address: the admin port comes second.
+    ["--admin", ["server", "--proxy=127.0.0.1:0", `--admin=${where}`, "127.0.0.1:1"]],
+    ["--listen", ["web", `--listen=${where}`, "--proxy=127.0.0.1:1"]],
+  ];
+  for (const [flag, args] of cases) {
+    await t.step(flag, async () => {
+      const { code, stderr } = await runMain(args);
+      assert.equal(code, 2);
+      assert.equal(
+        stderr.trim(),
+        `socketproxy ${args[0]}: ${flag}: cannot listen on ${where}: address already in use`,
+      );
+    });
+  }
+});
+
+Deno.test("deno run without --allow-net says which permission is missing", async () => {
+  const { code, stderr } = await runMain(
+    ["server", "--proxy=127.0.0.1:0", "--admin=off", "127.0.0.1:1"],
+    { permissions: [] },
+  );
   assert.equal(code, 2);
   assert.equal(
     stderr.trim(),
-    `socketproxy server: cannot listen on 127.0.0.1:${taken.addr.port}: address already in use`,
+    "socketproxy server: --proxy: cannot listen on 127.0.0.1:0: Deno's net permission is missing: " +
+      "run with --allow-net (deno task start does)",
   );
 });
 
