@@ -13,9 +13,10 @@
  *   takes it.
  *
  * Attaching a second client detaches the first (takeover). A client that
- * closes its side is sent what is available and then detached. When the
- * destination closes, the attached client gets the rest of the output and is
- * disconnected; the session ends once that output has been delivered.
+ * closes its side has what it sent forwarded, is sent what is available and
+ * is then detached. When the destination closes, the attached client gets
+ * the rest of the output and is disconnected; the session ends once that
+ * output has been delivered, or when no client has come for it in time.
  *
  * @module
  */
@@ -25,7 +26,7 @@ import type { Counters } from "./counters.ts";
 import { secretsEqual } from "./credentials.ts";
 import { describeError, type Logger } from "./log.ts";
 import { OutputBuffer } from "./output_buffer.ts";
-import { formatReply, ProtocolError, type SessionState } from "./protocol.ts";
+import { formatReply, MAX_HELLO_BYTES, ProtocolError, type SessionState } from "./protocol.ts";
 
 /**
  * How an attachment paces output: `acknowledged` (`RESUME` with `<ack>`,
@@ -42,6 +43,17 @@ const FIRST_INPUT_CHUNK = 4 * 1024;
 /** The input receiver's largest read size. */
 const MAX_INPUT_CHUNK = 256 * 1024;
 
+/**
+ * Input a leaving client's receiver may add at once to what waits for a
+ * busy destination: all it can hold (the hello's leftover and two reads).
+ * Past that, a client that closed its side stays attached until the
+ * destination catches up, so clients that come and go cannot pile input up.
+ */
+const MAX_INPUT_BACKLOG = MAX_HELLO_BYTES + 2 * MAX_INPUT_CHUNK;
+
+/** How long a detached session whose destination has closed waits for a client: 1 hour. */
+const CLOSED_TIMEOUT = 60 * 60 * 1000;
+
 const encoder = new TextEncoder();
 
 interface Attachment {
@@ -54,8 +66,16 @@ interface Attachment {
   position: number;
   /** The client closed its side: detach once caught up. */
   draining: boolean;
+  /** The input receiver has ended: what it read is forwarded (or dropped on takeover). */
+  inputDone: boolean;
   /** Set while the input receiver waits: wakes it when the attachment ends. */
   wakeReceiver: (() => void) | null;
+}
+
+/** Input read from a client; `buffer` is reused for reads once the chunk is written. */
+interface Chunk {
+  bytes: Uint8Array;
+  buffer: Uint8Array | null;
 }
 
 /** What a session tells its store about its life. */
@@ -84,6 +104,13 @@ export interface SessionOptions {
   counters: Counters;
   /** Receives attach, detach and end notices. */
   events: SessionEvents;
+  /**
+   * How long the session waits, detached, once its destination has closed,
+   * for a client to collect the rest of the output, in ms. The store's idle
+   * timeout may end it sooner.
+   * @default {1 hour}
+   */
+  closedTimeout?: number;
 }
 
 /** A snapshot of a session's figures, for status reports and tests. */
@@ -138,6 +165,8 @@ export class Session {
   #state: SessionState = "open";
   #ended = false;
   #inputBytes = 0;
+  /** Input counted in `#inputBytes` that the destination has not taken yet. */
+  #unwritten = 0;
   /** The latest destination write; each waits for the one before it. */
   #inputWrite: Promise<void> = Promise.resolve();
   readonly #outputArrived = new Wakeup();
@@ -146,6 +175,11 @@ export class Session {
   readonly #createdAt = Date.now();
   #lastAttachedAt = this.#createdAt;
   #detachedAt: number | null = this.#createdAt;
+  /** The last client's address, kept after it detaches. */
+  #lastPeer: string | null = null;
+  readonly #closedTimeout: number;
+  /** Ends the session while it is detached with its destination closed. */
+  #closedTimer: ReturnType<typeof setTimeout> | undefined;
 
   /**
    * Creates a session over a connected destination and starts reading it.
@@ -160,6 +194,7 @@ export class Session {
     this.#logger = options.logger;
     this.#counters = options.counters;
     this.#events = options.events;
+    this.#closedTimeout = options.closedTimeout ?? CLOSED_TIMEOUT;
     this.#track(this.#readDestination());
   }
 
@@ -171,6 +206,11 @@ export class Session {
   /** When the last client detached (ms since the epoch), or `null` while one is attached. */
   get detachedAt(): number | null {
     return this.#detachedAt;
+  }
+
+  /** The attached client's address, or the last one's; `null` before the first attach. */
+  get lastPeer(): string | null {
+    return this.#lastPeer;
   }
 
   /** Whether the session is over and gone from its store. */
@@ -260,11 +300,14 @@ export class Session {
       from,
       position: from,
       draining: false,
+      inputDone: false,
       wakeReceiver: null,
     };
     this.#attachment = attachment;
+    this.#lastPeer = peer;
     this.#lastAttachedAt = Date.now();
     this.#detachedAt = null;
+    clearTimeout(this.#closedTimer);
     this.#logger.info("session.attached", {
       id: this.id,
       peer,
@@ -287,6 +330,7 @@ export class Session {
   close(reason: string): void {
     if (this.#ended) return;
     this.#ended = true;
+    clearTimeout(this.#closedTimer);
     const attachment = this.#attachment;
     this.#attachment = null;
     if (attachment) release(attachment);
@@ -328,7 +372,11 @@ export class Session {
       }
     } catch (error) {
       if (!this.#ended) {
-        this.#logger.warn("destination.error", { id: this.id, error: describeError(error) });
+        this.#logger.warn("destination.error", {
+          id: this.id,
+          peer: this.#attachment?.peer,
+          error: describeError(error),
+        });
       }
     }
     this.#closeDestination();
@@ -359,7 +407,7 @@ export class Session {
           this.#sent(attachment, await attachment.conn.write(buffer.view(attachment.position)));
         } else if (this.#state === "closed") {
           this.#finish(attachment);
-        } else if (attachment.draining) {
+        } else if (attachment.draining && attachment.inputDone) {
           this.#detach(attachment, "client closed");
         } else {
           await this.#outputArrived.wait();
@@ -387,10 +435,13 @@ export class Session {
    * chunk may wait for the destination while the next read is already
    * outstanding, so that a client that leaves is noticed even when the
    * destination is slow; beyond that, the client is not read at all.
+   *
+   * Input read is forwarded, and counted in `<in>`, before the connection
+   * is detached, whether the client closed its side or the connection
+   * failed: only a takeover drops it (the new client was told `<in>`
+   * without it, and resends it).
    */
   async #receiveInput(attachment: Attachment, leftover: Uint8Array): Promise<void> {
-    // Each queued chunk keeps the buffer it was read into, to reuse once written.
-    type Chunk = { bytes: Uint8Array; buffer: Uint8Array | null };
     const free: Uint8Array[] = [];
     // Reads start small, so idle and polling clients cost little, and grow
     // while they come back full, so a flood takes few large reads.
@@ -415,6 +466,9 @@ export class Session {
           }
         }
         if (!reading && queue.length === 0) return;
+        // The client closed its side: hand on the rest now, so that the
+        // sender can detach it, unless the destination is far behind.
+        if (attachment.draining && this.#flush(queue)) return;
         // Wait for the first of: room to forward (the previous write done),
         // the read, or the attachment's end. One settled promise per event:
         // no waiter stays attached to a promise that may never settle.
@@ -426,9 +480,10 @@ export class Session {
           },
         );
         attachment.wakeReceiver = null;
-        // Input not yet forwarded is dropped after a takeover, uncounted:
-        // the new client was told `<in>` without it and resends it.
-        if (event === "gone" || this.#attachment !== attachment) return;
+        if (event === "gone" || this.#attachment !== attachment) {
+          if (this.#attachment === null) this.#flush(queue); // ended, not taken over
+          return;
+        }
         if (event === "writable") {
           // The previous write has finished: its buffer can be read into again.
           if (writing?.buffer) free.push(writing.buffer);
@@ -447,8 +502,27 @@ export class Session {
         }
       }
     } catch (error) {
+      if (this.#attachment === attachment) this.#flush(queue);
       this.#detach(attachment, "client read failed", error);
+    } finally {
+      attachment.inputDone = true;
+      this.#outputArrived.wake(); // the sender may be waiting to detach
     }
+  }
+
+  /**
+   * Forwards all of `queue` at once, unless that would leave more than
+   * {@linkcode MAX_INPUT_BACKLOG} waiting for the destination. The chunks
+   * keep their buffers: the receiver must not read into them again.
+   *
+   * @returns Whether the queue was forwarded (and is now empty).
+   */
+  #flush(queue: Chunk[]): boolean {
+    if (this.#ended) return true;
+    const bytes = queue.reduce((sum, chunk) => sum + chunk.bytes.length, 0);
+    if (this.#unwritten > 0 && this.#unwritten + bytes > MAX_INPUT_BACKLOG) return false;
+    for (const chunk of queue.splice(0)) this.#forward(chunk.bytes);
+    return true;
   }
 
   /**
@@ -461,20 +535,27 @@ export class Session {
   #forward(bytes: Uint8Array): Promise<void> {
     if (this.#state === "closed") return Promise.resolve();
     this.#inputBytes += bytes.length;
+    this.#unwritten += bytes.length;
     this.#counters.bytesIn += bytes.length;
     this.#inputWrite = this.#inputWrite.then(() => this.#writeDestination(bytes));
     return this.#inputWrite;
   }
 
   async #writeDestination(bytes: Uint8Array): Promise<void> {
-    if (this.#state === "closed") return;
     try {
+      if (this.#state === "closed") return;
       await writeAll(this.#destination, bytes);
     } catch (error) {
       if (this.#state === "open") {
-        this.#logger.warn("destination.error", { id: this.id, error: describeError(error) });
+        this.#logger.warn("destination.error", {
+          id: this.id,
+          peer: this.#attachment?.peer,
+          error: describeError(error),
+        });
       }
       this.#closeDestination();
+    } finally {
+      this.#unwritten -= bytes.length;
     }
   }
 
@@ -496,6 +577,7 @@ export class Session {
     this.#attachment = null;
     this.#detachedAt = Date.now();
     this.#holdOutput();
+    this.#expireWhenClosed();
     release(attachment);
     this.#outputArrived.wake();
     this.#logger.info("session.detached", {
@@ -520,14 +602,34 @@ export class Session {
     this.#buffer.allowRelease(this.#buffer.floor);
   }
 
+  /**
+   * Once the destination has closed and no client is attached, ends the
+   * session after the closed timeout: a client that never acknowledges the
+   * end, such as a streaming one, must not keep it (and its place under
+   * `--max-sessions`) forever, even with no idle timeout.
+   */
+  #expireWhenClosed(): void {
+    if (this.#state !== "closed" || this.#attachment !== null || this.#ended) return;
+    clearTimeout(this.#closedTimer);
+    this.#closedTimer = setTimeout(
+      () => this.close("destination closed, output not collected"),
+      this.#closedTimeout,
+    );
+  }
+
   #closeDestination(): void {
     if (this.#state === "closed") return;
     this.#state = "closed";
     closeQuietly(this.#destination);
     this.#outputArrived.wake();
     if (!this.#ended) {
-      this.#logger.info("destination.closed", { id: this.id, output: this.#buffer.end });
+      this.#logger.info("destination.closed", {
+        id: this.id,
+        peer: this.#attachment?.peer,
+        output: this.#buffer.end,
+      });
     }
+    this.#expireWhenClosed();
   }
 }
 

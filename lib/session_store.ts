@@ -228,7 +228,8 @@ export class SessionStore {
     this.#options.counters.authFailures++;
     const failures = this.#throttle.failed(client.host);
     this.#options.logger.warn("auth.failed", {
-      id,
+      // An unknown id may be anything, even a secret sent in the wrong place.
+      id: session ? id : undefined,
       peer: client.peer,
       reason: session ? "wrong secret" : "unknown session",
       recent_failures: failures,
@@ -273,7 +274,11 @@ export class SessionStore {
       const since = session.detachedAt;
       if (since === null || now - since < idleTimeout) continue;
       this.#options.counters.sessionsExpired++;
-      logger.info("session.expired", { id: session.id, idle_ms: now - since });
+      logger.info("session.expired", {
+        id: session.id,
+        peer: session.lastPeer ?? undefined,
+        idle_ms: now - since,
+      });
       session.close("idle timeout");
     }
   }

@@ -5,6 +5,7 @@
 
 import assert from "node:assert/strict";
 import { ProtocolError } from "../lib/protocol.ts";
+import { FakeConn } from "./_fake_conn.ts";
 import {
   decoder,
   Destination,
@@ -176,6 +177,28 @@ Deno.test("bytes pipelined after the hello in the same segment are input", async
   });
 });
 
+Deno.test("input sent before a half-close is forwarded and counted, even while the destination is busy", async () => {
+  const destination = new FakeConn();
+  destination.hold(); // a destination that does not read yet
+  await using proxy = startServer(0, { connect: () => Promise.resolve(destination.conn) });
+  const client = await TestClient.connect(proxy.port);
+  const session = await client.hello("NEW");
+  await client.write("first"); // forwarded, and held by the destination
+  client.close();
+  await proxy.logs.waitFor("session.detached", (fields) => fields.peer === peerOf(client));
+  // A poll carrying input in the hello's segment, then closing its side (`nc -N`).
+  using poller = await TestClient.connect(proxy.port);
+  await poller.write(`RESUME ${session.id} ${session.secret} 0\nMARKER`);
+  await poller.conn.closeWrite();
+  assert.equal(parseOk(await poller.readLine()).in, 5);
+  assert.equal((await poller.readToEnd()).length, 0, "detached once its input was forwarded");
+  const { reply } = await poll(proxy.port, session, 0);
+  assert.equal(reply.in, 11, "MARKER counted");
+  destination.release();
+  await destination.waitForWritten(11);
+  assert.equal(decoder.decode(destination.output()), "firstMARKER");
+});
+
 function parseOk(line: string): { id: string; secret: string; in: number } {
   const [word, id = "", secret = "", input = ""] = line.split(" ");
   assert.equal(word, "OK", line);
@@ -240,6 +263,28 @@ Deno.test("ERR auth for an unknown id and for a wrong secret, indistinguishably"
   assert.equal(wrongClose, unknown);
   assert.equal(proxy.server.counters.authFailures, 3);
   assert.equal(proxy.server.store.size, 1, "the session survives failed attempts");
+  // The log names the session whose secret was wrong, and no id it does not know.
+  const failures = proxy.logs.events("auth.failed").map((record) => record.fields);
+  assert.deepEqual(failures.map((fields) => [fields.id, fields.reason]), [
+    [undefined, "unknown session"],
+    [session.id, "wrong secret"],
+    [session.id, "wrong secret"],
+  ]);
+});
+
+Deno.test("a secret sent in place of the id never reaches the log", async () => {
+  await using destination = echoDestination();
+  // The server's disposal fails the test if an issued secret is in its log.
+  await using proxy = startServer(destination.port);
+  using client = await TestClient.connect(proxy.port);
+  const session = await client.hello("NEW");
+  const swapped = await answerTo(proxy.port, `RESUME ${session.secret} ${session.id} 0\n`);
+  const twice = await answerTo(proxy.port, `RESUME ${session.secret} ${session.secret}\n`);
+  assert.match(swapped, /^ERR bad-request /, "an id is too short for a secret");
+  assert.match(twice, /^ERR auth /);
+  const [failed] = proxy.logs.events("auth.failed");
+  assert.equal(failed?.fields.reason, "unknown session");
+  assert.equal(failed?.fields.id, undefined);
 });
 
 Deno.test("ERR gap names the lowest offset a streaming client can resume from", async () => {
@@ -451,7 +496,8 @@ Deno.test("a detached session is closed after --idle-timeout", async () => {
   const session = await client.hello("NEW");
   using dest = new TestClient(await destination.accepted());
   client.close();
-  await proxy.logs.waitFor("session.expired", (fields) => fields.id === session.id);
+  const expired = await proxy.logs.waitFor("session.expired", (fields) => fields.id === session.id);
+  assert.equal(expired.fields.peer, peerOf(client), "the last client's address");
   assert.equal((await dest.readToEnd()).length, 0, "destination connection closed");
   assert.equal(proxy.server.counters.sessionsExpired, 1);
   await assert.rejects(poll(proxy.port, session, 0), isError("auth"));

@@ -1,0 +1,102 @@
+/**
+ * One session with connections in memory: the moments a socket cannot be
+ * made to hit on cue (a destination write held, a client's input ready at
+ * once).
+ */
+
+import assert from "node:assert/strict";
+import { newCounters } from "../lib/counters.ts";
+import { Session, type SessionOptions } from "../lib/session.ts";
+import { FakeConn } from "./_fake_conn.ts";
+import { decoder, encoder, LogCapture, randomBytes, withDeadline } from "./_helpers.ts";
+
+/** A session over `destination`, its logs, and its detach and end events as promises. */
+function sessionOver(destination: FakeConn, options: Partial<SessionOptions> = {}) {
+  const logs = new LogCapture();
+  const ended = Promise.withResolvers<void>();
+  const detaches: (() => void)[] = [];
+  const session = new Session({
+    id: "session-under-test",
+    secret: "not-a-real-secret-at-all",
+    destination: destination.conn,
+    bufferSize: 64 * 1024,
+    logger: logs.logger,
+    counters: newCounters(),
+    events: {
+      attached() {},
+      detached() {
+        for (const detach of detaches.splice(0)) detach();
+      },
+      ended: () => ended.resolve(),
+    },
+    ...options,
+  });
+  return {
+    session,
+    logs,
+    ended: withDeadline(ended.promise, 10_000, "session end"),
+    /** Calls `then` at the next detach. */
+    onDetach(then: () => void): void {
+      detaches.push(then);
+    },
+    async [Symbol.asyncDispose]() {
+      session.close("test over");
+      await session.settled();
+    },
+  };
+}
+
+Deno.test("a detached session whose destination closed ends after the closed timeout", async () => {
+  const destination = new FakeConn();
+  // The store has no idle timeout to end it (--idle-timeout=0).
+  await using under = sessionOver(destination, { closedTimeout: 10 });
+  const client = new FakeConn();
+  under.session.attach(client.conn, "127.0.0.1:1", undefined, new Uint8Array());
+  destination.feed(encoder.encode("bye"));
+  destination.end();
+  // A streaming client is sent the rest and disconnected; nothing says it got it.
+  await under.logs.waitFor("session.detached", (fields) => fields.reason === "destination closed");
+  assert.ok(decoder.decode(client.output()).endsWith(" open\nbye"));
+  await under.ended;
+  const [closed] = under.logs.events("session.closed");
+  assert.equal(closed?.fields.reason, "destination closed, output not collected");
+});
+
+Deno.test("destination events name the attached client", async () => {
+  const destination = new FakeConn();
+  await using under = sessionOver(destination);
+  under.session.attach(new FakeConn().conn, "127.0.0.1:1", undefined, encoder.encode("x"));
+  destination.beforeWrite = () => Promise.reject(new Deno.errors.ConnectionReset("reset"));
+  const error = await under.logs.waitFor("destination.error");
+  assert.equal(error.fields.peer, "127.0.0.1:1");
+  const closed = await under.logs.waitFor("destination.closed");
+  assert.equal(closed.fields.peer, "127.0.0.1:1");
+});
+
+Deno.test("a client that closes its side stays until its input fits what waits for the destination", async () => {
+  const destination = new FakeConn();
+  destination.hold();
+  await using under = sessionOver(destination);
+  // Each stands for a hello's leftover and two full reads: all a receiver holds.
+  const first = randomBytes(300 * 1024, 1);
+  const second = randomBytes(300 * 1024, 2);
+  const one = new FakeConn();
+  one.end();
+  const oneLeft = Promise.withResolvers<number>();
+  under.onDetach(() => oneLeft.resolve(destination.writtenBytes));
+  under.session.attach(one.conn, "127.0.0.1:1", 0, first);
+  assert.equal(await oneLeft.promise, 0, "forwarded at once while the destination is idle");
+  const two = new FakeConn();
+  two.end();
+  const twoLeft = Promise.withResolvers<number>();
+  under.onDetach(() => twoLeft.resolve(destination.writtenBytes));
+  under.session.attach(two.conn, "127.0.0.1:2", 0, second);
+  // Nothing marks that the session has seen this EOF and kept the client:
+  // one turn of the event loop lets a session that would not wait show it.
+  await new Promise((resolve) => setTimeout(resolve, 0));
+  destination.release();
+  assert.equal(await twoLeft.promise, first.length, "detached once the first input was taken");
+  await destination.waitForWritten(first.length + second.length);
+  assert.deepEqual(destination.output(), new Uint8Array([...first, ...second]));
+  assert.equal(under.session.stats().bytesIn, first.length + second.length);
+});
