@@ -437,9 +437,10 @@ export class Session {
    * destination is slow; beyond that, the client is not read at all.
    *
    * Input read is forwarded, and counted in `<in>`, before the connection
-   * is detached, whether the client closed its side or the connection
-   * failed: only a takeover drops it (the new client was told `<in>`
-   * without it, and resends it).
+   * is detached. Only a takeover drops it (the new client was told `<in>`
+   * without it, and resends it), and a connection that fails while more
+   * than {@linkcode MAX_INPUT_BACKLOG} waits for the destination (its
+   * client resends from `<in>` too).
    */
   async #receiveInput(attachment: Attachment, leftover: Uint8Array): Promise<void> {
     const free: Uint8Array[] = [];
