@@ -2,10 +2,13 @@
  * `deno task soak`: 500 concurrent polling clients against a real server
  * for 10 minutes. Each sends seeded random input with its polls and checks
  * that the echo destination's answer comes back byte for byte, once. Prints
- * a summary; exits 1 on any error, any lost or repeated byte, or server
- * memory (or the clients' live heap) that keeps growing after the warm-up.
+ * a summary; exits 1 on any error, any lost or repeated byte, server memory
+ * (or the clients' live heap) that keeps growing after the warm-up, or a
+ * run too short to judge memory at all.
  *
  *     deno task soak [--minutes=10] [--clients=500]
+ *
+ * `tests/soak_test.ts` runs {@linkcode soak} for a few seconds.
  *
  * @module
  */
@@ -14,44 +17,251 @@ import { parseArgs } from "node:util";
 import { ClientSession } from "../lib/client.ts";
 import { Destination, echo, loadgen, startLoadgenServer, startServer } from "./workloads.ts";
 
-const { values } = parseArgs({
-  args: Deno.args,
-  options: { minutes: { type: "string" }, clients: { type: "string" } },
-  strict: true,
-});
-const minutes = Number(values.minutes ?? 10);
-const clients = Number(values.clients ?? 500);
-const binary = await loadgen();
-await using destination = binary
-  ? await startLoadgenServer(binary, "echod")
-  : new Destination(echo);
-await using server = await startServer(destination.port);
-const proxy = { hostname: "127.0.0.1", port: server.port };
+/** How often memory is sampled, in ms. */
+const SAMPLE_MS = 10_000;
 
-let polls = 0;
-let errors = 0;
-let bytesOut = 0;
-let mismatches = 0;
-const firstErrors: string[] = [];
-const deadline = performance.now() + minutes * 60_000;
-/** Server RSS, and this process's heap (the client library's, as a gateway would run it). */
-const samples: { at: number; rss: number; heap: number }[] = [];
-const started = performance.now();
-const sampler = setInterval(() => {
-  // With --v8-flags=--expose-gc (deno task soak), the heap is measured without its garbage.
-  (globalThis as { gc?: () => void }).gc?.();
-  samples.push({
-    at: (performance.now() - started) / 1000,
-    rss: server.rss(),
-    heap: Deno.memoryUsage().heapUsed,
-  });
-  const last = samples.at(-1);
-  console.log(
-    `${Math.round(last?.at ?? 0)} s: ${polls} polls, ${errors} errors, server RSS ${
-      Math.round((last?.rss ?? 0) / 2 ** 20)
-    } MiB, load driver heap ${Math.round((last?.heap ?? 0) / 2 ** 20)} MiB`,
-  );
-}, 10_000);
+/** Samples after the warm-up needed to judge memory (fewer: not judged). */
+const MIN_SAMPLES = 3;
+
+/** Options for {@linkcode soak}. */
+export interface SoakOptions {
+  /**
+   * How long the clients poll, in minutes.
+   * @default {10}
+   */
+  minutes?: number;
+  /**
+   * How many clients poll at once.
+   * @default {500}
+   */
+  clients?: number;
+  /**
+   * Echo with the C load generator's `echod` when a C compiler is there,
+   * which leaves this process to the clients; `false` echoes in this process.
+   * @default {true}
+   */
+  loadgen?: boolean;
+  /**
+   * Where a progress line goes, one per memory sample.
+   * @default {console.log}
+   */
+  progress?: (line: string) => void;
+}
+
+/** Memory at the first sample after the warm-up and at its peak since. */
+export interface Growth {
+  /** Bytes at the first sample after the warm-up. */
+  first: number;
+  /** Most bytes at any sample after the warm-up. */
+  peak: number;
+  /** `(peak - first) / first`. */
+  growth: number;
+}
+
+/** Whether memory stayed flat after the warm-up, or why that could not be told. */
+export type MemoryVerdict =
+  | {
+    verdict: "flat" | "growing";
+    /** The server's resident memory. */
+    server: Growth;
+    /** This process's live heap: the client library, as a gateway runs it. */
+    heap: Growth;
+  }
+  | { verdict: "not judged"; reason: string };
+
+/** What a soak run found. */
+export interface SoakSummary {
+  minutes: number;
+  clients: number;
+  /** Wall time of the run, in seconds. */
+  seconds: number;
+  polls: number;
+  /** Output bytes received by all clients. */
+  bytesOut: number;
+  /** Failed session creations, polls and closes. */
+  errors: number;
+  /** The first few errors, as text. */
+  firstErrors: string[];
+  /** Bytes that came back wrong, twice, or never. */
+  mismatches: number;
+  memory: MemoryVerdict;
+}
+
+/** Server memory may grow this much after the warm-up, the clients' heap {@linkcode HEAP_SLACK}. */
+const RSS_SLACK = 0.15;
+const HEAP_SLACK = 0.25;
+
+/**
+ * Runs `clients` polling clients against a server in a child process for
+ * `minutes`, each checking its echoed input.
+ *
+ * @param options Duration, client count, echo and progress output.
+ * @returns What the run found; see {@linkcode soakPassed}.
+ *
+ * @example A few seconds
+ * ```ts ignore
+ * const summary = await soak({ minutes: 0.05, clients: 20, loadgen: false });
+ * console.log(formatSummary(summary));
+ * ```
+ */
+export async function soak(options: SoakOptions = {}): Promise<SoakSummary> {
+  const { minutes = 10, clients = 500, progress = console.log } = options;
+  const binary = options.loadgen === false ? null : await loadgen();
+  await using destination = binary
+    ? await startLoadgenServer(binary, "echod")
+    : new Destination(echo);
+  await using server = await startServer(destination.port);
+  const proxy = { hostname: "127.0.0.1", port: server.port };
+
+  let polls = 0;
+  let errors = 0;
+  let bytesOut = 0;
+  let mismatches = 0;
+  const firstErrors: string[] = [];
+  function failed(error: unknown): void {
+    errors++;
+    if (firstErrors.length < 5) firstErrors.push(String(error));
+  }
+  const started = performance.now();
+  const deadline = started + minutes * 60_000;
+  /** Server RSS, and this process's heap (the client library's, as a gateway would run it). */
+  const samples: { at: number; rss: number; heap: number }[] = [];
+  const sampler = setInterval(() => {
+    // With --v8-flags=--expose-gc (deno task soak), the heap is measured without its garbage.
+    (globalThis as { gc?: () => void }).gc?.();
+    const sample = {
+      at: (performance.now() - started) / 1000,
+      rss: server.rss(),
+      heap: Deno.memoryUsage().heapUsed,
+    };
+    samples.push(sample);
+    progress(
+      `${Math.round(sample.at)} s: ${polls} polls, ${errors} errors, server RSS ${
+        Math.round(sample.rss / 2 ** 20)
+      } MiB, load driver heap ${Math.round(sample.heap / 2 ** 20)} MiB`,
+    );
+  }, SAMPLE_MS);
+
+  /** One client; it stops at its first error, which fails the run already. */
+  async function client(index: number): Promise<void> {
+    const random = generator(index + 1);
+    let session: ClientSession;
+    try {
+      session = await ClientSession.create({ proxy });
+    } catch (error) {
+      failed(error);
+      return;
+    }
+    const expected = new Expected();
+    try {
+      while (performance.now() < deadline) {
+        const size = Math.floor(random() * 256);
+        const input = new Uint8Array(size);
+        for (let i = 0; i < size; i++) input[i] = Math.floor(random() * 256);
+        session.send(input);
+        expected.push(input);
+        const output = await session.poll({ wait: 200 });
+        polls++;
+        bytesOut += output.length;
+        mismatches += expected.check(output);
+      }
+      // Collect the rest of the echo.
+      for (let attempt = 0; attempt < 50 && expected.pending > 0; attempt++) {
+        mismatches += expected.check(await session.poll({ wait: 200 }));
+      }
+      mismatches += expected.pending;
+      await session.close();
+    } catch (error) {
+      failed(error);
+    }
+  }
+
+  try {
+    await Promise.all(Array.from({ length: clients }, (_, index) => client(index)));
+  } finally {
+    clearInterval(sampler);
+  }
+  return {
+    minutes,
+    clients,
+    seconds: (performance.now() - started) / 1000,
+    polls,
+    bytesOut,
+    errors,
+    firstErrors,
+    mismatches,
+    memory: judgeMemory(samples, minutes),
+  };
+}
+
+/** Memory after the warm-up (the first fifth of the run): flat means no trend up. */
+function judgeMemory(
+  samples: { at: number; rss: number; heap: number }[],
+  minutes: number,
+): MemoryVerdict {
+  const warm = samples.filter((sample) => sample.at > (minutes * 60) / 5);
+  if (warm.length < MIN_SAMPLES) {
+    return {
+      verdict: "not judged",
+      reason: `${warm.length} memory samples after the warm-up, ${MIN_SAMPLES} needed: ` +
+        `run at least ${Math.ceil(((MIN_SAMPLES + 1) * SAMPLE_MS) / 0.8 / 1000)} s ` +
+        `(a sample every ${SAMPLE_MS / 1000} s, the first fifth is warm-up)`,
+    };
+  }
+  function growth(values: number[]): Growth {
+    const first = values[0] ?? NaN;
+    const peak = Math.max(...values);
+    return { first, peak, growth: (peak - first) / first };
+  }
+  const server = growth(warm.map((sample) => sample.rss));
+  const heap = growth(warm.map((sample) => sample.heap));
+  // NaN (an unreadable sample) counts as growing: the verdict must be earned.
+  const flat = server.growth <= RSS_SLACK && heap.growth <= HEAP_SLACK;
+  return { verdict: flat ? "flat" : "growing", server, heap };
+}
+
+/**
+ * Whether a run passed: no error, no lost or repeated byte, and memory
+ * judged flat.
+ *
+ * @param summary What {@linkcode soak} returned.
+ * @returns `true` for a pass.
+ */
+export function soakPassed(summary: SoakSummary): boolean {
+  return summary.errors === 0 && summary.mismatches === 0 && summary.memory.verdict === "flat";
+}
+
+/**
+ * The summary as printed at the end of `deno task soak`.
+ *
+ * @param summary What {@linkcode soak} returned.
+ * @returns Lines of text.
+ */
+export function formatSummary(summary: SoakSummary): string {
+  const { memory } = summary;
+  const mib = (bytes: number) => Math.round(bytes / 2 ** 20);
+  const percent = (growth: number) => `${(growth * 100).toFixed(1)}%`;
+  const memoryLines = memory.verdict === "not judged"
+    ? [`  memory         not judged: ${memory.reason}`]
+    : [
+      `  server RSS     ${mib(memory.server.first)} MiB after warm-up, peak ${
+        mib(memory.server.peak)
+      } MiB (${percent(memory.server.growth)})`,
+      `  driver heap    ${mib(memory.heap.first)} MiB after warm-up, peak ${
+        mib(memory.heap.peak)
+      } MiB (${percent(memory.heap.growth)}): the clients' library, as a gateway runs it`,
+      `  memory         ${memory.verdict}`,
+    ];
+  const errors = summary.firstErrors.length ? ` (${summary.firstErrors.join("; ")})` : "";
+  return [
+    `soak: ${summary.clients} clients polling for ${summary.minutes} min against an echo destination`,
+    `  polls          ${summary.polls} (${Math.round(summary.polls / summary.seconds)}/s)`,
+    `  output bytes   ${summary.bytesOut}`,
+    `  errors         ${summary.errors}${errors}`,
+    `  lost/repeated  ${summary.mismatches} bytes`,
+    ...memoryLines,
+  ].join("\n");
+}
 
 /** A tiny seeded generator per client, so each stream is reproducible. */
 function generator(seed: number): () => number {
@@ -99,58 +309,31 @@ class Expected {
   }
 }
 
-async function client(index: number): Promise<void> {
-  const random = generator(index + 1);
-  const session = await ClientSession.create({ proxy });
-  const expected = new Expected();
-  while (performance.now() < deadline) {
-    try {
-      const size = Math.floor(random() * 256);
-      const input = new Uint8Array(size);
-      for (let i = 0; i < size; i++) input[i] = Math.floor(random() * 256);
-      session.send(input);
-      expected.push(input);
-      const output = await session.poll({ wait: 200 });
-      polls++;
-      bytesOut += output.length;
-      mismatches += expected.check(output);
-    } catch (error) {
-      errors++;
-      if (firstErrors.length < 5) firstErrors.push(String(error));
-    }
+const USAGE = "Usage: deno task soak [--minutes=10] [--clients=500]";
+
+async function main(): Promise<void> {
+  let values;
+  try {
+    ({ values } = parseArgs({
+      args: Deno.args,
+      options: { minutes: { type: "string" }, clients: { type: "string" } },
+      strict: true,
+    }));
+  } catch (error) {
+    console.error(`soak: ${error instanceof Error ? error.message : error}\n${USAGE}`);
+    Deno.exit(2);
   }
-  // Collect the rest of the echo.
-  for (let attempt = 0; attempt < 50 && expected.pending > 0; attempt++) {
-    mismatches += expected.check(await session.poll({ wait: 200 }));
+  const minutes = Number(values.minutes ?? 10);
+  const clients = Number(values.clients ?? 500);
+  if (!(minutes > 0) || !(Number.isInteger(clients) && clients > 0)) {
+    console.error(`soak: --minutes must be above 0 and --clients a whole number above 0\n${USAGE}`);
+    Deno.exit(2);
   }
-  mismatches += expected.pending;
-  await session.close();
+  const summary = await soak({ minutes, clients });
+  console.log(`\n${formatSummary(summary)}`);
+  const passed = soakPassed(summary);
+  console.log(passed ? "soak: OK" : "soak: FAILED");
+  if (!passed) Deno.exitCode = 1;
 }
 
-await Promise.all(Array.from({ length: clients }, (_, index) => client(index)));
-clearInterval(sampler);
-
-// Memory after the warm-up (the first fifth of the run): flat means no trend up.
-const warm = samples.filter((sample) => sample.at > (minutes * 60) / 5);
-const first = warm[0]?.rss ?? NaN;
-const peak = Math.max(...warm.map((sample) => sample.rss));
-const growth = (peak - first) / first;
-const heapFirst = warm[0]?.heap ?? NaN;
-const heapPeak = Math.max(...warm.map((sample) => sample.heap));
-const heapGrowth = (heapPeak - heapFirst) / heapFirst;
-const seconds = (performance.now() - started) / 1000;
-console.log(`
-soak: ${clients} clients polling for ${minutes} min against an echo destination
-  polls          ${polls} (${Math.round(polls / seconds)}/s)
-  output bytes   ${bytesOut}
-  errors         ${errors}${firstErrors.length ? ` (${firstErrors.join("; ")})` : ""}
-  lost/repeated  ${mismatches} bytes
-  server RSS     ${Math.round(first / 2 ** 20)} MiB after warm-up, peak ${
-  Math.round(peak / 2 ** 20)
-} MiB (${(growth * 100).toFixed(1)}%)
-  driver heap    ${Math.round(heapFirst / 2 ** 20)} MiB after warm-up, peak ${
-  Math.round(heapPeak / 2 ** 20)
-} MiB (${(heapGrowth * 100).toFixed(1)}%): the clients' library, as a gateway runs it`);
-const ok = errors === 0 && mismatches === 0 && !(growth > 0.15) && !(heapGrowth > 0.25);
-console.log(ok ? "soak: OK" : "soak: FAILED");
-if (!ok) Deno.exitCode = 1;
+if (import.meta.main) await main();
