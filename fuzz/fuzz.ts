@@ -1,10 +1,15 @@
 /**
  * `deno task fuzz`: the long fuzz run. Feeds seeded inputs to each target
  * of `tests/_fuzz_targets.ts` (the hello parser and `readHello`, the admin
- * API handler, the gateway handler) and prints, per target, the inputs,
- * the skipped ones, the failures and the time; exits with 1 on any failure,
- * printing the failing inputs and how to replay each. `tests/fuzz_test.ts`
- * runs the same targets briefly in the regular suite.
+ * API handler, the gateway handler in front of a stub proxy) and prints,
+ * per target, the inputs, the skipped ones, the failures and the time.
+ * Each target keeps one handler for the whole run; every so many inputs
+ * the heap is sampled after a garbage collection and open files are
+ * counted, and neither may grow after a warm-up (see `LeakWatch`), nor
+ * may a file stay open after the run. Exits with 1 on any failing
+ * input or leak, printing the failing inputs and how to replay each.
+ * `tests/fuzz_test.ts` runs the same targets briefly in the regular suite,
+ * where the test sanitizers check for leaked resources.
  *
  *     deno task fuzz                        # a new seed, 100 000 inputs per target
  *     deno task fuzz --seed=1234            # the same run again
@@ -24,12 +29,15 @@ import {
   fuzzHello,
   type FuzzOptions,
   type FuzzReport,
+  LeakWatch,
 } from "../tests/_fuzz_targets.ts";
 
 const USAGE = `Usage: deno task fuzz [options]
 
 Feeds seeded random and mutated inputs to the hello parser, the admin API
-and the gateway, and checks every answer. Exits with 1 on any failure.
+and the gateway, and checks every answer, and that the heap stays flat and
+no file is left open. Exits with 1 on any failure or leak. Needs
+--v8-flags=--expose-gc, which deno task fuzz passes.
 
 Options:
   --count=N      inputs per target (default 100000)
@@ -111,6 +119,9 @@ export async function main(args: string[]): Promise<number> {
     if (unknown !== undefined) {
       throw new UsageError(`unknown target "${unknown}" (expected hello, admin or gateway)`);
     }
+    if (typeof (globalThis as { gc?: unknown }).gc !== "function") {
+      throw new UsageError("leak checks need --v8-flags=--expose-gc: run it as deno task fuzz");
+    }
   } catch (error) {
     if (!(error instanceof UsageError)) throw error;
     console.error(`fuzz: ${error.message} (try --help)`);
@@ -124,16 +135,28 @@ export async function main(args: string[]): Promise<number> {
   printOut(row(["target", "inputs", "skipped", "failures", "elapsed"]));
   const failed: FuzzReport[] = [];
   const reports: FuzzReport[] = [];
+  const leaks: string[] = [];
+  const watched: string[] = [];
   for (const name of only) {
     const target = TARGETS[name];
     if (!target) continue;
     let report: FuzzReport;
+    const watch = new LeakWatch(count);
     try {
-      report = await target(count, seed, { first });
+      report = await target(count, seed, { first, checkpoint: watch });
     } catch (error) {
       if (!(error instanceof FuzzError)) throw error;
       report = error.report;
       failed.push(report);
+    }
+    const leak = watch.verdict();
+    watched.push(`  ${name}: ${leak.summary}`);
+    if (leak.problem !== null) {
+      leaks.push(
+        `${name}: leak: ${leak.problem} (seed ${seed})\n` +
+          `  replay: deno task fuzz --only=${name} --seed=${seed} --count=${count}` +
+          (first > 0 ? ` --first=${first}` : ""),
+      );
     }
     reports.push(report);
     printOut(row([
@@ -149,8 +172,11 @@ export async function main(args: string[]): Promise<number> {
     const outcomes = Object.entries(report.outcomes).sort(([a], [b]) => a.localeCompare(b));
     printOut(`  ${report.target}: ${outcomes.map(([o, n]) => `${o} ${figure(n)}`).join(", ")}`);
   }
+  printOut("\nleaks (JS heap after garbage collection; open files):");
+  for (const line of watched) printOut(line);
   for (const report of failed) printOut("\n" + describeFailures(report));
-  return failed.length > 0 ? 1 : 0;
+  for (const leak of leaks) printOut("\n" + leak);
+  return failed.length > 0 || leaks.length > 0 ? 1 : 0;
 }
 
 if (import.meta.main) Deno.exit(await main(Deno.args));

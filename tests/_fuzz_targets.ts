@@ -13,6 +13,7 @@
 
 import { adminHandler } from "../lib/admin_api.ts";
 import { readHello } from "../lib/handshake.ts";
+import { closeQuietly, writeAll } from "../lib/_io.ts";
 import { describeError, Logger } from "../lib/log.ts";
 import {
   formatHello,
@@ -23,6 +24,7 @@ import {
   ProtocolError,
 } from "../lib/protocol.ts";
 import type { StatusReport } from "../lib/status_report.ts";
+import { AuthThrottle } from "../lib/throttle.ts";
 import { type Asset, gatewayHandler, type GatewayLimits } from "../lib/web_gateway.ts";
 import {
   ADMIN_CORPUS,
@@ -79,6 +81,12 @@ export interface FuzzOptions {
    * @default {0}
    */
   first?: number;
+  /**
+   * Called after every `every` inputs with how many are done, to sample
+   * the heap and open files (see {@linkcode LeakWatch}).
+   * @default {none}
+   */
+  checkpoint?: { every: number; at: (done: number) => void };
 }
 
 /** Thrown at the end of a run with failures; the message says how to replay them. */
@@ -163,6 +171,9 @@ async function run(
       };
     }
     report.inputs++;
+    if (options.checkpoint && report.inputs % options.checkpoint.every === 0) {
+      options.checkpoint.at(report.inputs);
+    }
     if (verdict.skipped) report.skipped++;
     const outcome = verdict.skipped ? "skipped" : verdict.outcome;
     if (outcome !== undefined) report.outcomes[outcome] = (report.outcomes[outcome] ?? 0) + 1;
@@ -179,7 +190,7 @@ async function run(
 }
 
 /** Settles with `promise`'s outcome, or `"hung"` after `ms`; never leaves a timer behind. */
-async function within<T>(
+export async function within<T>(
   promise: Promise<T>,
   ms: number,
 ): Promise<{ value: T } | { error: unknown } | "hung"> {
@@ -194,6 +205,133 @@ async function within<T>(
     ]);
   } finally {
     clearTimeout(timer);
+  }
+}
+
+/**
+ * Open files (sockets included) of this process, from `/proc/self/fd` or
+ * `/dev/fd`; `null` where neither can be listed. (`Deno.resources()` is
+ * gone in Deno 2.)
+ *
+ * @returns The count, the directory listing's own descriptor included.
+ */
+export function openFiles(): number | null {
+  for (const dir of ["/proc/self/fd", "/dev/fd"]) {
+    try {
+      let count = 0;
+      for (const _ of Deno.readDirSync(dir)) count++;
+      return count;
+    } catch {
+      // Not on this system: try the next.
+    }
+  }
+  return null;
+}
+
+/** What a {@linkcode LeakWatch} saw. */
+export interface LeakVerdict {
+  /** One line: the heap and the open files after warm-up and at the end. */
+  summary: string;
+  /** What leaked, or `null`. */
+  problem: string | null;
+}
+
+/**
+ * Watches one target's long run for leaks. Pass it as
+ * {@linkcode FuzzOptions.checkpoint}: every `every` inputs it collects
+ * garbage, then samples the JS heap and counts open files. After the run
+ * (and its target's clean-up), {@linkcode LeakWatch.verdict} fails if the
+ * heap at the end is more than `bound` bytes above the heap at the end of
+ * the warm-up (the first fifth of the run), or if more files are open
+ * than then. The baselines are taken after warm-up because the runtime
+ * itself opens a thread and a socket pair once it has run for a while.
+ * The memory behind array buffers is left out: it is freed in the
+ * background after a collection, so samples of it vary by megabytes; a
+ * leaked buffer still leaks its object on the heap. Needs
+ * `--v8-flags=--expose-gc`.
+ *
+ * @example
+ * ```ts ignore
+ * const watch = new LeakWatch(100_000);
+ * await fuzzAdmin(100_000, 1, { checkpoint: watch });
+ * console.log(watch.verdict().summary);
+ * ```
+ */
+export class LeakWatch {
+  /** Inputs between samples. */
+  readonly every: number;
+  readonly #warmUp: number;
+  readonly #bound: number;
+  readonly #gc: () => void;
+  #baseline: { done: number; heap: number; files: number | null } | null = null;
+  #last = { done: 0, heap: 0, files: null as number | null };
+
+  /**
+   * @param count The inputs the run will have.
+   * @param options `bound`: the most the heap may grow after warm-up, in
+   * bytes (default 2 MiB). `every`: inputs between samples (default a
+   * fiftieth of the run, at least 500).
+   * @throws {TypeError} Without `--v8-flags=--expose-gc`.
+   */
+  constructor(count: number, options: { bound?: number; every?: number } = {}) {
+    const gc = (globalThis as { gc?: () => void }).gc;
+    if (typeof gc !== "function") {
+      throw new TypeError("Cannot watch for leaks: run with --v8-flags=--expose-gc");
+    }
+    this.#gc = gc;
+    this.every = options.every ?? Math.max(500, Math.ceil(count / 50));
+    this.#warmUp = Math.floor(count / 5);
+    this.#bound = options.bound ?? 2 * 1024 * 1024;
+  }
+
+  /**
+   * Samples the heap and the open files.
+   *
+   * @param done Inputs done so far.
+   */
+  at(done: number): void {
+    if (done < this.#warmUp) return;
+    this.#gc();
+    this.#last = { done, heap: Deno.memoryUsage().heapUsed, files: openFiles() };
+    this.#baseline ??= this.#last;
+  }
+
+  /**
+   * Judges the run, once it and its target's clean-up are over.
+   *
+   * @returns The summary, and what leaked.
+   */
+  verdict(): LeakVerdict {
+    const baseline = this.#baseline;
+    const last = this.#last;
+    if (baseline === null || last.done === baseline.done) {
+      return { summary: "not judged (too few inputs after a warm-up)", problem: null };
+    }
+    const problems: string[] = [];
+    const mib = (bytes: number): string => `${(bytes / 1024 / 1024).toFixed(1)} MiB`;
+    const growth = last.heap - baseline.heap;
+    const perInput = growth / (last.done - baseline.done);
+    const parts = [
+      `heap ${mib(baseline.heap)} after warm-up, ${mib(last.heap)} at the end ` +
+      `(${perInput.toFixed(1)} bytes an input; bound +${mib(this.#bound)})`,
+    ];
+    if (growth > this.#bound) {
+      problems.push(`the heap grew by ${mib(growth)} after warm-up, over the bound`);
+    }
+    const after = openFiles();
+    if (baseline.files === null || last.files === null || after === null) {
+      parts.push("open files not counted");
+    } else {
+      parts.push(
+        `open files ${baseline.files} after warm-up, ${last.files} at the end, ` +
+          `${after} after clean-up`,
+      );
+      const most = Math.max(last.files, after);
+      if (most > baseline.files) {
+        problems.push(`${most - baseline.files} more files open than after warm-up`);
+      }
+    }
+    return { summary: parts.join("; "), problem: problems.length > 0 ? problems.join("; ") : null };
   }
 }
 
@@ -489,10 +627,14 @@ function decodeSafe(text: string): string {
   }
 }
 
-/** Which secret `texts` show that the request did not put in an echoed part, or `null`. */
-function leakedSecret(request: Request, texts: string[]): string | null {
+/** Which of `secrets` `texts` show that the request did not put in an echoed part, or `null`. */
+function leakedSecret(
+  request: Request,
+  texts: string[],
+  secrets: readonly string[] = FUZZ_SECRETS,
+): string | null {
   const echoed = echoable(request);
-  for (const secret of FUZZ_SECRETS) {
+  for (const secret of secrets) {
     if (echoed.includes(secret)) continue;
     if (texts.some((text) => text.includes(secret))) return secret;
   }
@@ -543,6 +685,37 @@ function fuzzRequest(fuzzer: Fuzzer, corpus: readonly FuzzRequest[]): FuzzReques
 
 async function discardBody(request: Request): Promise<void> {
   if (request.body && !request.body.locked) await request.body.cancel();
+}
+
+/** A response, or reading its body, slower than this is a hang. */
+const HANG_MS = 5000;
+
+/**
+ * A throttle that counts wrong secrets per address but never delays, so
+ * that thousands of 401s do not slow a run down, while its memory (bounded
+ * by `capacity`, which a run fills many times over) is still exercised.
+ */
+function fuzzThrottle(): AuthThrottle {
+  return new AuthThrottle({ step: 0, capacity: 500 });
+}
+
+/**
+ * The peer a request comes from: loopback (as from nginx, so that the
+ * gateway believes `X-Forwarded-For`) or one of many addresses.
+ */
+function fuzzPeer(fuzzer: Fuzzer): Deno.ServeHandlerInfo<Deno.NetAddr> {
+  const kind = fuzzer.next();
+  const hostname = kind < 0.3
+    ? "127.0.0.1"
+    : kind < 0.35
+    ? "::1"
+    : kind < 0.4
+    ? `2001:db8::${fuzzer.int(65536).toString(16)}`
+    : `10.${fuzzer.int(4)}.${fuzzer.int(256)}.${fuzzer.int(256)}`;
+  return {
+    remoteAddr: { transport: "tcp", hostname, port: 1024 + fuzzer.int(64512) },
+    completed: Promise.resolve(),
+  };
 }
 
 // Admin API
@@ -642,39 +815,54 @@ export function fuzzAdmin(
   seed: number,
   options: FuzzOptions = {},
 ): Promise<FuzzReport> {
+  // One handler per configuration for the whole run, so that state kept inside one builds up.
+  const logs: string[] = [];
+  let stopping = false;
+  const shared = {
+    logger: new Logger({ level: "debug", sink: (line) => logs.push(line) }),
+    throttle: fuzzThrottle(),
+    backend: {
+      report: () => fakeReport(stopping),
+      closeSession: (id: string) => ADMIN_SESSIONS.has(id),
+      stopping: () => stopping,
+    },
+  };
+  const withToken = adminHandler({ ...shared, token: FUZZ_TOKEN });
+  const withoutToken = adminHandler({ ...shared, token: null });
   return run("admin", count, seed, options, async (fuzzer) => {
     const spec = fuzzRequest(fuzzer, ADMIN_CORPUS);
     const token = fuzzer.chance(0.5) ? FUZZ_TOKEN : null;
-    const stopping = fuzzer.chance(0.2);
+    stopping = fuzzer.chance(0.2);
+    const info = fuzzPeer(fuzzer);
     const request = toRequest(spec, "http://admin.test");
     const input = (): string =>
       `${describeRequest(spec, request)} (token ${token ? "set" : "none"}, ${
         stopping ? "stopping" : "serving"
-      })`;
+      }, from ${info.remoteAddr.hostname})`;
     if (request === null) return { input, skipped: true, problem: null };
-    const logs: string[] = [];
-    const handler = adminHandler({
-      token,
-      logger: new Logger({ level: "debug", sink: (line) => logs.push(line) }),
-      backend: {
-        report: () => fakeReport(stopping),
-        closeSession: (id) => ADMIN_SESSIONS.has(id),
-        stopping: () => stopping,
-      },
-    });
-    let response: unknown;
+    logs.length = 0;
+    const handler = token === null ? withoutToken : withToken;
+    let answer: unknown;
     try {
-      response = handler(request);
+      answer = handler(request, info);
     } catch (error) {
       await discardBody(request);
       return { input, problem: `the handler threw ${describeError(error)}` };
     }
+    const got = await within(Promise.resolve(answer), HANG_MS);
     await discardBody(request);
+    if (got === "hung") return { input, problem: `no response within ${HANG_MS} ms` };
+    if ("error" in got) {
+      return { input, problem: `the handler rejected: ${describeError(got.error)}` };
+    }
+    const response = got.value;
     if (!(response instanceof Response)) {
       return { input, problem: `the handler returned ${String(response)}, not a Response` };
     }
-    const text = await response.text();
-    const problem = adminProblem(request, response, text, logs, token, stopping);
+    const read = await within(response.text(), HANG_MS);
+    if (read === "hung") return { input, problem: `the body did not end within ${HANG_MS} ms` };
+    if ("error" in read) return { input, problem: `the body failed: ${describeError(read.error)}` };
+    const problem = adminProblem(request, response, read.value, logs, token, stopping);
     return { input, problem, outcome: String(response.status) };
   });
 }
@@ -713,34 +901,62 @@ const GATEWAY_ASSETS: Record<string, Asset> = {
   "/assets/app.js": { type: "text/javascript", body: new TextEncoder().encode("void 0;\n") },
 };
 const SESSION_ROUTE = /^\/api\/sessions\/([^/]+)(\/poll|\/ws)?$/;
+/** What the stub proxy names a new session: the secret belongs in a 201's body, nowhere else. */
+const STUB_ID = "stub-session-1";
+const STUB_SECRET = "StubProxy-issued-secret_0123456789";
+/** How long the gateway waits for the stub's reply: each silent answer costs this much. */
+const STUB_TIMEOUT_MS = 500;
+
+/** The hello a request must make the gateway send, and what the request carried. */
+type ProxyCall =
+  | { verb: "NEW" }
+  | { verb: "CLOSE"; id: string; secret: string }
+  | {
+    verb: "RESUME";
+    id: string;
+    secret: string;
+    ack: number;
+    inputAt: number | undefined;
+    input: Uint8Array;
+    wait: number;
+  };
 
 /**
- * The status the gateway's API table (lib/web_gateway.ts, README "The API")
- * gives `request`, with the proxy down: whatever would reach it is 502.
- * `"upgrade"` for a WebSocket upgrade, which needs a real connection.
+ * What the gateway's API table (lib/web_gateway.ts, README "The API") does
+ * with `request`: answer a status without the proxy, send the proxy a
+ * hello, or (`"upgrade"`) start a WebSocket, which needs a real connection.
  */
-function expectedGatewayStatus(request: Request, body: Uint8Array | null): number | "upgrade" {
+function expectedGatewayCall(
+  request: Request,
+  body: Uint8Array | null,
+): number | "upgrade" | ProxyCall {
   const path = new URL(request.url).pathname;
   const method = request.method;
-  if (path === "/api/sessions") return method === "POST" ? 502 : 405;
+  if (path === "/api/sessions") return method === "POST" ? { verb: "NEW" } : 405;
   const route = SESSION_ROUTE.exec(path);
   if (route) {
-    if (!ID.test(route[1] ?? "")) return 400;
+    const id = route[1] ?? "";
+    if (!ID.test(id)) return 400;
     if (route[2] === "/ws") {
       if (method !== "GET") return 405;
       return request.headers.get("upgrade")?.toLowerCase() === "websocket" ? "upgrade" : 400;
     }
-    const kind = route[2] === "/poll" ? "POST" : "DELETE";
-    if (method !== kind) return 405;
-    return expectedBodyStatus(request, body ?? new Uint8Array(0), kind === "POST");
+    const poll = route[2] === "/poll";
+    if (method !== (poll ? "POST" : "DELETE")) return 405;
+    return expectedBodyCall(request, body ?? new Uint8Array(0), id, poll);
   }
   const asset = Object.hasOwn(GATEWAY_ASSETS, path);
   if (asset) return method === "GET" || method === "HEAD" ? 200 : 405;
   return 404;
 }
 
-/** 413 for a body over the limit, 400 for a bad one, 502 for a good one (the proxy is down). */
-function expectedBodyStatus(request: Request, bytes: Uint8Array, poll: boolean): number {
+/** 413 for a body over the limit, 400 for a bad one, the hello for a good one. */
+function expectedBodyCall(
+  request: Request,
+  bytes: Uint8Array,
+  id: string,
+  poll: boolean,
+): number | ProxyCall {
   const declared = Number(request.headers.get("content-length") ?? NaN);
   if (declared > GATEWAY_LIMITS.maxBody || bytes.length > GATEWAY_LIMITS.maxBody) return 413;
   let body: unknown;
@@ -751,15 +967,17 @@ function expectedBodyStatus(request: Request, bytes: Uint8Array, poll: boolean):
   }
   if (typeof body !== "object" || body === null || Array.isArray(body)) return 400;
   const fields = body as Record<string, unknown>;
-  if (typeof fields.secret !== "string" || !SECRET.test(fields.secret)) return 400;
-  if (!poll) return 502;
-  const offset = (value: unknown): boolean =>
+  const secret = fields.secret;
+  if (typeof secret !== "string" || !SECRET.test(secret)) return 400;
+  if (!poll) return { verb: "CLOSE", id, secret };
+  const offset = (value: unknown): value is number =>
     typeof value === "number" && Number.isSafeInteger(value) && value >= 0;
-  if (!offset(fields.ack)) return 400;
-  if (fields.inputAt !== undefined && !offset(fields.inputAt)) return 400;
+  const { ack, inputAt, wait } = fields;
+  if (!offset(ack)) return 400;
+  if (inputAt !== undefined && !offset(inputAt)) return 400;
+  let input = new Uint8Array(0);
   if (fields.input !== undefined && fields.input !== "") {
     if (typeof fields.input !== "string") return 400;
-    let input: Uint8Array;
     try {
       input = Uint8Array.fromBase64(fields.input);
     } catch {
@@ -767,93 +985,511 @@ function expectedBodyStatus(request: Request, bytes: Uint8Array, poll: boolean):
     }
     if (input.length > GATEWAY_LIMITS.maxInput) return 413;
   }
-  if (fields.wait !== undefined && !(typeof fields.wait === "number" && fields.wait >= 0)) {
-    return 400;
-  }
-  return 502;
+  if (wait !== undefined && !(typeof wait === "number" && wait >= 0)) return 400;
+  return { verb: "RESUME", id, secret, ack, inputAt, input, wait: wait ?? 0 };
 }
 
-/** A port nothing listens on: taken from the system, then given back. */
-function closedPort(): number {
-  const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
-  const port = listener.addr.port;
-  listener.close();
-  return port;
+/** How the stub proxy answers the one connection of an input. */
+type StubAnswer =
+  | {
+    kind: "ok";
+    /** The reply's `<in>`. */
+    in: number;
+    state: "open" | "closed";
+    /** The output announced as `<pending>`. */
+    pending: Uint8Array;
+    /** Output sent after the pending bytes, as if it had just arrived. */
+    late: Uint8Array;
+    /** Send only this much of `pending`, then end the connection; `null` for all of it. */
+    cut: number | null;
+  }
+  | { kind: "bye" }
+  /** A reply line (an error, or something that is no reply) and the status it must become. */
+  | { kind: "line"; line: string; status: number; extra?: Record<string, number> }
+  /** Close without a reply. */
+  | { kind: "hangup" }
+  /** Never answer: the gateway's proxy timeout ends it. */
+  | { kind: "silent" };
+
+/** Lines no socketproxy server sends: the gateway must answer 502 to each. */
+const NOT_REPLIES = [
+  "HTTP/1.1 400 Bad Request",
+  "SSH-2.0-OpenSSH_9.6",
+  "\x16\x03\x01\x00\xa5\x01\x00\x00",
+  "OK",
+  "OK a b c d e f",
+  `OK ${FUZZ_ID} ${STUB_SECRET} 0 0 5 half-open`,
+  `OK ${FUZZ_ID} short 0 0 0 open`,
+  "ERR",
+  "ERR nonsense something broke",
+  "BYE",
+  "",
+  "\r",
+];
+
+/** Draws the stub's answer to `call`: mostly what a server would say, sometimes not. */
+function stubAnswer(fuzzer: Fuzzer, call: ProxyCall): StubAnswer {
+  const kind = fuzzer.next();
+  if (kind < 0.55) {
+    if (call.verb === "CLOSE") return { kind: "bye" };
+    const ack = call.verb === "RESUME" ? call.ack : 0;
+    // Offsets stay safe integers, as a real server's do.
+    const room = Number.MAX_SAFE_INTEGER - ack;
+    const pending = fuzzer.bytes(Math.min(room, fuzzer.chance(0.3) ? 0 : fuzzer.size(3000)));
+    const late = pending.length === 0 && fuzzer.chance(0.7)
+      ? fuzzer.bytes(Math.min(room, 1 + fuzzer.size(200)))
+      : new Uint8Array(0);
+    const inputAt = call.verb === "RESUME" ? call.inputAt : undefined;
+    const inputLength = call.verb === "RESUME" ? call.input.length : 0;
+    return {
+      kind: "ok",
+      in: call.verb === "NEW"
+        ? 0
+        : inputAt === undefined
+        ? fuzzer.int(100_000)
+        : Math.max(0, inputAt - 2 + fuzzer.int(inputLength + 5)),
+      state: call.verb === "RESUME" && fuzzer.chance(0.15) ? "closed" : "open",
+      pending,
+      late,
+      cut: call.verb === "RESUME" && pending.length > 0 && fuzzer.chance(0.1)
+        ? fuzzer.int(pending.length)
+        : null,
+    };
+  }
+  const offset = fuzzer.chance(0.1) ? Number.MAX_SAFE_INTEGER : fuzzer.int(2 ** 31);
+  switch (fuzzer.int(12)) {
+    case 0:
+    case 1:
+      return { kind: "line", line: "ERR auth unknown session or wrong secret", status: 401 };
+    case 2:
+      return {
+        kind: "line",
+        line: `ERR gap ${offset} output before offset ${offset} was released`,
+        status: 409,
+        extra: { lowest: offset },
+      };
+    case 3:
+      return {
+        kind: "line",
+        line: `ERR ack ${offset} only ${offset} bytes were ever sent`,
+        status: 409,
+        extra: { sent: offset },
+      };
+    case 4:
+      return { kind: "line", line: "ERR busy the session limit is reached", status: 503 };
+    case 5:
+      return { kind: "line", line: "ERR unreachable connection refused", status: 502 };
+    case 6:
+      return {
+        kind: "line",
+        line: fuzzer.pick([
+          "ERR bad-request malformed hello",
+          "ERR timeout no complete hello within 10 s",
+          "ERR gap",
+          "ERR ack 1e3",
+        ]),
+        status: 502,
+      };
+    case 7:
+      return { kind: "hangup" };
+    case 8:
+      // A BYE where an OK is due, an OK where a BYE is due.
+      return call.verb === "CLOSE"
+        ? { kind: "line", line: `OK ${call.id} ${STUB_SECRET} 0 0 0 open`, status: 502 }
+        : { kind: "line", line: `BYE ${FUZZ_ID}`, status: 502 };
+    case 9:
+      return fuzzer.chance(0.1) ? { kind: "silent" } : { kind: "hangup" };
+    case 10:
+      // No LF within what a reply may take.
+      return { kind: "line", line: "X".repeat(2048 + fuzzer.int(100)), status: 502 };
+    default:
+      return {
+        kind: "line",
+        line: fuzzer.chance(0.5)
+          ? fuzzer.pick(NOT_REPLIES)
+          : "?" + fuzzer.printable(fuzzer.size(80)),
+        status: 502,
+      };
+  }
+}
+
+/** The hello line `call` is sent as. */
+function helloOf(call: ProxyCall): string {
+  switch (call.verb) {
+    case "NEW":
+      return "NEW";
+    case "CLOSE":
+      return `CLOSE ${call.id} ${call.secret}`;
+    case "RESUME":
+      return `RESUME ${call.id} ${call.secret} ${call.ack}`;
+  }
+}
+
+/** One connection the stub took: the hello it read, and the input that followed. */
+interface Visit {
+  hello: string;
+  input: Uint8Array;
+}
+
+/** The most a stub connection reads: hellos are short, input is at most `maxInput`. */
+const VISIT_MAX_BYTES = 64 * 1024;
+
+/**
+ * A socketproxy server stand-in for the gateway fuzzer, in this process:
+ * it reads each connection's hello, answers with {@linkcode StubProxy.answer}
+ * (set before each input), and records the hello and the input after it.
+ */
+class StubProxy implements AsyncDisposable {
+  /** The answer to the connections accepted from now on. */
+  answer: StubAnswer = { kind: "hangup" };
+  readonly #listener: Deno.TcpListener;
+  readonly #accepting: Promise<void>;
+  readonly #conns = new Set<Deno.TcpConn>();
+  #visits: Promise<Visit>[] = [];
+
+  constructor() {
+    this.#listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+    this.#accepting = this.#accept();
+  }
+
+  /** The stub's port. */
+  get port(): number {
+    return this.#listener.addr.port;
+  }
+
+  /** The connections taken since the last call, once each has ended. */
+  visits(): Promise<Visit[]> {
+    const visits = this.#visits;
+    this.#visits = [];
+    return Promise.all(visits);
+  }
+
+  /** Ends every open connection (after an input hung). */
+  dropAll(): void {
+    for (const conn of this.#conns) closeQuietly(conn);
+  }
+
+  async [Symbol.asyncDispose](): Promise<void> {
+    closeQuietly(this.#listener);
+    this.dropAll();
+    await this.#accepting;
+    await Promise.allSettled(this.#visits);
+  }
+
+  async #accept(): Promise<void> {
+    try {
+      for await (const conn of this.#listener) {
+        this.#conns.add(conn);
+        this.#visits.push(
+          this.#serve(conn, this.answer).finally(() => {
+            this.#conns.delete(conn);
+            closeQuietly(conn);
+          }),
+        );
+      }
+    } catch {
+      // The listener was closed.
+    }
+  }
+
+  async #serve(conn: Deno.TcpConn, answer: StubAnswer): Promise<Visit> {
+    const received = new Uint8Array(VISIT_MAX_BYTES);
+    let filled = 0;
+    let lf = -1;
+    // Read the hello, then answer, then read whatever input comes until the gateway leaves.
+    try {
+      while (lf < 0 && filled < MAX_HELLO_BYTES) {
+        const count = await conn.read(received.subarray(filled));
+        if (count === null) {
+          return { hello: fromLatin1(received.subarray(0, filled)), input: EMPTY };
+        }
+        lf = received.subarray(filled, filled + count).indexOf(LF);
+        if (lf >= 0) lf += filled;
+        filled += count;
+      }
+      if (lf < 0) return { hello: fromLatin1(received.subarray(0, filled)), input: EMPTY };
+      const hello = fromLatin1(received.subarray(0, lf));
+      if (answer.kind === "hangup") return { hello, input: received.slice(lf + 1, filled) };
+      if (answer.kind !== "silent") await writeAll(conn, this.#reply(answer, hello));
+      if (answer.kind === "ok" && answer.cut !== null) await conn.closeWrite();
+      while (filled < received.length) {
+        const count = await conn.read(received.subarray(filled));
+        if (count === null) break;
+        filled += count;
+      }
+      return { hello, input: received.slice(lf + 1, filled) };
+    } catch {
+      // The gateway reset the connection: what was read still counts.
+      const hello = fromLatin1(received.subarray(0, lf < 0 ? filled : lf));
+      return { hello, input: lf < 0 ? EMPTY : received.slice(lf + 1, filled) };
+    }
+  }
+
+  /** The bytes an answer sends: the reply line, and any output. */
+  #reply(answer: Exclude<StubAnswer, { kind: "hangup" | "silent" }>, hello: string): Uint8Array {
+    const [verb = "", id = "", secret = "", ack = "0"] = hello.split(" ");
+    if (answer.kind === "line") return toLatin1(answer.line + "\n");
+    if (answer.kind === "bye") return toLatin1(`BYE ${id}\n`);
+    const line = verb === "NEW"
+      ? `OK ${STUB_ID} ${STUB_SECRET} 0 0 ${answer.pending.length} open\n`
+      : `OK ${id} ${secret} ${answer.in} ${ack} ${answer.pending.length} ${answer.state}\n`;
+    const parts = answer.cut === null
+      ? [toLatin1(line), answer.pending, answer.late]
+      : [toLatin1(line), answer.pending.subarray(0, answer.cut)];
+    const bytes = new Uint8Array(parts.reduce((sum, part) => sum + part.length, 0));
+    let at = 0;
+    for (const part of parts) {
+      bytes.set(part, at);
+      at += part.length;
+    }
+    return bytes;
+  }
+}
+
+const EMPTY = new Uint8Array(0);
+
+/** Whether `prefix` is where `bytes` starts. */
+function startsWith(bytes: Uint8Array, prefix: Uint8Array): boolean {
+  return prefix.length <= bytes.length && equalBytes(bytes.subarray(0, prefix.length), prefix);
+}
+
+/** Why the stub's view of an input (its hello and input) is wrong, or `null`. */
+function visitProblem(call: ProxyCall | null, answer: StubAnswer, visits: Visit[]): string | null {
+  if (call === null) {
+    return visits.length === 0
+      ? null
+      : `the proxy got a hello it should not: "${escapeInput(visits[0]?.hello ?? "", 200)}"`;
+  }
+  const visit = visits[0];
+  if (visits.length !== 1 || visit === undefined) {
+    return `the proxy got ${visits.length} connections, expected 1`;
+  }
+  const hello = helloOf(call);
+  if (visit.hello !== hello) {
+    return `the proxy got "${escapeInput(visit.hello, 200)}", expected "${
+      escapeInput(hello, 200)
+    }"`;
+  }
+  if (answer.kind !== "ok" || call.verb !== "RESUME") {
+    return visit.input.length === 0
+      ? null
+      : `${visit.input.length} bytes of input sent without an OK reply`;
+  }
+  // The gateway sends the input the reply's <in> does not already cover.
+  const skip = call.inputAt === undefined
+    ? 0
+    : Math.min(call.input.length, Math.max(0, answer.in - call.inputAt));
+  const expected = call.input.subarray(skip);
+  const whole = answer.cut === null;
+  if (whole ? !equalBytes(visit.input, expected) : !startsWith(expected, visit.input)) {
+    return `the proxy got input "${escapeInput(visit.input, 100)}", expected ${
+      whole ? "" : "a prefix of "
+    }"${escapeInput(expected, 100)}"`;
+  }
+  return null;
+}
+
+/** The status `answer` must become for `call`. */
+function answerStatus(call: ProxyCall, answer: StubAnswer): number {
+  switch (answer.kind) {
+    case "ok":
+      return call.verb === "NEW" ? 201 : 200;
+    case "bye":
+      return 200;
+    case "line":
+      return answer.status;
+    default:
+      return 502;
+  }
+}
+
+/** Why a 2xx answer to a proxied request does not say what the stub said, or `null`. */
+function successProblem(
+  call: ProxyCall,
+  answer: StubAnswer,
+  response: Response,
+  text: string,
+): string | null {
+  let body: Record<string, unknown>;
+  try {
+    body = JSON.parse(text);
+  } catch {
+    return `status ${response.status} with a body that is not JSON: ${escapeInput(text, 200)}`;
+  }
+  if (response.headers.get("cache-control") !== "no-store") return "an API answer without no-store";
+  if (call.verb === "NEW") {
+    if (body.id !== STUB_ID || body.secret !== STUB_SECRET) return `201 with ${text}`;
+    return response.headers.get("location") === `sessions/${STUB_ID}`
+      ? null
+      : "201 without Location";
+  }
+  if (call.verb === "CLOSE") {
+    return body.closed === call.id ? null : `200 with ${escapeInput(text, 200)}`;
+  }
+  if (answer.kind !== "ok") return `200 for a ${answer.kind} answer`;
+  if (typeof body.data !== "string") return `200 without data: ${escapeInput(text, 200)}`;
+  const data = Uint8Array.fromBase64(body.data);
+  // Exactly the pending bytes, or what came before the cut; a long-poll
+  // that had none may also take the output that arrived after the reply.
+  const sent = answer.cut === null ? answer.pending : answer.pending.subarray(0, answer.cut);
+  const waits = call.wait > 0 && answer.state === "open" && answer.cut === null &&
+    answer.pending.length === 0;
+  const good = waits ? startsWith(answer.late, data) : equalBytes(data, sent);
+  if (!good) return `data "${escapeInput(data, 100)}", expected "${escapeInput(sent, 100)}"`;
+  if (body.ack !== call.ack + data.length) {
+    return `ack ${body.ack} after ${data.length} bytes from ${call.ack}`;
+  }
+  if (body.in !== answer.in || body.state !== answer.state) {
+    return `in ${body.in} and state ${body.state}, the proxy said ${answer.in} and ${answer.state}`;
+  }
+  if ((response.headers.get("x-accel-buffering") === "no") !== call.wait > 0) {
+    return `X-Accel-Buffering ${response.headers.get("x-accel-buffering")} with wait ${call.wait}`;
+  }
+  return null;
+}
+
+/** Why the JSON error of a proxied request does not carry what the stub said, or `null`. */
+function errorExtraProblem(answer: StubAnswer, text: string): string | null {
+  if (answer.kind !== "line" || answer.extra === undefined) return null;
+  const body = JSON.parse(text) as Record<string, unknown>;
+  for (const [name, value] of Object.entries(answer.extra)) {
+    if (body[name] !== value) return `${name} ${body[name]}, the proxy said ${value}`;
+  }
+  return null;
 }
 
 /**
- * Fuzzes the gateway handler with mutated requests, in front of a proxy
- * port that refuses connections: it must resolve to a Response (never
- * reject) with the status the API table gives, JSON errors, and never show
- * a session secret the request did not put in its URL. WebSocket upgrades
- * are skipped: they need a real connection.
+ * Fuzzes the gateway handler with mutated requests, in front of a stub
+ * proxy that answers each input's hello as the input draws: `OK` with
+ * pending output (some cut short, some followed by more), `BYE`, every
+ * `ERR`, lines that are no reply, a hang-up, silence. The handler must
+ * send the proxy exactly the hello and input the request asks for, and
+ * resolve to a Response (never reject) with the status the API table
+ * gives, the proxy's output and offsets in a 200, JSON errors, and never
+ * show a secret the request did not put in its URL, nor the stub's new
+ * session secret outside a 201. WebSocket upgrades are skipped: they need
+ * a real connection.
  *
  * @param count Number of inputs.
  * @param seed The seed.
- * @param options Where to start, to replay one input.
+ * @param options Where to start, to replay one input; checkpoints.
  * @returns The run.
  * @throws {FuzzError} When any input failed.
  */
-export function fuzzGateway(
+export async function fuzzGateway(
   count: number,
   seed: number,
   options: FuzzOptions = {},
 ): Promise<FuzzReport> {
+  await using stub = new StubProxy();
   const logs: string[] = [];
   const handler = gatewayHandler({
-    proxy: { hostname: "127.0.0.1", port: closedPort() },
+    proxy: { hostname: "127.0.0.1", port: stub.port },
     logger: new Logger({ level: "debug", sink: (line) => logs.push(line) }),
     assets: GATEWAY_ASSETS,
     limits: GATEWAY_LIMITS,
-    proxyTimeout: 1000,
+    proxyTimeout: STUB_TIMEOUT_MS,
+    throttle: fuzzThrottle(),
   });
-  return run("gateway", count, seed, options, async (fuzzer) => {
+  return await run("gateway", count, seed, options, async (fuzzer) => {
     const spec = fuzzRequest(fuzzer, GATEWAY_CORPUS);
     const request = toRequest(spec, "http://gateway.test");
-    const input = (): string => describeRequest(spec, request);
+    const info = fuzzPeer(fuzzer);
+    let answer: StubAnswer = { kind: "hangup" };
+    const input = (): string =>
+      `${describeRequest(spec, request)} (from ${info.remoteAddr.hostname}; the proxy: ${
+        describeAnswer(answer)
+      })`;
     if (request === null) return { input, skipped: true, problem: null };
     const hasBody = request.method !== "GET" && request.method !== "HEAD";
-    const expected = expectedGatewayStatus(request, hasBody ? spec.body : null);
+    const expected = expectedGatewayCall(request, hasBody ? spec.body : null);
     if (expected === "upgrade") {
       await discardBody(request);
       return { input, skipped: true, problem: null };
     }
+    const call = typeof expected === "number" ? null : expected;
+    if (call !== null) answer = stubAnswer(fuzzer, call);
+    stub.answer = answer;
     logs.length = 0;
-    const got = await within(handler(request), 5000);
+    const got = await within(handler(request, info), HANG_MS);
     await discardBody(request);
-    if (got === "hung") return { input, problem: "no response within 5 s" };
+    const read = got !== "hung" && "value" in got ? await within(got.value.text(), HANG_MS) : null;
+    // Every connection of this input ends before the next input starts.
+    if (got === "hung" || read === "hung") stub.dropAll();
+    const visits = await within(stub.visits(), HANG_MS);
+    if (visits === "hung") stub.dropAll();
+    if (got === "hung") return { input, problem: `no response within ${HANG_MS} ms` };
     if ("error" in got) {
       return { input, problem: `the handler rejected: ${describeError(got.error)}` };
     }
+    if (read === "hung") return { input, problem: `the body did not end within ${HANG_MS} ms` };
+    if (read !== null && "error" in read) {
+      return { input, problem: `the body failed: ${describeError(read.error)}` };
+    }
+    if (visits === "hung") {
+      return { input, problem: `the proxy connection was still open ${HANG_MS} ms later` };
+    }
+    if ("error" in visits) {
+      return { input, problem: `the stub failed: ${describeError(visits.error)}` };
+    }
     const response = got.value;
-    const text = await response.text();
-    const status = response.status;
-    if (!GATEWAY_STATUSES.has(status)) {
-      return { input, problem: `status ${status}: ${escapeInput(text, 200)}` };
-    }
-    if (status !== expected) {
-      return {
-        input,
-        problem: `status ${status}, expected ${expected}: ${escapeInput(text, 200)}`,
-      };
-    }
-    if (status >= 300) {
-      const problem = jsonErrorProblem(response, text, "error");
-      if (problem !== null) return { input, problem };
-    } else {
-      const asset = GATEWAY_ASSETS[new URL(request.url).pathname];
-      const length = typeof asset?.body === "string"
-        ? new TextEncoder().encode(asset.body).length
-        : asset?.body.length;
-      if (new TextEncoder().encode(text).length !== length) {
-        return { input, problem: `status ${status} with a body of the wrong length` };
-      }
-    }
-    const leaked = leakedSecret(request, [text, ...headerTexts(response), ...logs]);
-    return {
-      input,
-      problem: leaked === null ? null : `a secret shows in the response or log: "${leaked}"`,
-      outcome: String(status),
-    };
+    const text = read?.value ?? "";
+    const status = call === null ? expected as number : answerStatus(call, answer);
+    const problem = gatewayProblem(request, call, answer, status, response, text, logs) ??
+      visitProblem(call, answer, visits.value);
+    return { input, problem, outcome: String(response.status) };
   });
+}
+
+function describeAnswer(answer: StubAnswer): string {
+  switch (answer.kind) {
+    case "ok":
+      return `OK in ${answer.in}, ${answer.pending.length} pending, ${answer.late.length} late, ` +
+        `${answer.state}${answer.cut === null ? "" : `, cut after ${answer.cut}`}`;
+    case "line":
+      return `"${escapeInput(answer.line, 60)}"`;
+    default:
+      return answer.kind;
+  }
+}
+
+function gatewayProblem(
+  request: Request,
+  call: ProxyCall | null,
+  answer: StubAnswer,
+  expected: number,
+  response: Response,
+  text: string,
+  logs: string[],
+): string | null {
+  const status = response.status;
+  if (!GATEWAY_STATUSES.has(status)) return `status ${status}: ${escapeInput(text, 200)}`;
+  if (status !== expected) {
+    return `status ${status}, expected ${expected}: ${escapeInput(text, 200)}`;
+  }
+  if (status >= 300) {
+    const problem = jsonErrorProblem(response, text, "error") ?? errorExtraProblem(answer, text);
+    if (problem !== null) return problem;
+  } else if (call !== null) {
+    const problem = successProblem(call, answer, response, text);
+    if (problem !== null) return problem;
+  } else {
+    const asset = GATEWAY_ASSETS[new URL(request.url).pathname];
+    const length = typeof asset?.body === "string"
+      ? new TextEncoder().encode(asset.body).length
+      : asset?.body.length;
+    if (new TextEncoder().encode(text).length !== length) {
+      return `status ${status} with a body of the wrong length`;
+    }
+  }
+  if (status === 401 && !logs.some((line) => line.includes("web.auth_failed"))) {
+    return "a wrong secret not logged as web.auth_failed";
+  }
+  // The secret the request presented, and the one the stub issued (due in a 201's body only).
+  const secrets = call !== null && call.verb !== "NEW" ? [...FUZZ_SECRETS, call.secret] : undefined;
+  const leaked = leakedSecret(request, [text, ...headerTexts(response), ...logs], secrets) ??
+    leakedSecret(request, status === 201 ? [...headerTexts(response), ...logs] : [text, ...logs], [
+      STUB_SECRET,
+    ]);
+  return leaked === null ? null : `a secret shows in the response or log: "${leaked}"`;
 }

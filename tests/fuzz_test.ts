@@ -1,12 +1,21 @@
 /**
  * Short fuzz runs in the regular suite: seeded inputs to the hello parser,
- * the admin API and the gateway (see `_fuzz_targets.ts`), a few seconds in
- * all. `FUZZ_SEED=n` replays another run; `deno task fuzz` runs longer.
+ * the admin API and the gateway in front of a stub proxy (see
+ * `_fuzz_targets.ts`), a few seconds in all; the test sanitizers check
+ * for leaked resources. `FUZZ_SEED=n` replays another run; `deno task
+ * fuzz` runs longer and watches the heap and open files itself.
  */
 
 import assert from "node:assert/strict";
 import { escapeInput, Fuzzer, GATEWAY_CORPUS, parseSeed, toRequest } from "./_fuzz.ts";
-import { fuzzAdmin, FuzzError, fuzzGateway, fuzzHello } from "./_fuzz_targets.ts";
+import {
+  fuzzAdmin,
+  FuzzError,
+  fuzzGateway,
+  fuzzHello,
+  LeakWatch,
+  openFiles,
+} from "./_fuzz_targets.ts";
 
 const seedText = Deno.env.get("FUZZ_SEED");
 const SEED = seedText === undefined ? undefined : parseSeed(seedText);
@@ -27,10 +36,39 @@ Deno.test("the admin API answers fuzzed requests with the right status, JSON err
   }
 });
 
-Deno.test("the gateway answers fuzzed requests with the right status and JSON errors", async () => {
+Deno.test("the gateway answers fuzzed requests and proxy replies with the right status and body", async () => {
   const report = await fuzzGateway(5_000, SEED ?? 7002);
-  for (const status of ["200", "400", "404", "405", "413", "502"]) {
+  // The stub proxy's answers reach every status of the API table.
+  for (const status of ["200", "201", "400", "401", "404", "405", "409", "413", "502", "503"]) {
     assert.ok((report.outcomes[status] ?? 0) > 0, `no request answered ${status}`);
+  }
+});
+
+Deno.test("the leak watch fails a run that keeps memory or a file open per input", () => {
+  const run = (leak: (i: number) => void) => {
+    const watch = new LeakWatch(1_000, { every: 100, bound: 256 * 1024 });
+    for (let done = 1; done <= 1_000; done++) {
+      leak(done);
+      if (done % watch.every === 0) watch.at(done);
+    }
+    return watch.verdict();
+  };
+  const clean = run(() => {});
+  assert.equal(clean.problem, null, clean.summary);
+  assert.match(clean.summary, /heap .* after warm-up/);
+
+  const kept: number[][] = [];
+  const memory = run(() => kept.push(new Array(200).fill(1)));
+  assert.match(memory.problem ?? "", /the heap grew by .* after warm-up, over the bound/);
+
+  const files: Deno.FsFile[] = [];
+  try {
+    const opened = run((i) => {
+      if (i > 500 && i % 100 === 0) files.push(Deno.openSync(Deno.execPath()));
+    });
+    if (openFiles() !== null) assert.match(opened.problem ?? "", /more files open/);
+  } finally {
+    for (const file of files) file.close();
   }
 });
 
