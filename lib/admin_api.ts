@@ -11,8 +11,8 @@
  * | `DELETE /sessions/{id}`  | closes a session                                |
  *
  * With a token set, every request needs `Authorization: Bearer <token>`;
- * the 401 to a wrong token is held back as `ERR auth` is on the proxy port
- * ({@linkcode AuthThrottle}), and the right token is answered at once.
+ * after wrong tokens from an address, its requests wait a little before
+ * they are answered ({@linkcode AuthThrottle}), right token or not.
  * Errors are JSON: `{"error": code, "message": text}`.
  *
  * @module
@@ -87,7 +87,7 @@ function authorized(request: Request, token: string): boolean {
  *
  * @param options The backend, token, logger and throttle.
  * @returns A handler for `Deno.serve`; it never throws. Its answer is a
- * promise only for a wrong token, whose 401 the throttle holds back.
+ * promise only for an address with recent wrong tokens, which waits first.
  */
 export function adminHandler(
   options: AdminOptions,
@@ -110,15 +110,12 @@ export function adminHandler(
     if (token !== null && !authorized(request, token)) {
       const failures = host === undefined ? undefined : throttle.failed(host);
       logger.warn("admin.unauthorized", { peer, method: request.method, path, failures });
-      const refusal = failure(
+      return failure(
         401,
         "unauthorized",
         "This admin port needs Authorization: Bearer <token>",
         { "www-authenticate": 'Bearer realm="socketproxy"' },
       );
-      // Only failures wait, so the right token is never slowed by a guesser on its address.
-      if (host === undefined || throttle.delay(host) === 0) return refusal;
-      return throttle.hold(host, signal).then(() => refusal);
     }
     try {
       const response = route(request.method, path, backend);
@@ -138,7 +135,13 @@ export function adminHandler(
   return (request, info) => {
     const host = info?.remoteAddr.hostname;
     const peer = info ? `${host}:${info.remoteAddr.port}` : undefined;
-    return answer(request, peer, host);
+    // A token may be weak. While an address guesses, each of its requests
+    // waits before the token is checked, so giving up early teaches nothing;
+    // the operator on that address is slowed, never refused.
+    if (token === null || host === undefined || throttle.delay(host) === 0) {
+      return answer(request, peer, host);
+    }
+    return throttle.wait(host, { signal }).then(() => answer(request, peer, host));
   };
 }
 

@@ -28,7 +28,7 @@ export interface HandshakeOptions {
   timeout: number;
   /** Where events are logged. */
   logger: Logger;
-  /** Ends held-back `ERR auth` answers when the server stops. */
+  /** Ends the guessing throttle's waits when the server stops. */
   signal: AbortSignal;
 }
 
@@ -93,7 +93,7 @@ export async function readHello(conn: Deno.Conn, timeout: number): Promise<Recei
 export async function handshake(conn: Deno.Conn, options: HandshakeOptions): Promise<void> {
   const { store, logger } = options;
   const peer = peerAddress(conn);
-  const client = { peer, host: (conn.remoteAddr as Deno.NetAddr).hostname };
+  const client = { peer, host: (conn.remoteAddr as Deno.NetAddr).hostname, signal: options.signal };
   try {
     const { hello, leftover } = await readHello(conn, options.timeout);
     switch (hello.verb) {
@@ -103,23 +103,17 @@ export async function handshake(conn: Deno.Conn, options: HandshakeOptions): Pro
         return;
       }
       case "RESUME": {
-        const session = store.authenticate(hello.id, hello.secret, client);
+        const session = await store.authenticate(hello, client);
         session.attach(conn, peer, hello.ack, leftover);
         return;
       }
       case "CLOSE": {
-        store.authenticate(hello.id, hello.secret, client).close(`closed by client ${peer}`);
+        (await store.authenticate(hello, client)).close(`closed by client ${peer}`);
         await answerAndClose(conn, `BYE ${hello.id}\n`);
         return;
       }
     }
-  } catch (caught) {
-    let error = caught;
-    if (error instanceof ProtocolError && error.code === "auth") {
-      // Only failures wait, so an owner sharing a guesser's address never does.
-      await store.holdAuthFailure(client.host, options.signal);
-      if (options.signal.aborted) error = new PeerGone("server stopping");
-    }
+  } catch (error) {
     if (error instanceof ProtocolError) {
       if (error.code === "bad-request" || error.code === "timeout") {
         logger.warn("handshake.failed", { peer, code: error.code, error: error.message });

@@ -70,7 +70,10 @@ async function connectTcp(destination: HostPort, signal: AbortSignal): Promise<D
  * ```ts ignore
  * const store = new SessionStore({ destination, bufferSize, idleTimeout, connectTimeout, maxSessions, logger });
  * const session = await store.create("127.0.0.1:5000");
- * const same = store.authenticate(session.id, secret, "127.0.0.1:5001");
+ * const same = await store.authenticate(
+ *   { id: session.id, secret },
+ *   { peer: "127.0.0.1:5001", host: "127.0.0.1", signal },
+ * );
  * ```
  */
 export class SessionStore {
@@ -199,42 +202,50 @@ export class SessionStore {
   }
 
   /**
-   * Holds back the answer to a failed {@linkcode SessionStore.authenticate}
-   * from `host`: a little longer for each recent wrong secret from that
-   * address (see {@linkcode AuthThrottle.hold}).
-   *
-   * @param host The client's IP address.
-   * @param signal Ends the wait at once (the server is stopping).
-   * @returns Resolves when the `ERR auth` may be sent.
-   */
-  holdAuthFailure(host: string, signal: AbortSignal): Promise<void> {
-    return this.#throttle.hold(host, signal);
-  }
-
-  /**
    * Finds a session by id and secret, in time that does not tell an unknown
-   * id from a wrong secret.
+   * id from a wrong secret, slowing guessers down (see
+   * {@linkcode AuthThrottle}): an attempt on a session its address has
+   * recently failed on waits before it is checked, and the answer to a
+   * failure is held back.
    *
-   * @param id The id the client presented.
-   * @param secret The secret the client presented.
-   * @param client The client's address (`peer`, for logs) and IP (`host`, for the throttle).
+   * @param credentials The id and secret the client presented.
+   * @param client The client's address (`peer`, for logs), IP (`host`, for
+   * the throttle), and a signal that ends the waits (the server is stopping).
    * @returns The session.
    * @throws {ProtocolError} `auth` when the id is unknown or the secret wrong.
+   * @throws {DOMException} `AbortError` when `client.signal` aborts first.
    */
-  authenticate(id: string, secret: string, client: { peer: string; host: string }): Session {
+  async authenticate(
+    credentials: { id: string; secret: string },
+    client: { peer: string; host: string; signal: AbortSignal },
+  ): Promise<Session> {
+    const { id, secret } = credentials;
+    const { host, signal } = client;
+    const waiting = this.#throttle.delay(host, id);
+    if (waiting > 0) {
+      // Only ids of real sessions have a wait, so this logs no made-up id.
+      this.#options.logger.info("auth.waiting", { id, peer: client.peer, wait_ms: waiting });
+    }
+    const waited = await this.#throttle.wait(host, { id, signal });
+    signal.throwIfAborted();
     const session = this.#sessions.get(id);
     const matches = session ? session.matches(secret) : secretsEqual(DECOY_SECRET, secret);
     if (session && matches) return session;
     this.#options.counters.authFailures++;
-    const failures = this.#throttle.failed(client.host);
+    // Only a real session's id is remembered with the address: made-up ids
+    // cannot crowd those out, and the wait above stays 0 for them.
+    const failures = this.#throttle.failed(host, session ? id : undefined);
+    const held = this.#throttle.delay(host);
     this.#options.logger.warn("auth.failed", {
       // An unknown id may be anything, even a secret sent in the wrong place.
       id: session ? id : undefined,
       peer: client.peer,
       reason: session ? "wrong secret" : "unknown session",
       recent_failures: failures,
-      next_delay_ms: this.#throttle.delay(client.host),
+      answer_delay_ms: held,
     });
+    await this.#throttle.hold(host, signal, { waited });
+    signal.throwIfAborted();
     throw new ProtocolError("auth", "unknown session or wrong secret");
   }
 

@@ -1,10 +1,20 @@
 /**
- * Slows down guessing: the answer to a failed attempt is held back a little
- * longer for each recent failure from its address, up to a small cap, and
- * the count is forgotten after a quiet minute. Only failures wait: an
- * attempt with the right credentials is answered at once, so an attacker
- * sharing the owner's address (a host, a NAT, a gateway) never slows the
- * owner down, and other addresses are not slowed at all.
+ * Slows down guessing. Every failed attempt is counted for its address and,
+ * when it named a real session, for that address and session together:
+ *
+ * - the answer to a failure is held back a little longer for each recent
+ *   failure from its address, up to a small cap ({@linkcode AuthThrottle.hold}),
+ *   so a guesser that waits for its answers is slowed, and an unknown id
+ *   and a wrong secret take the same time;
+ * - an attempt on a session that its address has recently failed on waits
+ *   as long before it is checked at all ({@linkcode AuthThrottle.wait}), so
+ *   a guesser that gives up early learns nothing, however it times out.
+ *
+ * An attempt with the right credentials waits only in the second case: an
+ * owner sharing a guesser's address (a host, a NAT, a gateway) is slowed,
+ * never refused, and only while that very session is being guessed at;
+ * other sessions and other addresses are not slowed at all. Counts are
+ * forgotten after a quiet minute.
  *
  * @module
  */
@@ -29,7 +39,8 @@ export interface AuthThrottleOptions {
    */
   forgetAfter?: number;
   /**
-   * Most addresses remembered; the least recently failing are dropped.
+   * Most addresses (and address and session pairs) remembered; the least
+   * recently failing are dropped.
    * @default {10000}
    */
   capacity?: number;
@@ -66,12 +77,17 @@ interface Record {
  * import { AuthThrottle } from "./throttle.ts";
  *
  * const throttle = new AuthThrottle({ step: 100, max: 2000 });
- * throttle.failed("203.0.113.7");
- * throttle.failed("203.0.113.7");
+ * throttle.failed("203.0.113.7"); // an unknown id
+ * throttle.failed("203.0.113.7", "y628R3CsuneQiYrH"); // a wrong secret for a session
  * console.assert(throttle.delay("203.0.113.7") === 200);
+ * console.assert(throttle.delay("203.0.113.7", "y628R3CsuneQiYrH") === 100);
  * console.assert(throttle.delay("198.51.100.1") === 0);
- * // Before answering the second failure: waits 200 ms, or until the server stops.
- * await throttle.hold("203.0.113.7", AbortSignal.abort());
+ * // The next attempt on that session waits 100 ms before it is checked, and
+ * // if it fails, its answer waits until 200 ms have passed; both end at once
+ * // when the server stops.
+ * const stopping = AbortSignal.abort();
+ * const waited = await throttle.wait("203.0.113.7", { id: "y628R3CsuneQiYrH", signal: stopping });
+ * await throttle.hold("203.0.113.7", stopping, { waited });
  * ```
  */
 export class AuthThrottle {
@@ -99,50 +115,75 @@ export class AuthThrottle {
   }
 
   /**
-   * How long the answer to a failure from `address` is held back.
+   * How long the answer to a failure from `address` is held back or, with
+   * `id`, how long an attempt from `address` on session `id` waits before
+   * it is checked.
    *
    * @param address The client's IP address.
-   * @returns The delay, in ms: 0 for an address with no recent failures.
+   * @param id A session id the address presented.
+   * @returns The delay, in ms: 0 without recent failures.
    */
-  delay(address: string): number {
+  delay(address: string, id?: string): number {
     if (this.#exempt.size > 0 && this.#exempt.has(plainAddress(address))) return 0;
-    const record = this.#current(address);
+    const record = this.#current(id === undefined ? address : pairKey(address, id));
     return record ? Math.min(this.#max, this.#step * record.failures) : 0;
   }
 
   /**
-   * Records a failed authentication from `address`.
+   * Records a failed authentication from `address`; with `id`, also one on
+   * that session. Pass `id` only when it names a real session, so that
+   * made-up ids cannot crowd out the pairs worth remembering.
    *
    * @param address The client's IP address.
+   * @param id The session the address failed on, when it exists.
    * @returns The address's recent failures, this one included.
    */
-  failed(address: string): number {
-    const failures = (this.#current(address)?.failures ?? 0) + 1;
-    this.#records.delete(address);
-    this.#records.set(address, { failures, last: this.#now() });
-    if (this.#records.size > this.#capacity) {
-      const oldest = this.#records.keys().next().value;
-      if (oldest !== undefined) this.#records.delete(oldest);
-    }
-    return failures;
+  failed(address: string, id?: string): number {
+    if (id !== undefined) this.#count(pairKey(address, id));
+    return this.#count(address);
+  }
+
+  /**
+   * Waits before checking credentials that `address` presents: for
+   * session `options.id`, as long as the address's failures on that
+   * session earn; without an id, as long as all its failures earn (for
+   * credentials, such as an admin token, that name no session).
+   *
+   * @param address The client's IP address.
+   * @param options The session id presented, and a signal that ends the
+   * wait at once (the server is stopping).
+   * @returns The time waited, in ms, to pass to {@linkcode AuthThrottle.hold}.
+   */
+  async wait(address: string, options: { id?: string; signal: AbortSignal }): Promise<number> {
+    const delay = this.delay(address, options.id);
+    if (delay > 0) await sleep(delay, options.signal);
+    return delay;
   }
 
   /**
    * Holds back the answer to a failure from `address`, already recorded
-   * with {@linkcode AuthThrottle.failed}, for the address's delay. The
-   * guesser learns the result only after the wait; callers answer the right
-   * credentials without calling this, so the owner never waits.
+   * with {@linkcode AuthThrottle.failed}, until the address's delay has
+   * passed since the attempt was made. The guesser learns the result only
+   * after the wait; callers answer the right credentials without calling
+   * this.
    *
    * @param address The client's IP address.
    * @param signal Ends the wait at once (the server is stopping).
+   * @param options `waited`: what {@linkcode AuthThrottle.wait} already
+   * waited for this attempt, in ms (default 0).
    * @returns Resolves when the answer may go; at once when there is no
-   * delay, when `signal` has aborted, or when the address already has
+   * delay left, when `signal` has aborted, or when the address already has
    * `maxHeld` answers held back.
    */
-  async hold(address: string, signal: AbortSignal): Promise<void> {
-    const delay = this.delay(address);
+  async hold(
+    address: string,
+    signal: AbortSignal,
+    options: { waited?: number } = {},
+  ): Promise<void> {
+    const delay = this.delay(address) - (options.waited ?? 0);
+    if (delay <= 0) return;
     const held = this.#held.get(address) ?? 0;
-    if (delay === 0 || held >= this.#maxHeld) return;
+    if (held >= this.#maxHeld) return;
     this.#held.set(address, held + 1);
     try {
       await sleep(delay, signal);
@@ -153,14 +194,31 @@ export class AuthThrottle {
     }
   }
 
-  #current(address: string): Record | undefined {
-    const record = this.#records.get(address);
+  /** Counts one more failure for `key`, an address or a pair. */
+  #count(key: string): number {
+    const failures = (this.#current(key)?.failures ?? 0) + 1;
+    this.#records.delete(key);
+    this.#records.set(key, { failures, last: this.#now() });
+    if (this.#records.size > this.#capacity) {
+      const oldest = this.#records.keys().next().value;
+      if (oldest !== undefined) this.#records.delete(oldest);
+    }
+    return failures;
+  }
+
+  #current(key: string): Record | undefined {
+    const record = this.#records.get(key);
     if (record && this.#now() - record.last > this.#forgetAfter) {
-      this.#records.delete(address);
+      this.#records.delete(key);
       return undefined;
     }
     return record;
   }
+}
+
+/** The record key of an address and a session (a space never occurs in either). */
+function pairKey(address: string, id: string): string {
+  return `${address} ${id}`;
 }
 
 /** An IPv4 address as IPv4 even when a dual-stack socket reports it IPv4-mapped (`::ffff:a.b.c.d`). */

@@ -1,6 +1,7 @@
 /**
- * Brute force: wrong secrets are logged with the peer, counted, and their
- * answers held back, while the right secret is answered at once.
+ * Brute force: wrong secrets are logged with the peer and counted; their
+ * answers are held back, and attempts on a session that an address has
+ * failed on wait before they are checked. Nothing is ever refused.
  */
 
 import assert from "node:assert/strict";
@@ -68,6 +69,48 @@ Deno.test("the throttle remembers a bounded number of addresses", () => {
   assert.equal(throttle.delay("d"), 100);
 });
 
+Deno.test("a failure on a real session also counts for that address and session", () => {
+  const throttle = new AuthThrottle({ step: 100, max: 2000, now: () => 0 });
+  throttle.failed("203.0.113.7", "sessionA");
+  throttle.failed("203.0.113.7", "sessionA");
+  throttle.failed("203.0.113.7"); // an unknown id: the address only
+  assert.equal(throttle.delay("203.0.113.7"), 300, "every failure counts for the address");
+  assert.equal(throttle.delay("203.0.113.7", "sessionA"), 200);
+  assert.equal(throttle.delay("203.0.113.7", "sessionB"), 0, "other sessions are not slowed");
+  assert.equal(throttle.delay("198.51.100.1", "sessionA"), 0, "nor other addresses");
+  const exempt = new AuthThrottle({ now: () => 0, exempt: ["127.0.0.1"] });
+  exempt.failed("127.0.0.1", "sessionA");
+  assert.equal(exempt.delay("127.0.0.1", "sessionA"), 0, "exempt addresses, also per session");
+});
+
+Deno.test("wait waits for the address and session's delay; hold only for what is left", async () => {
+  const stop = new AbortController();
+  const throttle = new AuthThrottle({ step: 30_000, max: 60_000 });
+  const at = { signal: stop.signal };
+  assert.equal(await throttle.wait("203.0.113.7", { id: "s", ...at }), 0, "no failures");
+  throttle.failed("203.0.113.7", "s");
+  throttle.failed("203.0.113.7");
+  // Without an id (an admin token), the address's whole count.
+  const waits = [
+    throttle.wait("203.0.113.7", { id: "s", ...at }),
+    throttle.wait("203.0.113.7", at),
+  ];
+  const watched = waits.map(watch);
+  assert.equal(await throttle.wait("203.0.113.7", { id: "t", ...at }), 0, "another session");
+  // An answer whose attempt already waited the address's whole delay is not held again.
+  await withDeadline(
+    throttle.hold("203.0.113.7", stop.signal, { waited: 60_000 }),
+    WAIT_MS,
+    "nothing left to hold",
+  );
+  assert.deepEqual(watched.map((state) => state.settled), [false, false], "both still waiting");
+  stop.abort();
+  assert.deepEqual(await withDeadline(Promise.all(waits), WAIT_MS, "waits, at the stop"), [
+    30_000,
+    60_000,
+  ]);
+});
+
 Deno.test("a failure's answer is held for its address's delay, at most maxHeld at once", async () => {
   const stop = new AbortController();
   const throttle = new AuthThrottle({ ...FOREVER, maxHeld: 2 });
@@ -91,29 +134,46 @@ Deno.test("a failure's answer is held for its address's delay, at most maxHeld a
   again.abort();
 });
 
-Deno.test("a wrong secret's ERR auth is held; the right one and NEW from its address are not", async () => {
+Deno.test("after a wrong secret, only that session's attempts from that address wait", async () => {
   await using destination = echoDestination();
   await using proxy = startServer(destination.port, { throttle: FOREVER });
-  using owner = await TestClient.connect(proxy.port);
-  const session = await owner.hello("NEW");
-  owner.close();
-  await proxy.logs.waitFor("session.detached");
-  using resume = await TestClient.connect(proxy.port);
-  await resume.write(`RESUME ${session.id} ${"G".repeat(32)} 0\n`);
-  await proxy.logs.waitFor("auth.failed");
-  using close = await TestClient.connect(proxy.port);
-  await close.write(`CLOSE ${session.id} ${"G".repeat(32)}\n`);
-  await proxy.logs.waitFor("auth.failed", (fields) => fields.recent_failures === 2);
-  const held = [resume.readToEnd(), close.readToEnd()];
+  const sessions = [];
+  for (let i = 0; i < 2; i++) {
+    using owner = await TestClient.connect(proxy.port);
+    sessions.push(await owner.hello("NEW"));
+  }
+  const [target, other] = sessions;
+  assert.ok(target && other);
+  await proxy.logs.waitFor(
+    "session.detached",
+    () => proxy.logs.events("session.detached").length === 2,
+  );
 
-  // The owner, on the guesser's address, is answered at once: a held answer takes 60 s.
+  // A wrong secret, and an unknown id: both answers are held back.
+  using guess = await TestClient.connect(proxy.port);
+  await guess.write(`RESUME ${target.id} ${"G".repeat(32)} 0\n`);
+  await proxy.logs.waitFor("auth.failed");
+  using unknown = await TestClient.connect(proxy.port);
+  await unknown.write(`RESUME ${"U".repeat(16)} ${"G".repeat(32)} 0\n`);
+  await proxy.logs.waitFor("auth.failed", (fields) => fields.recent_failures === 2);
+  const held = [guess.readToEnd(), unknown.readToEnd()];
+
+  // The right secret for the guessed session, from the guesser's address,
+  // waits before it is even checked: a guesser that gives up early learns nothing.
+  using owner = await TestClient.connect(proxy.port);
+  await owner.write(`RESUME ${target.id} ${target.secret} 0\n`);
+  await proxy.logs.waitFor("auth.waiting", (fields) => fields.id === target.id);
+  const waiting = watch(owner.readLine());
+
+  // Another session from the same address, and NEW, are answered at once.
   using again = await TestClient.connect(proxy.port);
-  assert.equal((await again.hello(`RESUME ${session.id} ${session.secret} 0`)).id, session.id);
+  assert.equal((await again.hello(`RESUME ${other.id} ${other.secret} 0`)).id, other.id);
   using fresh = await TestClient.connect(proxy.port);
   await fresh.hello("NEW");
-  assert.equal(proxy.server.connections, 4, "two attached, two held");
+  assert.equal(waiting.settled, false, "the guessed session's owner still waits");
+  assert.equal(proxy.server.connections, 5, "two attached, two held, one waiting");
 
-  // Stopping ends the held answers at once: closed, with nothing learnt.
+  // Stopping ends every wait at once: closed, with nothing learnt.
   await proxy.server.close();
   assert.deepEqual((await Promise.all(held)).map((bytes) => bytes.length), [0, 0]);
   assert.equal(proxy.server.connections, 0);
@@ -133,13 +193,20 @@ Deno.test("wrong secrets are logged and counted; the owner still gets in", async
   }
   const failures = proxy.logs.events("auth.failed");
   assert.equal(failures.length, 5);
-  assert.deepEqual(failures.map((record) => record.fields.next_delay_ms), [20, 40, 60, 60, 60]);
+  assert.deepEqual(failures.map((record) => record.fields.answer_delay_ms), [20, 40, 60, 60, 60]);
   assert.ok(failures.every((record) => /^127\.0\.0\.1:\d+$/.test(String(record.fields.peer))));
   assert.equal(proxy.server.counters.authFailures, 5);
-  // Not locked out: the right secret from the same address works.
+  // Not locked out: the right secret from the same address works, after a wait.
   using again = await TestClient.connect(proxy.port);
   const reply = await again.hello(`RESUME ${session.id} ${session.secret} 0`);
   assert.equal(reply.id, session.id);
+  assert.deepEqual(proxy.logs.events("auth.waiting").map((record) => record.fields.wait_ms), [
+    20,
+    40,
+    60,
+    60,
+    60,
+  ], "the four later guesses, then the owner, waited before they were checked");
 });
 
 Deno.test("wrong secrets from a --gateways address are logged and counted, not slowed", async () => {
@@ -155,7 +222,8 @@ Deno.test("wrong secrets from a --gateways address are logged and counted, not s
   }
   const failures = proxy.logs.events("auth.failed");
   assert.deepEqual(failures.map((record) => record.fields.recent_failures), [1, 2, 3]);
-  assert.deepEqual(failures.map((record) => record.fields.next_delay_ms), [0, 0, 0]);
+  assert.deepEqual(failures.map((record) => record.fields.answer_delay_ms), [0, 0, 0]);
+  assert.equal(proxy.logs.events("auth.waiting").length, 0);
   assert.equal(proxy.server.counters.authFailures, 3);
   using again = await TestClient.connect(proxy.port);
   assert.equal((await again.hello(`RESUME ${session.id} ${session.secret} 0`)).id, session.id);
