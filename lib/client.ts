@@ -5,19 +5,23 @@
  * A {@linkcode ClientSession} stands for one session on a proxy. It tracks
  * the output offset it has received, so every reconnect resumes exactly,
  * and keeps the input it was given until the server's `<in>` confirms it,
- * resending the rest after a reconnect. Every `ERR` reply becomes a typed
+ * resending the rest after a reconnect. It knows when the session has
+ * ended, and sends no hello after that. Every `ERR` reply becomes a typed
  * error ({@linkcode AuthError}, {@linkcode GapError}, ...). Connections are
  * always closed, whatever fails.
  *
  * @example Poll a session
- * ```ts ignore
+ * ```ts
  * import { ClientSession } from "./client.ts";
  *
- * const session = await ClientSession.create({ proxy: { hostname: "localhost", port: 9009 } });
- * session.send("look\n");
- * const output = await session.poll({ wait: 1000 }); // what the destination said
- * console.log(new TextDecoder().decode(output), session.received);
- * await session.close();
+ * // A function, so that the example is type-checked without a proxy to run against.
+ * export async function look(): Promise<string> {
+ *   const session = await ClientSession.create({ proxy: { hostname: "localhost", port: 9009 } });
+ *   session.send("look\n");
+ *   const output = await session.poll({ wait: 1000 }); // what the destination said
+ *   await session.close();
+ *   return new TextDecoder().decode(output);
+ * }
  * ```
  *
  * @module
@@ -26,15 +30,20 @@
 import { closeQuietly, writeAll } from "./_io.ts";
 import { formatHostPort, type HostPort } from "./config.ts";
 import {
+  AuthError,
   formatHello,
   type GapError,
   type Hello,
+  ID_PATTERN,
   MAX_HELLO_BYTES,
   parseReply,
   type Reply,
+  SECRET_PATTERN,
   type SessionState,
 } from "./protocol.ts";
 
+export type { HostPort } from "./config.ts";
+export type { ErrorCode, Reply, SessionState } from "./protocol.ts";
 export {
   AckError,
   AuthError,
@@ -65,11 +74,69 @@ export interface ClientOptions {
    * @default {undefined: plain TCP}
    */
   tls?: { caCerts?: string[] };
+  /**
+   * Most input a {@linkcode ClientSession.stream} keeps unconfirmed, in
+   * bytes. Past it, the stream re-attaches (a new connection, after the old
+   * one has handed over all its output) to learn from the reply how much
+   * input the server received, drops that, and resends the rest: memory
+   * stays bounded however much is piped through.
+   * @default {262144}
+   */
+  maxUnconfirmed?: number;
+}
+
+/** Options for {@linkcode ClientSession.resume}: where the session stands. */
+export interface ResumeOptions extends ClientOptions {
+  /**
+   * The output offset this client has received. Without it, the first
+   * connection asks for the output no client has been sent yet, and
+   * counts from there.
+   */
+  ack?: number;
+  /**
+   * The session input offset at which input given to
+   * {@linkcode ClientSession.send} starts. Without it, the input is taken
+   * as new; with it, input the server already has is not sent again.
+   */
+  inputAt?: number;
+}
+
+/** Options for {@linkcode ClientSession.poll}. */
+export interface PollOptions {
+  /**
+   * How long to wait for output, in ms; 0 returns the pending output at once.
+   * @default {0}
+   */
+  wait?: number;
+  /**
+   * `"first"`: return as soon as there is any output; `"deadline"`:
+   * collect all output that arrives within `wait`.
+   * @default {"first"}
+   */
+  until?: "first" | "deadline";
+  /** Ends the poll early, with what it has read. */
+  signal?: AbortSignal;
+  /**
+   * Receives the output as it arrives; the poll then returns nothing. When
+   * it throws, the poll stops and rethrows: give back what was not used
+   * with {@linkcode ClientSession.holdBack} so that it is not counted.
+   */
+  onOutput?: (bytes: Uint8Array) => void | Promise<void>;
+}
+
+/** Options for {@linkcode ClientSession.stream}. */
+export interface StreamOptions {
+  /** Ends the stream, detaching (the session stays alive on the server). */
+  signal?: AbortSignal;
 }
 
 /** The proxy could not be reached at all. */
 export class ProxyUnavailableError extends Error {
-  /** @param message What happened, naming the address. */
+  /**
+   * Creates the error.
+   *
+   * @param message What happened, naming the address.
+   */
   constructor(message: string) {
     super(message);
     this.name = "ProxyUnavailableError";
@@ -78,15 +145,39 @@ export class ProxyUnavailableError extends Error {
 
 /** The connection ended or stalled before the server's reply. */
 export class ConnectionLostError extends Error {
-  /** @param message What happened. */
+  /**
+   * Creates the error.
+   *
+   * @param message What happened.
+   */
   constructor(message: string) {
     super(message);
     this.name = "ConnectionLostError";
   }
 }
 
+/**
+ * The session is known to have ended (the destination closed and all its
+ * output was acknowledged, `CLOSE`, or an `ERR auth`): the library sends
+ * no hello, which the server would answer with `ERR auth` and count as a
+ * failed guess. An {@linkcode AuthError}, so that code handling "the
+ * session is gone" handles it too.
+ */
+export class SessionEndedError extends AuthError {
+  /**
+   * Creates the error.
+   *
+   * @param message Why the session is known to be over.
+   */
+  constructor(message: string) {
+    super(message);
+    this.name = "SessionEndedError";
+  }
+}
+
 const DEFAULT_PROXY: HostPort = { hostname: "localhost", port: 9009 };
 const DEFAULT_TIMEOUT_MS = 30_000;
+const DEFAULT_MAX_UNCONFIRMED = 256 * 1024;
 const READ_CHUNK = 64 * 1024;
 const encoder = new TextEncoder();
 const EMPTY = new Uint8Array(0);
@@ -126,6 +217,9 @@ export class ClientConnection implements AsyncDisposable {
   /** Bytes after the reply line that came with it, not yet returned. */
   #early: Uint8Array;
   #closed = false;
+  #closedByServer = false;
+  /** Output bytes this connection delivered. */
+  #delivered = 0;
   #onClose: (() => void) | null = null;
 
   /** @internal Made by {@linkcode ClientSession.connect}. */
@@ -136,9 +230,23 @@ export class ClientConnection implements AsyncDisposable {
     this.#session = session;
   }
 
-  /** Whether this connection was closed (by {@linkcode ClientConnection.close}). */
+  /** Output bytes read from this connection so far. */
+  get delivered(): number {
+    return this.#delivered;
+  }
+
+  /** Whether this connection was closed, by either side. */
   get closed(): boolean {
     return this.#closed;
+  }
+
+  /**
+   * Whether the server ended this connection (not this side): the
+   * destination closed and all output was sent, another client took the
+   * session over, or the server stopped. Nothing on the wire tells which.
+   */
+  get closedByServer(): boolean {
+    return this.#closedByServer;
   }
 
   /**
@@ -155,7 +263,7 @@ export class ClientConnection implements AsyncDisposable {
     if (this.#early.length > 0) {
       const early = this.#early;
       this.#early = EMPTY;
-      this.#session.countReceived(early.length);
+      this.#count(early.length);
       return early;
     }
     if (this.#closed) return null;
@@ -166,16 +274,16 @@ export class ClientConnection implements AsyncDisposable {
     } catch (error) {
       if (this.#closed) return null;
       if (error instanceof Deno.errors.ConnectionReset || error instanceof Deno.errors.BrokenPipe) {
-        this.close();
+        this.#endedByServer();
         return null;
       }
       throw error;
     }
     if (count === null) {
-      this.close();
+      this.#endedByServer();
       return null;
     }
-    this.#session.countReceived(count);
+    this.#count(count);
     // Hand out a copy: the buffer is reused for the next read.
     return this.#buffer.slice(0, count);
   }
@@ -222,18 +330,18 @@ export class ClientConnection implements AsyncDisposable {
         this.#early = this.#early.subarray(early.length);
         out.set(early, have);
         have += early.length;
-        this.#session.countReceived(early.length);
+        this.#count(early.length);
         continue;
       }
       const read = this.#closed
         ? null
         : await this.#conn.read(out.subarray(have)).catch(() => null);
       if (read === null) {
-        this.close();
+        this.#endedByServer();
         break;
       }
       have += read;
-      this.#session.countReceived(read);
+      this.#count(read);
     }
     return have;
   }
@@ -251,17 +359,17 @@ export class ClientConnection implements AsyncDisposable {
     if (this.#early.length > 0) {
       const early = this.#early;
       this.#early = EMPTY;
-      this.#session.countReceived(early.length);
+      this.#count(early.length);
       return early;
     }
     if (this.#closed) return null;
     const buffer = new Uint8Array(READ_CHUNK);
     const count = await this.#conn.read(buffer).catch(() => null);
     if (count === null) {
-      this.close();
+      this.#endedByServer();
       return null;
     }
-    this.#session.countReceived(count);
+    this.#count(count);
     return buffer.subarray(0, count);
   }
 
@@ -320,6 +428,23 @@ export class ClientConnection implements AsyncDisposable {
     this.close();
     return Promise.resolve();
   }
+
+  #count(bytes: number): void {
+    this.#delivered += bytes;
+    this.#session.countReceived(bytes);
+  }
+
+  /** A read found the connection ended, and this side had not closed it. */
+  #endedByServer(): void {
+    if (!this.#closed) this.#closedByServer = true;
+    this.close();
+  }
+}
+
+/** Output taken from the server and not yet handed out, with the offset it starts at. */
+interface Held {
+  bytes: Uint8Array;
+  offset: number;
 }
 
 /**
@@ -339,20 +464,35 @@ export class ClientSession {
   readonly #proxy: HostPort;
   readonly #timeout: number;
   readonly #tls: ClientOptions["tls"];
+  readonly #maxUnconfirmed: number;
   /**
    * Output taken from the server: the `<ack>` of the next resume. `null`
    * until known: a session resumed without an offset takes the server's.
    */
   #taken: number | null;
   #state: SessionState | "unknown" = "unknown";
+  /** Set once the server is known to have forgotten the session: no more hellos. */
+  #ended = false;
   /** Input not yet confirmed by a reply's `<in>`; it starts at input offset `#inputBase`. */
   #unconfirmed: Uint8Array[] = [];
+  #unconfirmedBytes = 0;
+  /** Input given up: the destination had closed before the server received it. */
+  #undelivered = 0;
   /** `null` until a reply says where the session's input stands. */
   #inputBase: number | null;
-  /** Output taken from the server but not yet handed out. */
-  #backlog: Uint8Array[] = [];
+  /** Output taken from the server but not yet handed out, oldest first. */
+  #backlog: Held[] = [];
   #live: ClientConnection | null = null;
+  /** The connection of the last hello answered `OK`, and whether that hello had an `<ack>`. */
+  #last: ClientConnection | null = null;
+  #lastAcknowledged = false;
   #writing: Promise<void> = Promise.resolve();
+  /** The connection a {@linkcode ClientSession.stream} reads, which may be re-attached. */
+  #streaming: ClientConnection | null = null;
+  /** While a stream attaches or re-attaches: settles once it has (or has given up). */
+  #attaching: PromiseWithResolvers<void> | null = null;
+  /** A stream connection half-closed to re-attach once it has handed over its output. */
+  #retiring: ClientConnection | null = null;
 
   private constructor(
     credentials: { id: string; secret: string },
@@ -365,14 +505,20 @@ export class ClientSession {
     this.#proxy = options.proxy ?? DEFAULT_PROXY;
     this.#timeout = options.timeout ?? DEFAULT_TIMEOUT_MS;
     this.#tls = options.tls;
+    this.#maxUnconfirmed = options.maxUnconfirmed ?? DEFAULT_MAX_UNCONFIRMED;
     this.#taken = received;
     this.#inputBase = inputBase;
   }
 
   /**
-   * Creates a session (`NEW`). The connection `NEW` opens is closed at once
-   * and output is fetched from offset 0 by the next poll or stream, so
-   * nothing the destination says first is missed.
+   * Creates a session (`NEW`). Nothing the destination says first is
+   * missed or repeated: the library half-closes the connection `NEW`
+   * opened, so that the server stops releasing what it streams there and
+   * detaches once it has sent what it has, reads it all, and holds it for
+   * the first {@linkcode ClientSession.poll} or
+   * {@linkcode ClientSession.stream}, which resume right after it. (A
+   * streaming connection's output may be released once written, so a
+   * client that just closed it could find the first bytes gone.)
    *
    * @param options The proxy and timeout.
    * @returns The new session.
@@ -381,11 +527,22 @@ export class ClientSession {
    * @throws {BusyError} At the proxy's session limit.
    */
   static async create(options: ClientOptions = {}): Promise<ClientSession> {
-    const { conn, reply } = await handshake(options, { verb: "NEW" });
-    closeQuietly(conn);
-    if ("bye" in reply) throw new ConnectionLostError("the server answered NEW with BYE");
+    const { conn, reply, early } = await handshake(options, { verb: "NEW" });
+    if ("bye" in reply) {
+      closeQuietly(conn);
+      throw new ConnectionLostError("the server answered NEW with BYE");
+    }
     const session = new ClientSession(reply, options, 0, 0);
     session.#state = reply.state;
+    await using first = new ClientConnection(conn, reply, early, session);
+    // Bounded like the handshake: a server that never detaches costs the timeout, no more.
+    const timer = setTimeout(() => first.close(), session.#timeout);
+    try {
+      await first.closeWrite();
+      session.#hold(await first.readToEnd(), 0);
+    } finally {
+      clearTimeout(timer);
+    }
     return session;
   }
 
@@ -393,18 +550,34 @@ export class ClientSession {
    * Resumes an existing session, without connecting yet.
    *
    * @param credentials The session's id and secret.
-   * @param options The proxy and timeout; `ack`, the output offset this
-   * client has received (without it, the first connection asks for the
-   * output no client has been sent yet, and counts from there); and
-   * `inputAt`, the session input offset at which input given to
-   * {@linkcode ClientSession.send} starts (without it, the input is taken
-   * as new): input the server already has is then not sent again.
+   * @param options The proxy and timeout, and where the session stands.
    * @returns The session.
+   * @throws {TypeError} When the id or the secret is malformed.
+   * @throws {RangeError} When `ack` or `inputAt` is not an offset.
    */
   static resume(
     credentials: { id: string; secret: string },
-    options: ClientOptions & { ack?: number; inputAt?: number } = {},
+    options: ResumeOptions = {},
   ): ClientSession {
+    // Checked here, so that nothing else can ride along in a hello.
+    if (!ID_PATTERN.test(credentials.id)) {
+      throw new TypeError(
+        `Cannot resume session "${
+          credentials.id.slice(0, 64)
+        }": a session id is 1 to 64 characters of A-Z a-z 0-9 _ -`,
+      );
+    }
+    if (!SECRET_PATTERN.test(credentials.secret)) {
+      // The secret itself is not quoted: it may be a real one, slightly damaged.
+      throw new TypeError(
+        `Cannot resume session "${credentials.id}": a secret is 22 to 64 characters of A-Z a-z 0-9 _ -`,
+      );
+    }
+    for (const [name, value] of [["ack", options.ack], ["inputAt", options.inputAt]] as const) {
+      if (value !== undefined && !(Number.isSafeInteger(value) && value >= 0)) {
+        throw new RangeError(`Cannot resume at ${name} ${value}: an offset is a whole number >= 0`);
+      }
+    }
     return new ClientSession(credentials, options, options.ack ?? null, options.inputAt ?? null);
   }
 
@@ -414,12 +587,47 @@ export class ClientSession {
    * from another client or process.
    */
   get received(): number {
-    return (this.#taken ?? 0) - this.#backlog.reduce((sum, bytes) => sum + bytes.length, 0);
+    return this.#backlog[0]?.offset ?? this.#taken ?? 0;
   }
 
   /** The destination's state at the last reply, `unknown` before any. */
   get state(): SessionState | "unknown" {
     return this.#state;
+  }
+
+  /**
+   * Whether the session is known to have ended on the server: its
+   * destination closed and a reply acknowledged all its output, it was
+   * closed with {@linkcode ClientSession.close}, or a hello was refused
+   * with `ERR auth`. The library then sends no more hellos.
+   */
+  get ended(): boolean {
+    return this.#ended;
+  }
+
+  /**
+   * Whether the server, not this client, ended the last connection: the
+   * destination closed and all its output was sent, another client took
+   * the session over, or the server stopped. Nothing on the wire tells
+   * which; the next reply's `state` tells whether the destination closed
+   * (but a hello takes the session back from a client that took it over).
+   */
+  get detachedByServer(): boolean {
+    return this.#last?.closedByServer ?? false;
+  }
+
+  /**
+   * Whether the session may have ended without a reply saying so: the
+   * server closed an acknowledged connection (a poll) that had been sent no
+   * output. The server does that when the destination closes with nothing
+   * more to say, and then ends the session; and on a takeover, when the
+   * session lives on. A hello would be refused as a failed guess in the
+   * first case, and would take the session back in the second.
+   */
+  get mayHaveEnded(): boolean {
+    const last = this.#last;
+    return !this.#ended && last !== null && last.closedByServer && this.#lastAcknowledged &&
+      last.reply.state === "open" && last.reply.pending === 0 && last.delivered === 0;
   }
 
   /** The session's input count at the last reply: input the server confirms having received. */
@@ -429,22 +637,46 @@ export class ClientSession {
 
   /** Input bytes given to {@linkcode ClientSession.send} that the server has not confirmed. */
   get unconfirmed(): number {
-    return this.#unconfirmed.reduce((sum, bytes) => sum + bytes.length, 0);
+    return this.#unconfirmedBytes;
+  }
+
+  /**
+   * Input bytes given to {@linkcode ClientSession.send} that will never
+   * reach the destination: it had closed before the server received them.
+   */
+  get undelivered(): number {
+    return this.#undelivered;
+  }
+
+  /** Whether {@linkcode ClientSession.received} is known (false for a session resumed without `ack`, before it connects). */
+  get offsetKnown(): boolean {
+    return this.#taken !== null;
   }
 
   /**
    * Queues input for the destination. It is written at once when a
    * connection is attached, and kept until a later reply confirms it, so
-   * nothing is lost if the connection drops.
+   * nothing is lost if the connection drops. Once a reply has said the
+   * destination closed, input is counted as
+   * {@linkcode ClientSession.undelivered} instead.
    *
    * @param data Bytes, or text sent as UTF-8.
    */
   send(data: Uint8Array | string): void {
     const bytes = typeof data === "string" ? encoder.encode(data) : data.slice();
     if (bytes.length === 0) return;
+    if (this.#state === "closed") {
+      this.#undelivered += bytes.length;
+      return;
+    }
     this.#unconfirmed.push(bytes);
+    this.#unconfirmedBytes += bytes.length;
     const live = this.#live;
-    if (live) this.#write(live, bytes);
+    if (!live) return;
+    this.#write(live, bytes);
+    if (live === this.#streaming && this.#unconfirmedBytes > this.#maxUnconfirmed) {
+      this.#retire(live);
+    }
   }
 
   /**
@@ -457,6 +689,7 @@ export class ClientSession {
    * @returns The attached connection; close it to detach.
    * @throws {GapError} When output this client has not received was released.
    * @throws {AuthError} When the session is unknown or ended.
+   * @throws {SessionEndedError} When the session is known to have ended: no hello is sent.
    */
   async connect(mode: "exact" | "streaming" = "exact"): Promise<ClientConnection> {
     if (this.#taken === null) {
@@ -473,44 +706,31 @@ export class ClientSession {
       // has caught up (so no output is left "sent" beyond what we have),
       // held back for the caller; then stream from there.
       connection.close();
-      await using exact = await this.#attach(this.#taken);
+      const from = this.#taken;
+      await using exact = await this.#attach(from);
       await this.#writing; // input resent on it goes out before this side closes
       await exact.closeWrite();
-      this.#backlog.push(await exact.readToEnd());
+      this.#hold(await exact.readToEnd(), from);
     }
     throw new ConnectionLostError("could not attach in streaming mode: the output keeps moving on");
   }
 
   /**
    * One poll: attach exactly, send queued input, read the pending output
-   * and leave.
+   * and leave. Output the library holds (from {@linkcode ClientSession.create},
+   * a re-fetch, or {@linkcode ClientSession.holdBack}) comes first. Once
+   * the session is known to have ended, it hands out what it holds without
+   * connecting.
    *
-   * @param options `wait`: how long to wait for output, in ms (default 0:
-   * return the pending output at once). `until`: with `"first"` (the
-   * default) return as soon as there is any output; with `"deadline"`
-   * collect all output that arrives within `wait`. `signal` ends the poll
-   * early, with what it has read. `onOutput` receives the output as it
-   * arrives (the poll then returns nothing).
+   * @param options How long to wait, and where the output goes.
    * @returns The output, possibly empty.
+   * @throws {SessionEndedError} When the session has ended and nothing is held.
    */
-  async poll(
-    options: {
-      wait?: number;
-      until?: "first" | "deadline";
-      signal?: AbortSignal;
-      onOutput?: (bytes: Uint8Array) => void | Promise<void>;
-    } = {},
-  ): Promise<Uint8Array> {
+  async poll(options: PollOptions = {}): Promise<Uint8Array> {
     const { signal } = options;
     const wait = options.wait ?? 0;
     const deadline = performance.now() + wait;
     if (signal?.aborted) return EMPTY;
-    await using connection = await this.connect("exact");
-    // An abort (the caller went away) ends the poll with what it has read.
-    const abort = (): void => connection.close();
-    signal?.addEventListener("abort", abort, { once: true });
-    using _ = { [Symbol.dispose]: () => signal?.removeEventListener("abort", abort) };
-    if (signal?.aborted) connection.close();
     const parts: Uint8Array[] = [];
     // With onOutput, output is handed over as it arrives instead of at the end.
     const take = async (bytes: Uint8Array): Promise<void> => {
@@ -518,11 +738,26 @@ export class ClientSession {
       if (options.onOutput) await options.onOutput(bytes);
       else parts.push(bytes);
     };
-    for (let held = this.takeBacklog(); held; held = this.takeBacklog()) await take(held);
+    if (this.#ended && this.#backlog.length > 0) {
+      for (let held = this.takeBacklog(); held; held = this.takeBacklog()) await take(held);
+      return concat(parts);
+    }
+    await using connection = await this.connect("exact");
+    // An abort (the caller went away) ends the poll with what it has read.
+    const abort = (): void => connection.close();
+    signal?.addEventListener("abort", abort, { once: true });
+    using _ = { [Symbol.dispose]: () => signal?.removeEventListener("abort", abort) };
+    if (signal?.aborted) connection.close();
+    // Output held from before counts as output: a poll for the first output returns with it.
+    let total = 0;
+    for (let held = this.takeBacklog(); held; held = this.takeBacklog()) {
+      total += held.length;
+      await take(held);
+    }
     const pending = new Uint8Array(connection.reply.pending);
     const got = await connection.readInto(pending, 0);
     await take(pending.subarray(0, got));
-    let total = got;
+    total += got;
     while (connection.reply.state === "open" && (options.until === "deadline" || total === 0)) {
       const left = deadline - performance.now();
       if (left <= 0) break;
@@ -540,46 +775,69 @@ export class ClientSession {
     return concat(parts);
   }
 
-  /** Resolves once all input given so far has been written to a connection. */
+  /**
+   * Resolves once all input given so far has been written to a connection
+   * (or there is none to write it to). While a
+   * {@linkcode ClientSession.stream} attaches or re-attaches, it waits for
+   * that first; the re-attach needs the stream to be read meanwhile.
+   */
   async flush(): Promise<void> {
+    for (let round = 0; this.#attaching && round < 1000; round++) await this.#attaching.promise;
     await this.#writing;
   }
 
   /**
    * Moves past output lost to a gap: the next resume starts from the lowest
-   * offset the server still has.
+   * offset the server still has. Output the library already holds is
+   * handed out first.
    *
    * @param error The gap the server reported.
+   * @returns How many bytes of output were lost.
    */
-  skipGap(error: GapError): void {
-    if (error.lowest > (this.#taken ?? 0)) {
-      this.#taken = error.lowest;
-      this.#backlog = [];
-    }
+  skipGap(error: GapError): number {
+    const taken = this.#taken ?? 0;
+    if (error.lowest <= taken) return 0;
+    this.#taken = error.lowest;
+    return error.lowest - taken;
   }
 
   /**
    * Stays attached, yielding output as it arrives, until the server closes
    * the connection or `signal` aborts. Input given to
-   * {@linkcode ClientSession.send} meanwhile is written at once.
+   * {@linkcode ClientSession.send} meanwhile is written at once; when more
+   * than `maxUnconfirmed` of it is unconfirmed, the stream re-attaches to
+   * trim it, without losing or repeating output.
    *
    * @param options `signal` ends the stream (detaching, not ending the session).
    * @returns The output, chunk by chunk.
    */
-  async *stream(options: { signal?: AbortSignal } = {}): AsyncGenerator<Uint8Array> {
-    const connection = await this.connect("streaming");
-    const abort = (): void => connection.close();
-    options.signal?.addEventListener("abort", abort);
+  async *stream(options: StreamOptions = {}): AsyncGenerator<Uint8Array> {
+    const { signal } = options;
+    if (signal?.aborted) return;
+    let connection: ClientConnection | null = null;
+    const abort = (): void => {
+      connection?.close();
+      this.#retiring?.close();
+    };
+    signal?.addEventListener("abort", abort, { once: true });
     try {
-      if (options.signal?.aborted) return;
-      while (true) {
+      connection = await this.#attachStream();
+      while (!signal?.aborted) {
         const chunk = await connection.read();
-        if (chunk === null) return;
-        yield chunk;
+        if (chunk !== null) {
+          yield chunk;
+          continue;
+        }
+        if (this.#retiring !== connection || signal?.aborted) return;
+        // The retired connection has handed over all its output: attach anew.
+        connection = await this.#attachStream();
       }
     } finally {
-      options.signal?.removeEventListener("abort", abort);
-      connection.close();
+      signal?.removeEventListener("abort", abort);
+      connection?.close();
+      this.#streaming = null;
+      this.#retiring = null;
+      this.#attached();
       await this.#writing;
     }
   }
@@ -588,11 +846,12 @@ export class ClientSession {
    * Ends the session on the server (`CLOSE`): the destination connection is
    * closed and its output discarded.
    *
-   * @throws {AuthError} When the session is unknown or already ended.
+   * @throws {AuthError} When the session is unknown or already ended
+   * ({@linkcode SessionEndedError}, without asking, when the library knows).
    */
   async close(): Promise<void> {
     this.#live?.close();
-    const { conn, reply } = await handshake(this.#options(), {
+    const { conn, reply } = await this.#handshake({
       verb: "CLOSE",
       id: this.id,
       secret: this.secret,
@@ -600,29 +859,30 @@ export class ClientSession {
     closeQuietly(conn);
     if (!("bye" in reply)) throw new ConnectionLostError("the server answered CLOSE without BYE");
     this.#state = "closed";
+    this.#ended = true;
   }
 
   /** @internal Takes output held back for the caller, at most `max` bytes. */
   takeBacklog(max = Infinity): Uint8Array | null {
-    while (this.#backlog[0]?.length === 0) this.#backlog.shift();
     const first = this.#backlog[0];
     if (!first || max <= 0) return null;
-    if (first.length <= max) {
+    if (first.bytes.length <= max) {
       this.#backlog.shift();
-      return first;
+      return first.bytes;
     }
-    this.#backlog[0] = first.subarray(max);
-    return first.subarray(0, max);
+    this.#backlog[0] = { bytes: first.bytes.subarray(max), offset: first.offset + max };
+    return first.bytes.subarray(0, max);
   }
 
-  /** @internal Gives back output a reader took but could not hand out, to be handed out first. */
+  /**
+   * Gives back output that was handed out but not used (a write to where
+   * it was going failed): it is no longer counted as received, and the
+   * next read or poll hands it out first.
+   *
+   * @param bytes The last bytes handed out, in order.
+   */
   holdBack(bytes: Uint8Array): void {
-    if (bytes.length > 0) this.#backlog.unshift(bytes);
-  }
-
-  /** Whether {@linkcode ClientSession.received} is known (false for a session resumed without `ack`, before it connects). */
-  get offsetKnown(): boolean {
-    return this.#taken !== null;
+    if (bytes.length > 0) this.#backlog.unshift({ bytes, offset: this.received - bytes.length });
   }
 
   /** @internal Counts output read from the server. */
@@ -635,8 +895,27 @@ export class ClientSession {
     if (this.#live === connection) this.#live = null;
   }
 
+  /** Keeps output taken from the server at `offset`, for the next reader. */
+  #hold(bytes: Uint8Array, offset: number): void {
+    if (bytes.length > 0) this.#backlog.push({ bytes, offset });
+  }
+
   #options(): ClientOptions {
     return { proxy: this.#proxy, timeout: this.#timeout, ...(this.#tls ? { tls: this.#tls } : {}) };
+  }
+
+  /** Sends a hello, unless the session is known to be over: the server would refuse it as a failed guess. */
+  async #handshake(hello: Hello): ReturnType<typeof handshake> {
+    if (this.#ended) {
+      throw new SessionEndedError(`session ${this.id} has ended: no hello sent`);
+    }
+    try {
+      return await handshake(this.#options(), hello);
+    } catch (error) {
+      // Unknown or a wrong secret: asking again would only count as another guess.
+      if (error instanceof AuthError) this.#ended = true;
+      throw error;
+    }
   }
 
   async #attach(ack: number | undefined): Promise<ClientConnection> {
@@ -644,7 +923,7 @@ export class ClientSession {
     const hello: Hello = ack === undefined
       ? { verb: "RESUME", id: this.id, secret: this.secret }
       : { verb: "RESUME", id: this.id, secret: this.secret, ack };
-    const { conn, reply, early } = await handshake(this.#options(), hello);
+    const { conn, reply, early } = await this.#handshake(hello);
     if ("bye" in reply) {
       closeQuietly(conn);
       throw new ConnectionLostError("the server answered RESUME with BYE");
@@ -652,10 +931,56 @@ export class ClientSession {
     this.#state = reply.state;
     const connection = new ClientConnection(conn, reply, early, this);
     this.#live = connection;
+    this.#last = connection;
+    this.#lastAcknowledged = ack !== undefined;
     this.#confirm(reply.in);
+    if (reply.state === "closed") {
+      // The server drops input once the destination has closed: what it
+      // has not received never will be.
+      this.#undelivered += this.#unconfirmedBytes;
+      this.#unconfirmed = [];
+      this.#unconfirmedBytes = 0;
+      // Acknowledged, closed, nothing pending: the server ends the session
+      // right after this reply.
+      if (ack !== undefined && reply.pending === 0) this.#ended = true;
+    }
     // Resend what the server has not received, before any new input.
     for (const bytes of this.#unconfirmed) this.#write(connection, bytes);
     return connection;
+  }
+
+  /** Attaches the connection a stream reads, and lets those waiting in flush() go on. */
+  async #attachStream(): Promise<ClientConnection> {
+    this.#attaching ??= Promise.withResolvers<void>();
+    try {
+      const connection = await this.connect("streaming");
+      this.#streaming = connection;
+      return connection;
+    } finally {
+      this.#retiring = null;
+      this.#attached();
+    }
+  }
+
+  #attached(): void {
+    const attaching = this.#attaching;
+    this.#attaching = null;
+    attaching?.resolve();
+  }
+
+  /**
+   * Retires a stream connection to learn how much input the server has
+   * received: half-closing it makes the server stop releasing what it sent
+   * there, send what it has, and detach; the stream reads all of it, then
+   * attaches anew, and that reply's `<in>` trims the input kept. Input
+   * given meanwhile waits for the new connection.
+   */
+  #retire(connection: ClientConnection): void {
+    if (this.#retiring) return;
+    this.#retiring = connection;
+    this.#live = null;
+    this.#attaching ??= Promise.withResolvers<void>();
+    this.#writing = this.#writing.then(() => connection.closeWrite());
   }
 
   /**
@@ -665,7 +990,8 @@ export class ClientSession {
    */
   #confirm(received: number): void {
     const base = this.#inputBase ?? received;
-    let drop = Math.max(0, Math.min(received - base, this.unconfirmed));
+    let drop = Math.max(0, Math.min(received - base, this.#unconfirmedBytes));
+    this.#unconfirmedBytes -= drop;
     while (drop > 0) {
       const first = this.#unconfirmed[0];
       if (!first) break;

@@ -115,7 +115,11 @@ export class ProtocolError extends Error {
 
 /** `ERR auth`: unknown session or wrong secret. */
 export class AuthError extends ProtocolError {
-  /** @param message The server's text. */
+  /**
+   * Creates the error for `ERR auth`.
+   *
+   * @param message The server's text.
+   */
   constructor(message: string) {
     super("auth", message);
     this.name = "AuthError";
@@ -124,7 +128,11 @@ export class AuthError extends ProtocolError {
 
 /** `ERR bad-request`: the server could not parse the hello. */
 export class BadRequestError extends ProtocolError {
-  /** @param message The server's text. */
+  /**
+   * Creates the error for `ERR bad-request`.
+   *
+   * @param message The server's text.
+   */
   constructor(message: string) {
     super("bad-request", message);
     this.name = "BadRequestError";
@@ -133,7 +141,11 @@ export class BadRequestError extends ProtocolError {
 
 /** `ERR timeout`: the hello did not arrive within the server's handshake timeout. */
 export class HandshakeTimeoutError extends ProtocolError {
-  /** @param message The server's text. */
+  /**
+   * Creates the error for `ERR timeout`.
+   *
+   * @param message The server's text.
+   */
   constructor(message: string) {
     super("timeout", message);
     this.name = "HandshakeTimeoutError";
@@ -142,7 +154,11 @@ export class HandshakeTimeoutError extends ProtocolError {
 
 /** `ERR unreachable`: `NEW` could not reach the destination; no session exists. */
 export class UnreachableError extends ProtocolError {
-  /** @param message The server's text. */
+  /**
+   * Creates the error for `ERR unreachable`.
+   *
+   * @param message The server's text.
+   */
   constructor(message: string) {
     super("unreachable", message);
     this.name = "UnreachableError";
@@ -151,7 +167,11 @@ export class UnreachableError extends ProtocolError {
 
 /** `ERR busy`: `NEW` refused at the server's session limit. */
 export class BusyError extends ProtocolError {
-  /** @param message The server's text. */
+  /**
+   * Creates the error for `ERR busy`.
+   *
+   * @param message The server's text.
+   */
   constructor(message: string) {
     super("busy", message);
     this.name = "BusyError";
@@ -164,6 +184,8 @@ export class GapError extends ProtocolError {
   readonly lowest: number;
 
   /**
+   * Creates the error for `ERR gap <lowest>`.
+   *
    * @param message The server's text.
    * @param lowest The lowest offset retained.
    */
@@ -180,6 +202,8 @@ export class AckError extends ProtocolError {
   readonly sent: number;
 
   /**
+   * Creates the error for `ERR ack <sent>`.
+   *
    * @param message The server's text.
    * @param sent The offset sent so far.
    */
@@ -221,8 +245,10 @@ export function protocolError(code: ErrorCode, message: string, offset?: number)
   }
 }
 
-const ID = /^[A-Za-z0-9_-]{1,64}$/;
-const SECRET = /^[A-Za-z0-9_-]{22,64}$/;
+/** A well-formed session id: 1 to 64 chars of `[A-Za-z0-9_-]`. */
+export const ID_PATTERN: RegExp = /^[A-Za-z0-9_-]{1,64}$/;
+/** A well-formed session secret: 22 to 64 chars of `[A-Za-z0-9_-]`. */
+export const SECRET_PATTERN: RegExp = /^[A-Za-z0-9_-]{22,64}$/;
 const OFFSET = /^\d{1,16}$/;
 const PRINTABLE = /^[\x20-\x7e]*$/;
 const VERB = /^[A-Za-z]{1,16}$/;
@@ -239,8 +265,8 @@ function parseOffset(text: string, what: string): number {
 }
 
 function parseCredentials(id: string, secret: string): { id: string; secret: string } {
-  if (!ID.test(id)) throw badRequest("malformed session id");
-  if (!SECRET.test(secret)) throw badRequest("malformed secret");
+  if (!ID_PATTERN.test(id)) throw badRequest("malformed session id");
+  if (!SECRET_PATTERN.test(secret)) throw badRequest("malformed secret");
   return { id, secret };
 }
 
@@ -348,12 +374,13 @@ export function parseReply(line: string): Reply | { bye: string } {
     const offsets = [input, from, pending].map(decimal);
     const [inCount, fromOffset, pendingCount] = offsets;
     if (
-      ID.test(id) && SECRET.test(secret) && (state === "open" || state === "closed") &&
+      ID_PATTERN.test(id) && SECRET_PATTERN.test(secret) &&
+      (state === "open" || state === "closed") &&
       inCount !== undefined && fromOffset !== undefined && pendingCount !== undefined
     ) {
       return { id, secret, in: inCount, from: fromOffset, pending: pendingCount, state };
     }
-  } else if (word === "BYE" && fields.length === 2 && ID.test(first)) {
+  } else if (word === "BYE" && fields.length === 2 && ID_PATTERN.test(first)) {
     return { bye: first };
   } else if (word === "ERR" && isErrorCode(first)) {
     const offset = first === "gap" || first === "ack" ? decimal(second) : undefined;

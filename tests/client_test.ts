@@ -14,8 +14,10 @@ import {
   GapError,
   HandshakeTimeoutError,
   ProxyUnavailableError,
+  SessionEndedError,
   UnreachableError,
 } from "../lib/client.ts";
+import { parseReply } from "../lib/protocol.ts";
 import {
   decoder,
   Destination,
@@ -25,6 +27,7 @@ import {
   issuedSecrets,
   prng,
   randomBytes,
+  ServerProcess,
   startServer,
   TestClient,
   WAIT_MS,
@@ -379,4 +382,225 @@ Deno.test("a session resumed without an offset starts at what no client was sent
   const later = ClientSession.resume(first, at(proxy.port));
   assert.equal(decoder.decode(await later.poll({ wait: 10_000 })), " unseen");
   assert.equal(later.received, 11);
+});
+
+Deno.test("create misses nothing a destination says at once, even with a small buffer", async () => {
+  const greeting = randomBytes(18_890, 3);
+  const writes: Promise<void>[] = [];
+  await using destination = new Destination((conn) => {
+    writes.push(writeAll(conn, greeting).catch(() => {}));
+  });
+  // A server of its own process: it streams to the connection NEW opened
+  // while this one is still reading the reply, as a real one does.
+  await using server = new ServerProcess([
+    "--proxy=127.0.0.1:0",
+    "--buffer=1k",
+    `127.0.0.1:${destination.port}`,
+  ]);
+  const port = await server.port;
+  for (let run = 0; run < 8; run++) {
+    const session = await created(port);
+    const received = new Uint8Array(greeting.length);
+    // Acknowledged polls get at most --buffer beyond the ack each: a bounded number of them.
+    for (let round = 0; round < 100 && session.received < greeting.length; round++) {
+      const at = session.received;
+      const output = await session.poll({ wait: WAIT_MS });
+      received.set(output, at);
+    }
+    assert.equal(session.received, greeting.length, `run ${run}`);
+    assert.equal(firstDifference(received, greeting), -1, `run ${run}`);
+    await session.close();
+  }
+  await Promise.all(writes);
+});
+
+Deno.test("skipGap hands out the output held below the gap before jumping", async () => {
+  const id = "abcdefghijklmnop";
+  const secret = "S".repeat(32);
+  await using fake = replyingWith(`OK ${id} ${secret} 0 0 10 open\nABCD`);
+  const session = ClientSession.resume({ id, secret }, { ...at(fake.port), ack: 0 });
+  const connection = await session.connect("exact");
+  // Cut short: the four bytes read are held for the next reader.
+  await assert.rejects(connection.readExactly(10), ConnectionLostError);
+  assert.equal(session.skipGap(new GapError("released", 100)), 96);
+  assert.equal(session.received, 0, "the held bytes are not handed out yet");
+  assert.equal(decoder.decode(await connection.read() ?? new Uint8Array()), "ABCD");
+  assert.equal(session.received, 100, "then the jump");
+  assert.equal(session.skipGap(new GapError("older", 50)), 0);
+  assert.equal(session.received, 100);
+});
+
+Deno.test("resume refuses an id, secret or offset that is not well-formed", () => {
+  const secret = "S".repeat(32);
+  for (const id of ["has space", "line\nfeed", "", "x".repeat(65), "semi;colon"]) {
+    assert.throws(
+      () => ClientSession.resume({ id, secret }),
+      (error: unknown) =>
+        error instanceof TypeError && /a session id is 1 to 64/.test(error.message),
+      JSON.stringify(id),
+    );
+  }
+  for (const bad of ["short", `${secret} 0`, `${secret}\nNEW`]) {
+    assert.throws(
+      () => ClientSession.resume({ id: "abc", secret: bad }),
+      (error: unknown) =>
+        error instanceof TypeError && /a secret is 22 to 64/.test(error.message) &&
+        !error.message.includes(bad),
+    );
+  }
+  for (const ack of [-1, 1.5, 2 ** 60]) {
+    assert.throws(() => ClientSession.resume({ id: "abc", secret }, { ack }), RangeError);
+  }
+});
+
+Deno.test("a session the destination ends is ended once all output is taken: no more hellos", async () => {
+  await using destination = new Destination();
+  await using proxy = startServer(destination.port);
+  const session = await created(proxy.port);
+  const dest = await destination.accepted();
+  await writeAll(dest, encoder.encode("bye"));
+  dest.close();
+  await proxy.logs.waitFor("destination.closed");
+  session.send("too late");
+  assert.equal(decoder.decode(await session.poll()), "bye");
+  assert.equal(session.state, "closed");
+  assert.equal(session.undelivered, 8, "input the server never received is given up");
+  assert.equal(session.unconfirmed, 0);
+  assert.equal(session.ended, false, "the server keeps it until the output is acknowledged");
+  await session.poll(); // acknowledges "bye": the server ends the session
+  assert.equal(session.ended, true);
+  await proxy.logs.waitFor("session.closed");
+  const attached = proxy.logs.events("session.attached").length;
+  await assert.rejects(session.poll(), SessionEndedError);
+  await assert.rejects(session.close(), SessionEndedError);
+  session.send("and later");
+  assert.equal(session.undelivered, 17);
+  assert.equal(proxy.logs.events("session.attached").length, attached, "no hello was sent");
+  assert.equal(proxy.server.counters.authFailures, 0);
+});
+
+Deno.test("a poll tells when the server ended it early, and whether the session may be over", async (t) => {
+  await using destination = new Destination();
+  await using proxy = startServer(destination.port);
+
+  await t.step("the destination closes with a last word: the session waits for it", async () => {
+    const session = await created(proxy.port);
+    const dest = await destination.accepted();
+    const polling = session.poll({ wait: WAIT_MS, until: "deadline" });
+    await proxy.logs.waitFor(
+      "session.attached",
+      (fields) => fields.id === session.id && fields.mode === "acknowledged",
+    );
+    await writeAll(dest, encoder.encode("bye"));
+    dest.close();
+    assert.equal(decoder.decode(await polling), "bye");
+    assert.equal(session.detachedByServer, true);
+    assert.equal(session.state, "open", "the reply came before the destination closed");
+    assert.equal(session.mayHaveEnded, false, "it was sent output: the server keeps the session");
+    await session.poll();
+    assert.equal(session.state, "closed");
+    assert.equal(session.detachedByServer, false);
+    assert.equal(session.ended, true);
+  });
+
+  await t.step("the destination closes without a word: the session may be over", async () => {
+    const session = await created(proxy.port);
+    const dest = await destination.accepted();
+    const polling = session.poll({ wait: WAIT_MS, until: "deadline" });
+    await proxy.logs.waitFor(
+      "session.attached",
+      (fields) => fields.id === session.id && fields.mode === "acknowledged",
+    );
+    dest.close();
+    assert.equal((await polling).length, 0);
+    assert.equal(session.detachedByServer, true);
+    assert.equal(session.mayHaveEnded, true);
+    await proxy.logs.waitFor("session.closed", (fields) => fields.id === session.id);
+  });
+
+  await t.step("a takeover looks the same from the poll", async () => {
+    const session = await created(proxy.port);
+    using _dest = new TestClient(await destination.accepted());
+    const polling = session.poll({ wait: WAIT_MS, until: "deadline" });
+    await proxy.logs.waitFor(
+      "session.attached",
+      (fields) => fields.id === session.id && fields.mode === "acknowledged",
+    );
+    using thief = await TestClient.connect(proxy.port);
+    await thief.hello(`RESUME ${session.id} ${session.secret}`);
+    assert.equal((await polling).length, 0);
+    assert.equal(session.mayHaveEnded, true);
+    assert.equal(proxy.server.store.size, 1);
+    thief.close();
+  });
+  assert.equal(proxy.server.counters.authFailures, 0);
+});
+
+Deno.test("a wrong secret on a live session is one auth failure, not one per attempt", async () => {
+  await using destination = echoDestination();
+  await using proxy = startServer(destination.port);
+  const owner = await created(proxy.port);
+  const guesser = ClientSession.resume({ id: owner.id, secret: "W".repeat(32) }, at(proxy.port));
+  await assert.rejects(guesser.poll(), AuthError);
+  assert.equal(guesser.ended, true);
+  await assert.rejects(guesser.poll(), SessionEndedError);
+  assert.equal(proxy.server.counters.authFailures, 1);
+  owner.send("still mine\n");
+  assert.equal(decoder.decode(await owner.poll({ wait: WAIT_MS })), "still mine\n");
+});
+
+Deno.test("ERR bad-request and ERR timeout from the real server parse to their typed errors", async () => {
+  await using destination = echoDestination();
+  await using proxy = startServer(destination.port, { handshakeTimeout: 50 });
+  {
+    using raw = await TestClient.connect(proxy.port);
+    await raw.write("RESUME bad/id AAAAAAAAAAAAAAAAAAAAAAAA 0\n");
+    const line = await raw.readLine();
+    assert.throws(() => parseReply(line), BadRequestError);
+  }
+  {
+    using raw = await TestClient.connect(proxy.port);
+    await raw.write("RESUME"); // and nothing more
+    const line = await raw.readLine();
+    assert.throws(() => parseReply(line), HandshakeTimeoutError);
+  }
+});
+
+Deno.test("a long stream keeps its unconfirmed input bounded, and output exact", async () => {
+  const total = 4 * 1024 * 1024;
+  const chunk = 16 * 1024;
+  const limit = 64 * 1024;
+  const input = randomBytes(total, 11);
+  await using destination = echoDestination();
+  await using proxy = startServer(destination.port, { bufferSize: 256 * 1024 });
+  const session = await ClientSession.create({ ...at(proxy.port), maxUnconfirmed: limit });
+  issuedSecrets.add(session.secret);
+  const received = new Uint8Array(total);
+  let most = 0;
+  const stop = new AbortController();
+  const stream = session.stream({ signal: stop.signal });
+  // The first chunk asked for starts the attach, so flush() below waits for it.
+  let next = stream.next();
+  const sending = (async () => {
+    for (let at = 0; at < total; at += chunk) {
+      session.send(input.subarray(at, at + chunk));
+      most = Math.max(most, session.unconfirmed);
+      await session.flush();
+    }
+  })();
+  try {
+    for (let result = await next; !result.done; result = await next) {
+      received.set(result.value, session.received - result.value.length);
+      if (session.received === total) stop.abort();
+      next = stream.next();
+    }
+  } finally {
+    await stream.return(undefined);
+  }
+  await sending;
+  assert.equal(session.received, total);
+  assert.equal(firstDifference(received, input), -1, "output");
+  assert.ok(most <= limit + chunk, `unconfirmed input reached ${most} bytes`);
+  assert.ok(proxy.logs.events("session.attached").length > 4, "the stream re-attached");
+  assert.equal(proxy.server.counters.gaps, 0);
 });
