@@ -28,13 +28,14 @@ import {
   AckError,
   AuthError,
   BusyError,
+  type ClientConnection,
   ClientSession,
   GapError,
   ProtocolError,
   ProxyUnavailableError,
   UnreachableError,
 } from "./client.ts";
-import { sleep } from "./_io.ts";
+import { createHash } from "node:crypto";
 import type { HostPort } from "./config.ts";
 import { describeError, type Logger } from "./log.ts";
 import { AuthThrottle } from "./throttle.ts";
@@ -226,6 +227,7 @@ function inputOf(body: Record<string, unknown>, limits: GatewayLimits): Uint8Arr
       413,
       "too_large",
       `Input is limited to ${limits.maxInput} bytes per request`,
+      { maxInput: limits.maxInput },
     );
   }
   return bytes;
@@ -278,17 +280,16 @@ export function gatewayHandler(
     ...(options.proxyTls ? { tls: options.proxyTls } : {}),
   };
   const assets = options.assets ?? {};
+  const etags = assetTags(assets);
   const throttle = options.throttle ?? new AuthThrottle();
   const stopping = options.signal ?? new AbortController().signal;
 
-  /** Waits out the browser's recent wrong secrets, if any (never refusing it). */
-  async function slowGuesses(browser: string | undefined): Promise<void> {
-    const delay = browser === undefined ? 0 : throttle.delay(browser);
-    if (delay > 0) await sleep(delay, stopping);
-  }
-
-  /** Counts a wrong secret against the browser, and logs it. */
-  function guessed(browser: string | undefined, path: string, address: object): void {
+  /**
+   * Counts a wrong secret against the browser, logs it, and holds the
+   * answer back for the browser's delay. Only failures wait: the right
+   * secret is answered at once, so a guesser never slows the owner down.
+   */
+  async function guessed(browser: string | undefined, path: string, address: object) {
     const failures = browser === undefined ? undefined : throttle.failed(browser);
     logger.warn("web.auth_failed", {
       path,
@@ -296,6 +297,7 @@ export function gatewayHandler(
       next_delay_ms: browser === undefined ? undefined : throttle.delay(browser),
       ...address,
     });
+    if (browser !== undefined) await throttle.hold(browser, stopping);
   }
 
   async function create(): Promise<Response> {
@@ -351,14 +353,12 @@ export function gatewayHandler(
     if (match) {
       const id = match[1] ?? "";
       if (!ID.test(id)) throw new HttpError(400, "bad_request", "Malformed session id");
-      // Each of these presents a secret: a browser that guessed wrong lately waits first.
-      const browser = browserAddress(request, info);
       switch (match[2]) {
         case "/poll":
           if (method !== "POST") {
             throw new HttpError(405, "method_not_allowed", "Use POST", { allow: "POST" });
           }
-          return slowGuesses(browser).then(() => poll(id, request));
+          return poll(id, request);
         case "/ws":
           if (method !== "GET") {
             throw new HttpError(405, "method_not_allowed", "Use GET", { allow: "GET" });
@@ -366,46 +366,84 @@ export function gatewayHandler(
           if (request.headers.get("upgrade")?.toLowerCase() !== "websocket") {
             throw new HttpError(400, "bad_request", "This path takes a WebSocket");
           }
-          return slowGuesses(browser).then(() => webSocket(id, request, info, browser));
+          return Promise.resolve(webSocket(id, request, info));
         default:
           if (method !== "DELETE") {
             throw new HttpError(405, "method_not_allowed", "Use DELETE", { allow: "DELETE" });
           }
-          return slowGuesses(browser).then(() => end(id, request));
+          return end(id, request);
       }
     }
     const asset = assets[path];
     if (asset && (method === "GET" || method === "HEAD")) {
-      return Promise.resolve(
-        new Response(asset.body, {
-          headers: {
-            "content-type": asset.type,
-            "cache-control": path === "/" ? "no-cache" : "public, max-age=3600",
-            "x-content-type-options": "nosniff",
-          },
-        }),
-      );
+      return Promise.resolve(serveAsset(path, asset, request));
     }
     if (asset) throw new HttpError(405, "method_not_allowed", "Use GET", { allow: "GET, HEAD" });
     throw new HttpError(404, "not_found", `No such path: ${path.slice(0, 100)}`);
+  }
+
+  /**
+   * An asset, revalidated on every use (`no-cache`) against an ETag of its
+   * content: a new version is never mixed with an old one, and an unchanged
+   * one costs a 304.
+   */
+  function serveAsset(path: string, asset: Asset, request: Request): Response {
+    const etag = etags.get(path) ?? "";
+    const headers = {
+      "cache-control": "no-cache",
+      etag,
+      "x-content-type-options": "nosniff",
+    };
+    const wanted = request.headers.get("if-none-match")?.split(",").map((tag) =>
+      tag.trim().replace(/^W\//, "")
+    );
+    if (wanted?.includes(etag) || wanted?.includes("*")) {
+      return new Response(null, { status: 304, headers });
+    }
+    return new Response(asset.body, { headers: { "content-type": asset.type, ...headers } });
   }
 
   function webSocket(
     id: string,
     request: Request,
     info: Deno.ServeHandlerInfo<Deno.NetAddr> | undefined,
-    browser: string | undefined,
   ): Response {
     const address = clientAddress(request, info);
+    const browser = browserAddress(request, info);
     const { socket, response } = Deno.upgradeWebSocket(request);
     socket.binaryType = "arraybuffer";
     relay(socket, id, { ...clientOptions }, limits, logger, address, () => {
-      guessed(browser, "/api/sessions/{id}/ws", address);
+      return guessed(browser, "/api/sessions/{id}/ws", address);
     });
     const stop = (): void => socket.close(1001, "gateway stopping");
     options.signal?.addEventListener("abort", stop, { once: true });
     socket.addEventListener("close", () => options.signal?.removeEventListener("abort", stop));
     return response;
+  }
+
+  /** The answer to a request that failed: JSON with the status that fits. */
+  async function failure(
+    error: unknown,
+    request: Request,
+    info: Deno.ServeHandlerInfo<Deno.NetAddr> | undefined,
+    path: string,
+    address: object,
+  ): Promise<Response> {
+    const http = httpErrorFor(error);
+    if (!http) {
+      logger.error("web.error", { path: routeOf(path), error: describeError(error), ...address });
+      return json(500, { error: "internal", message: "The gateway failed; see its log" });
+    }
+    if (http.status >= 500) {
+      logger.warn("web.proxy_error", { path: routeOf(path), error: http.code, ...address });
+    }
+    if (http.status === 401) await guessed(browserAddress(request, info), routeOf(path), address);
+    const headers: Record<string, string> = typeof http.extra.allow === "string"
+      ? { allow: http.extra.allow }
+      : {};
+    const extra = { ...http.extra };
+    delete extra.allow;
+    return json(http.status, { error: http.code, message: http.message, ...extra }, headers);
   }
 
   return async (request, info) => {
@@ -414,45 +452,52 @@ export function gatewayHandler(
     const address = clientAddress(request, info);
     const method = request.method;
     let path = "/";
+    let response: Response;
     try {
       path = new URL(request.url).pathname;
-      const response = await route(request, path, info);
-      logger.debug("web.request", {
-        method,
-        path: routeOf(path),
-        status: response.status,
-        ms: Math.round(performance.now() - started),
-        ...address,
-      });
-      return response;
+      response = await route(request, path, info);
     } catch (error) {
-      const http = httpErrorFor(error);
-      if (!http) {
-        logger.error("web.error", { path, error: describeError(error), ...address });
-        return json(500, { error: "internal", message: "The gateway failed; see its log" });
-      }
-      if (http.status >= 500) {
-        logger.warn("web.proxy_error", { path, error: http.code, ...address });
-      }
-      if (http.status === 401) {
-        guessed(browserAddress(request, info), routeOf(path), address);
-      }
-      const headers: Record<string, string> = typeof http.extra.allow === "string"
-        ? { allow: http.extra.allow }
-        : {};
-      const extra = { ...http.extra };
-      delete extra.allow;
-      return json(http.status, { error: http.code, message: http.message, ...extra }, headers);
+      response = await failure(error, request, info, path, address);
     }
+    // Every answer is logged, errors too; an oversized request is worth a warning.
+    const fields = {
+      method,
+      path: routeOf(path),
+      status: response.status,
+      ms: Math.round(performance.now() - started),
+      ...address,
+    };
+    if (response.status === 413) logger.warn("web.request", fields);
+    else logger.debug("web.request", fields);
+    return response;
   };
+}
+
+/** Strong ETags of the assets, from a hash of their content, computed once. */
+function assetTags(assets: Record<string, Asset>): Map<string, string> {
+  const tags = new Map<string, string>();
+  for (const [path, asset] of Object.entries(assets)) {
+    const digest = createHash("sha256").update(asset.body).digest("base64url");
+    tags.set(path, `"${digest.slice(0, 16)}"`);
+  }
+  return tags;
 }
 
 /**
  * Runs one WebSocket: the first message (JSON `{"secret","ack","inputAt"?,"input"?}`)
  * attaches, then output goes to the browser as binary frames and binary
  * frames from it are input. Text messages from the gateway are JSON:
- * `{"type":"attached","from","in","state"}`, `{"type":"closed"}` (the
- * destination closed), `{"type":"error","error","message",...}`.
+ * `{"type":"attached","from","in","state","maxInput","window"}`,
+ * `{"type":"in","in"}` (the proxy has the session's input up to `in`),
+ * `{"type":"closed","ack"}` (the destination closed and all its output was
+ * sent), `{"type":"detached"}` (another client took over),
+ * `{"type":"error","error","message",...}`.
+ *
+ * Input is kept (for resending) until the proxy confirms it, which only a
+ * reply does: once `maxInput` bytes are unconfirmed the gateway ends its
+ * connection gracefully, attaches again and passes the confirmation on. The
+ * browser keeps at most `window` bytes unconfirmed; more ends the socket,
+ * so no browser makes the gateway hold more than that.
  */
 function relay(
   socket: WebSocket,
@@ -461,21 +506,32 @@ function relay(
   limits: GatewayLimits,
   logger: Logger,
   address: { peer: string | undefined; forwarded_for: string | undefined },
-  onAuthFailed: () => void,
+  onAuthFailed: () => Promise<void>,
 ): void {
+  const window = 2 * limits.maxInput;
   let session: ClientSession | null = null;
+  /** The attached connection, once there is one. */
+  let connection: ClientConnection | null = null;
+  /** The proxy is confirming the input (see `confirm`). */
+  let confirming = false;
+  /** Input that arrived while confirming, and its size. */
+  const held: Uint8Array[] = [];
+  let heldBytes = 0;
   let closed = false;
   const detach = new AbortController();
-  socket.onclose = () => {
+  socket.onclose = socket.onerror = () => {
     closed = true;
     detach.abort();
+    connection?.close();
   };
-  socket.onerror = () => detach.abort();
+  /** Sends a control message, unless the socket is going. */
+  function tell(message: Record<string, unknown>): boolean {
+    if (socket.readyState !== WebSocket.OPEN) return false;
+    socket.send(JSON.stringify(message));
+    return true;
+  }
   function fail(code: string, message: string, extra: Record<string, unknown> = {}): void {
-    if (socket.readyState === WebSocket.OPEN) {
-      socket.send(JSON.stringify({ type: "error", error: code, message, ...extra }));
-      socket.close(4000, code);
-    }
+    if (tell({ type: "error", error: code, message, ...extra })) socket.close(4000, code);
   }
   socket.onmessage = (event) => {
     if (session === null) {
@@ -489,10 +545,40 @@ function relay(
       return fail("bad_request", 'Messages after the first are binary input or {"input"}');
     }
     if (bytes.length > limits.maxInput) {
-      return fail("too_large", `Input is limited to ${limits.maxInput} bytes`);
+      return fail("too_large", `Input is limited to ${limits.maxInput} bytes per message`, {
+        maxInput: limits.maxInput,
+      });
+    }
+    if (session.unconfirmed + heldBytes + bytes.length > window) {
+      return fail(
+        "too_much_input",
+        `At most ${window} bytes of input may wait for confirmation ({"type":"in"})`,
+        { window },
+      );
+    }
+    if (confirming) {
+      held.push(bytes);
+      heldBytes += bytes.length;
+      return;
     }
     session.send(bytes);
+    if (session.unconfirmed >= limits.maxInput) void confirm();
   };
+
+  /**
+   * Has the proxy confirm the input: once all of it is written, this side
+   * of the connection is closed, so the proxy takes it all in, hands on the
+   * output it has and ends the connection; the pump then attaches again,
+   * and the reply says where the input stands. Input arriving meanwhile is
+   * held back until then.
+   */
+  async function confirm(): Promise<void> {
+    const current = connection;
+    if (confirming || current === null || closed) return;
+    confirming = true;
+    await session?.flush();
+    await current.closeWrite();
+  }
 
   function decodeInputMessage(text: string): Uint8Array | null {
     try {
@@ -525,46 +611,71 @@ function relay(
     } catch (error) {
       const http = httpErrorFor(error);
       if (!http) logger.error("web.error", { path: "ws", error: describeError(error), ...address });
-      if (http?.status === 401) onAuthFailed();
+      if (http?.status === 401) await onAuthFailed();
       fail(
         http?.code ?? "internal",
         http?.message ?? "The gateway failed; see its log",
         http?.extra,
       );
+    } finally {
+      connection?.close();
     }
   }
 
+  /** Attaches in streaming mode; false when the browser left meanwhile. */
+  async function attach(session: ClientSession): Promise<boolean> {
+    connection = await session.connect("streaming");
+    if (closed) connection.close();
+    return !closed;
+  }
+
   async function pump(session: ClientSession): Promise<void> {
-    const connection = await session.connect("streaming");
-    detach.signal.addEventListener("abort", () => connection.close(), { once: true });
-    if (closed) return connection.close();
-    socket.send(JSON.stringify({
+    if (!await attach(session)) return;
+    tell({
       type: "attached",
       from: session.received,
       in: session.inputConfirmed,
-      state: connection.reply.state,
-    }));
-    for (let chunk = await connection.read(); chunk !== null; chunk = await connection.read()) {
-      if (socket.readyState !== WebSocket.OPEN) return connection.close();
-      socket.send(chunk);
-      // A slow browser: stop reading the proxy until the socket drains.
-      while (socket.bufferedAmount > WS_HIGH_WATER && socket.readyState === WebSocket.OPEN) {
-        await new Promise((resolve) => setTimeout(resolve, 10));
-        if (socket.bufferedAmount <= WS_LOW_WATER) break;
+      state: connection?.reply.state,
+      maxInput: limits.maxInput,
+      window,
+    });
+    while (connection !== null) {
+      for (let chunk = await connection.read(); chunk !== null; chunk = await connection.read()) {
+        if (socket.readyState !== WebSocket.OPEN) return;
+        socket.send(chunk);
+        // A slow browser: stop reading the proxy until the socket drains.
+        while (socket.bufferedAmount > WS_HIGH_WATER && socket.readyState === WebSocket.OPEN) {
+          await new Promise((resolve) => setTimeout(resolve, 10));
+          if (socket.bufferedAmount <= WS_LOW_WATER) break;
+        }
       }
-    }
-    if (closed) return;
-    // The proxy ended the connection: the destination closed, or a newer client took over.
-    await session.flush();
-    const rest = await session.poll();
-    if (rest.length > 0 && socket.readyState === WebSocket.OPEN) socket.send(rest);
-    if (socket.readyState !== WebSocket.OPEN) return;
-    if (session.state === "closed") {
-      socket.send(JSON.stringify({ type: "closed", ack: session.received }));
-      socket.close(1000, "destination closed");
-    } else {
-      socket.send(JSON.stringify({ type: "detached" }));
-      socket.close(4001, "taken over");
+      if (closed) return;
+      if (confirming) {
+        if (!await attach(session)) return;
+        confirming = false;
+        tell({ type: "in", in: session.inputConfirmed });
+        for (const bytes of held.splice(0)) session.send(bytes);
+        heldBytes = 0;
+        if (session.unconfirmed >= limits.maxInput) void confirm();
+        continue;
+      }
+      if (connection.reply.state === "open") {
+        // The proxy ended a connection of an open session: a newer client
+        // took over, or the destination closed since. Attaching again (in
+        // streaming mode, acknowledging nothing) tells which.
+        if (!await attach(session)) return;
+        if (connection.reply.state === "open") {
+          connection.close();
+          if (tell({ type: "detached" })) socket.close(4001, "taken over");
+          return;
+        }
+        continue; // the rest of the output, then the end
+      }
+      // The destination closed and all its output was sent. Nothing here
+      // acknowledges it: the browser's own final poll ends the session, once
+      // it has the bytes (or the idle timeout does).
+      if (tell({ type: "closed", ack: session.received })) socket.close(1000, "destination closed");
+      return;
     }
   }
 }

@@ -4,14 +4,16 @@
  */
 
 import assert from "node:assert/strict";
-import { gatewayHandler } from "../lib/web_gateway.ts";
+import { gatewayHandler, type GatewayLimits } from "../lib/web_gateway.ts";
 import { BrowserSession, type Status, type Transport } from "../web/session_client.ts";
 import {
   decoder,
   Destination,
   encoder,
+  firstDifference,
   issuedSecrets,
   LogCapture,
+  randomBytes,
   startServer,
   TestClient,
   WAIT_MS,
@@ -34,25 +36,26 @@ class MemoryStorage {
   }
 }
 
-/** A gateway on a port of its own; `refuseWebSockets` plays a proxy in front that cannot pass them. */
-function serveGateway(proxyPort: number, port = 0, refuseWebSockets = false) {
+/** A gateway on a port of its own; `intercept` plays something in front of it (nginx, say). */
+function serveGateway(
+  proxyPort: number,
+  options: {
+    port?: number;
+    limits?: Partial<GatewayLimits>;
+    intercept?: (request: Request) => Response | null;
+  } = {},
+) {
   const logs = new LogCapture();
   const stop = new AbortController();
   const handler = gatewayHandler({
     proxy: { hostname: "127.0.0.1", port: proxyPort },
     logger: logs.logger,
     signal: stop.signal,
+    ...(options.limits ? { limits: options.limits } : {}),
   });
   const server = Deno.serve(
-    { hostname: "127.0.0.1", port, onListen: () => {} },
-    (request, info) => {
-      if (refuseWebSockets && request.url.endsWith("/ws")) {
-        return new Response("no", {
-          status: 400,
-        });
-      }
-      return handler(request, info);
-    },
+    { hostname: "127.0.0.1", port: options.port ?? 0, onListen: () => {} },
+    (request, info) => options.intercept?.(request) ?? handler(request, info),
   );
   return {
     base: `http://127.0.0.1:${server.addr.port}/`,
@@ -65,10 +68,22 @@ function serveGateway(proxyPort: number, port = 0, refuseWebSockets = false) {
   };
 }
 
+/** What something in front of the gateway that cannot pass WebSockets answers them. */
+function refuseWebSockets(request: Request): Response | null {
+  return request.url.endsWith("/ws") ? new Response("no", { status: 400 }) : null;
+}
+
 /** A page's session with its output and statuses recorded. */
-function page(base: string, storage: MemoryStorage, transport: Transport | "auto") {
+function page(
+  base: string,
+  storage: MemoryStorage,
+  transport: Transport | "auto",
+  options: { webSocketRetry?: number } = {},
+) {
   let output = "";
   const statuses: Status[] = [];
+  const details: string[] = [];
+  const notices: string[] = [];
   let waiter: { until: (text: string) => boolean; resolve: () => void } | null = null;
   const session = new BrowserSession({
     base,
@@ -76,18 +91,26 @@ function page(base: string, storage: MemoryStorage, transport: Transport | "auto
     transport,
     longPollWait: 2000,
     pollInterval: 20,
+    ...options,
     onOutput(bytes) {
       output += decoder.decode(bytes);
       if (waiter?.until(output)) waiter.resolve();
     },
-    onStatus(status) {
+    onStatus(status, detail) {
       statuses.push(status);
+      details.push(detail);
+      if (waiter?.until(output)) waiter.resolve();
+    },
+    onNotice(message) {
+      notices.push(message);
       if (waiter?.until(output)) waiter.resolve();
     },
   });
   return {
     session,
     statuses,
+    details,
+    notices,
     get output() {
       return output;
     },
@@ -144,7 +167,7 @@ Deno.test("the page reconnects when the gateway comes back, with nothing lost", 
   await view.wait((text) => text === "one ");
   await before[Symbol.asyncDispose](); // the gateway goes away: the socket drops
   await dest.write("two ");
-  await using _after = serveGateway(proxy.port, port);
+  await using _after = serveGateway(proxy.port, { port });
   await view.wait((text) => text === "one two ");
   assert.ok(view.statuses.includes("reconnecting"));
   view.session.stop();
@@ -154,7 +177,7 @@ Deno.test("the page reconnects when the gateway comes back, with nothing lost", 
 Deno.test("auto falls back to long-polling when WebSockets do not get through", async () => {
   await using destination = new Destination();
   await using proxy = startServer(destination.port);
-  await using gateway = serveGateway(proxy.port, 0, true);
+  await using gateway = serveGateway(proxy.port, { intercept: refuseWebSockets });
   const view = page(gateway.base, new MemoryStorage(), "auto");
   await view.session.start();
   using dest = new TestClient(await destination.accepted());
@@ -183,19 +206,168 @@ Deno.test("renew ends the old session and starts a new one", async () => {
   await view.session.stopped();
 });
 
-Deno.test("the page learns when the destination closes the session", async () => {
+for (const transport of ["websocket", "longpoll"] as const) {
+  Deno.test(`${transport}: the page's own final ack ends a session whose destination closed`, async () => {
+    await using destination = new Destination();
+    await using proxy = startServer(destination.port);
+    await using gateway = serveGateway(proxy.port);
+    const storage = new MemoryStorage();
+    const view = page(gateway.base, storage, transport);
+    await view.session.start();
+    const dest = await destination.accepted();
+    await dest.write(encoder.encode("bye"));
+    dest.close();
+    await view.wait((text) => text === "bye");
+    await view.session.stopped();
+    assert.equal(view.statuses.at(-1), "ended");
+    assert.equal(view.output, "bye", "nothing repeated by the final poll");
+    assert.equal(storage.items.size, 0, "nothing left to resume");
+    await proxy.logs.waitFor("session.closed");
+  });
+}
+
+for (const transport of ["websocket", "longpoll", "poll"] as const) {
+  Deno.test(`${transport}: a paste larger than the gateway's input limit goes out whole, in pieces`, async () => {
+    await using destination = new Destination();
+    await using proxy = startServer(destination.port);
+    await using gateway = serveGateway(proxy.port, { limits: { maxInput: 4096 } });
+    const view = page(gateway.base, new MemoryStorage(), transport);
+    await view.session.start();
+    using dest = new TestClient(await destination.accepted());
+    const paste = randomBytes(100 * 1024, 11);
+    view.session.send(paste);
+    assert.equal(firstDifference(await dest.readExactly(paste.length), paste), -1);
+    assert.deepEqual(view.notices, []);
+    // Every input request stayed within the limit, so none was refused.
+    const refused = gateway.logs.events("web.request").filter((record) =>
+      record.fields.status === 413
+    );
+    assert.ok(refused.length <= 1, "at most one 413, which teaches the page the limit");
+    view.session.stop();
+    await view.session.stopped();
+  });
+}
+
+Deno.test("input the gateway refuses for good is dropped with a notice, not retried forever", async () => {
   await using destination = new Destination();
   await using proxy = startServer(destination.port);
-  await using gateway = serveGateway(proxy.port);
-  const storage = new MemoryStorage();
-  const view = page(gateway.base, storage, "longpoll");
+  // A body limit below the input limit: the input fits the one, never the other.
+  await using gateway = serveGateway(proxy.port, { limits: { maxBody: 1024, maxInput: 4096 } });
+  const view = page(gateway.base, new MemoryStorage(), "poll");
   await view.session.start();
-  const dest = await destination.accepted();
-  await dest.write(encoder.encode("bye"));
-  dest.close();
-  await view.wait((text) => text === "bye");
+  using dest = new TestClient(await destination.accepted());
+  view.session.send(new Uint8Array(2048));
+  await view.wait(() => view.notices.length > 0);
+  assert.match(view.notices[0] ?? "", /^2048 bytes of input were refused: Request bodies/);
+  view.session.send(encoder.encode("still here"));
+  assert.equal(decoder.decode(await dest.readExactly(10)), "still here");
+  view.session.stop();
   await view.session.stopped();
-  assert.equal(view.statuses.at(-1), "ended");
-  assert.equal(storage.items.size, 0, "nothing left to resume");
-  await proxy.logs.waitFor("session.closed");
+});
+
+Deno.test("websocket: typing far past the input limit keeps the stored input small, and a reload goes on", async () => {
+  await using destination = new Destination();
+  await using proxy = startServer(destination.port);
+  await using gateway = serveGateway(proxy.port, { limits: { maxInput: 4096 } });
+  const storage = new MemoryStorage();
+  const typed = randomBytes(96 * 1024, 12);
+  const first = page(gateway.base, storage, "websocket");
+  await first.session.start();
+  using dest = new TestClient(await destination.accepted());
+  await first.wait(() => first.statuses.includes("connected"));
+  let largest = 0;
+  const half = typed.length / 2;
+  // Typed a keystroke at a time, looking at what is stored after every 2 KiB has arrived.
+  for (let at = 0; at < half; at += 2048) {
+    for (let key = at; key < at + 2048; key += 64) {
+      first.session.send(typed.subarray(key, key + 64));
+    }
+    assert.equal(
+      firstDifference(await dest.readExactly(2048), typed.subarray(at, at + 2048)),
+      -1,
+    );
+    const stored = JSON.parse(storage.getItem("socketproxy-session") ?? "{}");
+    largest = Math.max(largest, Uint8Array.fromBase64(stored.input).length);
+  }
+  // Only what the gateway has not confirmed is kept (a window at most), never all that was typed.
+  assert.ok(largest <= 8192, `stored input grew to ${largest} bytes`);
+  // Reload with input still unconfirmed: it is sent once, in pieces, and typing goes on.
+  first.session.stop();
+  await first.session.stopped();
+  const second = page(gateway.base, storage, "websocket");
+  await second.session.start();
+  second.session.send(typed.subarray(half));
+  assert.equal(firstDifference(await dest.readExactly(half), typed.subarray(half)), -1);
+  assert.equal(proxy.server.store.size, 1);
+  assert.ok(gateway.logs.events("web.request").every((record) => record.fields.status !== 413));
+  second.session.stop();
+  await second.session.stopped();
+});
+
+Deno.test("auto stays on WebSocket through a gateway outage", async () => {
+  await using destination = new Destination();
+  await using proxy = startServer(destination.port);
+  const before = serveGateway(proxy.port);
+  const port = before.port;
+  const view = page(before.base, new MemoryStorage(), "auto");
+  await view.session.start();
+  using dest = new TestClient(await destination.accepted());
+  await dest.write("one ");
+  await view.wait((text) => text === "one ");
+  await before[Symbol.asyncDispose]();
+  // Several WebSocket attempts fail while the gateway is away.
+  await view.wait(() => view.statuses.filter((status) => status === "reconnecting").length >= 3);
+  await using _after = serveGateway(proxy.port, { port });
+  await dest.write("two");
+  await view.wait((text) => text === "one two");
+  assert.equal(view.session.transport, "websocket");
+  view.session.stop();
+  await view.session.stopped();
+});
+
+Deno.test("auto tries WebSocket again after falling back", async () => {
+  await using destination = new Destination();
+  await using proxy = startServer(destination.port);
+  let refusing = true;
+  await using gateway = serveGateway(proxy.port, {
+    intercept: (request) => refusing ? refuseWebSockets(request) : null,
+  });
+  const view = page(gateway.base, new MemoryStorage(), "auto", { webSocketRetry: 100 });
+  await view.session.start();
+  using dest = new TestClient(await destination.accepted());
+  await dest.write("polled ");
+  await view.wait((text) => text === "polled ");
+  assert.equal(view.session.transport, "longpoll");
+  refusing = false;
+  await dest.write("and back");
+  await view.wait(() =>
+    view.details.at(-1) === "WebSocket" && view.statuses.at(-1) === "connected"
+  );
+  assert.equal(view.session.transport, "websocket");
+  assert.equal(view.output, "polled and back");
+  view.session.stop();
+  await view.session.stopped();
+});
+
+Deno.test("the first session is retried while the proxy is away, showing reconnecting", async () => {
+  await using destination = new Destination();
+  await using proxy = startServer(destination.port);
+  let refused = 0;
+  await using gateway = serveGateway(proxy.port, {
+    intercept: (request) =>
+      request.method === "POST" && request.url.endsWith("/api/sessions") && refused++ < 2
+        ? Response.json({ error: "busy", message: "The proxy is at its session limit" }, {
+          status: 503,
+        })
+        : null,
+  });
+  const view = page(gateway.base, new MemoryStorage(), "websocket");
+  await view.session.start();
+  using dest = new TestClient(await destination.accepted());
+  await dest.write("at last");
+  await view.wait((text) => text === "at last");
+  assert.equal(refused, 3);
+  assert.deepEqual(view.statuses.slice(0, 3), ["connecting", "reconnecting", "reconnecting"]);
+  view.session.stop();
+  await view.session.stopped();
 });

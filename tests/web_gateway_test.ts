@@ -334,6 +334,29 @@ Deno.test("errors are JSON with fitting statuses", async (t) => {
     assert.equal(answer.body.error, "gap");
     assert.ok(Number(answer.body.lowest) >= 4096 - 1024);
   });
+
+  await t.step("oversized input says the limit, so a page can split its input", async () => {
+    const answer = await call(pollUrl, "POST", {
+      secret: session.secret,
+      ack: 0,
+      input: base64("x".repeat(17)),
+    });
+    assert.equal(answer.body.maxInput, 16);
+  });
+
+  await t.step("every answer is logged with its status; an oversized request as a warning", () => {
+    const logged = gateway.logs.events("web.request");
+    for (const [, , , , status] of cases) {
+      assert.ok(logged.some((record) => record.fields.status === status), `${status} logged`);
+    }
+    const tooLarge = logged.filter((record) => record.fields.status === 413);
+    assert.ok(tooLarge.length > 0 && tooLarge.every((record) => record.level === "warn"));
+    assert.ok(
+      logged.filter((record) => record.fields.status === 404).every((record) =>
+        record.level === "debug" && record.fields.path === "/nowhere"
+      ),
+    );
+  });
 });
 
 Deno.test("a proxy that is not there, or cannot reach its destination, is 502", async () => {
@@ -348,24 +371,39 @@ Deno.test("a proxy that is not there, or cannot reach its destination, is 502", 
   assert.deepEqual([unreachable.status, unreachable.body.error], [502, "unreachable"]);
 });
 
-Deno.test("the page and its assets are served with their types and caching", async () => {
+Deno.test("the page and its assets are served with their types, revalidated by ETag", async () => {
   await using destination = echoDestination();
   await using proxy = startServer(destination.port);
   await using gateway = startGateway(proxy.port);
+  const tags = new Set<string>();
   for (
-    const [path, type, cache] of [
-      ["/", "text/html; charset=utf-8", "no-cache"],
-      ["/assets/app.js", "text/javascript; charset=utf-8", "public, max-age=3600"],
-      ["/assets/style.css", "text/css; charset=utf-8", "public, max-age=3600"],
-    ]
+    const [path, type] of [
+      ["/", "text/html; charset=utf-8"],
+      ["/assets/app.js", "text/javascript; charset=utf-8"],
+      ["/assets/style.css", "text/css; charset=utf-8"],
+    ] as const
   ) {
     const response = await fetch(`${gateway.url}${path}`);
     const text = await response.text();
     assert.equal(response.status, 200, path);
     assert.equal(response.headers.get("content-type"), type);
-    assert.equal(response.headers.get("cache-control"), cache);
+    // Never used unchecked, so a page and its script always come from one version.
+    assert.equal(response.headers.get("cache-control"), "no-cache");
+    const etag = response.headers.get("etag") ?? "";
+    assert.match(etag, /^"[A-Za-z0-9_-]{16}"$/);
+    tags.add(etag);
     assert.ok(text.length > 100);
+    const unchanged = await fetch(`${gateway.url}${path}`, {
+      headers: { "if-none-match": `"other", W/${etag}` },
+    });
+    assert.equal(unchanged.status, 304, `${path} is not sent again while unchanged`);
+    assert.equal(unchanged.headers.get("etag"), etag);
+    assert.equal(await unchanged.text(), "");
+    const changed = await fetch(`${gateway.url}${path}`, { headers: { "if-none-match": '"old"' } });
+    assert.equal(changed.status, 200);
+    assert.equal(await changed.text(), text);
   }
+  assert.equal(tags.size, 3, "each file its own tag");
   const page = await (await fetch(`${gateway.url}/`)).text();
   assert.doesNotMatch(page, /(src|href)="\//, "only relative URLs, so a path prefix works");
 });
@@ -489,6 +527,13 @@ Deno.test("a WebSocket says when the destination closes, after its last output",
   assert.equal(decoder.decode(await socket.bytes(7)), "goodbye");
   assert.deepEqual(await socket.control(), { type: "closed", ack: 7 });
   assert.equal((await socket.closed).code, 1000);
+  // The gateway acknowledged nothing: a page that lost those bytes with the socket gets them.
+  const again = await poll(gateway, session, { ack: 0 });
+  assert.deepEqual([decoder.decode(again.data), again.ack, again.state], ["goodbye", 7, "closed"]);
+  assert.equal(proxy.server.store.size, 1, "the session waits for the page's own ack");
+  // The page's final poll, at everything it has, ends the session.
+  const last = await poll(gateway, session, { ack: 7 });
+  assert.deepEqual([last.data.length, last.ack, last.state], [0, 7, "closed"]);
   await proxy.logs.waitFor("session.closed");
 });
 
@@ -514,9 +559,9 @@ Deno.test("WebSocket errors: a bad first message and a wrong secret end the sock
   assert.equal(guessed.fields.failures, 1);
 });
 
-Deno.test("the gateway slows the guessing browser itself; the proxy leaves it to the gateway", async () => {
+Deno.test("only a wrong secret's answer is held back, per browser; the right one never waits", async () => {
   await using destination = echoDestination();
-  // Both throttles wait a minute per failure: any wait would outlast the test.
+  // Both throttles wait a minute per failure: a held answer would outlast the test.
   const minute = { step: 60_000, max: 60_000 };
   await using proxy = startServer(destination.port, { gateways: ["127.0.0.1"], throttle: minute });
   const logs = new LogCapture();
@@ -548,45 +593,104 @@ Deno.test("the gateway slows the guessing browser itself; the proxy leaves it to
   issuedSecrets.add(created.secret);
   const poll = `/api/sessions/${created.id}/poll`;
   const right = { secret: created.secret, ack: 0 };
+  const wrong = { secret: "G".repeat(32), ack: 0 };
 
   // The guesser, behind nginx; what it put first in X-Forwarded-For is its own invention.
   const guesser = from("127.0.0.1", "192.0.2.99, 203.0.113.7");
-  assert.equal((await post(poll, { secret: "G".repeat(32), ack: 0 }, guesser)).status, 401);
-  const logged = await logs.waitFor("web.auth_failed");
-  assert.equal(logged.fields.failures, 1);
-  assert.equal(logged.fields.path, "/api/sessions/{id}/poll");
+  let answered = 0;
+  const held = [
+    post(poll, wrong, guesser),
+    // Another browser behind the same nginx, claiming the guesser's address in vain; and
+    // one reaching the gateway directly, whose X-Forwarded-For is not believed.
+    post(poll, wrong, from("127.0.0.1", "203.0.113.7, 198.51.100.1")),
+    post(poll, wrong, from("192.0.2.50", "203.0.113.7")),
+  ].map((answer) => answer.finally(() => answered++));
+  const failures = await Promise.all(
+    [0, 1, 2].map((index) =>
+      logs.waitFor("web.auth_failed", () => logs.events("web.auth_failed").length > index)
+    ),
+  );
+  assert.ok(failures.every((record) => record.fields.path === "/api/sessions/{id}/poll"));
+  assert.deepEqual(
+    logs.events("web.auth_failed").map((
+      record,
+    ) => [record.fields.failures, record.fields.next_delay_ms]),
+    [[1, 60_000], [1, 60_000], [1, 60_000]],
+    "each browser counted on its own, and its wrong secret held back",
+  );
 
-  let guesserAnswered = false;
-  const waiting = post(poll, right, guesser).then((response) => {
-    guesserAnswered = true;
-    return response;
-  });
-  // Another browser behind the same nginx, claiming the guesser's address in vain; and
-  // one reaching the gateway directly, whose X-Forwarded-For is not believed.
-  for (
-    const other of [
-      from("127.0.0.1", "203.0.113.7, 198.51.100.1"),
-      from("192.0.2.50", "203.0.113.7"),
-    ]
-  ) {
-    const answer = await withDeadline(
-      post(poll, right, other),
-      WAIT_MS,
-      "answer to a browser that did not guess",
-    );
-    assert.equal(answer.status, 200);
+  // The right secret from the guessing browser itself is answered at once.
+  const served = await withDeadline(
+    post(poll, right, guesser),
+    WAIT_MS,
+    "the right secret's answer",
+  );
+  assert.equal(served.status, 200);
+  await served.body?.cancel();
+  assert.equal(answered, 0, "the wrong secrets' answers are still held back");
+  // The gateway heard each ERR auth (and logged it) at once: the proxy left the slowing to it.
+  assert.equal(proxy.logs.events("auth.failed").length, 3);
+  // Stopping answers what is held.
+  stopping.abort();
+  for (const answer of await Promise.all(held)) {
+    assert.equal(answer.status, 401);
     await answer.body?.cancel();
   }
-  assert.equal(guesserAnswered, false, "the guessing browser waits");
-  assert.deepEqual(
-    proxy.logs.events("auth.failed").map((record) => record.fields.next_delay_ms),
-    [0],
-    "the proxy saw the wrong secret and did not slow the gateway down",
-  );
-  // Waiting never refuses: with the right secret the guesser is served, here when the gateway stops.
-  stopping.abort();
-  const late = await waiting;
-  assert.equal(late.status, 200);
-  await late.body?.cancel();
   assertNoSecrets(logs.lines, "the gateway log");
+});
+
+Deno.test("WebSocket input is confirmed as it goes: the gateway holds at most a window of it", async () => {
+  await using destination = new Destination();
+  await using proxy = startServer(destination.port);
+  await using gateway = startGateway(proxy.port, { maxInput: 4096 });
+  const session = await newSession(gateway);
+  using dest = new TestClient(await destination.accepted());
+  await using socket = new TestSocket(wsUrl(gateway, session.id));
+  await socket.opened;
+  socket.socket.send(JSON.stringify({ secret: session.secret, ack: 0, inputAt: 0 }));
+  const attached = await socket.control();
+  assert.deepEqual([attached.type, attached.maxInput, attached.window], ["attached", 4096, 8192]);
+  const input = randomBytes(128 * 1024, 9);
+  const arrived = dest.readExactly(input.length);
+  // A page: never more than the window unconfirmed, waiting for {"type":"in"} when it is full.
+  let sent = 0;
+  let confirmed = 0;
+  let confirmations = 0;
+  while (sent < input.length) {
+    assert.ok(confirmations < 1000, "bounded");
+    if (sent - confirmed + 1024 > 8192) {
+      const message = await socket.control();
+      assert.equal(message.type, "in");
+      assert.ok(Number(message.in) > confirmed && Number(message.in) <= sent);
+      confirmed = Number(message.in);
+      confirmations++;
+      continue;
+    }
+    socket.socket.send(input.subarray(sent, sent + 1024));
+    sent += 1024;
+  }
+  assert.equal(firstDifference(await arrived, input), -1, "all of it, once, in order");
+  assert.ok(confirmations >= input.length / 8192, `${confirmations} confirmations`);
+});
+
+Deno.test("a WebSocket that sends past its window of unconfirmed input is ended", async () => {
+  await using destination = new Destination();
+  await using proxy = startServer(destination.port);
+  await using gateway = startGateway(proxy.port, { maxInput: 4096 });
+  const session = await newSession(gateway);
+  using _dest = new TestClient(await destination.accepted());
+  await using socket = new TestSocket(wsUrl(gateway, session.id));
+  await socket.opened;
+  socket.socket.send(JSON.stringify({ secret: session.secret, ack: 0, inputAt: 0 }));
+  assert.equal((await socket.control()).type, "attached");
+  // Far more than the window at once, without waiting for confirmations.
+  for (let i = 0; i < 100; i++) socket.socket.send(new Uint8Array(4096));
+  let message = await socket.control();
+  for (let i = 0; i < 100 && message.type === "in"; i++) message = await socket.control();
+  assert.deepEqual([message.type, message.error, message.window], [
+    "error",
+    "too_much_input",
+    8192,
+  ]);
+  await socket.closed;
 });

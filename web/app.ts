@@ -18,11 +18,14 @@ import { Terminal } from "@xterm/xterm";
 import { Telnet } from "../lib/telnet.ts";
 import { BrowserSession, type Status, type Transport } from "./session_client.ts";
 
-const TELNET_KEY = "socketproxy-telnet";
+/** The telnet state is kept per session: a new session starts with a fresh engine. */
+const TELNET_KEY_PREFIX = "socketproxy-telnet:";
 const HISTORY_KEY = "socketproxy-history";
 const HISTORY_LIMIT = 200;
 
-const element = <T extends HTMLElement>(id: string): T => document.getElementById(id) as T;
+function element<T extends HTMLElement>(id: string): T {
+  return document.getElementById(id) as T;
+}
 const statusBadge = element<HTMLSpanElement>("status");
 const detail = element<HTMLSpanElement>("detail");
 const lineForm = element<HTMLFormElement>("line");
@@ -45,12 +48,7 @@ terminal.open(element("terminal"));
 fit.fit();
 
 const telnet = new Telnet({ size: { columns: terminal.cols, rows: terminal.rows } });
-try {
-  const saved = sessionStorage.getItem(TELNET_KEY);
-  if (saved) telnet.restore(JSON.parse(saved));
-} catch {
-  sessionStorage.removeItem(TELNET_KEY);
-}
+const FRESH_TELNET = telnet.snapshot();
 
 const requested = new URLSearchParams(location.search).get("transport");
 const transport = ["websocket", "longpoll", "poll"].includes(requested ?? "")
@@ -66,17 +64,54 @@ const session = new BrowserSession({
     if (display.length > 0) terminal.write(display);
     if (reply.length > 0) session.send(reply);
     // Saved with the offset it goes with: a reload resumes the parser too.
-    sessionStorage.setItem(TELNET_KEY, JSON.stringify(telnet.snapshot()));
+    const key = telnetKey();
+    if (key) sessionStorage.setItem(key, JSON.stringify(telnet.snapshot()));
     followEcho();
   },
   onStatus: showStatus,
+  onNotice(message) {
+    terminal.write(`\r\n\x1b[33m[${message}]\x1b[0m\r\n`);
+  },
 });
+
+function telnetKey(): string | null {
+  const id = session.current?.id;
+  return id ? TELNET_KEY_PREFIX + id : null;
+}
+
+/**
+ * Takes up the telnet state of the session just started: its own, saved
+ * before a reload, or a fresh one for a new session. Other sessions' states
+ * are dropped. The server then hears the window's size again, which may
+ * have changed while the page was away.
+ */
+function takeUpTelnet(): void {
+  const key = telnetKey();
+  for (let i = sessionStorage.length - 1; i >= 0; i--) {
+    const other = sessionStorage.key(i);
+    if (other?.startsWith("socketproxy-telnet") && other !== key) sessionStorage.removeItem(other);
+  }
+  telnet.restore(FRESH_TELNET);
+  try {
+    const saved = key ? sessionStorage.getItem(key) : null;
+    if (saved) telnet.restore(JSON.parse(saved));
+  } catch {
+    if (key) sessionStorage.removeItem(key);
+  }
+  followEcho();
+  const naws = telnet.resize(terminal.cols, terminal.rows);
+  if (naws.length > 0) session.send(naws);
+}
 
 function showStatus(status: Status, text: string): void {
   statusBadge.textContent = status === "taken-over" ? "taken over" : status;
   statusBadge.className = `status ${status}`;
   detail.textContent = text;
   document.body.dataset.status = status;
+  if (status === "ended") {
+    const key = telnetKey();
+    if (key) sessionStorage.removeItem(key);
+  }
   if (status === "ended" || status === "taken-over") {
     terminal.write(`\r\n\x1b[33m[${text}]\x1b[0m\r\n`);
   }
@@ -158,23 +193,14 @@ terminal.onResize(({ cols, rows }) => {
 new ResizeObserver(() => fit.fit()).observe(element("terminal"));
 
 renewButton.addEventListener("click", async () => {
-  sessionStorage.removeItem(TELNET_KEY);
-  telnet.restore({
-    remote: [],
-    local: [],
-    parser: 0,
-    verb: 0,
-    afterCr: false,
-    sbOption: -1,
-    sbData: [],
-  });
   terminal.reset();
   lineModeChosen = false;
   await session.renew();
+  takeUpTelnet();
   terminal.focus();
 });
 
 followEcho();
-session.start().catch((error) => showStatus("ended", String(error?.message ?? error)));
+session.start().then(takeUpTelnet, (error) => showStatus("ended", String(error?.message ?? error)));
 // For tests and the curious: which transport and session this page uses.
 Object.assign(globalThis, { socketproxy: { session, telnet, terminal } });

@@ -49,10 +49,16 @@ export interface BrowserSessionOptions {
   longPollWait?: number;
   /** How often plain polling asks, in ms. @default {1000} */
   pollInterval?: number;
+  /** After falling back from WebSocket, how long to poll before trying it again, in ms. @default {60000} */
+  webSocketRetry?: number;
+  /** Receives problems worth showing that do not end the session (input refused). */
+  onNotice?(message: string): void;
 }
 
 const STORAGE_KEY = "socketproxy-session";
 const MAX_BACKOFF_MS = 5000;
+/** The gateway's input limit per request until it says otherwise (its default). */
+const DEFAULT_MAX_INPUT = 64 * 1024;
 
 function toBase64(bytes: Uint8Array): string {
   let binary = "";
@@ -115,8 +121,18 @@ export class BrowserSession {
   #socket: WebSocket | null = null;
   /** The offset the next WebSocket frame starts at, once attached. */
   #socketOffset: number | null = null;
+  /** The session input offset this socket has sent up to. */
+  #socketSent = 0;
   #socketFailures = 0;
   #pollFailures = 0;
+  /** The gateway's limit on input per request or message. */
+  #maxInput = DEFAULT_MAX_INPUT;
+  /** How much input a WebSocket may have unconfirmed, as the gateway said. */
+  #window = 2 * DEFAULT_MAX_INPUT;
+  /** When auto fell back from WebSocket (`performance.now()`). */
+  #fellBackAt = 0;
+  /** The destination closed: one last poll acknowledges the output and ends the session. */
+  #finishing = false;
   #pollRequest: AbortController | null = null;
   #wake: (() => void) | null = null;
   #backoff = 0;
@@ -143,13 +159,14 @@ export class BrowserSession {
   /** Resumes the remembered session, or creates one, and starts relaying. */
   async start(): Promise<void> {
     this.#stopped = false;
+    this.#finishing = false;
     this.#stored = this.#load();
     if (this.#stored) {
       this.#queue = fromBase64(this.#stored.input);
     } else {
       await this.#create();
     }
-    this.#run();
+    if (this.#stored && !this.#stopped) this.#run();
   }
 
   /**
@@ -162,9 +179,8 @@ export class BrowserSession {
     if (!this.#stored || bytes.length === 0) return;
     this.#queue = concat(this.#queue, bytes);
     this.#save();
-    const socket = this.#socket;
-    if (socket && this.#socketOffset !== null && socket.readyState === WebSocket.OPEN) {
-      socket.send(bytes);
+    if (this.#socket) {
+      this.#sendOnSocket();
     } else if (this.#transport !== "websocket") {
       // A poll with the input now; the gateway ends the older, waiting one.
       this.#pollRequest?.abort();
@@ -233,14 +249,31 @@ export class BrowserSession {
     this.#options.storage.setItem(STORAGE_KEY, JSON.stringify(this.#stored));
   }
 
+  /** Creates a session; while the gateway or the proxy is unavailable, tries again. */
   async #create(): Promise<void> {
     this.#options.onStatus("connecting", "opening a session");
-    const response = await fetch(this.#url("api/sessions"), { method: "POST" });
-    const body = await response.json();
-    if (!response.ok) throw new GatewayError(response.status, body);
-    this.#stored = { id: body.id, secret: body.secret, ack: 0, inputAt: 0, input: "" };
-    this.#queue = new Uint8Array(0);
-    this.#save();
+    while (!this.#stopped) {
+      const response = await fetch(this.#url("api/sessions"), { method: "POST" }).catch(() => null);
+      if (response?.ok) {
+        const body = await response.json();
+        this.#stored = { id: body.id, secret: body.secret, ack: 0, inputAt: 0, input: "" };
+        this.#queue = new Uint8Array(0);
+        this.#backoff = 0;
+        this.#save();
+        return;
+      }
+      const body = await response?.json().catch(() => ({})) ?? {};
+      // 502 and 503: the proxy is away, unreachable or full; all may pass.
+      if (response && response.status < 500) throw new GatewayError(response.status, body);
+      this.#failed();
+      this.#options.onStatus(
+        "reconnecting",
+        `no session yet (${
+          response ? new GatewayError(response.status, body).message : "no answer"
+        }); trying again in ${Math.round(this.#backoff / 100) / 10} s`,
+      );
+      await this.#sleep(this.#backoff);
+    }
   }
 
   /** Hands over output that starts at `offset`, skipping what was handed over already. */
@@ -271,12 +304,21 @@ export class BrowserSession {
     this.stop();
   }
 
+  /** Drops input the gateway refused for good (too large for it), saying so. */
+  #refused(count: number, why: string): void {
+    this.#queue = this.#queue.slice(count);
+    this.#save();
+    this.#options.onNotice?.(`${count} bytes of input were refused: ${why}`);
+  }
+
   #run(): void {
     this.#loop = (async () => {
       while (!this.#stopped) {
-        if (this.#transport === "websocket") await this.#webSocket();
+        if (this.#finishing) await this.#poll();
+        else if (this.#transport === "websocket") await this.#webSocket();
         else await this.#poll();
         if (this.#stopped) break;
+        await this.#chooseTransport();
         if (this.#backoff > 0) {
           this.#options.onStatus(
             "reconnecting",
@@ -286,6 +328,36 @@ export class BrowserSession {
         }
       }
     })();
+  }
+
+  /**
+   * Auto: falls back from WebSocket only when the gateway answers plain
+   * requests but WebSockets do not get through (a proxy in between), never
+   * because the gateway is away for a while; and tries WebSocket again
+   * after a while of polling.
+   */
+  async #chooseTransport(): Promise<void> {
+    if (!this.#auto) return;
+    if (this.#transport === "websocket") {
+      if (this.#socketFailures >= 2 && await this.#apiAnswers()) {
+        this.#transport = "longpoll";
+        this.#fellBackAt = performance.now();
+        this.#socketFailures = 0;
+        this.#backoff = 0;
+      }
+    } else if (
+      performance.now() - this.#fellBackAt >= (this.#options.webSocketRetry ?? 60_000)
+    ) {
+      this.#transport = "websocket";
+      this.#pollFailures = 0;
+    }
+  }
+
+  /** Whether the gateway's API answers a plain request (`HEAD api/sessions`: 405). */
+  async #apiAnswers(): Promise<boolean> {
+    const response = await fetch(this.#url("api/sessions"), { method: "HEAD" }).catch(() => null);
+    await response?.body?.cancel();
+    return response?.status === 405;
   }
 
   #sleep(ms: number): Promise<void> {
@@ -306,12 +378,18 @@ export class BrowserSession {
     this.#backoff = Math.min(MAX_BACKOFF_MS, this.#backoff === 0 ? 250 : this.#backoff * 2);
   }
 
-  /** Handles an error answer common to all transports; true when relaying should go on. */
-  #handle(error: GatewayError): boolean {
+  /**
+   * Handles an error answer common to all transports; `input` is how much
+   * input the failed request carried.
+   */
+  #handle(error: GatewayError, input: number): void {
     switch (error.code) {
       case "auth":
-        this.#ended("ended", "the session no longer exists");
-        return false;
+        this.#ended(
+          "ended",
+          this.#finishing ? "the destination closed the session" : "the session no longer exists",
+        );
+        return;
       case "gap": {
         const lowest = Number(error.body.lowest);
         if (this.#stored && lowest > this.#stored.ack) {
@@ -322,12 +400,43 @@ export class BrowserSession {
           this.#stored.ack = lowest;
           this.#save();
         }
-        return true;
+        return;
+      }
+      case "too_large": {
+        // The gateway's limit is lower than thought: send smaller pieces, at once.
+        const limit = Number(error.body.maxInput);
+        if (Number.isSafeInteger(limit) && limit > 0 && limit < this.#maxInput) {
+          this.#maxInput = limit;
+        } else if (input > 0) {
+          this.#refused(input, error.message);
+        } else {
+          this.#failed();
+        }
+        return;
       }
       default:
         this.#failed();
-        return true;
     }
+  }
+
+  /** Sends queued input on the attached WebSocket, in pieces, within the gateway's window. */
+  #sendOnSocket(): void {
+    const socket = this.#socket;
+    const stored = this.#stored;
+    if (!socket || !stored || this.#socketOffset === null || socket.readyState !== WebSocket.OPEN) {
+      return;
+    }
+    const end = stored.inputAt + this.#queue.length;
+    let sent = Math.max(this.#socketSent, stored.inputAt);
+    while (sent < end) {
+      const room = this.#window - (sent - stored.inputAt);
+      const size = Math.min(this.#maxInput, room, end - sent);
+      if (size <= 0) break; // the gateway's {"type":"in"} makes room
+      const from = sent - stored.inputAt;
+      socket.send(this.#queue.slice(from, from + size));
+      sent += size;
+    }
+    this.#socketSent = sent;
   }
 
   #webSocket(): Promise<void> {
@@ -340,13 +449,16 @@ export class BrowserSession {
     this.#socket = socket;
     this.#socketOffset = null;
     let opened = false;
+    let first = 0;
     socket.onopen = () => {
       opened = true;
+      first = Math.min(this.#queue.length, this.#maxInput);
+      this.#socketSent = stored.inputAt + first;
       socket.send(JSON.stringify({
         secret: stored.secret,
         ack: stored.ack,
         inputAt: stored.inputAt,
-        input: toBase64(this.#queue),
+        input: toBase64(this.#queue.subarray(0, first)),
       }));
     };
     socket.onmessage = (event) => {
@@ -360,29 +472,30 @@ export class BrowserSession {
       const message = JSON.parse(event.data);
       if (message.type === "attached") {
         this.#socketOffset = message.from;
+        if (Number.isSafeInteger(message.maxInput)) this.#maxInput = message.maxInput;
+        if (Number.isSafeInteger(message.window)) this.#window = message.window;
         this.#confirm(message.in);
         this.#backoff = 0;
         this.#socketFailures = 0;
         this.#options.onStatus("connected", "WebSocket");
+        this.#sendOnSocket();
+      } else if (message.type === "in") {
+        this.#confirm(message.in);
+        this.#sendOnSocket();
       } else if (message.type === "closed") {
-        this.#ended("ended", "the destination closed the session");
+        // All output is here; the final poll acknowledges it, which ends the session.
+        this.#finishing = true;
+        socket.close(1000, "destination closed");
       } else if (message.type === "detached") {
         this.#ended("taken-over", "another window took this session over");
       } else if (message.type === "error") {
-        this.#handle(new GatewayError(0, message));
+        this.#handle(new GatewayError(0, message), this.#socketOffset === null ? first : 0);
       }
     };
     socket.onclose = () => {
       if (this.#socket === socket) this.#socket = null;
-      if (!opened) {
-        this.#socketFailures++;
-        if (this.#auto && this.#socketFailures >= 2) {
-          this.#transport = "longpoll";
-          this.#backoff = 0;
-          return resolve();
-        }
-      }
-      if (this.#backoff === 0 && !this.#stopped) this.#failed();
+      if (!opened) this.#socketFailures++;
+      if (this.#backoff === 0 && !this.#stopped && !this.#finishing) this.#failed();
       resolve();
     };
     return promise;
@@ -391,14 +504,16 @@ export class BrowserSession {
   async #poll(): Promise<void> {
     const stored = this.#stored;
     if (!stored) return;
-    const long = this.#transport === "longpoll";
-    const wait = long ? this.#options.longPollWait ?? 25_000 : 0;
+    const long = this.#transport === "longpoll" && !this.#finishing;
+    const queued = this.#queue.length;
+    const input = Math.min(queued, this.#maxInput);
+    // Input left for the next request: do not wait for output first.
+    const wait = long && input === queued ? this.#options.longPollWait ?? 25_000 : 0;
     const request = new AbortController();
     this.#pollRequest = request;
     const ack = stored.ack;
-    const sent = this.#queue.length;
     // A long-poll that never answers is broken by something in between: give up on it.
-    const deadline = setTimeout(() => request.abort(), wait + 10_000);
+    const deadline = setTimeout(() => request.abort("deadline"), wait + 10_000);
     try {
       const response = await fetch(this.#url(`api/sessions/${stored.id}/poll`), {
         method: "POST",
@@ -407,19 +522,18 @@ export class BrowserSession {
           secret: stored.secret,
           ack,
           inputAt: stored.inputAt,
-          input: toBase64(this.#queue.subarray(0, sent)),
+          input: toBase64(this.#queue.subarray(0, input)),
           wait,
         }),
         signal: request.signal,
       });
       const body = await response.json();
       if (!response.ok) {
-        this.#handle(new GatewayError(response.status, body));
+        this.#handle(new GatewayError(response.status, body), input);
         return;
       }
       this.#backoff = 0;
       this.#pollFailures = 0;
-      this.#options.onStatus("connected", long ? "long-polling" : "polling");
       this.#deliver(ack, fromBase64(body.data));
       this.#confirm(body.in);
       if (body.state === "closed" && body.ack === ack) {
@@ -427,20 +541,26 @@ export class BrowserSession {
         this.#ended("ended", "the destination closed the session");
         return;
       }
+      if (!this.#finishing) {
+        this.#options.onStatus("connected", long ? "long-polling" : "polling");
+      }
     } catch {
       if (this.#stopped) return;
       // send() cuts a waiting poll short to send its input at once: not a failure.
-      const forInput = request.signal.aborted && this.#queue.length > sent;
+      const forInput = request.signal.aborted && request.signal.reason !== "deadline" &&
+        this.#queue.length > queued;
       if (!forInput) {
         this.#pollFailures++;
-        if (this.#auto && long && this.#pollFailures >= 2) this.#transport = "poll";
+        // Long-polls cut off by something in between (no answer in time): plain polls get through.
+        const cutOff = request.signal.reason === "deadline";
+        if (this.#auto && long && cutOff && this.#pollFailures >= 2) this.#transport = "poll";
         this.#failed();
       }
     } finally {
       clearTimeout(deadline);
       if (this.#pollRequest === request) this.#pollRequest = null;
     }
-    if (!long && !this.#stopped && this.#queue.length === 0) {
+    if (!long && !this.#finishing && !this.#stopped && this.#queue.length === 0) {
       await this.#sleep(this.#options.pollInterval ?? 1000);
     }
   }
