@@ -1,22 +1,23 @@
 /**
  * TLS on the proxy port (--tls-cert, --tls-key) and on the client and the
- * gateway (--tls, --ca), with a certificate authority and a server
- * certificate the test makes with openssl.
+ * gateway (--tls, --ca), in process and as `main.ts server`, `client` and
+ * `web` run them, with a certificate authority, server certificates and
+ * self-signed ones the test makes with openssl.
  */
 
 import assert from "node:assert/strict";
 import { ClientSession, ConnectionLostError, ProxyUnavailableError } from "../lib/client.ts";
-import { WebGateway } from "../lib/web_gateway.ts";
 import {
   decoder,
   echoDestination,
   encoder,
   issuedSecrets,
-  LogCapture,
   RUN_PERMISSIONS,
   runMain,
   ServerProcess,
   startServer,
+  WAIT_MS,
+  withDeadline,
 } from "./_helpers.ts";
 
 const MAIN = new URL("../main.ts", import.meta.url).pathname;
@@ -26,10 +27,20 @@ const openssl = await new Deno.Command("openssl", { args: ["version"] }).output(
   () => false,
 );
 
-/** A CA, a server certificate for 127.0.0.1 and localhost signed by it, and a stranger CA. */
-async function makeCertificates(
-  dir: string,
-): Promise<{ ca: string; cert: string; key: string; otherCa: string }> {
+/**
+ * A CA, a server certificate for 127.0.0.1 and localhost signed by it, a
+ * stranger CA, and two self-signed server certificates for the same names:
+ * `leaf` marked `CA:FALSE` (what `--ca` takes), `selfCa` as plain
+ * `openssl req -x509` makes it (`CA:TRUE`, which rustls refuses as a server's).
+ */
+async function makeCertificates(dir: string): Promise<{
+  ca: string;
+  cert: string;
+  key: string;
+  otherCa: string;
+  leaf: { cert: string; key: string };
+  selfCa: { cert: string; key: string };
+}> {
   const run = async (...args: string[]) => {
     const output = await new Deno.Command("openssl", {
       args,
@@ -39,8 +50,8 @@ async function makeCertificates(
     }).output();
     if (!output.success) throw new Error(`openssl ${args[0]}: ${decoder.decode(output.stderr)}`);
   };
-  for (const name of ["ca", "other"]) {
-    await run(
+  const selfSigned = (name: string, subject: string, ...extensions: string[]) =>
+    run(
       "req",
       "-x509",
       "-newkey",
@@ -49,14 +60,19 @@ async function makeCertificates(
       "-days",
       "2",
       "-subj",
-      `/CN=socketproxy test ${name}`,
+      subject,
+      ...extensions.flatMap((extension) => ["-addext", extension]),
       "-keyout",
       `${name}.key`,
       "-out",
       `${name}.pem`,
     );
-  }
-  await Deno.writeTextFile(`${dir}/san.cnf`, "subjectAltName=IP:127.0.0.1,DNS:localhost\n");
+  const names = "subjectAltName=IP:127.0.0.1,DNS:localhost";
+  await selfSigned("ca", "/CN=socketproxy test ca");
+  await selfSigned("other", "/CN=socketproxy test other");
+  await selfSigned("leaf", "/CN=localhost", names, "basicConstraints=critical,CA:FALSE");
+  await selfSigned("selfca", "/CN=localhost", names);
+  await Deno.writeTextFile(`${dir}/san.cnf`, `${names}\n`);
   await run(
     "req",
     "-newkey",
@@ -91,7 +107,37 @@ async function makeCertificates(
     cert: `${dir}/server.pem`,
     key: `${dir}/server.key`,
     otherCa: `${dir}/other.pem`,
+    leaf: { cert: `${dir}/leaf.pem`, key: `${dir}/leaf.key` },
+    selfCa: { cert: `${dir}/selfca.pem`, key: `${dir}/selfca.key` },
   };
+}
+
+/** Runs `main.ts client` with no input to completion, with extra environment variables. */
+async function runClient(
+  args: string[],
+  env: Record<string, string> = {},
+): Promise<{ code: number; stdout: string; stderr: string }> {
+  const output = await new Deno.Command(Deno.execPath(), {
+    args: ["run", ...RUN_PERMISSIONS, MAIN, "client", ...args],
+    env,
+    stdin: "null",
+    stdout: "piped",
+    stderr: "piped",
+  }).output();
+  const stdout = decoder.decode(output.stdout);
+  const stderr = decoder.decode(output.stderr);
+  // A client that detaches prints its secret, for its user: not a leak.
+  for (const match of stderr.matchAll(/--session=[\w-]+:([\w-]+)/g)) {
+    issuedSecrets.add(match[1] ?? "");
+  }
+  return { code: output.code, stdout, stderr };
+}
+
+/** Asserts that a failure was told in one line, without a stack trace. */
+function assertOneLine(stderr: string, message: RegExp): void {
+  assert.match(stderr, message);
+  assert.equal(stderr.trim().split("\n").length, 1, stderr);
+  assert.doesNotMatch(stderr, /^\s+at /m, "a stack trace");
 }
 
 const skip = openssl ? "" : " (skipped: openssl is not installed)";
@@ -137,30 +183,42 @@ Deno.test({
     });
     const at = { hostname: "127.0.0.1", port: proxy.port };
     // Plain TCP: the server sees no TLS hello and drops it; no reply line comes.
-    await assert.rejects(ClientSession.create({ proxy: at, timeout: 2000 }), ConnectionLostError);
+    await assert.rejects(
+      ClientSession.create({ proxy: at, timeout: 2000 }),
+      (error: unknown) =>
+        error instanceof ConnectionLostError &&
+        /closed the connection without a reply/.test(error.message),
+    );
     await proxy.logs.waitFor("handshake.aborted");
     // TLS with a CA that did not sign the server's certificate.
     await assert.rejects(
       ClientSession.create({ proxy: at, tls: { caCerts: [read(files.otherCa)] } }),
-      (error: unknown) => error instanceof ProxyUnavailableError && /over TLS/.test(error.message),
+      (error: unknown) =>
+        error instanceof ProxyUnavailableError &&
+        /over TLS: invalid peer certificate: UnknownIssuer/.test(error.message),
     );
     assert.equal(proxy.server.store.size, 0);
   },
 });
 
+/** Starts `main.ts server` with the test certificate in front of `destination`. */
+function tlsServerProcess(destination: { port: number }, files: { cert: string; key: string }) {
+  return new ServerProcess([
+    "--proxy=127.0.0.1:0",
+    "--admin=off",
+    `--tls-cert=${files.cert}`,
+    `--tls-key=${files.key}`,
+    `127.0.0.1:${destination.port}`,
+  ]);
+}
+
 Deno.test({
-  name: `main.ts server --tls-cert --tls-key with main.ts client --ca and web --ca${skip}`,
+  name: `main.ts server --tls-cert --tls-key with main.ts client --ca and main.ts web --ca${skip}`,
   ignore: !files,
   async fn() {
     if (!files) return;
     await using destination = echoDestination();
-    await using server = new ServerProcess([
-      "--proxy=127.0.0.1:0",
-      "--admin=off",
-      `--tls-cert=${files.cert}`,
-      `--tls-key=${files.key}`,
-      `127.0.0.1:${destination.port}`,
-    ]);
+    await using server = tlsServerProcess(destination, files);
     const port = await server.port;
     assert.ok(
       server.lines.some((line) => line.includes("tls=on") && line.includes("file_reads=off")),
@@ -187,19 +245,21 @@ Deno.test({
     const output = await child.output();
     assert.equal(output.code, 0, decoder.decode(output.stderr));
     assert.equal(decoder.decode(output.stdout), "hello tls\n");
-    // The gateway, speaking TLS to the proxy.
-    await using gateway = WebGateway.listen({ hostname: "127.0.0.1", port: 0 }, {
-      proxy: { hostname: "127.0.0.1", port },
-      logger: new LogCapture().logger,
-      proxyTls: { caCerts: [read(files.ca)] },
-    });
-    const created = await fetch(`http://127.0.0.1:${gateway.addr.port}/api/sessions`, {
-      method: "POST",
-    });
+    // The gateway, as `socketproxy web` runs it: --ca read, then TLS to the proxy.
+    await using web = new ServerProcess(
+      ["--listen=127.0.0.1:0", `--proxy=127.0.0.1:${port}`, `--ca=${files.ca}`],
+      "web",
+    );
+    const gateway = `http://127.0.0.1:${await web.port}`;
+    assert.ok(
+      web.lines.some((line) => line.includes("web.listening") && line.includes("file_reads=off")),
+      "the CA read, then file access given up",
+    );
+    const created = await fetch(`${gateway}/api/sessions`, { method: "POST" });
     assert.equal(created.status, 201);
     const { id, secret } = await created.json();
     issuedSecrets.add(secret);
-    const poll = await fetch(`http://127.0.0.1:${gateway.addr.port}/api/sessions/${id}/poll`, {
+    const poll = await fetch(`${gateway}/api/sessions/${id}/poll`, {
       method: "POST",
       body: JSON.stringify({
         secret,
@@ -208,8 +268,107 @@ Deno.test({
         wait: 10_000,
       }),
     });
+    assert.equal(poll.status, 200);
     const body = await poll.json();
     assert.equal(decoder.decode(Uint8Array.fromBase64(body.data)), "via gateway");
+    assert.equal(body.ack, 11);
+  },
+});
+
+Deno.test({
+  name: `--tls without --ca refuses a certificate no known CA signed: one line, no hang${skip}`,
+  ignore: !files,
+  async fn() {
+    if (!files) return;
+    await using destination = echoDestination();
+    await using server = tlsServerProcess(destination, files);
+    const port = await server.port;
+    // The client: one line on stderr, exit 1.
+    const client = await withDeadline(
+      runClient(["--tls", `--proxy=127.0.0.1:${port}`, "--close"]),
+      WAIT_MS,
+      "client exit",
+    );
+    assert.equal(client.code, 1, client.stderr);
+    assertOneLine(
+      client.stderr,
+      new RegExp(`127\\.0\\.0\\.1:${port} over TLS: invalid peer certificate: UnknownIssuer`),
+    );
+    // The gateway: it starts (the proxy may be fixed later), and answers each request 502 at once.
+    await using web = new ServerProcess(
+      ["--listen=127.0.0.1:0", `--proxy=127.0.0.1:${port}`, "--tls"],
+      "web",
+    );
+    const created = await withDeadline(
+      fetch(`http://127.0.0.1:${await web.port}/api/sessions`, { method: "POST" }),
+      WAIT_MS,
+      "gateway answer",
+    );
+    assert.equal(created.status, 502);
+    assert.equal((await created.json()).error, "proxy_unavailable");
+    const line = await web.waitFor((line) => line.includes("web.proxy_error"));
+    assert.match(line, /WARN web\.proxy_error path=\/api\/sessions error=proxy_unavailable/);
+    await web.stop();
+    assert.ok(!web.lines.some((line) => /^\s+at /.test(line)), "a stack trace in the log");
+  },
+});
+
+Deno.test({
+  name:
+    `--ca trusts a self-signed certificate marked CA:FALSE; one marked CA:TRUE is refused${skip}`,
+  ignore: !files,
+  async fn() {
+    if (!files) return;
+    await using destination = echoDestination();
+    // openssl req -x509 ... -addext basicConstraints=critical,CA:FALSE, as the README shows.
+    {
+      await using proxy = startServer(destination.port, {
+        tls: { cert: read(files.leaf.cert), key: read(files.leaf.key) },
+      });
+      const client = await runClient([
+        `--proxy=127.0.0.1:${proxy.port}`,
+        `--ca=${files.leaf.cert}`,
+        "--close",
+      ]);
+      assert.equal(client.code, 0, client.stderr);
+      assert.match(client.stderr, /closed session/);
+    }
+    // Plain openssl req -x509 marks the certificate a CA, which rustls refuses as a server's.
+    {
+      await using proxy = startServer(destination.port, {
+        tls: { cert: read(files.selfCa.cert), key: read(files.selfCa.key) },
+      });
+      const client = await runClient([
+        `--proxy=127.0.0.1:${proxy.port}`,
+        `--ca=${files.selfCa.cert}`,
+        "--close",
+      ]);
+      assert.equal(client.code, 1, client.stderr);
+      assertOneLine(client.stderr, /over TLS: invalid peer certificate: .*CaUsedAsEndEntity/);
+      assert.equal(proxy.server.store.size, 0);
+    }
+  },
+});
+
+Deno.test({
+  name: `--tls trusts Deno's bundled roots, and the system's only with DENO_TLS_CA_STORE${skip}`,
+  // SSL_CERT_FILE stands in for the system store where rustls-native-certs reads it: Linux.
+  ignore: !files || Deno.build.os !== "linux",
+  async fn() {
+    if (!files) return;
+    await using destination = echoDestination();
+    await using proxy = startServer(destination.port, {
+      tls: { cert: read(files.cert), key: read(files.key) },
+    });
+    const args = ["--tls", `--proxy=127.0.0.1:${proxy.port}`, "--close"];
+    const system = { SSL_CERT_FILE: files.ca };
+    // What a run without DENO_TLS_CA_STORE trusts, even where this test's own environment sets it.
+    const unset = Deno.env.has("DENO_TLS_CA_STORE") ? { DENO_TLS_CA_STORE: "mozilla" } : {};
+    const bundled = await runClient(args, { ...system, ...unset });
+    assert.equal(bundled.code, 1, "the system store is not read by default");
+    assertOneLine(bundled.stderr, /invalid peer certificate: UnknownIssuer/);
+    const trusted = await runClient(args, { ...system, DENO_TLS_CA_STORE: "mozilla,system" });
+    assert.equal(trusted.code, 0, trusted.stderr);
   },
 });
 
