@@ -68,25 +68,6 @@ export interface TelnetOptions {
 }
 
 /**
- * The telnet state of one connection, as seen from the client: the parser's
- * position in the server's byte stream, the options in force and the
- * terminal's size.
- *
- * @example Answer a server's negotiation and show its text
- * ```ts
- * import { Telnet } from "./telnet.ts";
- *
- * const telnet = new Telnet();
- * // IAC WILL ECHO, then "hi"
- * const { display, reply } = telnet.receive(new Uint8Array([255, 251, 1, 104, 105]));
- * console.assert(new TextDecoder().decode(display) === "hi");
- * console.assert(reply.join() === "255,253,1"); // IAC DO ECHO
- * console.assert(telnet.remoteEcho);
- * const input = telnet.encodeInput(new TextEncoder().encode("ls\r"));
- * console.assert(input.join() === "108,115,13,10"); // "ls" CR LF
- * ```
- */
-/**
  * A {@linkcode Telnet} engine's state as plain data, to keep across page
  * reloads: the options agreed and where the parser stands.
  */
@@ -107,6 +88,25 @@ export interface TelnetState {
   sbData: number[];
 }
 
+/**
+ * The telnet state of one connection, as seen from the client: the parser's
+ * position in the server's byte stream, the options in force and the
+ * terminal's size.
+ *
+ * @example Answer a server's negotiation and show its text
+ * ```ts
+ * import { Telnet } from "./telnet.ts";
+ *
+ * const telnet = new Telnet();
+ * // IAC WILL ECHO, then "hi"
+ * const { display, reply } = telnet.receive(new Uint8Array([255, 251, 1, 104, 105]));
+ * console.assert(new TextDecoder().decode(display) === "hi");
+ * console.assert(reply.join() === "255,253,1"); // IAC DO ECHO
+ * console.assert(telnet.remoteEcho);
+ * const input = telnet.encodeInput(new TextEncoder().encode("ls\r"));
+ * console.assert(input.join() === "108,115,13,10"); // "ls" CR LF
+ * ```
+ */
 export class Telnet {
   #terminalType: number[];
   #columns: number;

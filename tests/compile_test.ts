@@ -1,6 +1,7 @@
 /**
  * The single binary: `deno task compile` builds `./socketproxy`, and the
- * binary does what `deno run main.ts` does. `deno compile` embeds a runtime
+ * binary does what `deno run main.ts` does, serving the browser page from
+ * the files embedded in it. `deno compile` embeds a runtime
  * (denort) that it downloads from Deno's own download host unless
  * DENORT_BIN names one; where neither is possible this test is skipped,
  * saying why.
@@ -31,6 +32,44 @@ async function compile(): Promise<{ binary: string; dir: string } | { error: str
   return { error: decoder.decode(output.stderr) };
 }
 
+/** The page's files, as `web` serves them from the binary, byte for byte. */
+const EMBEDDED: [path: string, file: string, type: RegExp][] = [
+  ["/", "web/index.html", /^text\/html/],
+  ["/assets/app.js", "web/dist/app.js", /^text\/javascript/],
+  ["/assets/style.css", "web/style.css", /^text\/css/],
+];
+
+/** Runs `web` from the binary in front of the proxy on `proxyPort`, and fetches the page's files. */
+async function checkWeb(binary: string, proxyPort: number): Promise<void> {
+  const web = new Deno.Command(binary, {
+    args: ["web", "--listen=127.0.0.1:0", `--proxy=127.0.0.1:${proxyPort}`],
+    stdin: "null",
+    stdout: "null",
+    stderr: "piped",
+  }).spawn();
+  const lines = web.stderr.pipeThrough(new TextDecoderStream()).values();
+  let log = "";
+  try {
+    while (!log.includes("web.listening")) {
+      const next = await lines.next();
+      if (next.done) throw new Error(`the binary's gateway exited:\n${log}`);
+      log += next.value;
+    }
+    const listen = /listen=(127\.0\.0\.1:\d+)/.exec(log)?.[1];
+    assert.ok(listen, log);
+    for (const [path, file, type] of EMBEDDED) {
+      const response: Response = await fetch(`http://${listen}${path}`);
+      assert.equal(response.status, 200, path);
+      assert.match(response.headers.get("content-type") ?? "", type);
+      assert.equal(await response.text(), await Deno.readTextFile(`${ROOT}${file}`), path);
+    }
+  } finally {
+    web.kill("SIGTERM");
+    assert.equal((await web.status).code, 0);
+    for await (const rest of lines) log += rest;
+  }
+}
+
 const built = await compile();
 const denortBin = Deno.env.get("DENORT_BIN");
 const downloadFailed = "error" in built && !denortBin &&
@@ -42,8 +81,8 @@ const skipReason = downloadFailed
 
 Deno.test({
   name: skipReason
-    ? `the compiled binary runs --version, server and status (skipped: ${skipReason})`
-    : "the compiled binary runs --version, server and status",
+    ? `the compiled binary runs --version, server, status and web (skipped: ${skipReason})`
+    : "the compiled binary runs --version, server, status and web",
   ignore: skipReason !== null,
   async fn() {
     if ("error" in built) throw new Error(`deno task compile failed:\n${built.error}`);
@@ -82,6 +121,7 @@ Deno.test({
           .output();
         assert.equal(status.code, 0, decoder.decode(status.stderr));
         assert.match(decoder.decode(status.stdout), /1 open of 10000 \(1 attached/);
+        await checkWeb(binary, port);
       } finally {
         server.kill("SIGTERM");
         assert.equal((await server.status).code, 0);
