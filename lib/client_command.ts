@@ -17,6 +17,7 @@ import {
   ConnectionLostError,
   GapError,
   HandshakeTimeoutError,
+  type PollOptions,
   ProtocolError,
   ProxyUnavailableError,
   UnreachableError,
@@ -32,6 +33,7 @@ import {
   tlsOptions,
   UsageError,
 } from "./config.ts";
+import { ID_PATTERN, SECRET_PATTERN } from "./protocol.ts";
 import { SIGNAL_EXIT_STATUS, watchStopSignals } from "./signals.ts";
 
 /** The help text of `socketproxy client`. */
@@ -42,7 +44,8 @@ and then, for every line read from stdin, makes a new connection, resumes
 the session exactly, sends the line, prints the output the session has
 pending and whatever arrives in a short wait, and disconnects. An empty
 line just polls. Ctrl-C or the end of input leaves the session open and
-prints how to come back to it. Status messages go to stderr, output to stdout.
+prints how to come back to it. Status messages go to stderr, output to
+stdout; when stdout's reader goes away (| head), the client detaches.
 
 Options:
   --proxy=[HOST][:PORT]   the proxy (default localhost:9009)
@@ -56,7 +59,7 @@ Options:
                           after the end of input with --stream (default 500ms)
   --crlf                  end each line sent with CR LF instead of LF
   --tls                   speak TLS to the proxy (a server run with --tls-cert)
-  --ca=FILE               with --tls: also trust this PEM certificate
+  --ca=FILE               also trust this PEM certificate; implies --tls
   --close                 end the session when done instead of leaving it open
   -h, --help              show this help`;
 
@@ -112,11 +115,13 @@ export function parseClientArgs(args: string[]): ClientConfig | "help" {
   const waitText = stringFlag(flags, "wait");
   let session: ClientConfig["session"] = null;
   if (sessionText !== undefined) {
-    const match = /^([A-Za-z0-9_-]{1,64}):([A-Za-z0-9_-]{22,64})$/.exec(sessionText);
-    if (!match) {
+    const colon = sessionText.indexOf(":");
+    const id = sessionText.slice(0, colon);
+    const secret = sessionText.slice(colon + 1);
+    if (colon < 0 || !ID_PATTERN.test(id) || !SECRET_PATTERN.test(secret)) {
       throw new UsageError("--session: expected ID:SECRET, as printed when a session opens");
     }
-    session = { id: match[1] ?? "", secret: match[2] ?? "" };
+    session = { id, secret };
   }
   if (ackText !== undefined && session === null) throw new UsageError("--ack needs --session");
   return {
@@ -141,9 +146,49 @@ function status(message: string): void {
   while (written < bytes.length) written += Deno.stderr.writeSync(bytes.subarray(written));
 }
 
-async function writeStdout(bytes: Uint8Array): Promise<void> {
-  let written = 0;
-  while (written < bytes.length) written += await Deno.stdout.write(bytes.subarray(written));
+/** Stdout's reader has gone (`| head`): output ends here, and the client detaches. */
+class OutputClosed extends Error {
+  constructor() {
+    super("stdout was closed");
+    this.name = "OutputClosed";
+  }
+}
+
+/**
+ * The destination's output on its way to stdout. Output counts as received
+ * only once written: what a closed stdout refused goes back to the session,
+ * so the `--ack` printed to come back with does not skip it.
+ */
+class Output {
+  readonly #session: ClientSession;
+  #open = true;
+
+  constructor(session: ClientSession) {
+    this.#session = session;
+  }
+
+  /** Whether stdout still takes output. */
+  get open(): boolean {
+    return this.#open;
+  }
+
+  /**
+   * Writes output in full.
+   *
+   * @throws {OutputClosed} When stdout is closed; the unwritten rest is given back.
+   */
+  async write(bytes: Uint8Array): Promise<void> {
+    let written = 0;
+    try {
+      if (!this.#open) throw new Deno.errors.BrokenPipe("stdout was closed");
+      while (written < bytes.length) written += await Deno.stdout.write(bytes.subarray(written));
+    } catch (error) {
+      if (!(error instanceof Deno.errors.BrokenPipe)) throw error;
+      this.#open = false;
+      this.#session.holdBack(bytes.subarray(written));
+      throw new OutputClosed();
+    }
+  }
 }
 
 /** Turns a library error into one line for the user. */
@@ -168,7 +213,10 @@ function explain(error: unknown, config: ClientConfig): CommandError | null {
     return new CommandError(`${proxy} timed out our hello: ${error.message}`, 1);
   }
   if (error instanceof AckError) {
-    return new CommandError(`--ack is beyond the ${error.sent} bytes the session has sent`, 1);
+    return new CommandError(
+      `--ack=${config.ack} is beyond the ${error.sent} bytes the session has sent`,
+      1,
+    );
   }
   if (error instanceof ProtocolError) {
     return new CommandError(`${proxy} refused: ${error.code} ${error.message}`, 1);
@@ -212,24 +260,68 @@ async function withGaps<T>(session: ClientSession, step: () => Promise<T>): Prom
       return await step();
     } catch (error) {
       if (!(error instanceof GapError) || attempt > 0) throw error;
+      const lost = session.skipGap(error);
       status(
-        `${
-          error.lowest - session.received
-        } bytes of output were lost before offset ${error.lowest}; continuing from there`,
+        `${lost} bytes of output were lost before offset ${error.lowest}; continuing from there`,
       );
-      session.skipGap(error);
     }
   }
+}
+
+/** How a session's use ended. */
+type Ending =
+  /** This client detached: end of input, Ctrl-C, or stdout closed. */
+  | "detached"
+  /** A reply said the destination closed. */
+  | "closed"
+  /** The proxy closed a connection, and a hello to learn why could do harm. */
+  | "dropped";
+
+/** What the client can say when the proxy closed a connection early. */
+const DROPPED =
+  "the proxy closed the connection: the destination closed, another client took the session over, or the proxy stopped";
+
+/**
+ * One poll, its output printed as it comes. When the server ends the poll
+ * early, one more poll learns why (in line mode every poll takes the
+ * session over anyway), unless the session may have ended: then a hello
+ * would only be refused, and counted as a failed guess.
+ *
+ * @returns How the session stands: `null` while the destination is open.
+ */
+async function pollAndPrint(
+  session: ClientSession,
+  output: Output,
+  options: PollOptions,
+): Promise<Ending | null> {
+  const print = { onOutput: (bytes: Uint8Array) => output.write(bytes) };
+  await withGaps(session, () => session.poll({ ...options, ...print }));
+  if (session.state === "open" && session.detachedByServer && !options.signal?.aborted) {
+    if (session.mayHaveEnded) {
+      status(DROPPED);
+      return "dropped";
+    }
+    await withGaps(
+      session,
+      () => session.poll({ ...print, ...(options.signal ? { signal: options.signal } : {}) }),
+    );
+  }
+  if (session.state !== "closed") return null;
+  status("the destination closed the session");
+  return "closed";
 }
 
 async function lineMode(
   session: ClientSession,
   config: ClientConfig,
   stop: AbortSignal,
-): Promise<void> {
+  output: Output,
+): Promise<Ending> {
   // Whatever is already pending, first.
-  await writeStdout(await withGaps(session, () => session.poll({ signal: stop })));
+  const first = await pollAndPrint(session, output, { signal: stop });
+  if (first) return first;
   const input = lines(Deno.stdin.readable);
+  const newline = encoder.encode(config.newline);
   // A read of stdin cannot be cancelled: Ctrl-C stops waiting for it instead.
   const interrupted = new Promise<null>((resolve) => {
     if (stop.aborted) resolve(null);
@@ -237,81 +329,98 @@ async function lineMode(
   });
   while (!stop.aborted) {
     const next = await Promise.race([input.next(), interrupted]);
-    if (next === null || next.done) return;
-    if (next.value.length > 0) {
-      session.send(next.value);
-      session.send(config.newline);
-    }
+    if (next === null || next.done) return "detached";
+    // The line and its ending in one piece: one write, one segment.
+    if (next.value.length > 0) session.send(joinBytes([next.value, newline]));
     // Output is printed as it arrives; Ctrl-C ends the wait.
-    await withGaps(
-      session,
-      () =>
-        session.poll({ wait: config.wait, until: "deadline", signal: stop, onOutput: writeStdout }),
-    );
-    if (session.state === "closed") {
-      status("the destination closed the session");
-      return;
-    }
+    const ending = await pollAndPrint(session, output, {
+      wait: config.wait,
+      until: "deadline",
+      signal: stop,
+    });
+    if (ending) return ending;
   }
+  return "detached";
 }
 
 async function streamMode(
   session: ClientSession,
   config: ClientConfig,
   stop: AbortSignal,
-): Promise<void> {
-  const connection = await withGaps(session, () => session.connect("streaming"));
-  let detaching = false;
-  let linger: ReturnType<typeof setTimeout> | undefined;
-  function detach(): void {
-    detaching = true;
-    connection.close();
-  }
-  stop.addEventListener("abort", detach, { once: true });
+  output: Output,
+): Promise<Ending> {
+  const detach = new AbortController();
+  const onStop = (): void => detach.abort();
+  stop.addEventListener("abort", onStop, { once: true });
+  if (stop.aborted) detach.abort();
   const input = Deno.stdin.readable.getReader();
-  const reading = (async () => {
+  let linger: ReturnType<typeof setTimeout> | undefined;
+  let reading: Promise<void> | null = null;
+  /** Whether this side ended the stream (or the server did). */
+  let detached = false;
+  async function readInput(): Promise<void> {
     try {
       for (let next = await input.read(); !next.done; next = await input.read()) {
         session.send(next.value);
+        // No faster than it goes out; this is also where the library may
+        // re-attach to drop confirmed input, so memory stays bounded.
+        await session.flush();
+        if (detach.signal.aborted) return;
       }
     } catch {
       // stdin went away: as good as its end.
     }
-    if (detaching) return;
+    if (detach.signal.aborted) return;
     // End of input: make sure it all went out, give the destination a
     // moment to answer it, then detach.
     await session.flush();
-    linger = setTimeout(detach, config.wait);
-  })();
+    linger = setTimeout(() => detach.abort(), config.wait);
+  }
   try {
-    for (let chunk = await connection.read(); chunk !== null; chunk = await connection.read()) {
-      await writeStdout(chunk);
-    }
-    if (!detaching) {
-      // The proxy closed the connection: learn why, collecting anything left.
-      await writeStdout(await withGaps(session, () => session.poll()));
-      status(
-        session.state === "closed"
-          ? "the destination closed the session"
-          : "the proxy disconnected this client (another client took the session over?)",
-      );
-    }
+    await withGaps(session, async () => {
+      const chunks = session.stream({ signal: detach.signal });
+      try {
+        // Asking for the first chunk starts the attach; stdin is read from
+        // then on, so that flush() waits for the connection.
+        let next = chunks.next();
+        reading ??= readInput();
+        for (let chunk = await next; !chunk.done; chunk = await next) {
+          await output.write(chunk.value);
+          next = chunks.next();
+        }
+        detached = detach.signal.aborted;
+      } finally {
+        await chunks.return(undefined);
+      }
+    });
+  } catch (error) {
+    if (!(error instanceof OutputClosed)) throw error;
+    detached = true;
   } finally {
-    stop.removeEventListener("abort", detach);
-    detaching = true;
-    connection.close();
+    stop.removeEventListener("abort", onStop);
+    detach.abort();
     await input.cancel().catch(() => {});
     await reading;
     clearTimeout(linger);
   }
+  if (detached) return "detached";
+  if (session.state === "closed") {
+    status("the destination closed the session");
+    return "closed";
+  }
+  // Asking the proxy why would be a RESUME, which takes the session back
+  // from a client that just took it over: say what it may be instead.
+  status(DROPPED);
+  return "dropped";
 }
 
 /**
  * Runs `socketproxy client`.
  *
  * @param args The arguments after `client`.
- * @returns The exit status.
- * @throws {CommandError} For a proxy that is not there or a protocol error (exit 1) or bad arguments (exit 2).
+ * @returns The exit status: 0, or 1 for a proxy that is not there or a
+ * protocol error (one line, then what was left behind).
+ * @throws {CommandError} For bad arguments (exit 2).
  */
 export async function clientCommand(args: string[]): Promise<number> {
   const config = parseClientArgs(args);
@@ -338,48 +447,86 @@ export async function clientCommand(args: string[]): Promise<number> {
       });
       status(`opened session ${session.id}`);
     }
-    if (!stop.signal.aborted) {
-      await (config.stream
-        ? streamMode(session, config, stop.signal)
-        : lineMode(session, config, stop.signal));
+    const output = new Output(session);
+    let ending: Ending = "detached";
+    try {
+      if (!stop.signal.aborted) {
+        ending = await (config.stream
+          ? streamMode(session, config, stop.signal, output)
+          : lineMode(session, config, stop.signal, output));
+      }
+    } catch (error) {
+      if (!(error instanceof OutputClosed)) throw error;
     }
-    await farewell(session, config);
+    await farewell(session, config, output, ending);
     return 0;
   } catch (error) {
     const explained = explain(error, config);
-    if (session && !(error instanceof AuthError)) hint(session);
     if (!explained) throw error;
-    throw explained;
+    // The error first, then what it leaves behind.
+    status(explained.message);
+    if (session) {
+      reportInput(session);
+      if (!(error instanceof AuthError || error instanceof AckError)) {
+        hint(session, "the session may still be open");
+      }
+    }
+    return explained.exitCode;
   }
 }
 
-function hint(session: ClientSession): void {
+function hint(session: ClientSession, what: string): void {
   const ack = session.offsetKnown ? ` --ack=${session.received}` : "";
   status(
-    `session left open; to come back: socketproxy client --session=${session.id}:${session.secret}${ack}`,
+    `${what}; to come back: socketproxy client --session=${session.id}:${session.secret}${ack}`,
   );
 }
 
-/** Ends the session (--close), lets the server forget a finished one, or says how to come back. */
-async function farewell(session: ClientSession, config: ClientConfig): Promise<void> {
-  if (session.unconfirmed > 0) {
-    // Input typed but not yet confirmed: one more try to get it through.
-    await session.poll({ signal: AbortSignal.timeout(5000) }).then(writeStdout, () => {});
-    if (session.unconfirmed > 0) {
-      status(`${session.unconfirmed} bytes of input may not have reached the destination`);
-    }
+/** Says what became of input that was not confirmed. */
+function reportInput(session: ClientSession): void {
+  if (session.undelivered > 0) {
+    status(`${session.undelivered} bytes of input not delivered: the destination had closed`);
   }
+  if (session.unconfirmed > 0) {
+    status(`${session.unconfirmed} bytes of input may not have reached the destination`);
+  }
+}
+
+/** Ends the session (--close), lets the server forget a finished one, or says how to come back. */
+async function farewell(
+  session: ClientSession,
+  config: ClientConfig,
+  output: Output,
+  ending: Ending,
+): Promise<void> {
+  // After a drop, any hello would take the session back from whoever took it.
+  const mayAsk = ending !== "dropped" && !session.ended;
+  if (mayAsk && session.state !== "closed" && session.unconfirmed > 0) {
+    // Input typed but not yet confirmed: one more try to get it through.
+    const more = await session.poll({ signal: AbortSignal.timeout(5000) }).catch(() => null);
+    if (more) await output.write(more).catch(ignoreOutputClosed);
+  }
+  reportInput(session);
   if (config.close) {
     await session.close().catch((error) => {
       if (!(error instanceof AuthError)) throw error; // already gone
     });
     status(`closed session ${session.id}`);
-  } else if (session.state === "closed") {
-    // Acknowledge the end of the output, so the server can end the session.
-    await session.poll().catch((error) => {
-      if (!(error instanceof AuthError)) throw error;
-    });
-  } else {
-    hint(session);
+    return;
   }
+  if (session.state === "closed") {
+    // Acknowledge the end of the output once it is all printed, so that the
+    // server can forget the session now; a reply that acknowledges all of
+    // it ends the session, and the library asks no more.
+    for (let round = 0; mayAsk && output.open && !session.ended && round < 3; round++) {
+      await output.write(await session.poll()).catch(ignoreOutputClosed);
+    }
+    if (!session.ended) hint(session, "the rest of the output waits");
+    return;
+  }
+  hint(session, ending === "dropped" ? "the session may still be open" : "session left open");
+}
+
+function ignoreOutputClosed(error: unknown): void {
+  if (!(error instanceof OutputClosed)) throw error;
 }

@@ -11,9 +11,12 @@ import {
   encoder,
   issuedSecrets,
   RUN_PERMISSIONS,
+  ServerProcess,
   startServer,
   TestClient,
   WAIT_MS,
+  withDeadline,
+  writeAll,
 } from "./_helpers.ts";
 
 const MAIN = new URL("../main.ts", import.meta.url).pathname;
@@ -40,6 +43,90 @@ async function runClient(
   }
   return { code: output.code, stdout: decoder.decode(output.stdout), stderr };
 }
+
+/** The client running, its stdin held open until the test closes it. */
+class ClientProcess implements AsyncDisposable {
+  readonly child: Deno.ChildProcess;
+  readonly #stdin: WritableStreamDefaultWriter<Uint8Array>;
+  readonly #stdout: ReadableStreamDefaultReader<Uint8Array>;
+  readonly #stderr: Promise<string>;
+  stdout = "";
+
+  constructor(args: string[]) {
+    this.child = new Deno.Command(Deno.execPath(), {
+      args: ["run", ...RUN_PERMISSIONS, MAIN, "client", ...args],
+      stdin: "piped",
+      stdout: "piped",
+      stderr: "piped",
+    }).spawn();
+    this.#stdin = this.child.stdin.getWriter();
+    this.#stdout = this.child.stdout.getReader();
+    this.#stderr = new Response(this.child.stderr).text();
+  }
+
+  /** Types into the client's stdin. */
+  async type(text: string): Promise<void> {
+    await this.#stdin.write(encoder.encode(text));
+  }
+
+  /** Reads stdout until it holds `text`. */
+  async readUntil(text: string): Promise<void> {
+    while (!this.stdout.includes(text)) {
+      const { value, done } = await withDeadline(this.#stdout.read(), WAIT_MS, `"${text}"`);
+      if (done) throw new Error(`stdout ended before "${text}": ${this.stdout}`);
+      this.stdout += decoder.decode(value);
+    }
+  }
+
+  /** Stops reading stdout, closing the pipe as `| head` does. */
+  async closeStdout(): Promise<void> {
+    await this.#stdout.cancel();
+  }
+
+  /** Waits for the exit; the rest of stdout (unless closed) and all of stderr. */
+  async exit(): Promise<{ code: number; stdout: string; stderr: string }> {
+    const status = await this.child.status;
+    await this.#stdin.close().catch(() => {});
+    for (let next = await this.#stdout.read().catch(() => null); next && !next.done;) {
+      this.stdout += decoder.decode(next.value);
+      next = await this.#stdout.read();
+    }
+    const stderr = await this.#stderr;
+    for (const match of stderr.matchAll(/--session=[^:\s]+:(\S+)/g)) {
+      issuedSecrets.add(match[1] ?? "");
+    }
+    return { code: status.code, stdout: this.stdout, stderr };
+  }
+
+  async [Symbol.asyncDispose](): Promise<void> {
+    try {
+      this.child.kill("SIGKILL");
+    } catch {
+      // Already exited.
+    }
+    await this.exit().catch(() => {});
+  }
+}
+
+/** A session made with a raw NEW, for the client to resume: `--session=ID:SECRET`. */
+async function rawSession(port: number): Promise<{ id: string; secret: string; flag: string }> {
+  using client = await TestClient.connect(port);
+  const { id, secret } = await client.hello("NEW");
+  return { id, secret, flag: `--session=${id}:${secret}` };
+}
+
+/** A destination that answers the first input it reads with `answer`, then closes. */
+function endingDestination(answer: string): Destination {
+  return new Destination((conn) => {
+    conn.read(new Uint8Array(1024)).then(async () => {
+      await writeAll(conn, encoder.encode(answer));
+      conn.close();
+    }).catch(() => {});
+  });
+}
+
+const DROPPED =
+  "socketproxy client: the proxy closed the connection: the destination closed, another client took the session over, or the proxy stopped";
 
 function resumeArgs(stderr: string): [session: string, ack: string] {
   const match = /to come back: socketproxy client (--session=\S+) (--ack=\d+)/.exec(stderr);
@@ -94,32 +181,6 @@ Deno.test("--stream pipes stdin to the destination and output to stdout", async 
   assert.equal(code, 0, stderr);
   assert.equal(stdout, payload);
   assert.match(stderr, /session left open/);
-});
-
-Deno.test("the client says when the destination closes, and the server forgets the session", async () => {
-  await using destination = new Destination();
-  await using proxy = startServer(destination.port);
-  const child = new Deno.Command(Deno.execPath(), {
-    args: [
-      "run",
-      ...RUN_PERMISSIONS,
-      MAIN,
-      "client",
-      `--proxy=127.0.0.1:${proxy.port}`,
-      "--stream",
-    ],
-    stdin: "piped",
-    stdout: "piped",
-    stderr: "piped",
-  }).spawn();
-  const dest = await destination.accepted();
-  await dest.write(encoder.encode("bye\n"));
-  dest.close();
-  const output = await child.output().finally(() => child.stdin.close().catch(() => {}));
-  assert.equal(decoder.decode(output.stdout), "bye\n");
-  assert.match(decoder.decode(output.stderr), /the destination closed the session/);
-  await proxy.logs.waitFor("session.closed");
-  assert.equal(proxy.server.store.size, 0);
 });
 
 Deno.test("a proxy that is not there, and protocol errors, are one line and exit 1", async () => {
@@ -270,4 +331,290 @@ Deno.test("Ctrl-C while a line's output is being collected prints it and leaves 
   assert.equal(seen, "precious output\n");
   assert.match(stderr, /to come back: socketproxy client --session=\S+ --ack=16$/m);
   assert.equal(proxy.server.store.size, 1);
+});
+
+Deno.test("a line the destination ends the session with: told once, and the server forgets it", async () => {
+  await using destination = endingDestination("bye\n");
+  await using proxy = startServer(destination.port);
+  const { code, stdout, stderr } = await runClient(
+    [`--proxy=127.0.0.1:${proxy.port}`],
+    "quit\nnever sent\n",
+  );
+  assert.equal(code, 0, stderr);
+  assert.equal(stdout, "bye\n");
+  assert.match(stderr, /^socketproxy client: the destination closed the session$/m);
+  assert.doesNotMatch(stderr, /to come back|input/);
+  await proxy.logs.waitFor("session.closed");
+  assert.equal(proxy.server.store.size, 0);
+  assert.equal(proxy.server.counters.authFailures, 0, "no hello after the end");
+});
+
+Deno.test("a destination that closes without a word during a line's wait: no hello after", async () => {
+  await using destination = endingDestination("");
+  await using proxy = startServer(destination.port);
+  const { code, stderr } = await runClient(
+    [`--proxy=127.0.0.1:${proxy.port}`, "--wait=10s"],
+    "quit\n",
+  );
+  assert.equal(code, 0, stderr);
+  assert.match(stderr, new RegExp(`^${DROPPED}$`, "m"));
+  assert.match(stderr, /the session may still be open; to come back: /);
+  await proxy.logs.waitFor("session.closed");
+  assert.equal(proxy.server.counters.authFailures, 0);
+});
+
+Deno.test("input typed after the destination closed is reported as not delivered", async () => {
+  await using destination = new Destination();
+  await using proxy = startServer(destination.port);
+  await using client = new ClientProcess([`--proxy=127.0.0.1:${proxy.port}`]);
+  const dest = await destination.accepted();
+  // The NEW connection, then the first poll.
+  await proxy.logs.waitFor(
+    "session.detached",
+    () => proxy.logs.events("session.detached").length === 2,
+  );
+  dest.close();
+  await proxy.logs.waitFor("destination.closed");
+  await client.type("x\n");
+  const { code, stderr } = await client.exit();
+  assert.equal(code, 0, stderr);
+  assert.match(stderr, /^socketproxy client: the destination closed the session$/m);
+  assert.match(
+    stderr,
+    /^socketproxy client: 2 bytes of input not delivered: the destination had closed$/m,
+  );
+  await proxy.logs.waitFor("session.closed");
+  assert.equal(proxy.server.counters.authFailures, 0);
+});
+
+Deno.test("--stream, the destination ends: one line, no hello, no auth failure", async () => {
+  await using destination = endingDestination("bye\n");
+  await using proxy = startServer(destination.port);
+  await using client = new ClientProcess([`--proxy=127.0.0.1:${proxy.port}`, "--stream"]);
+  await client.type("quit\n");
+  const { code, stdout, stderr } = await client.exit();
+  assert.equal(code, 0, stderr);
+  assert.equal(stdout, "bye\n");
+  assert.match(stderr, new RegExp(`^${DROPPED}$`, "m"));
+  assert.equal(proxy.server.counters.authFailures, 0);
+});
+
+Deno.test("--stream taken over by another client: the client lets it have the session", async () => {
+  await using destination = echoDestination();
+  await using proxy = startServer(destination.port);
+  const session = await rawSession(proxy.port);
+  await using client = new ClientProcess([
+    `--proxy=127.0.0.1:${proxy.port}`,
+    session.flag,
+    "--stream",
+  ]);
+  await client.type("mine\n");
+  await client.readUntil("mine\n");
+  using thief = await TestClient.connect(proxy.port);
+  await thief.hello(`RESUME ${session.id} ${session.secret}`);
+  const { code, stderr } = await client.exit();
+  assert.equal(code, 0, stderr);
+  assert.match(stderr, new RegExp(`^${DROPPED}$`, "m"));
+  assert.match(
+    stderr,
+    /the session may still be open; to come back: socketproxy client --session=\S+ --ack=5$/m,
+  );
+  // NEW, the client, the thief: the client did not take it back.
+  assert.equal(proxy.logs.events("session.attached").length, 3);
+  assert.equal(
+    proxy.server.store.get(session.id)?.stats().peer,
+    `127.0.0.1:${thief.conn.localAddr.port}`,
+  );
+  await thief.write("still there\n");
+  assert.equal(decoder.decode(await thief.readExactly(12)), "still there\n");
+});
+
+Deno.test("--stream | head: a closed stdout detaches quietly, counting only what was written", async () => {
+  await using destination = new Destination();
+  await using proxy = startServer(destination.port);
+  await using client = new ClientProcess([`--proxy=127.0.0.1:${proxy.port}`, "--stream"]);
+  const dest = await destination.accepted();
+  await writeAll(dest, encoder.encode("1\n2\n"));
+  await client.readUntil("1\n2\n");
+  await client.closeStdout();
+  await writeAll(dest, encoder.encode("3\n"));
+  const { code, stderr } = await client.exit();
+  assert.equal(code, 0, stderr);
+  assert.doesNotMatch(stderr, /unexpected|BrokenPipe/);
+  assert.match(
+    stderr,
+    /session left open; to come back: socketproxy client --session=\S+ --ack=4$/m,
+  );
+  assert.equal(proxy.server.store.size, 1);
+});
+
+Deno.test("each line goes out in one write", async () => {
+  const id = "onewrite";
+  const secret = "S".repeat(32);
+  const reads: string[] = [];
+  const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+  // A stand-in proxy: OK to every RESUME, with <in> all it has read; then it records each read.
+  const serving = (async () => {
+    let received = 0;
+    for await (const conn of listener) {
+      using client = new TestClient(conn);
+      const hello = await client.readLine();
+      const ack = hello.split(" ")[3] ?? "0";
+      await client.write(`OK ${id} ${secret} ${received} ${ack} 0 open\n`);
+      for (let chunk = await client.readSome(); chunk; chunk = await client.readSome()) {
+        reads.push(decoder.decode(chunk));
+        received += chunk.length;
+      }
+    }
+  })().catch(() => {});
+  try {
+    const lines = Array.from({ length: 20 }, (_, i) => `line ${i}\n`).join("");
+    const { code, stderr } = await runClient(
+      [
+        `--proxy=127.0.0.1:${listener.addr.port}`,
+        `--session=${id}:${secret}`,
+        "--ack=0",
+        "--wait=0s",
+      ],
+      lines,
+    );
+    assert.equal(code, 0, stderr);
+    assert.equal(reads.join(""), lines);
+    for (const read of reads) assert.match(read, /\n$/, `a read of "${read}"`);
+  } finally {
+    listener.close();
+    await serving;
+  }
+});
+
+Deno.test("a bad --ack is one line, without a hint that repeats it", async () => {
+  await using destination = echoDestination();
+  await using proxy = startServer(destination.port);
+  const session = await rawSession(proxy.port);
+  const { code, stderr } = await runClient(
+    [`--proxy=127.0.0.1:${proxy.port}`, session.flag, "--ack=999"],
+    "",
+  );
+  assert.equal(code, 1);
+  assert.equal(
+    stderr,
+    "socketproxy client: --ack=999 is beyond the 0 bytes the session has sent\n",
+  );
+});
+
+Deno.test("a gap is reported with what was lost, and the client goes on from there", async () => {
+  await using destination = new Destination();
+  await using proxy = startServer(destination.port, { bufferSize: 1024 });
+  using streaming = await TestClient.connect(proxy.port);
+  const { id, secret } = await streaming.hello("NEW");
+  const dest = await destination.accepted();
+  await writeAll(dest, new Uint8Array(8192).fill(46));
+  await streaming.readExactly(8192);
+  streaming.close();
+  await proxy.logs.waitFor("session.detached");
+  const lowest = proxy.server.store.get(id)?.stats().floor ?? 0;
+  assert.ok(lowest > 0);
+  const { code, stdout, stderr } = await runClient(
+    [`--proxy=127.0.0.1:${proxy.port}`, `--session=${id}:${secret}`, "--ack=0"],
+    "",
+  );
+  assert.equal(code, 0, stderr);
+  assert.match(
+    stderr,
+    new RegExp(
+      `^socketproxy client: ${lowest} bytes of output were lost before offset ${lowest}; continuing from there$`,
+      "m",
+    ),
+  );
+  assert.equal(stdout.length, 8192 - lowest);
+  assert.match(stderr, /--ack=8192$/m);
+});
+
+Deno.test("a wrong secret on a live session: one line, one failure, the session untouched", async () => {
+  await using destination = echoDestination();
+  await using proxy = startServer(destination.port);
+  const session = await rawSession(proxy.port);
+  const { code, stderr } = await runClient(
+    [`--proxy=127.0.0.1:${proxy.port}`, `--session=${session.id}:${"W".repeat(32)}`],
+    "hello\n",
+  );
+  assert.equal(code, 1);
+  assert.equal(
+    stderr,
+    `socketproxy client: 127.0.0.1:${proxy.port} knows no such session (ended, expired, or a wrong secret)\n`,
+  );
+  assert.equal(proxy.server.counters.authFailures, 1);
+  using owner = await TestClient.connect(proxy.port);
+  const reply = await owner.hello(`RESUME ${session.id} ${session.secret} 0`);
+  assert.equal(reply.in, 0, "nothing was sent in its name");
+});
+
+Deno.test("a proxy that goes away: the error first, then the input at risk and how to come back", async () => {
+  await using destination = echoDestination();
+  const server = new ServerProcess(["--proxy=127.0.0.1:0", `127.0.0.1:${destination.port}`]);
+  const port = await server.port;
+  await using client = new ClientProcess([`--proxy=127.0.0.1:${port}`]);
+  // The NEW connection and the first poll have come and gone.
+  await server.waitFor((line) =>
+    line.includes("session.detached") &&
+    server.lines.filter((seen) => seen.includes("session.detached")).length === 2
+  );
+  await server.stop();
+  await client.type("lost?\n");
+  const { code, stderr } = await client.exit();
+  assert.equal(code, 1);
+  const lines = stderr.trim().split("\n").slice(1); // after "opened session"
+  assert.match(lines[0] ?? "", /^socketproxy client: no socketproxy server answering on /);
+  assert.equal(
+    lines[1],
+    "socketproxy client: 6 bytes of input may not have reached the destination",
+  );
+  assert.match(
+    lines[2] ?? "",
+    /^socketproxy client: the session may still be open; to come back: /,
+  );
+  assert.equal(lines.length, 3);
+});
+
+Deno.test({
+  name: tmux
+    ? "--stream in a terminal: typed lines go through, Ctrl-C detaches and keeps the session"
+    : "--stream in a terminal: typed lines go through, Ctrl-C detaches and keeps the session (skipped: tmux is not installed)",
+  ignore: !tmux,
+  async fn() {
+    await using destination = echoDestination();
+    await using proxy = startServer(destination.port);
+    await using terminal = new Terminal();
+    await terminal.start();
+    const command = [
+      Deno.execPath(),
+      "run",
+      ...RUN_PERMISSIONS,
+      MAIN,
+      "client",
+      `--proxy=127.0.0.1:${proxy.port}`,
+      "--stream",
+    ];
+    await terminal.type(command.join(" "), "Enter");
+    await terminal.waitFor(/opened session/);
+    await proxy.logs.waitFor(
+      "session.attached",
+      () => proxy.logs.events("session.attached").length === 2,
+    );
+    await terminal.type("streamed line", "Enter");
+    // Echoed by the terminal as typed, then once more from the destination.
+    await terminal.waitFor(/streamed line\n(.*\n)*streamed line/);
+    await terminal.type("C-c");
+    const screen = await terminal.waitFor(
+      /session left open; to come back: socketproxy client --session=\S+ --ack=14/,
+    );
+    for (const match of screen.matchAll(/--session=[^:\s]+:(\S+)/g)) {
+      issuedSecrets.add(match[1] ?? "");
+    }
+    assert.equal(proxy.server.store.size, 1, "Ctrl-C left the session open");
+    const [, id, secret] = /--session=([^:\s]+):(\S+)/.exec(screen) ?? [];
+    using client = await TestClient.connect(proxy.port);
+    const reply = await client.hello(`RESUME ${id} ${secret} 14`);
+    assert.equal(reply.in, 14, "the line went through exactly once");
+  },
 });
