@@ -11,7 +11,7 @@
 
 import assert from "node:assert/strict";
 import { type Browser, chromium, type Page } from "playwright-core";
-import { WebGateway } from "../lib/web_gateway.ts";
+import { type GatewayLimits, WebGateway } from "../lib/web_gateway.ts";
 import { WEB_ASSETS } from "../lib/web_assets.ts";
 import {
   Destination,
@@ -21,6 +21,7 @@ import {
   startServer,
   WAIT_MS,
 } from "./_helpers.ts";
+import { NGINX, startNginx } from "./_nginx.ts";
 
 const CHROMIUM = ["/usr/bin/chromium", "/usr/bin/chromium-browser"].find((path) => {
   try {
@@ -103,11 +104,15 @@ function telnetService(): Destination & { heard: Heard[]; connections: Deno.TcpC
               await write([IAC, WONT, ECHO]);
               await write("\r\nWelcome back.\r\n> ");
             } else if (text === "look") await write("You are in a small room.\r\n> ");
-            else if (text === "login") {
+            else if (text === "quit") {
+              await write("Bye.\r\n");
+              conn.close();
+              return;
+            } else if (text === "login") {
               passwordWanted = true;
               await write("Password: ");
               await write([IAC, WILL, ECHO]);
-            } else await write(`Huh? ${JSON.stringify(text)}\r\n> `);
+            } else await write(`Huh? (${text.length} characters)\r\n> `);
           } else if (byte !== 0) line += String.fromCharCode(byte);
         }
       }
@@ -141,8 +146,22 @@ async function waitForScreen(page: Page, pattern: RegExp): Promise<string> {
   throw new Error(`no ${pattern} on the page's terminal:\n${text}`);
 }
 
+async function waitUntil(check: () => boolean, what: string): Promise<void> {
+  const deadline = Date.now() + WAIT_MS;
+  // What the destination heard has no event either: look again until it is there.
+  while (!check()) {
+    if (Date.now() > deadline) throw new Error(`not within ${WAIT_MS} ms: ${what}`);
+    await new Promise((resolve) => setTimeout(resolve, 50));
+  }
+}
+
 async function waitForStatus(page: Page, status: string): Promise<void> {
   await page.waitForSelector(`body[data-status="${status}"]`, { timeout: WAIT_MS });
+}
+
+function transportOf(page: Page): Promise<string> {
+  // deno-lint-ignore no-explicit-any
+  return page.evaluate(() => (globalThis as any).socketproxy.session.transport);
 }
 
 async function withBrowser(fn: (browser: Browser) => Promise<void>): Promise<void> {
@@ -227,9 +246,22 @@ Deno.test({
           await page.screenshot({ path: SCREENSHOT });
         }
 
-        // A reload continues the session with nothing repeated.
-        await page.reload();
+        // A reload continues the session with nothing repeated, and tells the server the
+        // window's size, here changed while the page was away.
+        await page.goto("about:blank");
+        await page.setViewportSize({ width: 800, height: 480 });
+        await page.goto(`http://127.0.0.1:${port}/`);
         await waitForStatus(page, "connected");
+        const size = await page.evaluate(() => {
+          // deno-lint-ignore no-explicit-any
+          const { terminal } = (globalThis as any).socketproxy;
+          return [terminal.cols, terminal.rows] as [number, number];
+        });
+        assert.ok(size[0] < (heard.sizes[0]?.[0] ?? 0), `a narrower window: ${size}`);
+        await waitUntil(
+          () => heard.sizes.at(-1)?.join() === size.join(),
+          `NAWS with the new size ${size} (heard ${heard.sizes.at(-1)})`,
+        );
         await page.fill("#input", "look");
         await page.press("#input", "Enter");
         const reloaded = await waitForScreen(page, /You are in a small room\.\n> /);
@@ -255,6 +287,7 @@ Deno.test({
         await waitForStatus(page, "connected");
         await waitForScreen(page, /The world shifts while you are away\./);
         await rememberSecrets(page);
+        assert.equal(await transportOf(page), "websocket", "an outage is no reason to poll");
       });
     } finally {
       await gateway.close();
@@ -293,3 +326,102 @@ for (const transport of ["longpoll", "poll"] as const) {
     },
   });
 }
+
+function startGateway(proxyPort: number, limits: Partial<GatewayLimits> = {}): WebGateway {
+  return WebGateway.listen({ hostname: "127.0.0.1", port: 0 }, {
+    proxy: { hostname: "127.0.0.1", port: proxyPort },
+    logger: new LogCapture().logger,
+    assets: WEB_ASSETS,
+    limits,
+  });
+}
+
+Deno.test({
+  name: CHROMIUM
+    ? "the browser terminal: a big paste, much typing and a reload, a session end and a reload"
+    : "the browser terminal: a big paste, much typing and a reload, a session end and a reload (skipped: chromium is not installed)",
+  ignore: !CHROMIUM,
+  async fn() {
+    await using destination = telnetService();
+    await using proxy = startServer(destination.port);
+    await using gateway = startGateway(proxy.port, { maxInput: 8192 });
+    await withBrowser(async (browser) => {
+      const page = await browser.newPage();
+      await page.goto(`http://127.0.0.1:${gateway.addr.port}/`);
+      await waitForScreen(page, /Welcome to the test MUD\n> /);
+      await waitForStatus(page, "connected");
+      await rememberSecrets(page);
+      const heard = destination.heard[0];
+      assert.ok(heard);
+
+      // A paste far past the gateway's input limit: one line, whole.
+      await page.fill("#input", "p".repeat(100_000));
+      await page.press("#input", "Enter");
+      await waitForScreen(page, /Huh\? \(100000 characters\)\n> /);
+      assert.deepEqual(heard.lines.map((line) => line.length), [100_000]);
+
+      // Much typing, a line at a time, then a reload before all of it is confirmed.
+      const lines = await page.evaluate(async () => {
+        // deno-lint-ignore no-explicit-any
+        const { session } = (globalThis as any).socketproxy;
+        const sent: string[] = [];
+        for (let i = 0; i < 800; i++) {
+          const line = `line ${i} ${"t".repeat(90)}`;
+          sent.push(line);
+          session.send(new TextEncoder().encode(line + "\r\n"));
+          if (i % 50 === 0) await new Promise((resolve) => setTimeout(resolve, 0));
+        }
+        return sent;
+      });
+      await page.reload();
+      await waitForStatus(page, "connected");
+      await waitUntil(() => heard.lines.length >= 1 + lines.length, "all typed lines heard");
+      assert.deepEqual(heard.lines.slice(1), lines, "every line once, in order, across the reload");
+
+      // The service ends the session; a reload starts a new one with telnet afresh.
+      await page.fill("#input", "quit");
+      await page.press("#input", "Enter");
+      await waitForStatus(page, "ended");
+      await page.reload();
+      await waitForScreen(page, /Welcome to the test MUD\n> /);
+      await waitForStatus(page, "connected");
+      await rememberSecrets(page);
+      const fresh = destination.heard[1];
+      assert.ok(fresh, "a new destination connection");
+      assert.equal(fresh.terminalType, "xterm-256color", "TTYPE negotiated anew");
+      assert.ok(fresh.sizes.length > 0, "NAWS negotiated anew, with the window's size");
+      assert.equal(proxy.server.store.size, 1, "the ended session is gone");
+    });
+  },
+});
+
+Deno.test({
+  name: CHROMIUM && NGINX
+    ? "the browser terminal under /terminal/ behind nginx"
+    : "the browser terminal under /terminal/ behind nginx (skipped: needs chromium and nginx; apt-get install chromium nginx-light)",
+  ignore: !CHROMIUM || !NGINX,
+  async fn() {
+    await using destination = telnetService();
+    await using proxy = startServer(destination.port);
+    await using gateway = startGateway(proxy.port);
+    await using nginx = await startNginx(gateway.addr.port);
+    await withBrowser(async (browser) => {
+      const page = await browser.newPage();
+      await page.goto(nginx.base);
+      await waitForScreen(page, /Welcome to the test MUD\n> /);
+      await waitForStatus(page, "connected");
+      await rememberSecrets(page);
+      assert.equal(await transportOf(page), "websocket");
+      await page.fill("#input", "look");
+      await page.press("#input", "Enter");
+      await waitForScreen(page, /You are in a small room\./);
+      await page.reload();
+      await waitForStatus(page, "connected");
+      await page.fill("#input", "look");
+      await page.press("#input", "Enter");
+      const again = await waitForScreen(page, /look\nYou are in a small room\.\n> /);
+      assert.doesNotMatch(again, /Welcome to the test MUD/, "resumed, nothing repeated");
+      assert.doesNotMatch(nginx.log(), /\[(error|crit|alert|emerg)\]/);
+    });
+  },
+});
