@@ -1275,8 +1275,11 @@ function visitProblem(call: ProxyCall | null, answer: StubAnswer, visits: Visit[
       ? null
       : `${visit.input.length} bytes of input sent without an OK reply`;
   }
-  // The gateway sends the input the reply's <in> does not already cover.
-  const skip = call.inputAt === undefined
+  // The gateway sends the input the reply's <in> does not already cover,
+  // none once the destination has closed (the server would drop it).
+  const skip = answer.state === "closed"
+    ? call.input.length
+    : call.inputAt === undefined
     ? 0
     : Math.min(call.input.length, Math.max(0, answer.in - call.inputAt));
   const expected = call.input.subarray(skip);
