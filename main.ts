@@ -29,7 +29,8 @@ Commands:
   web                          the HTTP gateway and browser terminal
 
 Run "socketproxy COMMAND --help" for a command's options.
-Options: -h, --help (this help), -V, --version (print the version)`;
+Options: -h, --help (this help), -V, --version (print the version; after any
+command too)`;
 
 const COMMANDS: Record<string, (args: string[]) => Promise<number>> = {
   server: serverCommand,
@@ -38,6 +39,12 @@ const COMMANDS: Record<string, (args: string[]) => Promise<number>> = {
   client: clientCommand,
   web: webCommand,
 };
+
+/** Whether `-V` or `--version` comes anywhere before a `--`: every command takes it. */
+function asksForVersion(args: string[]): boolean {
+  const end = args.indexOf("--");
+  return (end < 0 ? args : args.slice(0, end)).some((arg) => arg === "-V" || arg === "--version");
+}
 
 /**
  * Runs one socketproxy command line.
@@ -51,7 +58,7 @@ export async function main(args: string[]): Promise<number> {
     printOut(USAGE);
     return 0;
   }
-  if (name === "-V" || name === "--version") {
+  if (asksForVersion(args)) {
     printOut(`socketproxy ${VERSION}`);
     return 0;
   }

@@ -6,16 +6,20 @@
  * @module
  */
 
-import { type ParsedFlags, stringFlag } from "./cli.ts";
+import { missingPermission, type ParsedFlags, stringFlag } from "./cli.ts";
 import {
+  canReadTokenVariable,
   CommandError,
+  fetchBlockedPort,
   formatHostPort,
   type HostPort,
   parseAdminToken,
   parseHostPort,
   SERVER_DEFAULTS,
+  TOKEN_UNREADABLE_HINT,
   TOKEN_VARIABLE,
   tokenFromEnvironment,
+  UsageError,
 } from "./config.ts";
 
 /** Flags of the commands that talk to the admin port. */
@@ -42,13 +46,25 @@ export interface AdminTarget {
  *
  * @param flags Parsed flags including {@linkcode ADMIN_CLIENT_FLAGS}.
  * @returns The target.
- * @throws {UsageError} When `--admin` is not an address.
+ * @throws {UsageError} When `--admin` is not an address, is `off`, or is a
+ * port `fetch` refuses.
  */
 export function adminTarget(flags: ParsedFlags): AdminTarget {
   const text = stringFlag(flags, "admin");
+  if (text === "off") {
+    throw new UsageError(
+      "--admin=off: no admin port to ask; give the server's admin address (default localhost:9010)",
+    );
+  }
   const admin = text === undefined
     ? DEFAULT_ADMIN
     : parseHostPort(text, "--admin", { defaults: DEFAULT_ADMIN });
+  const blocked = fetchBlockedPort(admin.port);
+  if (blocked !== undefined) {
+    throw new UsageError(
+      `--admin: ${blocked}, so no admin port can be asked there (a server refuses it)`,
+    );
+  }
   const flag = stringFlag(flags, "admin-token");
   const token = flag === undefined
     ? tokenFromEnvironment()
@@ -69,7 +85,6 @@ function describeFetchError(error: unknown): string {
   if (/dns error|lookup address/i.test(detail)) return "host not found";
   if (/connection reset/i.test(detail)) return "connection reset";
   if (/timed out/i.test(detail)) return "timed out";
-  if (/blocked/i.test(detail)) return "port blocked by fetch";
   return error instanceof Error ? error.message : String(error);
 }
 
@@ -106,6 +121,8 @@ export async function adminRequest(
       signal: AbortSignal.timeout(REQUEST_TIMEOUT_MS),
     });
   } catch (error) {
+    const missing = missingPermission(error);
+    if (missing !== undefined) throw new CommandError(`cannot ask ${where}: ${missing}`, 2);
     throw new CommandError(
       `no socketproxy admin port answering on ${where}: ${describeFetchError(error)}`,
       1,
@@ -114,31 +131,64 @@ export async function adminRequest(
   if (response.status === 401) {
     await response.body?.cancel();
     throw new CommandError(
-      options.token === undefined
+      options.token !== undefined
+        ? `the admin port on ${where} refused the token`
+        : canReadTokenVariable()
         ? `the admin port on ${where} needs a token: use --admin-token or ${TOKEN_VARIABLE}`
-        : `the admin port on ${where} refused the token`,
+        : `the admin port on ${where} needs a token, and ${TOKEN_VARIABLE} cannot be read: ${TOKEN_UNREADABLE_HINT}`,
       1,
     );
   }
   return response;
 }
 
+/** An answer of the admin API, read in full. */
+export interface AdminAnswer {
+  /** The HTTP status. */
+  status: number;
+  /** The body as sent. */
+  text: string;
+  /** The body's JSON object. */
+  body: Record<string, unknown>;
+}
+
 /**
- * Reads a JSON body, or fails with one line when the answer is not ours.
+ * Reads an answer's JSON body, or fails with one line when it is not ours.
  *
  * @param response The response.
  * @param where The admin address, for the message.
- * @returns The parsed body.
- * @throws {CommandError} Exit status 1 when the body is not JSON.
+ * @returns The answer, whatever its status.
+ * @throws {CommandError} Exit status 1 when the body is not a JSON object.
  */
-export async function readJson(response: Response, where: string): Promise<unknown> {
+export async function readAnswer(response: Response, where: string): Promise<AdminAnswer> {
   const text = await response.text();
+  let body: unknown;
   try {
-    return JSON.parse(text);
+    body = JSON.parse(text);
   } catch {
+    // Not ours: said below.
+  }
+  if (typeof body !== "object" || body === null || Array.isArray(body)) {
     throw new CommandError(
       `${where} answered HTTP ${response.status} without JSON: is it a socketproxy admin port?`,
       1,
     );
   }
+  return { status: response.status, text, body: body as Record<string, unknown> };
+}
+
+/**
+ * The one-line error for an answer that is not a success: its status and
+ * the API's message.
+ *
+ * @param answer The answer.
+ * @param where The admin address, for the message.
+ * @returns The error to throw, exit status 1.
+ */
+export function answerError(answer: AdminAnswer, where: string): CommandError {
+  const { message } = answer.body;
+  const text = typeof message === "string" && message.trim() !== ""
+    ? message.replace(/\s+/g, " ").trim().slice(0, 200)
+    : "no message: is it a socketproxy admin port?";
+  return new CommandError(`${where} answered HTTP ${answer.status}: ${text}`, 1);
 }

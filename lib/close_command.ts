@@ -5,9 +5,16 @@
  * @module
  */
 
-import { ADMIN_CLIENT_FLAGS, adminRequest, adminTarget, readJson } from "./admin_client.ts";
+import {
+  ADMIN_CLIENT_FLAGS,
+  adminRequest,
+  adminTarget,
+  answerError,
+  readAnswer,
+} from "./admin_client.ts";
 import { parseFlags, printOut } from "./cli.ts";
 import { CommandError, UsageError } from "./config.ts";
+import { ID_PATTERN } from "./protocol.ts";
 
 /** The help text of `socketproxy close`. */
 export const CLOSE_USAGE = `Usage: socketproxy close [options] ID
@@ -40,17 +47,20 @@ export async function closeCommand(args: string[]): Promise<number> {
   if (extra.length > 0) {
     throw new UsageError(`expected one session ID, got also "${extra.join(" ")}"`);
   }
+  if (!ID_PATTERN.test(id)) {
+    throw new UsageError(
+      `"${id}" is not a session ID (1 to 64 of A-Z, a-z, 0-9, _ and -; see socketproxy status)`,
+    );
+  }
   const { admin, token, where } = adminTarget(flags);
   const response = await adminRequest(admin, {
     method: "DELETE",
-    path: `/sessions/${encodeURIComponent(id)}`,
+    path: `/sessions/${id}`,
     token,
   });
-  const body = await readJson(response, where) as { message?: string };
+  const answer = await readAnswer(response, where);
   if (response.status === 404) throw new CommandError(`no session "${id}" on ${where}`, 1);
-  if (!response.ok) {
-    throw new CommandError(`${where} answered HTTP ${response.status}: ${body.message}`, 1);
-  }
+  if (!response.ok) throw answerError(answer, where);
   printOut(`closed session ${id}`);
   return 0;
 }

@@ -349,8 +349,123 @@ export const SERVER_DEFAULTS: Readonly<Omit<ServerConfig, "destination">> = {
   gateways: [],
 };
 
+/**
+ * The ports `fetch` refuses to connect to, whatever answers there: the
+ * Fetch standard's "bad ports" that browsers block, as Deno 2.9 blocks them
+ * (`ext/fetch/26_fetch.js`, checked against every port from 1 to 65535).
+ */
+export const FETCH_BLOCKED_PORTS: ReadonlySet<number> = new Set([
+  1,
+  7,
+  9,
+  11,
+  13,
+  15,
+  17,
+  19,
+  20,
+  21,
+  22,
+  23,
+  25,
+  37,
+  42,
+  43,
+  53,
+  69,
+  77,
+  79,
+  87,
+  95,
+  101,
+  102,
+  103,
+  104,
+  109,
+  110,
+  111,
+  113,
+  115,
+  117,
+  119,
+  123,
+  135,
+  137,
+  139,
+  143,
+  161,
+  179,
+  389,
+  427,
+  465,
+  512,
+  513,
+  514,
+  515,
+  526,
+  530,
+  531,
+  532,
+  540,
+  548,
+  554,
+  556,
+  563,
+  587,
+  601,
+  636,
+  989,
+  990,
+  993,
+  995,
+  1719,
+  1720,
+  1723,
+  2049,
+  3659,
+  4045,
+  4190,
+  5060,
+  5061,
+  6000,
+  6566,
+  6665,
+  6666,
+  6667,
+  6668,
+  6669,
+  6679,
+  6697,
+  10080,
+]);
+
+/**
+ * Says why an HTTP port cannot be reached with `fetch` (by `socketproxy
+ * status` and `close`, or a browser), or `undefined` when it can.
+ *
+ * @param port The TCP port.
+ * @returns The reason, to go after the flag in a message.
+ *
+ * @example
+ * ```ts
+ * import { fetchBlockedPort } from "./config.ts";
+ *
+ * console.assert(fetchBlockedPort(6000) === "port 6000 is one that fetch refuses (a browser-blocked port)");
+ * console.assert(fetchBlockedPort(9010) === undefined);
+ * ```
+ */
+export function fetchBlockedPort(port: number): string | undefined {
+  return FETCH_BLOCKED_PORTS.has(port)
+    ? `port ${port} is one that fetch refuses (a browser-blocked port)`
+    : undefined;
+}
+
 /** The environment variable that holds the admin token. */
 export const TOKEN_VARIABLE = "SOCKETPROXY_ADMIN_TOKEN";
+
+/** What to do when {@linkcode TOKEN_VARIABLE} cannot be read (see {@linkcode canReadTokenVariable}). */
+export const TOKEN_UNREADABLE_HINT =
+  `run with --allow-env=${TOKEN_VARIABLE} (deno task start does), or pass --admin-token`;
 
 /**
  * Whether this process may read {@linkcode TOKEN_VARIABLE} (Deno's

@@ -10,6 +10,7 @@ import { parseFlags, printOut, stringFlag } from "./cli.ts";
 import {
   canReadTokenVariable,
   dropFileReads,
+  fetchBlockedPort,
   formatHostPort,
   type HostPort,
   parseAddressList,
@@ -23,6 +24,7 @@ import {
   readPemFile,
   SERVER_DEFAULTS,
   type ServerConfig,
+  TOKEN_UNREADABLE_HINT,
   TOKEN_VARIABLE,
   tokenFromEnvironment,
   UsageError,
@@ -103,15 +105,9 @@ function positiveDuration(text: string, what: string): number {
 export function parseServerArgs(args: string[]): ServerConfig | "help" {
   const flags = parseFlags(args, FLAGS);
   if (flags.values.help) return "help";
-  const [dest, ...extra] = flags.positionals;
-  if (dest === undefined) throw new UsageError("missing DEST_HOST:DEST_PORT");
-  if (extra.length > 0) {
-    throw new UsageError(`expected one DEST_HOST:DEST_PORT, got also "${extra.join(" ")}"`);
-  }
-  const config: ServerConfig = {
-    ...SERVER_DEFAULTS,
-    destination: parseHostPort(dest, "DEST_HOST:DEST_PORT"),
-  };
+  // The flags first: "--buffer h:1" (a size forgotten) then says what is
+  // wrong with "h:1" as a size, rather than that DEST is missing.
+  const config: Omit<ServerConfig, "destination"> = { ...SERVER_DEFAULTS };
   const value = (name: keyof typeof FLAGS): string | undefined => stringFlag(flags, name);
   const listenAt = (text: string, what: string, defaults: HostPort): HostPort =>
     parseHostPort(text, what, { defaults, allowPortZero: true });
@@ -121,6 +117,12 @@ export function parseServerArgs(args: string[]): ServerConfig | "help" {
   if (admin === "off") config.admin = null;
   else if (admin !== undefined) {
     config.admin = listenAt(admin, "--admin", SERVER_DEFAULTS.admin ?? SERVER_DEFAULTS.proxy);
+    const blocked = fetchBlockedPort(config.admin.port);
+    if (blocked !== undefined) {
+      throw new UsageError(
+        `--admin: ${blocked}, so status and close could not reach it; choose another`,
+      );
+    }
   }
   const buffer = value("buffer");
   if (buffer !== undefined) {
@@ -158,7 +160,12 @@ export function parseServerArgs(args: string[]): ServerConfig | "help" {
   }
   const gateways = value("gateways");
   if (gateways !== undefined) config.gateways = parseAddressList(gateways, "--gateways");
-  return config;
+  const [dest, ...extra] = flags.positionals;
+  if (dest === undefined) throw new UsageError("missing DEST_HOST:DEST_PORT");
+  if (extra.length > 0) {
+    throw new UsageError(`expected one DEST_HOST:DEST_PORT, got also "${extra.join(" ")}"`);
+  }
+  return { ...config, destination: parseHostPort(dest, "DEST_HOST:DEST_PORT") };
 }
 
 /** The shutdown deadline: a server asked to stop exits by then, in ms. */
@@ -189,7 +196,7 @@ export async function serverCommand(args: string[]): Promise<number> {
     // A token set in the environment would be silently ignored: say so.
     logger.warn("admin.token_unreadable", {
       variable: TOKEN_VARIABLE,
-      hint: `run with --allow-env=${TOKEN_VARIABLE} (deno task start does), or pass --admin-token`,
+      hint: TOKEN_UNREADABLE_HINT,
     });
   }
   const service = await Service.start(config, { logger });

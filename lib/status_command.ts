@@ -5,7 +5,13 @@
  * @module
  */
 
-import { ADMIN_CLIENT_FLAGS, adminRequest, adminTarget, readJson } from "./admin_client.ts";
+import {
+  ADMIN_CLIENT_FLAGS,
+  adminRequest,
+  adminTarget,
+  answerError,
+  readAnswer,
+} from "./admin_client.ts";
 import { parseFlags, printOut } from "./cli.ts";
 import { CommandError } from "./config.ts";
 import type { StatusReport } from "./status_report.ts";
@@ -127,19 +133,19 @@ export async function statusCommand(args: string[]): Promise<number> {
   }
   const { admin, token, where } = adminTarget(flags);
   const response = await adminRequest(admin, { method: "GET", path: "/status", token });
-  if (flags.values.json) {
-    const text = await response.text();
-    if (!response.ok) {
-      throw new CommandError(`${where} answered HTTP ${response.status}: ${text.trim()}`, 1);
-    }
-    printOut(text.trimEnd());
-    return 0;
+  const answer = await readAnswer(response, where);
+  if (!response.ok) throw answerError(answer, where);
+  const { totals, sessions } = answer.body;
+  if (typeof totals !== "object" || totals === null || !Array.isArray(sessions)) {
+    throw new CommandError(
+      `${where} answered without a socketproxy status: is it a socketproxy admin port?`,
+      1,
+    );
   }
-  const body = await readJson(response, where);
-  if (!response.ok) {
-    const message = (body as { message?: unknown }).message;
-    throw new CommandError(`${where} answered HTTP ${response.status}: ${String(message)}`, 1);
-  }
-  printOut(formatStatus(body as StatusReport));
+  printOut(
+    flags.values.json
+      ? answer.text.trimEnd()
+      : formatStatus(answer.body as unknown as StatusReport),
+  );
   return 0;
 }

@@ -1,5 +1,6 @@
 import assert from "node:assert/strict";
 import {
+  FETCH_BLOCKED_PORTS,
   formatHostPort,
   type HostPort,
   parseAddressList,
@@ -440,4 +441,34 @@ Deno.test("parseServerArgs reads --gateways; there are none by default", () => {
     () => parseServerArgs(["--gateways=gw.example.org", "example.com:23"]),
     '--gateways: expected IP addresses separated by commas, got "gw.example.org"',
   );
+});
+
+Deno.test("parseServerArgs refuses an --admin port that fetch refuses", () => {
+  assertUsageError(
+    () => parseServerArgs(["--admin=127.0.0.1:6000", "example.com:23"]),
+    "--admin: port 6000 is one that fetch refuses (a browser-blocked port), " +
+      "so status and close could not reach it; choose another",
+  );
+  assertUsageError(() => parseServerArgs(["--admin=:10080", "example.com:23"]), "port 10080");
+  // Only the admin port speaks HTTP: the proxy port may be any port.
+  const config = parseServerArgs(["--proxy=:6000", "--admin=:6001", "example.com:23"]);
+  assert.ok(config !== "help");
+  assert.deepEqual([config.proxy.port, config.admin?.port], [6000, 6001]);
+});
+
+Deno.test("FETCH_BLOCKED_PORTS are ports this runtime's fetch refuses", async () => {
+  // A refused port fails before any connection is made: nothing is contacted.
+  for (const port of FETCH_BLOCKED_PORTS) {
+    await assert.rejects(
+      fetch(`http://127.0.0.1:${port}/`),
+      (error: unknown) => error instanceof TypeError && /are blocked/.test(error.message),
+      `port ${port}`,
+    );
+  }
+});
+
+Deno.test("parseServerArgs checks the flags before DEST: a forgotten value is named", () => {
+  // "h:1" is the value of --buffer, so the size is what is wrong.
+  assertUsageError(() => parseServerArgs(["--buffer", "h:1"]), '--buffer: cannot parse size "h:1"');
+  assertUsageError(() => parseServerArgs(["--buffer", "64k"]), "missing DEST_HOST:DEST_PORT");
 });

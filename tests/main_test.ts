@@ -14,10 +14,25 @@ import {
   TestClient,
 } from "./_helpers.ts";
 
-Deno.test("--version prints the version from deno.json", async () => {
-  const { code, stdout } = await runMain(["--version"]);
-  assert.equal(code, 0);
-  assert.equal(stdout.trim(), `socketproxy ${denoJson.version}`);
+Deno.test("--version prints the version from deno.json, after any command too", async () => {
+  for (
+    const args of [
+      ["--version"],
+      ["-V"],
+      ["server", "--version"],
+      ["status", "-V"],
+      [
+        "close",
+        "--version",
+      ],
+      ["client", "--version"],
+      ["web", "--version"],
+    ]
+  ) {
+    const { code, stdout } = await runMain(args);
+    assert.equal(code, 0, args.join(" "));
+    assert.equal(stdout.trim(), `socketproxy ${denoJson.version}`);
+  }
 });
 
 Deno.test("--help lists the commands, server --help every flag", async () => {
@@ -60,6 +75,13 @@ Deno.test("usage errors print one line naming the problem and exit 2", async (t)
     [["server", "--log-level=loud", "a:1"], /--log-level: unknown level "loud"/],
     [["server", "--proxy=:99999", "a:1"], /--proxy: invalid port "99999"/],
     [["server", "--admin=a b", "a:1"], /--admin: invalid host "a b"/],
+    [["server", "--admin=127.0.0.1:6000", "a:1"], /--admin: port 6000 is one that fetch refuses/],
+    [["server", "--buffer", "h:1"], /--buffer: cannot parse size "h:1"/],
+    [["status", "--admin=127.0.0.1:6000"], /--admin: port 6000 is one that fetch refuses/],
+    [["status", "--admin=off"], /--admin=off: no admin port to ask/],
+    [["close", "--admin=off", "abc"], /--admin=off: no admin port to ask/],
+    [["close", ""], /"" is not a session ID/],
+    [["close", "a/b"], /"a\/b" is not a session ID/],
   ];
   for (const [args, message] of cases) {
     await t.step(args.join(" ") || "(no arguments)", async () => {
@@ -108,7 +130,11 @@ Deno.test("deno run without --allow-net says which permission is missing", async
 
 Deno.test("main.ts server serves sessions over TCP and exits 0 on SIGTERM", async () => {
   await using destination = echoDestination();
-  const server = new ServerProcess(["--proxy=127.0.0.1:0", `127.0.0.1:${destination.port}`]);
+  const server = new ServerProcess([
+    "--proxy=127.0.0.1:0",
+    "--admin=127.0.0.1:0",
+    `127.0.0.1:${destination.port}`,
+  ]);
   try {
     const port = await server.port;
     const first = await TestClient.connect(port);

@@ -275,7 +275,7 @@ Deno.test("a server that cannot read SOCKETPROXY_ADMIN_TOKEN says so", async () 
 });
 
 Deno.test("a token that could not go in a header is one clear line", async () => {
-  const { code, stderr } = await runMain(["status", "--admin=127.0.0.1:1", "--admin-token=a b"]);
+  const { code, stderr } = await runMain(["status", "--admin=127.0.0.1:2", "--admin-token=a b"]);
   assert.equal(code, 2);
   assert.equal(
     stderr.trim(),
@@ -299,4 +299,85 @@ Deno.test("an admin client that never finishes its request does not hold the shu
   } finally {
     admin.close();
   }
+});
+
+/** An HTTP server that is not socketproxy's admin port, answering every request with `answer`. */
+function foreignServer(answer: () => Response): Deno.HttpServer<Deno.NetAddr> {
+  return Deno.serve({ hostname: "127.0.0.1", port: 0, onListen() {} }, answer);
+}
+
+Deno.test("status against an HTTP server that is not socketproxy: one line, exit 1", async (t) => {
+  const html = "<!DOCTYPE html>\n<html>\n<body>\n<h1>Not Found</h1>\n</body>\n</html>\n";
+  const answers: [string, () => Response, RegExp][] = [
+    [
+      "an HTML 404",
+      () => new Response(html, { status: 404, headers: { "content-type": "text/html" } }),
+      /answered HTTP 404 without JSON: is it a socketproxy admin port\?$/,
+    ],
+    [
+      "an HTML 200",
+      () => new Response(html, { headers: { "content-type": "text/html" } }),
+      /answered HTTP 200 without JSON: is it a socketproxy admin port\?$/,
+    ],
+    [
+      "other JSON",
+      () => Response.json({ hello: "world" }),
+      /answered without a socketproxy status: is it a socketproxy admin port\?$/,
+    ],
+    [
+      "a JSON 500 without a message",
+      () => Response.json({ detail: "x" }, { status: 500 }),
+      /answered HTTP 500: no message: is it a socketproxy admin port\?$/,
+    ],
+  ];
+  for (const [name, answer, message] of answers) {
+    await t.step(name, async () => {
+      await using server = foreignServer(answer);
+      for (const json of [[], ["--json"]]) {
+        const { code, stdout, stderr } = await runMain([
+          "status",
+          `--admin=127.0.0.1:${server.addr.port}`,
+          ...json,
+        ]);
+        assert.equal(code, 1);
+        assert.equal(stdout, "");
+        assert.equal(stderr.trim().split("\n").length, 1, `one line: ${stderr}`);
+        assert.match(stderr.trim(), message);
+      }
+    });
+  }
+});
+
+Deno.test("status and close without --allow-net say which permission is missing", async () => {
+  for (const args of [["status"], ["close", "abc"]]) {
+    const { code, stderr } = await runMain([...args, "--admin=127.0.0.1:9010"], {
+      permissions: [],
+    });
+    assert.equal(code, 2);
+    assert.equal(
+      stderr.trim(),
+      `socketproxy ${args[0]}: cannot ask 127.0.0.1:9010: Deno's net permission is missing: ` +
+        "run with --allow-net (deno task start does)",
+    );
+  }
+});
+
+Deno.test("status that cannot read SOCKETPROXY_ADMIN_TOKEN says so when a token is needed", async () => {
+  await using destination = echoDestination();
+  const token = "set-but-unreadable";
+  await using server = new ServerProcess(serverArgs(destination.port, `--admin-token=${token}`));
+  await server.port;
+  const { code, stderr } = await runMain(
+    ["status", `--admin=127.0.0.1:${await server.adminPort}`],
+    {
+      permissions: ["--allow-net"],
+      env: { SOCKETPROXY_ADMIN_TOKEN: token },
+    },
+  );
+  assert.equal(code, 1);
+  assert.match(
+    stderr.trim(),
+    /^socketproxy status: the admin port on 127\.0\.0\.1:\d+ needs a token, and SOCKETPROXY_ADMIN_TOKEN cannot be read: run with --allow-env=SOCKETPROXY_ADMIN_TOKEN \(deno task start does\), or pass --admin-token$/,
+  );
+  assert.ok(!stderr.includes(token));
 });
