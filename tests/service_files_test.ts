@@ -49,33 +49,64 @@ Deno.test("the systemd unit restarts on failure and is hardened", () => {
 const systemdAnalyze = await new Deno.Command("systemd-analyze", { args: ["--version"] })
   .output().then((output) => output.success, () => false);
 
+/** Runs `systemd-analyze verify` on the unit, with a drop-in if given; returns its complaints. */
+async function verifyUnit(dropIn?: string): Promise<{ success: boolean; messages: string }> {
+  const dir = await Deno.makeTempDir({ prefix: "socketproxy-unit-" });
+  try {
+    // verify checks that the binary exists: point it at a stand-in.
+    const binary = `${dir}/socketproxy`;
+    await Deno.writeTextFile(binary, "#!/bin/sh\n");
+    await Deno.chmod(binary, 0o755);
+    const standIn = (text: string): string =>
+      text.replaceAll(/^ExecStart=\/usr\/local\/bin\/socketproxy/gm, `ExecStart=${binary}`);
+    await Deno.writeTextFile(`${dir}/socketproxy.service`, standIn(unit));
+    if (dropIn !== undefined) {
+      await Deno.mkdir(`${dir}/socketproxy.service.d`);
+      await Deno.writeTextFile(`${dir}/socketproxy.service.d/override.conf`, standIn(dropIn));
+    }
+    const output = await new Deno.Command("systemd-analyze", {
+      args: ["verify", `${dir}/socketproxy.service`],
+      stdout: "piped",
+      stderr: "piped",
+    }).output();
+    const messages = new TextDecoder().decode(output.stderr);
+    return { success: output.success && !/socketproxy\.service/.test(messages), messages };
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+}
+
+const skipped = systemdAnalyze ? "" : " (skipped: systemd-analyze is not installed)";
+
 Deno.test({
-  name: systemdAnalyze
-    ? "systemd-analyze verify accepts the unit"
-    : "systemd-analyze verify accepts the unit (skipped: systemd-analyze is not installed)",
+  name: `systemd-analyze verify accepts the unit${skipped}`,
   ignore: !systemdAnalyze,
   async fn() {
-    const dir = await Deno.makeTempDir({ prefix: "socketproxy-unit-" });
-    try {
-      // verify checks that the binary exists: point it at a stand-in.
-      const binary = `${dir}/socketproxy`;
-      await Deno.writeTextFile(binary, "#!/bin/sh\n");
-      await Deno.chmod(binary, 0o755);
-      await Deno.writeTextFile(
-        `${dir}/socketproxy.service`,
-        unit.replace(/^ExecStart=\/usr\/local\/bin\/socketproxy/m, `ExecStart=${binary}`),
-      );
-      const output = await new Deno.Command("systemd-analyze", {
-        args: ["verify", `${dir}/socketproxy.service`],
-        stdout: "piped",
-        stderr: "piped",
-      }).output();
-      const messages = new TextDecoder().decode(output.stderr);
-      assert.ok(output.success, messages);
-      assert.doesNotMatch(messages, /socketproxy\.service/, messages);
-    } finally {
-      await Deno.remove(dir, { recursive: true });
-    }
+    const { success, messages } = await verifyUnit();
+    assert.ok(success, messages);
+  },
+});
+
+Deno.test("the unit's install steps edit it in full, or clear ExecStart in a drop-in", () => {
+  // A drop-in cannot add a second ExecStart= to a Type=exec unit: the command
+  // given edits the whole unit, and the note on drop-ins says to clear it.
+  const commands = unit.split("\n").filter((line) => /^#\s+sudo systemctl edit/.test(line));
+  assert.ok(commands.length > 0);
+  for (const line of commands) assert.match(line, /systemctl edit --full socketproxy/);
+  assert.match(unit, /empty "ExecStart=" line/);
+});
+
+Deno.test({
+  name: `a drop-in that clears ExecStart first is accepted; one that does not is refused${skipped}`,
+  ignore: !systemdAnalyze,
+  async fn() {
+    const exec =
+      "ExecStart=/usr/local/bin/socketproxy server --log-format=json mud.example.org:4000";
+    const cleared = await verifyUnit(`[Service]\nExecStart=\n${exec}\n`);
+    assert.ok(cleared.success, cleared.messages);
+    const added = await verifyUnit(`[Service]\n${exec}\n`);
+    assert.ok(!added.success, "systemd refuses a second ExecStart=");
+    assert.match(added.messages, /more than one ExecStart=/);
   },
 });
 
