@@ -50,16 +50,21 @@ export function formatMetrics(report: StatusReport): string {
   return [
     metric("info", "gauge", "Version of the running server.", [[{ version: report.version }, 1]]),
     metric("uptime_seconds", "gauge", "Seconds since the server started.", report.uptimeSeconds),
-    metric("sessions", "gauge", "Sessions open now, by state.", [
-      [{ state: "attached" }, totals.sessionsAttached],
-      [{ state: "detached" }, totals.sessionsDetached],
-      [{ state: "closed" }, totals.sessionsClosed],
-    ]),
+    metric(
+      "sessions",
+      "gauge",
+      "Sessions open now, by state (closed: the destination has closed, output awaits a client).",
+      [
+        [{ state: "attached" }, totals.sessionsAttached],
+        [{ state: "detached" }, totals.sessionsDetached],
+        [{ state: "closed" }, totals.sessionsDestinationClosed],
+      ],
+    ),
     metric("sessions_created_total", "counter", "Sessions created.", totals.sessionsCreated),
     metric(
       "sessions_ended_total",
       "counter",
-      "Sessions ended, for any reason.",
+      "Sessions closed, for any reason.",
       totals.sessionsEnded,
     ),
     metric(

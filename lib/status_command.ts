@@ -84,7 +84,7 @@ export function formatStatus(report: StatusReport): string {
     `socketproxy ${report.version} ${report.status} on ${report.proxy} for ${report.destination}, up ${
       formatAge(report.uptimeSeconds)
     }`,
-    `sessions:    ${totals.sessionsOpen} open of ${limits.maxSessions} (${totals.sessionsAttached} attached, ${totals.sessionsDetached} detached, ${totals.sessionsClosed} closed); ${totals.sessionsCreated} created, ${totals.sessionsEnded} ended, ${totals.sessionsExpired} expired`,
+    `sessions:    ${totals.sessionsOpen} open of ${limits.maxSessions} (${totals.sessionsAttached} attached, ${totals.sessionsDetached} detached, ${totals.sessionsDestinationClosed} destination closed); ${totals.sessionsCreated} created, ${totals.sessionsEnded} ended, ${totals.sessionsExpired} expired`,
     `traffic:     ${formatBytes(totals.bytesIn)} in, ${formatBytes(totals.bytesOut)} out, ${
       formatBytes(totals.bufferedBytes)
     } buffered (limit ${formatBytes(limits.bufferBytes)} a session)`,

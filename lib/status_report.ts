@@ -64,21 +64,41 @@ export interface StatusReport {
     connectTimeoutMs: number;
     maxSessions: number;
   };
-  /** Totals since the server started, and current counts. */
+  /**
+   * Counts of what is open now (the first six), then running totals since
+   * the server started (the rest).
+   */
   totals: {
+    /** Sessions open now: attached, detached and destination-closed. */
     sessionsOpen: number;
+    /** Open sessions with a client attached now. */
     sessionsAttached: number;
+    /** Open sessions without a client, their destination still open. */
     sessionsDetached: number;
-    sessionsClosed: number;
+    /**
+     * Open sessions without a client whose destination has closed: kept
+     * until a client collects the rest of their output (state `closed`).
+     */
+    sessionsDestinationClosed: number;
+    /** Client connections open now, in their handshake or attached. */
     connectionsOpen: number;
-    connectionsAccepted: number;
-    bytesIn: number;
-    bytesOut: number;
+    /** Output bytes retained now, all sessions together. */
     bufferedBytes: number;
+    /** Sessions created so far. */
     sessionsCreated: number;
+    /** Sessions closed so far, for any reason (expired ones included). */
     sessionsEnded: number;
+    /** Sessions closed by the idle timeout so far. */
     sessionsExpired: number;
+    /** Client connections accepted so far. */
+    connectionsAccepted: number;
+    /** Input bytes received from clients so far. */
+    bytesIn: number;
+    /** Output bytes read from destinations so far. */
+    bytesOut: number;
+    /** Resumes refused with `ERR gap` so far. */
     gaps: number;
+    /** Hellos refused for an unknown session or a wrong secret so far. */
     authFailures: number;
   };
   /** The open sessions, oldest first. */
@@ -145,15 +165,15 @@ export function collectStatus(
       sessionsOpen: sessions.length,
       sessionsAttached: count("attached"),
       sessionsDetached: count("detached"),
-      sessionsClosed: count("closed"),
+      sessionsDestinationClosed: count("closed"),
       connectionsOpen: server.connections,
-      connectionsAccepted: counters.connectionsAccepted,
-      bytesIn: counters.bytesIn,
-      bytesOut: counters.bytesOut,
       bufferedBytes: sessions.reduce((sum, session) => sum + session.buffered, 0),
       sessionsCreated: counters.sessionsCreated,
       sessionsEnded: counters.sessionsEnded,
       sessionsExpired: counters.sessionsExpired,
+      connectionsAccepted: counters.connectionsAccepted,
+      bytesIn: counters.bytesIn,
+      bytesOut: counters.bytesOut,
       gaps: counters.gaps,
       authFailures: counters.authFailures,
     },

@@ -758,7 +758,7 @@ function fakeReport(stopping: boolean): StatusReport {
       sessionsOpen: 2,
       sessionsAttached: 0,
       sessionsDetached: 2,
-      sessionsClosed: 0,
+      sessionsDestinationClosed: 0,
       connectionsOpen: 0,
       connectionsAccepted: 2,
       bytesIn: 20,

@@ -9,6 +9,7 @@ import { watchStopSignals } from "../lib/signals.ts";
 import {
   assertNoSecrets,
   decoder,
+  Destination,
   echoDestination,
   encoder,
   RUN_PERMISSIONS,
@@ -17,6 +18,7 @@ import {
   TestClient,
   WAIT_MS,
   withDeadline,
+  writeAll,
 } from "./_helpers.ts";
 
 const MAIN = new URL("../main.ts", import.meta.url).pathname;
@@ -44,7 +46,10 @@ Deno.test("status prints a summary and a table with attached sessions marked", a
     stdout,
     /^socketproxy \S+ serving on 127\.0\.0\.1:\d+ for 127\.0\.0\.1:\d+, up \d+s$/m,
   );
-  assert.match(stdout, /^sessions: +2 open of 10000 \(1 attached, 1 detached, 0 closed\)/m);
+  assert.match(
+    stdout,
+    /^sessions: +2 open of 10000 \(1 attached, 1 detached, 0 destination closed\)/m,
+  );
   const lines = stdout.split("\n");
   const header = lines.find((line) => line.includes("ID") && line.includes("STATE"));
   assert.ok(header, stdout);
@@ -380,4 +385,62 @@ Deno.test("status that cannot read SOCKETPROXY_ADMIN_TOKEN says so when a token 
     /^socketproxy status: the admin port on 127\.0\.0\.1:\d+ needs a token, and SOCKETPROXY_ADMIN_TOKEN cannot be read: run with --allow-env=SOCKETPROXY_ADMIN_TOKEN \(deno task start does\), or pass --admin-token$/,
   );
   assert.ok(!stderr.includes(token));
+});
+
+Deno.test("status tells what is open now from running totals; the metrics agree", async () => {
+  await using destination = new Destination();
+  await using server = new ServerProcess(serverArgs(destination.port));
+  const port = await server.port;
+  const adminPort = await server.adminPort;
+  const admin = `--admin=127.0.0.1:${adminPort}`;
+  // A session closed (by the admin): counted in the running total of ended ones.
+  using first = await TestClient.connect(port);
+  const gone = await first.hello("NEW");
+  await destination.accepted();
+  assert.equal((await runMain(["close", admin, gone.id])).code, 0);
+  // A detached session whose destination then closed, its output not yet
+  // collected: open now, in the state "closed".
+  const second = await TestClient.connect(port);
+  const waiting = await second.hello("NEW");
+  const dest = await destination.accepted();
+  second.close();
+  await server.waitFor((line) => line.includes("session.detached") && line.includes(waiting.id));
+  await writeAll(dest, encoder.encode("bye\n"));
+  dest.close();
+  await server.waitFor((line) => line.includes("destination.closed") && line.includes(waiting.id));
+
+  const json = await runMain(["status", admin, "--json"]);
+  assert.equal(json.code, 0, json.stderr);
+  const { totals } = JSON.parse(json.stdout);
+  assert.deepEqual(Object.keys(totals), [
+    "sessionsOpen",
+    "sessionsAttached",
+    "sessionsDetached",
+    "sessionsDestinationClosed",
+    "connectionsOpen",
+    "bufferedBytes",
+    "sessionsCreated",
+    "sessionsEnded",
+    "sessionsExpired",
+    "connectionsAccepted",
+    "bytesIn",
+    "bytesOut",
+    "gaps",
+    "authFailures",
+  ]);
+  assert.deepEqual(
+    [totals.sessionsOpen, totals.sessionsDestinationClosed, totals.sessionsDetached],
+    [1, 1, 0],
+  );
+  assert.deepEqual([totals.sessionsCreated, totals.sessionsEnded], [2, 1]);
+  const text = await runMain(["status", admin]);
+  assert.match(
+    text.stdout,
+    /^sessions: +1 open of 10000 \(0 attached, 0 detached, 1 destination closed\); 2 created, 1 ended, 0 expired$/m,
+  );
+  const metrics = (await (await fetch(`http://127.0.0.1:${adminPort}/metrics`)).text()).split("\n");
+  assert.ok(metrics.includes('socketproxy_sessions{state="closed"} 1'));
+  assert.ok(metrics.includes('socketproxy_sessions{state="detached"} 0'));
+  assert.ok(metrics.includes("socketproxy_sessions_created_total 2"));
+  assert.ok(metrics.includes("socketproxy_sessions_ended_total 1"));
 });
