@@ -1047,7 +1047,7 @@ function stubAnswer(fuzzer: Fuzzer, call: ProxyCall): StubAnswer {
         ? 0
         : inputAt === undefined
         ? fuzzer.int(100_000)
-        : Math.max(0, inputAt - 2 + fuzzer.int(inputLength + 5)),
+        : Math.min(Number.MAX_SAFE_INTEGER, Math.max(0, inputAt - 2 + fuzzer.int(inputLength + 5))),
       state: call.verb === "RESUME" && fuzzer.chance(0.15) ? "closed" : "open",
       pending,
       late,
