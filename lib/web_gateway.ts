@@ -30,6 +30,7 @@ import {
   BusyError,
   type ClientConnection,
   ClientSession,
+  ConnectionLostError,
   GapError,
   ProtocolError,
   ProxyUnavailableError,
@@ -147,6 +148,11 @@ function httpErrorFor(error: unknown): HttpError | null {
   }
   if (error instanceof ProxyUnavailableError) {
     return new HttpError(502, "proxy_unavailable", "The socketproxy server is not answering");
+  }
+  if (error instanceof ConnectionLostError) {
+    // Closed or stalled without a reply, or answered with something else:
+    // not a socketproxy server (or a TLS port reached without --tls).
+    return new HttpError(502, "proxy_unavailable", "The socketproxy server gave no proper reply");
   }
   if (error instanceof ProtocolError) {
     return new HttpError(502, "proxy_error", `The proxy refused: ${error.code}`);
@@ -435,7 +441,12 @@ export function gatewayHandler(
       return json(500, { error: "internal", message: "The gateway failed; see its log" });
     }
     if (http.status >= 500) {
-      logger.warn("web.proxy_error", { path: routeOf(path), error: http.code, ...address });
+      logger.warn("web.proxy_error", {
+        path: routeOf(path),
+        error: http.code,
+        detail: describeError(error),
+        ...address,
+      });
     }
     if (http.status === 401) await guessed(browserAddress(request, info), routeOf(path), address);
     const headers: Record<string, string> = typeof http.extra.allow === "string"
