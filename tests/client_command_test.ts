@@ -33,9 +33,10 @@ async function runClient(
     stderr: "piped",
   }).spawn();
   const writer = child.stdin.getWriter();
-  await writer.write(encoder.encode(input));
-  await writer.close();
+  // Written while the output is read: a client that echoes must not wait on a full pipe.
+  const writing = writer.write(encoder.encode(input)).then(() => writer.close()).catch(() => {});
   const output = await child.output();
+  await writing;
   const stderr = decoder.decode(output.stderr);
   // The client prints the secret for the user to come back with: it is theirs.
   for (const match of stderr.matchAll(/--session=[^:\s]+:(\S+)/g)) {
@@ -331,6 +332,22 @@ Deno.test("Ctrl-C while a line's output is being collected prints it and leaves 
   assert.equal(seen, "precious output\n");
   assert.match(stderr, /to come back: socketproxy client --session=\S+ --ack=16$/m);
   assert.equal(proxy.server.store.size, 1);
+});
+
+Deno.test("--stream pipes megabytes exactly, re-attaching to keep its input bounded", async () => {
+  await using destination = echoDestination();
+  await using proxy = startServer(destination.port);
+  const line = "0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ+/\n";
+  const payload = line.repeat(Math.ceil(2 * 1024 * 1024 / line.length));
+  const { code, stdout, stderr } = await runClient(
+    [`--proxy=127.0.0.1:${proxy.port}`, "--stream", "--wait=3s"],
+    payload,
+  );
+  assert.equal(code, 0, stderr);
+  assert.equal(stdout.length, payload.length);
+  assert.ok(stdout === payload, "output differs from input");
+  // NEW, then the stream and its re-attaches every 256 KiB of unconfirmed input.
+  assert.ok(proxy.logs.events("session.attached").length > 4);
 });
 
 Deno.test("a line the destination ends the session with: told once, and the server forgets it", async () => {
