@@ -1064,6 +1064,15 @@ async function open(
   }
 }
 
+/** What to do about a certificate the client refused. */
+function certificateHint(cause: string): string {
+  if (/CaUsedAsEndEntity/.test(cause)) {
+    return ": a self-signed certificate must be made with basicConstraints=critical,CA:FALSE";
+  }
+  if (/UnknownIssuer/.test(cause)) return ": not trusted (give its CA with --ca)";
+  return "";
+}
+
 /** Connects, sends a hello and reads the reply line, within the timeout. */
 async function handshake(
   options: ClientOptions,
@@ -1076,10 +1085,13 @@ async function handshake(
   try {
     conn = await open(proxy, timeout, options.tls);
   } catch (error) {
+    const cause = describeConnectError(error);
+    if (options.tls && /certificate/i.test(cause)) {
+      // The server answered; TLS refused it.
+      throw new ProxyUnavailableError(`${where} over TLS: ${cause}${certificateHint(cause)}`);
+    }
     throw new ProxyUnavailableError(
-      `no socketproxy server answering on ${where}${options.tls ? " over TLS" : ""}: ${
-        describeConnectError(error)
-      }`,
+      `no socketproxy server answering on ${where}${options.tls ? " over TLS" : ""}: ${cause}`,
     );
   }
   const timer = setTimeout(() => closeQuietly(conn), timeout);
@@ -1101,7 +1113,11 @@ async function handshake(
         );
       }
       if (count === null) {
-        throw new ConnectionLostError(`${where} closed the connection without a reply`);
+        throw new ConnectionLostError(
+          `${where} closed the connection without a reply${
+            options.tls ? "" : " (a TLS port? then use --tls)"
+          }`,
+        );
       }
       const lf = buffer.subarray(filled, filled + count).indexOf(10);
       filled += count;

@@ -187,7 +187,9 @@ Deno.test({
       ClientSession.create({ proxy: at, timeout: 2000 }),
       (error: unknown) =>
         error instanceof ConnectionLostError &&
-        /closed the connection without a reply/.test(error.message),
+        /closed the connection without a reply \(a TLS port\? then use --tls\)$/.test(
+          error.message,
+        ),
     );
     await proxy.logs.waitFor("handshake.aborted");
     // TLS with a CA that did not sign the server's certificate.
@@ -195,7 +197,8 @@ Deno.test({
       ClientSession.create({ proxy: at, tls: { caCerts: [read(files.otherCa)] } }),
       (error: unknown) =>
         error instanceof ProxyUnavailableError &&
-        /over TLS: invalid peer certificate: UnknownIssuer/.test(error.message),
+        /over TLS: invalid peer certificate: UnknownIssuer: not trusted \(give its CA with --ca\)$/
+          .test(error.message),
     );
     assert.equal(proxy.server.store.size, 0);
   },
@@ -292,7 +295,9 @@ Deno.test({
     assert.equal(client.code, 1, client.stderr);
     assertOneLine(
       client.stderr,
-      new RegExp(`127\\.0\\.0\\.1:${port} over TLS: invalid peer certificate: UnknownIssuer`),
+      new RegExp(
+        `: 127\\.0\\.0\\.1:${port} over TLS: invalid peer certificate: UnknownIssuer: not trusted`,
+      ),
     );
     // The gateway: it starts (the proxy may be fixed later), and answers each request 502 at once.
     await using web = new ServerProcess(
@@ -344,7 +349,10 @@ Deno.test({
         "--close",
       ]);
       assert.equal(client.code, 1, client.stderr);
-      assertOneLine(client.stderr, /over TLS: invalid peer certificate: .*CaUsedAsEndEntity/);
+      assertOneLine(
+        client.stderr,
+        /over TLS: invalid peer certificate: .*CaUsedAsEndEntity.*: a self-signed certificate must be made with basicConstraints=critical,CA:FALSE\n$/,
+      );
       assert.equal(proxy.server.store.size, 0);
     }
   },
