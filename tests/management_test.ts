@@ -220,6 +220,49 @@ Deno.test("a second stop signal is handled at once, the first only begins a clea
   assert.deepEqual(seconds, ["SIGTERM"]);
 });
 
+/** Resolves once process `pid` is stopped (SIGSTOP): Linux's /proc says so; fails after WAIT_MS. */
+async function stopped(pid: number): Promise<void> {
+  const deadline = performance.now() + WAIT_MS;
+  // No event says a process has stopped: look, at most every millisecond.
+  while (!/\) T /.test(await Deno.readTextFile(`/proc/${pid}/stat`))) {
+    if (performance.now() > deadline) throw new Error(`process ${pid} did not stop`);
+    await new Promise((resolve) => setTimeout(resolve, 1));
+  }
+}
+
+Deno.test({
+  name: "a second stop signal during the shutdown exits at once: server.killed, 128 + signal",
+  ignore: Deno.build.os !== "linux",
+  async fn() {
+    await using destination = echoDestination();
+    const server = new ServerProcess(serverArgs(destination.port));
+    using client = await TestClient.connect(await server.port);
+    await client.hello("NEW");
+    // The server holds both signals unseen while stopped, so the second
+    // reaches it with the first one's shutdown under way, however slow
+    // this machine is. (Nothing in the shutdown itself can be held open
+    // from outside: it aborts connects and delays, and waits for the admin
+    // port 300 ms at most.)
+    const { pid } = server.child;
+    Deno.kill(pid, "SIGSTOP");
+    await stopped(pid);
+    Deno.kill(pid, "SIGTERM");
+    Deno.kill(pid, "SIGINT");
+    Deno.kill(pid, "SIGCONT");
+    const status = await withDeadline(server.child.status, WAIT_MS, "the exit");
+    await server.stop(); // already exited: reads the rest of the log
+    const killed = server.lines.find((line) => line.includes("server.killed")) ?? "";
+    const signal = /server\.killed signal=(SIGINT|SIGTERM)\b/.exec(killed)?.[1];
+    assert.ok(signal, server.lines.join("\n"));
+    assert.equal(status.code, signal === "SIGINT" ? 130 : 143);
+    assert.match(killed, / WARN /);
+    const log = server.lines.join("\n");
+    assert.doesNotMatch(log, /server\.stopped/, "the clean stop was cut short");
+    const first = /server\.stopping signal=(\w+)/.exec(log)?.[1];
+    if (first !== undefined) assert.notEqual(first, signal, "the first signal began the stop");
+  },
+});
+
 Deno.test("--log-format=json writes one JSON object a line", async () => {
   await using destination = echoDestination();
   const server = new ServerProcess(serverArgs(destination.port, "--log-format=json"));
