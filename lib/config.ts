@@ -235,40 +235,6 @@ export function parseCount(text: string, what: string, min: number): number {
   return value;
 }
 
-const IPV4 = /^(25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)(\.(25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)){3}$/;
-
-/**
- * Parses a comma-separated list of IP addresses; `localhost` stands for
- * both loopback addresses.
- *
- * @param text The list as written: `127.0.0.1,::1`, `[2001:db8::5]`, `localhost`.
- * @param what The flag, for error messages.
- * @returns The addresses, without brackets.
- * @throws {UsageError} When an entry is not an IP address.
- *
- * @example
- * ```ts
- * import { parseAddressList } from "./config.ts";
- *
- * console.assert(parseAddressList("localhost,10.0.0.5", "--gateways").join() === "127.0.0.1,::1,10.0.0.5");
- * ```
- */
-export function parseAddressList(text: string, what: string): string[] {
-  const addresses: string[] = [];
-  for (const entry of text.split(",")) {
-    const address = entry.trim().replace(/^\[(.*)\]$/, "$1");
-    if (address === "localhost") addresses.push("127.0.0.1", "::1");
-    else if (IPV4.test(address) || (IPV6.test(address) && address.split("::").length <= 2)) {
-      addresses.push(address);
-    } else {
-      throw new UsageError(
-        `${what}: expected IP addresses separated by commas, got "${entry.trim()}"`,
-      );
-    }
-  }
-  return addresses;
-}
-
 /**
  * Checks that a text is a log level.
  *
@@ -329,8 +295,6 @@ export interface ServerConfig {
   adminToken: string | null;
   /** TLS on the proxy port: PEM certificate chain and private key, or `null` for plain TCP. */
   tls: { cert: string; key: string } | null;
-  /** Addresses of web gateways, whose wrong secrets are not slowed down (they slow each browser). */
-  gateways: string[];
 }
 
 /** Defaults of {@linkcode ServerConfig}, apart from the destination. */
@@ -346,7 +310,6 @@ export const SERVER_DEFAULTS: Readonly<Omit<ServerConfig, "destination">> = {
   logFormat: "text",
   adminToken: null,
   tls: null,
-  gateways: [],
 };
 
 /**

@@ -17,13 +17,7 @@ import type { AuthThrottleOptions } from "./throttle.ts";
 
 /** Options for {@linkcode ProxyServer.listen}. */
 export interface ProxyServerOptions
-  extends
-    Omit<ServerConfig, "admin" | "adminToken" | "logLevel" | "logFormat" | "tls" | "gateways"> {
-  /**
-   * Addresses whose wrong secrets are not slowed down (web gateways).
-   * @default {none}
-   */
-  gateways?: string[];
+  extends Omit<ServerConfig, "admin" | "adminToken" | "logLevel" | "logFormat" | "tls"> {
   /**
    * TLS on the proxy port.
    * @default {null: plain TCP}
@@ -86,7 +80,7 @@ export class ProxyServer implements AsyncDisposable {
       maxSessions: options.maxSessions,
       logger: options.logger,
       counters: this.counters,
-      throttle: { ...options.throttle, exempt: options.gateways ?? [] },
+      throttle: options.throttle ?? {},
     };
     this.store = new SessionStore(
       options.connect ? { ...storeOptions, connect: options.connect } : storeOptions,

@@ -13,7 +13,6 @@ import {
   fetchBlockedPort,
   formatHostPort,
   type HostPort,
-  parseAddressList,
   parseAdminToken,
   parseCount,
   parseDuration,
@@ -55,9 +54,6 @@ Options:
                                   prefer the variable: flags show in ps)
   --tls-cert=FILE, --tls-key=FILE TLS on the proxy port: PEM certificate chain
                                   and private key (both or neither)
-  --gateways=IP[,IP...]           web gateways (socketproxy web) in front of this
-                                  server: their wrong secrets are not slowed
-                                  down, as they slow each browser themselves
   --log-level=LEVEL               debug, info, warn or error (default info)
   --log-format=FORMAT             text or json (default text)
   -h, --help                      show this help
@@ -75,7 +71,6 @@ const FLAGS = {
   "admin-token": { type: "string" },
   "tls-cert": { type: "string" },
   "tls-key": { type: "string" },
-  gateways: { type: "string" },
   "log-level": { type: "string" },
   "log-format": { type: "string" },
   help: { type: "boolean", short: "h" },
@@ -158,8 +153,6 @@ export function parseServerArgs(args: string[]): ServerConfig | "help" {
   if (cert !== undefined && key !== undefined) {
     config.tls = { cert: readPemFile(cert, "--tls-cert"), key: readPemFile(key, "--tls-key") };
   }
-  const gateways = value("gateways");
-  if (gateways !== undefined) config.gateways = parseAddressList(gateways, "--gateways");
   const [dest, ...extra] = flags.positionals;
   if (dest === undefined) throw new UsageError("missing DEST_HOST:DEST_PORT");
   if (extra.length > 0) {
@@ -210,7 +203,6 @@ export async function serverCommand(args: string[]): Promise<number> {
     max_sessions: config.maxSessions,
     admin_token: config.adminToken === null ? "none" : "required",
     tls: config.tls ? "on" : "off",
-    gateways: config.gateways.length > 0 ? config.gateways.join(",") : "none",
     file_reads: fileReads,
   });
 

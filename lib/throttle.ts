@@ -56,12 +56,6 @@ export interface AuthThrottleOptions {
    * @default {Date.now}
    */
   now?: () => number;
-  /**
-   * Addresses never slowed down (web gateways, which slow each browser
-   * themselves); their failures are still counted.
-   * @default {none}
-   */
-  exempt?: Iterable<string>;
 }
 
 interface Record {
@@ -97,7 +91,6 @@ export class AuthThrottle {
   readonly #capacity: number;
   readonly #maxHeld: number;
   readonly #now: () => number;
-  readonly #exempt: Set<string>;
   /** In order of last failure, oldest first (a Map keeps insertion order). */
   readonly #records = new Map<string, Record>();
   /** Answers being held back now, per address. */
@@ -111,7 +104,6 @@ export class AuthThrottle {
     this.#capacity = options.capacity ?? 10_000;
     this.#maxHeld = options.maxHeld ?? 64;
     this.#now = options.now ?? Date.now;
-    this.#exempt = new Set([...options.exempt ?? []].map(plainAddress));
   }
 
   /**
@@ -124,7 +116,6 @@ export class AuthThrottle {
    * @returns The delay, in ms: 0 without recent failures.
    */
   delay(address: string, id?: string): number {
-    if (this.#exempt.size > 0 && this.#exempt.has(plainAddress(address))) return 0;
     const record = this.#current(id === undefined ? address : pairKey(address, id));
     return record ? Math.min(this.#max, this.#step * record.failures) : 0;
   }
@@ -219,9 +210,4 @@ export class AuthThrottle {
 /** The record key of an address and a session (a space never occurs in either). */
 function pairKey(address: string, id: string): string {
   return `${address} ${id}`;
-}
-
-/** An IPv4 address as IPv4 even when a dual-stack socket reports it IPv4-mapped (`::ffff:a.b.c.d`). */
-function plainAddress(address: string): string {
-  return address.toLowerCase().replace(/^::ffff:(?=\d+\.\d+\.\d+\.\d+$)/, "");
 }

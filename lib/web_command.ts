@@ -29,9 +29,7 @@ export const WEB_USAGE = `Usage: socketproxy web [options]
 Runs the HTTP gateway: a browser terminal at / and a JSON and WebSocket API
 under /api/, each request one short connection to the socketproxy server.
 The gateway keeps no state: run as many as you like, restart them freely.
-It slows down browsers that present wrong secrets; run the server with
---gateways=ADDRESS (this gateway's address as the server sees it, such as
-localhost) so that the server leaves that to the gateway.
+It holds back its answers to browsers that present wrong secrets.
 
 Options:
   --listen=[HOST][:PORT]   where browsers (or nginx) connect (default localhost:8080)

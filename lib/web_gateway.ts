@@ -83,9 +83,10 @@ export interface GatewayOptions {
   /** Speak TLS to the proxy, trusting these extra certificates. */
   proxyTls?: { caCerts?: string[] };
   /**
-   * Wrong secrets per browser address, and the wait they earn before that
-   * browser's next session requests. Run the proxy with `--gateways` set to
-   * this gateway's address, so that it leaves the slowing to the gateway.
+   * Wrong secrets per browser address, and how long the answer to that
+   * browser's next wrong secret is held back. (The server, which sees the
+   * gateway's address, also makes attempts on a session that was guessed
+   * at through this gateway wait before they are checked.)
    * @default {a new AuthThrottle with its defaults}
    */
   throttle?: AuthThrottle;

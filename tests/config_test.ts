@@ -3,7 +3,6 @@ import {
   FETCH_BLOCKED_PORTS,
   formatHostPort,
   type HostPort,
-  parseAddressList,
   parseCount,
   parseDuration,
   parseHostPort,
@@ -409,37 +408,6 @@ Deno.test("parseServerArgs rejects a bad --log-level", () => {
   assertUsageError(
     () => parseServerArgs(["--log-level=verbose", DEST]),
     '--log-level: unknown level "verbose"',
-  );
-});
-
-Deno.test("parseAddressList reads IP addresses, with localhost for both loopbacks", () => {
-  assert.deepEqual(parseAddressList("10.0.0.5", "--gateways"), ["10.0.0.5"]);
-  assert.deepEqual(parseAddressList("localhost", "--gateways"), ["127.0.0.1", "::1"]);
-  assert.deepEqual(
-    parseAddressList(" 192.0.2.1 ,[2001:db8::5],::ffff:10.1.2.3", "--gateways"),
-    ["192.0.2.1", "2001:db8::5", "::ffff:10.1.2.3"],
-  );
-});
-
-Deno.test("parseAddressList rejects host names and malformed addresses", () => {
-  for (
-    const text of ["gw.example.org", "10.0.0.256", "10.0.0", "", "10.0.0.1,", "1::2::3", "[::1"]
-  ) {
-    assertUsageError(
-      () => parseAddressList(text, "--gateways"),
-      "--gateways: expected IP addresses",
-    );
-  }
-});
-
-Deno.test("parseServerArgs reads --gateways; there are none by default", () => {
-  assert.deepEqual(SERVER_DEFAULTS.gateways, []);
-  const config = parseServerArgs(["--gateways=localhost,192.0.2.7", "example.com:23"]);
-  assert.ok(config !== "help");
-  assert.deepEqual(config.gateways, ["127.0.0.1", "::1", "192.0.2.7"]);
-  assertUsageError(
-    () => parseServerArgs(["--gateways=gw.example.org", "example.com:23"]),
-    '--gateways: expected IP addresses separated by commas, got "gw.example.org"',
   );
 });
 
