@@ -211,6 +211,12 @@ const tmux = await new Deno.Command("tmux", { args: ["-V"] }).output().then(
   () => false,
 );
 
+/** The shell command that starts the client against `port`, for typing into a terminal. */
+function clientCommand(port: number, ...flags: string[]): string {
+  return [Deno.execPath(), "run", ...RUN_PERMISSIONS, MAIN, "client", `--proxy=127.0.0.1:${port}`]
+    .concat(flags).join(" ");
+}
+
 /** A tmux server of our own, with one shell pane to type into. */
 class Terminal implements AsyncDisposable {
   readonly socket = `socketproxy-test-${Deno.pid}-${Math.random().toString(36).slice(2)}`;
@@ -265,15 +271,7 @@ Deno.test({
     await using proxy = startServer(destination.port);
     await using terminal = new Terminal();
     await terminal.start();
-    const command = [
-      Deno.execPath(),
-      "run",
-      ...RUN_PERMISSIONS,
-      MAIN,
-      "client",
-      `--proxy=127.0.0.1:${proxy.port}`,
-    ];
-    await terminal.type(command.join(" "), "Enter");
+    await terminal.type(clientCommand(proxy.port), "Enter");
     await terminal.waitFor(/opened session/);
     await terminal.type("hello from tmux", "Enter");
     // Typed once by us (the terminal echoes it), printed once more from the destination.
@@ -603,16 +601,7 @@ Deno.test({
     await using proxy = startServer(destination.port);
     await using terminal = new Terminal();
     await terminal.start();
-    const command = [
-      Deno.execPath(),
-      "run",
-      ...RUN_PERMISSIONS,
-      MAIN,
-      "client",
-      `--proxy=127.0.0.1:${proxy.port}`,
-      "--stream",
-    ];
-    await terminal.type(command.join(" "), "Enter");
+    await terminal.type(clientCommand(proxy.port, "--stream"), "Enter");
     await terminal.waitFor(/opened session/);
     await proxy.logs.waitFor(
       "session.attached",
