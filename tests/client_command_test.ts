@@ -566,7 +566,11 @@ Deno.test("a wrong secret on a live session: one line, one failure, the session 
 
 Deno.test("a proxy that goes away: the error first, then the input at risk and how to come back", async () => {
   await using destination = echoDestination();
-  const server = new ServerProcess(["--proxy=127.0.0.1:0", `127.0.0.1:${destination.port}`]);
+  const server = new ServerProcess([
+    "--proxy=127.0.0.1:0",
+    "--admin=off",
+    `127.0.0.1:${destination.port}`,
+  ]);
   const port = await server.port;
   await using client = new ClientProcess([`--proxy=127.0.0.1:${port}`]);
   // The NEW connection and the first poll have come and gone.

@@ -394,6 +394,7 @@ Deno.test("create misses nothing a destination says at once, even with a small b
   // while this one is still reading the reply, as a real one does.
   await using server = new ServerProcess([
     "--proxy=127.0.0.1:0",
+    "--admin=off",
     "--buffer=1k",
     `127.0.0.1:${destination.port}`,
   ]);

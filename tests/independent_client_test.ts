@@ -263,6 +263,8 @@ class ProxyServer implements AsyncDisposable {
         MAIN,
         "server",
         "--proxy=127.0.0.1:0",
+        // Not the default localhost:9010: another server may hold it.
+        "--admin=off",
         "--log-level=debug",
         ...opts,
         `${HOST}:${destPort}`,
