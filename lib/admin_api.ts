@@ -23,6 +23,7 @@ import { type HostPort } from "./config.ts";
 import { describeError, type Logger } from "./log.ts";
 import { formatMetrics, METRICS_CONTENT_TYPE } from "./metrics.ts";
 import type { StatusReport } from "./status_report.ts";
+import { sleep } from "./_io.ts";
 import { AuthThrottle } from "./throttle.ts";
 
 /** What the admin API needs from the server it manages. */
@@ -141,7 +142,7 @@ export function adminHandler(
     if (token === null || host === undefined || throttle.delay(host) === 0) {
       return answer(request, peer, host);
     }
-    return throttle.wait(host, { signal }).then(() => answer(request, peer, host));
+    return sleep(throttle.delay(host), signal).then(() => answer(request, peer, host));
   };
 }
 

@@ -12,6 +12,7 @@ import { newSecret, newSessionId, secretsEqual } from "./credentials.ts";
 import { describeError, type Logger } from "./log.ts";
 import { ProtocolError } from "./protocol.ts";
 import { Session, type SessionEvents } from "./session.ts";
+import { sleep } from "./_io.ts";
 import { AuthThrottle, type AuthThrottleOptions } from "./throttle.ts";
 
 /** Opens a connection to the destination; the signal aborts the attempt. */
@@ -221,13 +222,16 @@ export class SessionStore {
   ): Promise<Session> {
     const { id, secret } = credentials;
     const { host, signal } = client;
+    // Both read now: a failure's answer goes out `answer` ms from here
+    // whether the id exists or not, whatever else the address is doing.
     const waiting = this.#throttle.delay(host, id);
+    const answer = this.#throttle.answerDelay(host);
     if (waiting > 0) {
       // Only ids of real sessions have a wait, so this logs no made-up id.
       this.#options.logger.info("auth.waiting", { id, peer: client.peer, wait_ms: waiting });
+      await sleep(waiting, signal);
+      signal.throwIfAborted();
     }
-    const waited = await this.#throttle.wait(host, { id, signal });
-    signal.throwIfAborted();
     const session = this.#sessions.get(id);
     const matches = session ? session.matches(secret) : secretsEqual(DECOY_SECRET, secret);
     if (session && matches) return session;
@@ -235,16 +239,15 @@ export class SessionStore {
     // Only a real session's id is remembered with the address: made-up ids
     // cannot crowd those out, and the wait above stays 0 for them.
     const failures = this.#throttle.failed(host, session ? id : undefined);
-    const held = this.#throttle.delay(host);
     this.#options.logger.warn("auth.failed", {
       // An unknown id may be anything, even a secret sent in the wrong place.
       id: session ? id : undefined,
       peer: client.peer,
       reason: session ? "wrong secret" : "unknown session",
       recent_failures: failures,
-      answer_delay_ms: held,
+      answer_delay_ms: answer,
     });
-    await this.#throttle.hold(host, signal, { waited });
+    await sleep(answer - waiting, signal);
     signal.throwIfAborted();
     throw new ProtocolError("auth", "unknown session or wrong secret");
   }

@@ -3,23 +3,24 @@
  * when it named a real session, for that address and session together:
  *
  * - the answer to a failure is held back a little longer for each recent
- *   failure from its address, up to a small cap ({@linkcode AuthThrottle.hold}),
- *   so a guesser that waits for its answers is slowed, and an unknown id
- *   and a wrong secret take the same time;
+ *   failure from its address, up to a small cap
+ *   ({@linkcode AuthThrottle.answerDelay}), so a guesser that waits for its
+ *   answers is slowed;
  * - an attempt on a session that its address has recently failed on waits
- *   as long before it is checked at all ({@linkcode AuthThrottle.wait}), so
- *   a guesser that gives up early learns nothing, however it times out.
+ *   before it is checked at all ({@linkcode AuthThrottle.delay} with an
+ *   id), so a guesser that gives up early learns nothing.
  *
- * An attempt with the right credentials waits only in the second case: an
- * owner sharing a guesser's address (a host, a NAT, a gateway) is slowed,
- * never refused, and only while that very session is being guessed at;
- * other sessions and other addresses are not slowed at all. Counts are
- * forgotten after a quiet minute.
+ * Both are read when an attempt starts, and the answer to a failure always
+ * comes `answerDelay` after that start, so that neither the existence of an
+ * id nor other attempts in flight show in its timing. An attempt with the
+ * right credentials waits only in the second case: an owner sharing a
+ * guesser's address (a host, a NAT, a gateway) is slowed, never refused,
+ * and only while that very session is being guessed at; other sessions and
+ * other addresses are not slowed at all. Counts are forgotten after a quiet
+ * minute. The caller does the waiting.
  *
  * @module
  */
-
-import { sleep } from "./_io.ts";
 
 /** Options for {@linkcode AuthThrottle}. */
 export interface AuthThrottleOptions {
@@ -45,13 +46,6 @@ export interface AuthThrottleOptions {
    */
   capacity?: number;
   /**
-   * Most answers held back at once per address; failures beyond are
-   * answered at once. A guesser gains nothing from that it could not get by
-   * giving up on a held answer, and one address cannot pile up connections.
-   * @default {64}
-   */
-  maxHeld?: number;
-  /**
    * The clock, in ms.
    * @default {Date.now}
    */
@@ -76,12 +70,11 @@ interface Record {
  * console.assert(throttle.delay("203.0.113.7") === 200);
  * console.assert(throttle.delay("203.0.113.7", "y628R3CsuneQiYrH") === 100);
  * console.assert(throttle.delay("198.51.100.1") === 0);
- * // The next attempt on that session waits 100 ms before it is checked, and
- * // if it fails, its answer waits until 200 ms have passed; both end at once
- * // when the server stops.
- * const stopping = AbortSignal.abort();
- * const waited = await throttle.wait("203.0.113.7", { id: "y628R3CsuneQiYrH", signal: stopping });
- * await throttle.hold("203.0.113.7", stopping, { waited });
+ * // The next attempt from that address on that session waits 100 ms
+ * // before it is checked, and the answer to any failure from the address
+ * // goes out 300 ms after the attempt started.
+ * console.assert(throttle.answerDelay("203.0.113.7") === 300);
+ * console.assert(throttle.answerDelay("198.51.100.1") === 100);
  * ```
  */
 export class AuthThrottle {
@@ -89,12 +82,9 @@ export class AuthThrottle {
   readonly #max: number;
   readonly #forgetAfter: number;
   readonly #capacity: number;
-  readonly #maxHeld: number;
   readonly #now: () => number;
   /** In order of last failure, oldest first (a Map keeps insertion order). */
   readonly #records = new Map<string, Record>();
-  /** Answers being held back now, per address. */
-  readonly #held = new Map<string, number>();
 
   /** @param options Step, cap, memory and clock. */
   constructor(options: AuthThrottleOptions = {}) {
@@ -102,14 +92,14 @@ export class AuthThrottle {
     this.#max = options.max ?? 2000;
     this.#forgetAfter = options.forgetAfter ?? 60_000;
     this.#capacity = options.capacity ?? 10_000;
-    this.#maxHeld = options.maxHeld ?? 64;
     this.#now = options.now ?? Date.now;
   }
 
   /**
-   * How long the answer to a failure from `address` is held back or, with
-   * `id`, how long an attempt from `address` on session `id` waits before
-   * it is checked.
+   * How long an attempt from `address` waits before its credentials are
+   * checked: with `id`, as long as the address's failures on that session
+   * earn; without, as long as all its failures earn (for credentials, such
+   * as an admin token, that name no session).
    *
    * @param address The client's IP address.
    * @param id A session id the address presented.
@@ -135,54 +125,16 @@ export class AuthThrottle {
   }
 
   /**
-   * Waits before checking credentials that `address` presents: for
-   * session `options.id`, as long as the address's failures on that
-   * session earn; without an id, as long as all its failures earn (for
-   * credentials, such as an admin token, that name no session).
+   * How long after the start of an attempt from `address` the answer to
+   * its failure goes out: a step more than the address's delay, up to the
+   * cap. Read it when the attempt starts.
    *
    * @param address The client's IP address.
-   * @param options The session id presented, and a signal that ends the
-   * wait at once (the server is stopping).
-   * @returns The time waited, in ms, to pass to {@linkcode AuthThrottle.hold}.
+   * @returns The delay, in ms; at least {@linkcode AuthThrottle.delay} for
+   * any session id.
    */
-  async wait(address: string, options: { id?: string; signal: AbortSignal }): Promise<number> {
-    const delay = this.delay(address, options.id);
-    if (delay > 0) await sleep(delay, options.signal);
-    return delay;
-  }
-
-  /**
-   * Holds back the answer to a failure from `address`, already recorded
-   * with {@linkcode AuthThrottle.failed}, until the address's delay has
-   * passed since the attempt was made. The guesser learns the result only
-   * after the wait; callers answer the right credentials without calling
-   * this.
-   *
-   * @param address The client's IP address.
-   * @param signal Ends the wait at once (the server is stopping).
-   * @param options `waited`: what {@linkcode AuthThrottle.wait} already
-   * waited for this attempt, in ms (default 0).
-   * @returns Resolves when the answer may go; at once when there is no
-   * delay left, when `signal` has aborted, or when the address already has
-   * `maxHeld` answers held back.
-   */
-  async hold(
-    address: string,
-    signal: AbortSignal,
-    options: { waited?: number } = {},
-  ): Promise<void> {
-    const delay = this.delay(address) - (options.waited ?? 0);
-    if (delay <= 0) return;
-    const held = this.#held.get(address) ?? 0;
-    if (held >= this.#maxHeld) return;
-    this.#held.set(address, held + 1);
-    try {
-      await sleep(delay, signal);
-    } finally {
-      const left = (this.#held.get(address) ?? 1) - 1;
-      if (left === 0) this.#held.delete(address);
-      else this.#held.set(address, left);
-    }
+  answerDelay(address: string): number {
+    return Math.min(this.#max, this.#step * ((this.#current(address)?.failures ?? 0) + 1));
   }
 
   /** Counts one more failure for `key`, an address or a pair. */

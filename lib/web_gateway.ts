@@ -39,6 +39,7 @@ import {
 import { createHash } from "node:crypto";
 import type { HostPort } from "./config.ts";
 import { describeError, type Logger } from "./log.ts";
+import { sleep } from "./_io.ts";
 import { AuthThrottle } from "./throttle.ts";
 
 /** Limits on what a request may ask for. */
@@ -304,7 +305,7 @@ export function gatewayHandler(
       next_delay_ms: browser === undefined ? undefined : throttle.delay(browser),
       ...address,
     });
-    if (browser !== undefined) await throttle.hold(browser, stopping);
+    if (browser !== undefined) await sleep(throttle.delay(browser), stopping);
   }
 
   async function create(): Promise<Response> {

@@ -6,7 +6,7 @@
 
 import assert from "node:assert/strict";
 import { AuthThrottle } from "../lib/throttle.ts";
-import { echoDestination, startServer, TestClient, WAIT_MS, withDeadline } from "./_helpers.ts";
+import { echoDestination, startServer, TestClient } from "./_helpers.ts";
 
 /** A step so long that only a stop can end a wait within the test. */
 const FOREVER = { step: 60_000, max: 60_000 };
@@ -67,55 +67,63 @@ Deno.test("a failure on a real session also counts for that address and session"
   assert.equal(throttle.delay("198.51.100.1", "sessionA"), 0, "nor other addresses");
 });
 
-Deno.test("wait waits for the address and session's delay; hold only for what is left", async () => {
-  const stop = new AbortController();
-  const throttle = new AuthThrottle({ step: 30_000, max: 60_000 });
-  const at = { signal: stop.signal };
-  assert.equal(await throttle.wait("203.0.113.7", { id: "s", ...at }), 0, "no failures");
+Deno.test("a failure's answer is due a step after its address's delay, never before any wait", () => {
+  const throttle = new AuthThrottle({ step: 100, max: 250, now: () => 0 });
+  assert.equal(throttle.answerDelay("203.0.113.7"), 100, "a first failure is held a step");
   throttle.failed("203.0.113.7", "s");
-  throttle.failed("203.0.113.7");
-  // Without an id (an admin token), the address's whole count.
-  const waits = [
-    throttle.wait("203.0.113.7", { id: "s", ...at }),
-    throttle.wait("203.0.113.7", at),
-  ];
-  const watched = waits.map(watch);
-  assert.equal(await throttle.wait("203.0.113.7", { id: "t", ...at }), 0, "another session");
-  // An answer whose attempt already waited the address's whole delay is not held again.
-  await withDeadline(
-    throttle.hold("203.0.113.7", stop.signal, { waited: 60_000 }),
-    WAIT_MS,
-    "nothing left to hold",
-  );
-  assert.deepEqual(watched.map((state) => state.settled), [false, false], "both still waiting");
-  stop.abort();
-  assert.deepEqual(await withDeadline(Promise.all(waits), WAIT_MS, "waits, at the stop"), [
-    30_000,
-    60_000,
-  ]);
+  assert.equal(throttle.answerDelay("203.0.113.7"), 200);
+  assert.ok(throttle.answerDelay("203.0.113.7") > throttle.delay("203.0.113.7", "s"));
+  throttle.failed("203.0.113.7", "s");
+  throttle.failed("203.0.113.7", "s");
+  assert.equal(throttle.delay("203.0.113.7", "s"), 250, "capped");
+  assert.equal(throttle.answerDelay("203.0.113.7"), 250, "capped, and never below the wait");
 });
 
-Deno.test("a failure's answer is held for its address's delay, at most maxHeld at once", async () => {
-  const stop = new AbortController();
-  const throttle = new AuthThrottle({ ...FOREVER, maxHeld: 2 });
-  await withDeadline(throttle.hold("203.0.113.7", stop.signal), WAIT_MS, "no failures, no wait");
-  throttle.failed("203.0.113.7");
-  const held = [
-    throttle.hold("203.0.113.7", stop.signal),
-    throttle.hold("203.0.113.7", stop.signal),
-  ];
-  const watched = held.map(watch);
-  await withDeadline(throttle.hold("203.0.113.7", stop.signal), WAIT_MS, "a third, over maxHeld");
-  await withDeadline(throttle.hold("198.51.100.1", stop.signal), WAIT_MS, "another address");
-  assert.deepEqual(watched.map((state) => state.settled), [false, false], "both still held");
-  stop.abort();
-  await withDeadline(Promise.all(held), WAIT_MS, "held answers, at the stop");
-  // Released: the address may hold answers again.
-  const again = new AbortController();
-  const third = watch(throttle.hold("203.0.113.7", again.signal));
-  await withDeadline(throttle.hold("198.51.100.1", again.signal), WAIT_MS, "another address");
-  assert.equal(third.settled, false, "held again after the stop released the others");
-  again.abort();
+Deno.test("a failure's answer is timed from its start: an id's existence and other attempts do not show", async () => {
+  await using destination = echoDestination();
+  // Steps long enough that the made-up probe fails while the real one still waits.
+  await using proxy = startServer(destination.port, { throttle: { step: 500, max: 5000 } });
+  using owner = await TestClient.connect(proxy.port);
+  const session = await owner.hello("NEW");
+  owner.close();
+  await proxy.logs.waitFor("session.detached");
+  const wrong = "G".repeat(32);
+  const failed = (count: number) =>
+    proxy.logs.waitFor("auth.failed", () => proxy.logs.events("auth.failed").length === count);
+
+  // One failure on the session: the address's next attempts on it wait before the check.
+  using first = await TestClient.connect(proxy.port);
+  await first.write(`RESUME ${session.id} ${wrong} 0\n`);
+  await failed(1);
+  // A probe on the real session and one on a made-up id start in the same state...
+  using real = await TestClient.connect(proxy.port);
+  await real.write(`RESUME ${session.id} ${wrong} 0\n`);
+  await proxy.logs.waitFor("auth.waiting");
+  using madeUp = await TestClient.connect(proxy.port);
+  await madeUp.write(`RESUME ${"U".repeat(16)} ${wrong} 0\n`);
+  await failed(2);
+  // ...and more failures come from the address while the real probe still waits.
+  const others: TestClient[] = [];
+  try {
+    for (let i = 0; i < 3; i++) {
+      const other = await TestClient.connect(proxy.port);
+      others.push(other);
+      await other.write(`RESUME ${"V".repeat(16)}${i} ${wrong} 0\n`);
+    }
+    await failed(6);
+    const [, madeUpFailure, ...rest] = proxy.logs.events("auth.failed");
+    const realFailure = rest.find((record) => record.fields.id === session.id);
+    assert.ok(madeUpFailure && realFailure);
+    assert.equal(madeUpFailure.fields.id, undefined);
+    // Both answers are due two steps from their start, whatever came meanwhile.
+    assert.equal(realFailure.fields.answer_delay_ms, 1000);
+    assert.equal(madeUpFailure.fields.answer_delay_ms, 1000);
+    for (const client of [first, real, madeUp, ...others]) {
+      assert.match(await client.readLine(), /^ERR auth /);
+    }
+  } finally {
+    for (const other of others) other.close();
+  }
 });
 
 Deno.test("after a wrong secret, only that session's attempts from that address wait", async () => {
