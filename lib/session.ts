@@ -51,7 +51,7 @@ const MAX_INPUT_CHUNK = 256 * 1024;
  */
 const MAX_INPUT_BACKLOG = MAX_HELLO_BYTES + 2 * MAX_INPUT_CHUNK;
 
-/** How long a detached session whose destination has closed waits for a client: 1 hour. */
+/** How long a detached session whose destination closed and whose output was all sent waits: 1 hour. */
 const CLOSED_TIMEOUT = 60 * 60 * 1000;
 
 const encoder = new TextEncoder();
@@ -105,9 +105,9 @@ export interface SessionOptions {
   /** Receives attach, detach and end notices. */
   events: SessionEvents;
   /**
-   * How long the session waits, detached, once its destination has closed,
-   * for a client to collect the rest of the output, in ms. The store's idle
-   * timeout may end it sooner.
+   * How long the session waits, detached, once its destination has closed
+   * and all output has been sent, for a client to acknowledge the end, in
+   * ms. The store's idle timeout may end it sooner.
    * @default {1 hour}
    */
   closedTimeout?: number;
@@ -604,16 +604,18 @@ export class Session {
   }
 
   /**
-   * Once the destination has closed and no client is attached, ends the
-   * session after the closed timeout: a client that never acknowledges the
-   * end, such as a streaming one, must not keep it (and its place under
-   * `--max-sessions`) forever, even with no idle timeout.
+   * Once the destination has closed, all its output has been sent and no
+   * client is attached, ends the session after the closed timeout: a client
+   * that never acknowledges the end, such as a streaming one, must not keep
+   * it (and its place under `--max-sessions`) forever, even with no idle
+   * timeout. Output no client has been sent is never dropped this way.
    */
   #expireWhenClosed(): void {
     if (this.#state !== "closed" || this.#attachment !== null || this.#ended) return;
+    if (this.#buffer.sent < this.#buffer.end) return;
     clearTimeout(this.#closedTimer);
     this.#closedTimer = setTimeout(
-      () => this.close("destination closed, output not collected"),
+      () => this.close("destination closed, end not acknowledged"),
       this.#closedTimeout,
     );
   }

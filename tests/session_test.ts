@@ -59,7 +59,23 @@ Deno.test("a detached session whose destination closed ends after the closed tim
   assert.ok(decoder.decode(client.output()).endsWith(" open\nbye"));
   await under.ended;
   const [closed] = under.logs.events("session.closed");
-  assert.equal(closed?.fields.reason, "destination closed, output not collected");
+  assert.equal(closed?.fields.reason, "destination closed, end not acknowledged");
+});
+
+Deno.test("a closed destination's output no client was sent is kept past the closed timeout", async () => {
+  // Closed first, so its timer, had it one, would fire before the other's.
+  const unsent = new FakeConn();
+  await using kept = sessionOver(unsent, { closedTimeout: 10 });
+  unsent.feed(encoder.encode("never sent"));
+  unsent.end();
+  await kept.logs.waitFor("destination.closed");
+  const sent = new FakeConn();
+  await using ended = sessionOver(sent, { closedTimeout: 10 });
+  ended.session.attach(new FakeConn().conn, "127.0.0.1:1", undefined, new Uint8Array());
+  sent.end();
+  await ended.ended;
+  assert.equal(kept.session.ended, false, "still there for a client to collect");
+  assert.equal(kept.session.stats().buffered, "never sent".length);
 });
 
 Deno.test("destination events name the attached client", async () => {
