@@ -62,6 +62,8 @@ interface Attachment {
   mode: DeliveryMode;
   /** The offset the hello started from. */
   from: number;
+  /** The reply said `closed`: the client knows the destination has closed. */
+  toldClosed: boolean;
   /** The next offset to send. */
   position: number;
   /** The client closed its side: detach once caught up. */
@@ -298,6 +300,7 @@ export class Session {
       peer,
       mode,
       from,
+      toldClosed: this.#state === "closed",
       position: from,
       draining: false,
       inputDone: false,
@@ -562,12 +565,14 @@ export class Session {
 
   /**
    * The destination closed and this client has been sent all output: it is
-   * disconnected. The session ends once a hello acknowledges all output, so
-   * that output lost with a dropped connection can still be fetched; in
+   * disconnected. The session ends once a hello acknowledges all output and
+   * was answered `closed`, so that output lost with a dropped connection can
+   * still be fetched, and a client that attached before the destination
+   * closed learns `closed` from its next hello instead of `ERR auth`; in
    * streaming mode nothing shows whether the client received it.
    */
   #finish(attachment: Attachment): void {
-    const acknowledged = attachment.mode === "acknowledged" &&
+    const acknowledged = attachment.mode === "acknowledged" && attachment.toldClosed &&
       attachment.from === this.#buffer.end;
     this.#detach(attachment, "destination closed");
     if (acknowledged) this.close("destination closed, output acknowledged");

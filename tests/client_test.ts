@@ -516,6 +516,11 @@ Deno.test("a poll tells when the server ended it early, and whether the session 
     assert.equal((await polling).length, 0);
     assert.equal(session.detachedByServer, true);
     assert.equal(session.mayHaveEnded, true);
+    // The server keeps the session until a hello is told it closed: the next poll learns it.
+    assert.equal(proxy.server.store.list().find((s) => s.id === session.id)?.state, "closed");
+    await session.poll();
+    assert.equal(session.state, "closed");
+    assert.equal(session.ended, true);
     await proxy.logs.waitFor("session.closed", (fields) => fields.id === session.id);
   });
 
