@@ -617,17 +617,31 @@ export class ClientSession {
   }
 
   /**
-   * Whether the session may have ended without a reply saying so: the
-   * server closed an acknowledged connection (a poll) that had been sent no
-   * output. The server does that when the destination closes with nothing
-   * more to say, and then ends the session; and on a takeover, when the
-   * session lives on. A hello would be refused as a failed guess in the
-   * first case, and would take the session back in the second.
+   * Whether the server dropped the last poll before sending it anything:
+   * it closed an acknowledged connection whose reply said `open` with
+   * nothing pending, and no output came. Either the destination closed
+   * without another word (the server then keeps the session, in state
+   * `closed`, until a hello is told so), or another client took the
+   * session over, or the server stopped; nothing on the wire tells which.
+   * A further hello is not refused for the first two (it learns `closed`
+   * in the first), but in the second it takes the session back from the
+   * client that took it.
    */
-  get mayHaveEnded(): boolean {
+  get droppedByServer(): boolean {
     const last = this.#last;
     return !this.#ended && last !== null && last.closedByServer && this.#lastAcknowledged &&
       last.reply.state === "open" && last.reply.pending === 0 && last.delivered === 0;
+  }
+
+  /**
+   * The former name of {@linkcode ClientSession.droppedByServer}.
+   *
+   * @deprecated Use {@linkcode ClientSession.droppedByServer}: the server
+   * no longer ends a session when it drops a poll this way (the destination
+   * closed, or a takeover), so the session has not ended.
+   */
+  get mayHaveEnded(): boolean {
+    return this.droppedByServer;
   }
 
   /** The session's input count at the last reply: input the server confirms having received. */

@@ -274,7 +274,7 @@ type Ending =
   | "detached"
   /** A reply said the destination closed. */
   | "closed"
-  /** The proxy closed a connection, and a hello to learn why could do harm. */
+  /** The proxy closed a connection, and a hello to learn why could take the session from another client. */
   | "dropped";
 
 /** What the client can say when the proxy closed a connection early. */
@@ -282,10 +282,12 @@ const DROPPED =
   "the proxy closed the connection: the destination closed, another client took the session over, or the proxy stopped";
 
 /**
- * One poll, its output printed as it comes. When the server ends the poll
- * early, one more poll learns why (in line mode every poll takes the
- * session over anyway), unless the session may have ended: then a hello
- * would only be refused, and counted as a failed guess.
+ * One poll, its output printed as it comes. When the server ends a poll
+ * that had output, one more poll learns why (in line mode every poll takes
+ * the session over anyway). When it drops a poll before any output, the
+ * destination closed without a word or another client has just taken the
+ * session over: the client says so and stops, without the hello that
+ * would take the session back from that client.
  *
  * @returns How the session stands: `null` while the destination is open.
  */
@@ -297,7 +299,7 @@ async function pollAndPrint(
   const print = { onOutput: (bytes: Uint8Array) => output.write(bytes) };
   await withGaps(session, () => session.poll({ ...options, ...print }));
   if (session.state === "open" && session.detachedByServer && !options.signal?.aborted) {
-    if (session.mayHaveEnded) {
+    if (session.droppedByServer) {
       status(DROPPED);
       return "dropped";
     }

@@ -364,7 +364,7 @@ Deno.test("a line the destination ends the session with: told once, and the serv
   assert.equal(proxy.server.counters.authFailures, 0, "no hello after the end");
 });
 
-Deno.test("a destination that closes without a word during a line's wait: no hello after", async () => {
+Deno.test("a destination that closes without a word during a line's wait: no hello, and coming back learns it", async () => {
   await using destination = endingDestination("");
   await using proxy = startServer(destination.port);
   const { code, stderr } = await runClient(
@@ -376,6 +376,12 @@ Deno.test("a destination that closes without a word during a line's wait: no hel
   assert.match(stderr, /the session may still be open; to come back: /);
   // Kept, in state closed, until a hello is told so.
   assert.equal(proxy.server.store.list()[0]?.state, "closed");
+  // Coming back as told learns that, and lets the server forget the session.
+  const back = await runClient([`--proxy=127.0.0.1:${proxy.port}`, ...resumeArgs(stderr)], "");
+  assert.equal(back.code, 0, back.stderr);
+  assert.match(back.stderr, /^socketproxy client: the destination closed the session$/m);
+  assert.doesNotMatch(back.stderr, /to come back/);
+  await proxy.logs.waitFor("session.closed");
   assert.equal(proxy.server.counters.authFailures, 0);
 });
 
