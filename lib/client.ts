@@ -796,7 +796,10 @@ export class ClientSession {
    * that first; the re-attach needs the stream to be read meanwhile.
    */
   async flush(): Promise<void> {
-    for (let round = 0; this.#attaching && round < 1000; round++) await this.#attaching.promise;
+    // One attach is enough: the connection it makes is written all input
+    // not yet confirmed, so what was given before this call is then queued
+    // in #writing. A later re-attach concerns only input given later.
+    await this.#attaching?.promise;
     await this.#writing;
   }
 
