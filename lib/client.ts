@@ -85,6 +85,24 @@ export interface ClientOptions {
   maxUnconfirmed?: number;
 }
 
+/** Options for {@linkcode ClientSession.create}. */
+export interface CreateOptions extends ClientOptions {
+  /**
+   * Whether `create` waits for what the new session's first connection is
+   * sent (up to the server's `--buffer` bytes) and holds it for the first
+   * poll or stream. With
+   * `false`, it sends `NEW`, reads the reply and leaves: for a caller that
+   * reads the output from offset 0 later, with `RESUME <id> <secret> 0`
+   * (a poll of this session, or another process given `ack: 0`). That is
+   * exactly once only while the server still retains the first byte: once
+   * the destination has said more than `--buffer` before that resume, the
+   * server may have released the start, and the resume meets
+   * {@linkcode GapError}.
+   * @default {true}
+   */
+  readFirstOutput?: boolean;
+}
+
 /** Options for {@linkcode ClientSession.resume}: where the session stands. */
 export interface ResumeOptions extends ClientOptions {
   /**
@@ -518,15 +536,17 @@ export class ClientSession {
    * the first {@linkcode ClientSession.poll} or
    * {@linkcode ClientSession.stream}, which resume right after it. (A
    * streaming connection's output may be released once written, so a
-   * client that just closed it could find the first bytes gone.)
+   * client that just closed it could find the first bytes gone.) With
+   * `readFirstOutput: false` it leaves right after the reply instead, and
+   * the session's first resume starts at offset 0.
    *
-   * @param options The proxy and timeout.
+   * @param options The proxy and timeout, and whether to read the first output.
    * @returns The new session.
    * @throws {ProxyUnavailableError} When no proxy answers.
    * @throws {UnreachableError} When the proxy cannot reach the destination.
    * @throws {BusyError} At the proxy's session limit.
    */
-  static async create(options: ClientOptions = {}): Promise<ClientSession> {
+  static async create(options: CreateOptions = {}): Promise<ClientSession> {
     const { conn, reply, early } = await handshake(options, { verb: "NEW" });
     if ("bye" in reply) {
       closeQuietly(conn);
@@ -534,6 +554,11 @@ export class ClientSession {
     }
     const session = new ClientSession(reply, options, 0, 0);
     session.#state = reply.state;
+    if (options.readFirstOutput === false) {
+      // Output that came with the reply is not counted: a resume at 0 fetches it again.
+      closeQuietly(conn);
+      return session;
+    }
     await using first = new ClientConnection(conn, reply, early, session);
     // Bounded like the handshake: a server that never detaches costs the timeout, no more.
     const timer = setTimeout(() => first.close(), session.#timeout);

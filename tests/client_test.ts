@@ -34,6 +34,7 @@ import {
   withDeadline,
   writeAll,
 } from "./_helpers.ts";
+import { FakeConn } from "./_fake_conn.ts";
 
 function at(port: number) {
   return { proxy: { hostname: "127.0.0.1", port } };
@@ -62,6 +63,22 @@ Deno.test("a session created by the library is polled exactly, with input sent a
   assert.equal(decoder.decode(await dest.readExactly(5)), "look\n");
   await session.poll(); // its reply confirms the input
   assert.equal(session.unconfirmed, 0);
+  await session.close();
+});
+
+Deno.test("create() with readFirstOutput false leaves after the reply: the first poll reads from 0", async () => {
+  const destination = new FakeConn();
+  destination.feed(encoder.encode("banner\n")); // said at once, before any client reads
+  await using proxy = startServer(0, { connect: () => Promise.resolve(destination.conn) });
+  const session = await ClientSession.create({ ...at(proxy.port), readFirstOutput: false });
+  issuedSecrets.add(session.secret);
+  assert.equal(session.received, 0);
+  assert.equal(decoder.decode(await session.poll()), "banner\n");
+  // Nothing was held from NEW's connection: the poll itself asked for offset 0.
+  const polled = proxy.logs.events("session.attached").at(-1)?.fields;
+  assert.equal(polled?.mode, "acknowledged");
+  assert.equal(polled?.from, 0);
+  assert.equal(session.received, 7);
   await session.close();
 });
 
