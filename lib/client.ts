@@ -559,15 +559,7 @@ export class ClientSession {
       closeQuietly(conn);
       return session;
     }
-    await using first = new ClientConnection(conn, reply, early, session);
-    // Bounded like the handshake: a server that never detaches costs the timeout, no more.
-    const timer = setTimeout(() => first.close(), session.#timeout);
-    try {
-      await first.closeWrite();
-      session.#hold(await first.readToEnd(), 0);
-    } finally {
-      clearTimeout(timer);
-    }
+    await session.#drain(new ClientConnection(conn, reply, early, session), 0);
     return session;
   }
 
@@ -721,11 +713,18 @@ export class ClientSession {
   /**
    * Attaches a connection. `exact` resumes at the received offset
    * (acknowledged delivery: at most the server's `--buffer` beyond it on
-   * this connection); `streaming` asks for output without limit, first
-   * fetching exactly whatever an earlier connection lost.
+   * this connection); `streaming` asks for output without limit. Before a
+   * streaming hello, which lets the server release all output it has sent
+   * to any connection, the library catches up exactly: it resumes at the
+   * received offset, half-closes, and holds all that connection is sent
+   * (at most `--buffer`) for the next read. So output an earlier connection
+   * was sent but never delivered is fetched before the server may release
+   * it, and this client causes no gap of its own.
    *
    * @param mode How to attach.
-   * @returns The attached connection; close it to detach.
+   * @returns The attached connection; close it to detach. When the catch-up
+   * finds the destination closed, it is that connection, already drained:
+   * reads hand out what it held, then end.
    * @throws {GapError} When output this client has not received was released.
    * @throws {AuthError} When the session is unknown or ended.
    * @throws {SessionEndedError} When the session is known to have ended: no hello is sent.
@@ -737,19 +736,19 @@ export class ClientSession {
       return first;
     }
     if (mode === "exact") return await this.#attach(this.#taken);
+    // Only another client sending output meanwhile (a takeover) can leave
+    // the streaming hello ahead of what the catch-up fetched.
     for (let attempt = 0; attempt < 10; attempt++) {
+      const from = this.#taken;
+      // Output only: input waits for the streaming connection, so that no
+      // write can fail on this half-closed one and cut the catch-up short.
+      const exact = await this.#attach(from, { input: false });
+      await this.#drain(exact, from);
+      // The destination closed: all its output is held, nothing more will come.
+      if (exact.reply.state === "closed") return exact;
       const connection = await this.#attach(undefined);
       if (connection.reply.from === this.#taken) return connection;
-      // An earlier connection was sent output it never delivered: fetch
-      // exactly that, and all the server sends this connection until it
-      // has caught up (so no output is left "sent" beyond what we have),
-      // held back for the caller; then stream from there.
       connection.close();
-      const from = this.#taken;
-      await using exact = await this.#attach(from);
-      await this.#writing; // input resent on it goes out before this side closes
-      await exact.closeWrite();
-      this.#hold(await exact.readToEnd(), from);
     }
     throw new ConnectionLostError("could not attach in streaming mode: the output keeps moving on");
   }
@@ -942,6 +941,23 @@ export class ClientSession {
     if (bytes.length > 0) this.#backlog.push({ bytes, offset });
   }
 
+  /**
+   * Half-closes `connection`, so that the server sends what it has and
+   * detaches, and holds all it was sent, from offset `from`, for the next
+   * reader. Bounded like the handshake: a server that never detaches costs
+   * the timeout, no more.
+   */
+  async #drain(connection: ClientConnection, from: number): Promise<void> {
+    const timer = setTimeout(() => connection.close(), this.#timeout);
+    try {
+      await connection.closeWrite();
+      this.#hold(await connection.readToEnd(), from);
+    } finally {
+      clearTimeout(timer);
+      connection.close();
+    }
+  }
+
   #options(): ClientOptions {
     return { proxy: this.#proxy, timeout: this.#timeout, ...(this.#tls ? { tls: this.#tls } : {}) };
   }
@@ -960,7 +976,15 @@ export class ClientSession {
     }
   }
 
-  async #attach(ack: number | undefined): Promise<ClientConnection> {
+  /**
+   * Sends a `RESUME` and takes in its reply. With `input` (the default),
+   * the connection becomes the one input is written to, starting with the
+   * input the server has not received.
+   */
+  async #attach(
+    ack: number | undefined,
+    options: { input: boolean } = { input: true },
+  ): Promise<ClientConnection> {
     this.#live?.close();
     const hello: Hello = ack === undefined
       ? { verb: "RESUME", id: this.id, secret: this.secret }
@@ -972,7 +996,7 @@ export class ClientSession {
     }
     this.#state = reply.state;
     const connection = new ClientConnection(conn, reply, early, this);
-    this.#live = connection;
+    if (options.input) this.#live = connection;
     this.#last = connection;
     this.#lastAcknowledged = ack !== undefined;
     this.#confirm(reply.in);
@@ -987,7 +1011,7 @@ export class ClientSession {
       if (ack !== undefined && reply.pending === 0) this.#ended = true;
     }
     // Resend what the server has not received, before any new input.
-    for (const bytes of this.#unconfirmed) this.#write(connection, bytes);
+    if (options.input) { for (const bytes of this.#unconfirmed) this.#write(connection, bytes); }
     return connection;
   }
 

@@ -614,9 +614,10 @@ Deno.test({
     await terminal.start();
     await terminal.type(clientCommand(proxy.port, "--stream"), "Enter");
     await terminal.waitFor(/opened session/);
+    // NEW, then the stream: its exact catch-up, and the streaming attach.
     await proxy.logs.waitFor(
       "session.attached",
-      () => proxy.logs.events("session.attached").length === 2,
+      (fields) => fields.mode === "streaming" && proxy.logs.events("session.attached").length >= 3,
     );
     await terminal.type("streamed line", "Enter");
     // Echoed by the terminal as typed, then once more from the destination.

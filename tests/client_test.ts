@@ -144,6 +144,42 @@ Deno.test("output lost with a dropped connection is fetched again, exactly", asy
   assert.equal(session.received, 15);
 });
 
+Deno.test("a stream behind a small, full buffer catches up exactly before it streams: no gap of its own", async () => {
+  const total = 256 * 1024;
+  const output = randomBytes(total, 23);
+  await using destination = new Destination();
+  await using proxy = startServer(destination.port, { bufferSize: 4096 });
+  const session = await created(proxy.port);
+  using dest = new TestClient(await destination.accepted());
+  // A destination that keeps sending: the buffer fills, and the rest waits on it.
+  const writing = dest.write(output);
+  writing.catch(() => {}); // reported where awaited
+  // Another connection of this client is sent output past what the library has, then dies.
+  using doomed = await TestClient.connect(proxy.port);
+  await doomed.hello(`RESUME ${session.id} ${session.secret} 0`);
+  await doomed.readExactly(1000);
+  doomed.close();
+  // A streaming hello first would let the server release that output, and
+  // the full buffer would at once take the room: the catch-up would meet a gap.
+  await using connection = await session.connect("streaming");
+  const received = new Uint8Array(total);
+  await withDeadline(
+    (async () => {
+      for (let round = 0; session.received < total && round < total; round++) {
+        const chunk = await connection.read();
+        if (chunk === null) break;
+        received.set(chunk, session.received - chunk.length);
+      }
+    })(),
+    WAIT_MS,
+    "all output",
+  );
+  assert.equal(session.received, total);
+  assert.equal(firstDifference(received, output), -1, "output");
+  assert.equal(proxy.server.counters.gaps, 0);
+  await writing;
+});
+
 Deno.test("input written to a connection that died is resent after the reconnect", async () => {
   await using destination = new Destination();
   await using proxy = startServer(destination.port);
