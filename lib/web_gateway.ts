@@ -21,6 +21,14 @@
  * frames. The secret travels in request bodies and WebSocket messages,
  * never in a URL, and is never logged.
  *
+ * A poll is answered `{"data","ack","in","state","dropped"}`: the output
+ * (base64) from the request's `ack`, the new `ack`, the input the proxy has
+ * (`in`), the destination's `state` (`open` or `closed`), and `dropped`,
+ * true when the proxy ended the poll early with nothing sent: the
+ * destination closed, or another window took the session over. Only the
+ * next poll can tell which, and it takes the session over in turn (see
+ * web/session_client.ts for how the page uses it).
+ *
  * @module
  */
 
@@ -39,6 +47,7 @@ import {
 import { createHash } from "node:crypto";
 import type { HostPort } from "./config.ts";
 import { describeError, type Logger } from "./log.ts";
+import { ID_PATTERN, SECRET_PATTERN } from "./protocol.ts";
 import { sleep } from "./_io.ts";
 import { AuthThrottle } from "./throttle.ts";
 
@@ -81,6 +90,13 @@ export interface GatewayOptions {
   proxyTimeout?: number;
   /** Ends every WebSocket when aborted (the gateway is stopping). */
   signal?: AbortSignal;
+  /**
+   * How long a WebSocket may take to send its first message (the attach),
+   * in ms; one that has not by then is closed (4000, `timeout`), as the
+   * proxy does with a hello that does not come.
+   * @default {10000}
+   */
+  firstMessageTimeout?: number;
   /** Speak TLS to the proxy, trusting these extra certificates. */
   proxyTls?: { caCerts?: string[] };
   /**
@@ -93,13 +109,15 @@ export interface GatewayOptions {
   throttle?: AuthThrottle;
 }
 
-/** WebSocket output is not read from the proxy while this much waits to go out. */
+/**
+ * Once this much WebSocket output waits to go out, the proxy is not read
+ * until it is down to the low water mark: a slow browser slows the proxy,
+ * and a fast one gets output in large runs, not a chunk per wait.
+ */
 const WS_HIGH_WATER = 1024 * 1024;
 const WS_LOW_WATER = 256 * 1024;
 
 const SESSION_PATH = /^\/api\/sessions\/([^/]+)(\/poll|\/ws)?$/;
-const ID = /^[A-Za-z0-9_-]{1,64}$/;
-const SECRET = /^[A-Za-z0-9_-]{22,64}$/;
 
 /** An error answered as JSON with an HTTP status. */
 class HttpError extends Error {
@@ -199,7 +217,7 @@ async function readJson(request: Request, max: number): Promise<Record<string, u
 
 function secretOf(body: Record<string, unknown>): string {
   const secret = body.secret;
-  if (typeof secret !== "string" || !SECRET.test(secret)) {
+  if (typeof secret !== "string" || !SECRET_PATTERN.test(secret)) {
     throw new HttpError(400, "bad_request", '"secret" must be the session secret');
   }
   return secret;
@@ -241,11 +259,18 @@ function inputOf(body: Record<string, unknown>, limits: GatewayLimits): Uint8Arr
   return bytes;
 }
 
-/** The client's address as the gateway's own peer and any proxy in front say it. */
+/**
+ * The address a reverse proxy in front appended to `X-Forwarded-For`: the
+ * last one. Those before it came from the browser and may be made up.
+ */
+function forwardedFor(request: Request): string | undefined {
+  return request.headers.get("x-forwarded-for")?.split(",").at(-1)?.trim() || undefined;
+}
+
+/** The client's address as the gateway's own peer and any proxy in front say it, for the log. */
 function clientAddress(request: Request, info: Deno.ServeHandlerInfo<Deno.NetAddr> | undefined) {
   const peer = info ? `${info.remoteAddr.hostname}:${info.remoteAddr.port}` : undefined;
-  const forwarded = request.headers.get("x-forwarded-for")?.split(",")[0]?.trim() || undefined;
-  return { peer, forwarded_for: forwarded };
+  return { peer, forwarded_for: forwardedFor(request) };
 }
 
 /** A path as logged for its route: `/api/sessions/{id}/poll`. */
@@ -258,8 +283,7 @@ const LOOPBACK = /^(127\.\d+\.\d+\.\d+|::1|::ffff:127\.\d+\.\d+\.\d+)$/;
 /**
  * The browser's address, as far as it can be trusted: the peer's, unless
  * the peer is a reverse proxy on this host (nginx, say), in which case the
- * address that proxy appended to `X-Forwarded-For` (the last one: those
- * before it came from the browser and may be made up).
+ * address that proxy appended to `X-Forwarded-For`.
  */
 function browserAddress(
   request: Request,
@@ -267,8 +291,7 @@ function browserAddress(
 ): string | undefined {
   const peer = info?.remoteAddr.hostname;
   if (peer === undefined || !LOOPBACK.test(peer)) return peer;
-  const forwarded = request.headers.get("x-forwarded-for")?.split(",").at(-1)?.trim();
-  return forwarded || peer;
+  return forwardedFor(request) ?? peer;
 }
 
 /**
@@ -339,6 +362,7 @@ export function gatewayHandler(
       ack: session.received,
       in: session.inputConfirmed,
       state: session.state,
+      dropped: session.mayHaveEnded,
     }, wait > 0 ? { "x-accel-buffering": "no" } : {});
   }
 
@@ -360,7 +384,7 @@ export function gatewayHandler(
     const match = SESSION_PATH.exec(path);
     if (match) {
       const id = match[1] ?? "";
-      if (!ID.test(id)) throw new HttpError(400, "bad_request", "Malformed session id");
+      if (!ID_PATTERN.test(id)) throw new HttpError(400, "bad_request", "Malformed session id");
       switch (match[2]) {
         case "/poll":
           if (method !== "POST") {
@@ -420,8 +444,14 @@ export function gatewayHandler(
     const browser = browserAddress(request, info);
     const { socket, response } = Deno.upgradeWebSocket(request);
     socket.binaryType = "arraybuffer";
-    relay(socket, id, { ...clientOptions }, limits, logger, address, () => {
-      return guessed(browser, "/api/sessions/{id}/ws", address);
+    relay(socket, {
+      id,
+      clientOptions: { ...clientOptions },
+      limits,
+      logger,
+      address,
+      firstMessageTimeout: options.firstMessageTimeout ?? 10_000,
+      onAuthFailed: () => guessed(browser, "/api/sessions/{id}/ws", address),
     });
     const stop = (): void => socket.close(1001, "gateway stopping");
     options.signal?.addEventListener("abort", stop, { once: true });
@@ -496,15 +526,35 @@ function assetTags(assets: Record<string, Asset>): Map<string, string> {
   return tags;
 }
 
+/** What {@linkcode relay} needs besides the socket. */
+interface RelayContext {
+  id: string;
+  clientOptions: { proxy: HostPort; timeout: number; tls?: { caCerts?: string[] } };
+  limits: GatewayLimits;
+  logger: Logger;
+  address: { peer: string | undefined; forwarded_for: string | undefined };
+  /** How long the first message may take, in ms. */
+  firstMessageTimeout: number;
+  onAuthFailed: () => Promise<void>;
+}
+
 /**
  * Runs one WebSocket: the first message (JSON `{"secret","ack","inputAt"?,"input"?}`)
  * attaches, then output goes to the browser as binary frames and binary
  * frames from it are input. Text messages from the gateway are JSON:
  * `{"type":"attached","from","in","state","maxInput","window"}`,
  * `{"type":"in","in"}` (the proxy has the session's input up to `in`),
- * `{"type":"closed","ack"}` (the destination closed and all its output was
- * sent), `{"type":"detached"}` (another client took over),
+ * `{"type":"closed","ack","ended"}` (the destination closed and all its
+ * output was sent; `ended` when attaching at `ack` acknowledged it all and
+ * so ended the session, otherwise the page's own final poll at `ack` does),
+ * `{"type":"dropped","ack"}` (the proxy ended the connection while
+ * the session was open: the destination closed, or another window took
+ * the session over; `ack` is the output sent so far),
  * `{"type":"error","error","message",...}`.
+ *
+ * On `dropped` the gateway does not ask the proxy which it was: any hello
+ * would take the session over, and two windows (or a stale relay) asking
+ * would end each other. The page decides whether to attach again.
  *
  * Input is kept (for resending) until the proxy confirms it, which only a
  * reply does: once `maxInput` bytes are unconfirmed the gateway ends its
@@ -512,29 +562,30 @@ function assetTags(assets: Record<string, Asset>): Map<string, string> {
  * browser keeps at most `window` bytes unconfirmed; more ends the socket,
  * so no browser makes the gateway hold more than that.
  */
-function relay(
-  socket: WebSocket,
-  id: string,
-  clientOptions: { proxy: HostPort; timeout: number; tls?: { caCerts?: string[] } },
-  limits: GatewayLimits,
-  logger: Logger,
-  address: { peer: string | undefined; forwarded_for: string | undefined },
-  onAuthFailed: () => Promise<void>,
-): void {
+function relay(socket: WebSocket, context: RelayContext): void {
+  const { id, clientOptions, limits, logger, address } = context;
   const window = 2 * limits.maxInput;
   let session: ClientSession | null = null;
   /** The attached connection, once there is one. */
   let connection: ClientConnection | null = null;
   /** The proxy is confirming the input (see `confirm`). */
   let confirming = false;
+  /** The connection this side ended (half-closed) to have its input confirmed. */
+  let halfClosed: ClientConnection | null = null;
   /** Input that arrived while confirming, and its size. */
   const held: Uint8Array[] = [];
   let heldBytes = 0;
   let closed = false;
-  const detach = new AbortController();
+  // A socket that never says what it wants is not held open.
+  const firstMessage = setTimeout(() => {
+    fail(
+      "timeout",
+      `No first message within ${context.firstMessageTimeout} ms: send {"secret","ack"} at once`,
+    );
+  }, context.firstMessageTimeout);
   socket.onclose = socket.onerror = () => {
     closed = true;
-    detach.abort();
+    clearTimeout(firstMessage);
     connection?.close();
   };
   /** Sends a control message, unless the socket is going. */
@@ -546,8 +597,16 @@ function relay(
   function fail(code: string, message: string, extra: Record<string, unknown> = {}): void {
     if (tell({ type: "error", error: code, message, ...extra })) socket.close(4000, code);
   }
+  /** The proxy ended the connection of an open session; only a takeover could tell why. */
+  function dropped(session: ClientSession): void {
+    connection?.close();
+    if (tell({ type: "dropped", ack: session.received })) {
+      socket.close(4001, "dropped by the proxy");
+    }
+  }
   socket.onmessage = (event) => {
     if (session === null) {
+      clearTimeout(firstMessage);
       void start(event.data);
       return;
     }
@@ -583,13 +642,16 @@ function relay(
    * of the connection is closed, so the proxy takes it all in, hands on the
    * output it has and ends the connection; the pump then attaches again,
    * and the reply says where the input stands. Input arriving meanwhile is
-   * held back until then.
+   * held back until then. A connection the proxy ended before this side
+   * did was not ended for this: the pump treats it as dropped.
    */
   async function confirm(): Promise<void> {
     const current = connection;
     if (confirming || current === null || closed) return;
     confirming = true;
     await session?.flush();
+    if (current.closed || connection !== current) return;
+    halfClosed = current;
     await current.closeWrite();
   }
 
@@ -624,7 +686,7 @@ function relay(
     } catch (error) {
       const http = httpErrorFor(error);
       if (!http) logger.error("web.error", { path: "ws", error: describeError(error), ...address });
-      if (http?.status === 401) await onAuthFailed();
+      if (http?.status === 401) await context.onAuthFailed();
       fail(
         http?.code ?? "internal",
         http?.message ?? "The gateway failed; see its log",
@@ -642,6 +704,14 @@ function relay(
     return !closed;
   }
 
+  /** Waits while the browser is slow to take output, reading nothing from the proxy. */
+  async function drain(): Promise<void> {
+    if (socket.bufferedAmount <= WS_HIGH_WATER) return;
+    while (socket.bufferedAmount > WS_LOW_WATER && socket.readyState === WebSocket.OPEN) {
+      await new Promise((resolve) => setTimeout(resolve, 10));
+    }
+  }
+
   async function pump(session: ClientSession): Promise<void> {
     if (!await attach(session)) return;
     tell({
@@ -656,38 +726,36 @@ function relay(
       for (let chunk = await connection.read(); chunk !== null; chunk = await connection.read()) {
         if (socket.readyState !== WebSocket.OPEN) return;
         socket.send(chunk);
-        // A slow browser: stop reading the proxy until the socket drains.
-        while (socket.bufferedAmount > WS_HIGH_WATER && socket.readyState === WebSocket.OPEN) {
-          await new Promise((resolve) => setTimeout(resolve, 10));
-          if (socket.bufferedAmount <= WS_LOW_WATER) break;
-        }
+        await drain();
       }
       if (closed) return;
-      if (confirming) {
+      const ended = connection;
+      if (confirming && halfClosed === ended) {
         if (!await attach(session)) return;
+        // All input written before the half-close was taken in before a
+        // detach for it; some missing means the proxy ended the connection
+        // for another reason (a takeover), and this attach took it back.
+        if (session.unconfirmed > 0 && connection.reply.state === "open") {
+          return dropped(session);
+        }
         confirming = false;
+        halfClosed = null;
         tell({ type: "in", in: session.inputConfirmed });
         for (const bytes of held.splice(0)) session.send(bytes);
         heldBytes = 0;
         if (session.unconfirmed >= limits.maxInput) void confirm();
         continue;
       }
-      if (connection.reply.state === "open") {
-        // The proxy ended a connection of an open session: a newer client
-        // took over, or the destination closed since. Attaching again (in
-        // streaming mode, acknowledging nothing) tells which.
-        if (!await attach(session)) return;
-        if (connection.reply.state === "open") {
-          connection.close();
-          if (tell({ type: "detached" })) socket.close(4001, "taken over");
-          return;
-        }
-        continue; // the rest of the output, then the end
+      // The proxy ended a connection of a session that was open: the
+      // destination closed since, or a newer client took over.
+      if (ended.reply.state === "open") return dropped(session);
+      // The destination closed and all its output was sent. Unless the
+      // attach itself acknowledged it all (at the browser's own ack),
+      // nothing here did: the browser's final poll ends the session, once it
+      // has the bytes (or the idle timeout does).
+      if (tell({ type: "closed", ack: session.received, ended: session.ended })) {
+        socket.close(1000, "destination closed");
       }
-      // The destination closed and all its output was sent. Nothing here
-      // acknowledges it: the browser's own final poll ends the session, once
-      // it has the bytes (or the idle timeout does).
-      if (tell({ type: "closed", ack: session.received })) socket.close(1000, "destination closed");
       return;
     }
   }

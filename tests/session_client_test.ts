@@ -78,7 +78,7 @@ function page(
   base: string,
   storage: MemoryStorage,
   transport: Transport | "auto",
-  options: { webSocketRetry?: number } = {},
+  options: { webSocketRetry?: number; onStatus?: (status: Status) => void } = {},
 ) {
   let output = "";
   const statuses: Status[] = [];
@@ -91,7 +91,7 @@ function page(
     transport,
     longPollWait: 2000,
     pollInterval: 20,
-    ...options,
+    ...(options.webSocketRetry === undefined ? {} : { webSocketRetry: options.webSocketRetry }),
     onOutput(bytes) {
       output += decoder.decode(bytes);
       if (waiter?.until(output)) waiter.resolve();
@@ -99,6 +99,7 @@ function page(
     onStatus(status, detail) {
       statuses.push(status);
       details.push(detail);
+      options.onStatus?.(status);
       if (waiter?.until(output)) waiter.resolve();
     },
     onNotice(message) {
@@ -223,6 +224,7 @@ for (const transport of ["websocket", "longpoll"] as const) {
     assert.equal(view.output, "bye", "nothing repeated by the final poll");
     assert.equal(storage.items.size, 0, "nothing left to resume");
     await proxy.logs.waitFor("session.closed");
+    assert.deepEqual(gateway.logs.events("web.auth_failed"), [], "no hello after the end");
   });
 }
 
@@ -370,4 +372,95 @@ Deno.test("the first session is retried while the proxy is away, showing reconne
   assert.deepEqual(view.statuses.slice(0, 3), ["connecting", "reconnecting", "reconnecting"]);
   view.session.stop();
   await view.session.stopped();
+});
+
+for (const transport of ["websocket", "longpoll"] as const) {
+  Deno.test(`${transport}: two windows on one session exchange it at most once, then one stops until resumed`, async () => {
+    await using destination = new Destination();
+    await using proxy = startServer(destination.port);
+    await using gateway = serveGateway(proxy.port);
+    /** Which window stopped, in order, and who waits for the next. */
+    const stops: string[] = [];
+    let waiting: (() => void) | null = null;
+    async function stopped(count: number): Promise<string | undefined> {
+      for (let round = 0; stops.length < count && round < 100; round++) {
+        const { promise, resolve } = Promise.withResolvers<void>();
+        waiting = resolve;
+        await withDeadline(promise, WAIT_MS, `window stop number ${count}`);
+      }
+      return stops[count - 1];
+    }
+    function window(name: string, storage: MemoryStorage) {
+      return page(gateway.base, storage, transport, {
+        onStatus(status) {
+          if (status !== "taken-over") return;
+          stops.push(name);
+          waiting?.();
+        },
+      });
+    }
+    const storage = new MemoryStorage();
+    const first = window("first", storage);
+    await first.session.start();
+    using dest = new TestClient(await destination.accepted());
+    await dest.write("one ");
+    await first.wait((text) => text === "one ");
+    // A duplicated tab: a copy of the first window's storage, the same session.
+    const copy = new MemoryStorage();
+    for (const [key, value] of storage.items) copy.items.set(key, value);
+    const windows = { first, second: window("second", copy) };
+    await windows.second.session.start();
+
+    const loserName = await stopped(1);
+    assert.ok(loserName === "first" || loserName === "second");
+    const loser = windows[loserName];
+    const winner = windows[loserName === "first" ? "second" : "first"];
+    assert.equal(loser.details.at(-1), "another window is using this session");
+    await loser.session.stopped();
+    const takeovers = proxy.logs.events("session.taken_over").length;
+    assert.ok(takeovers <= 4, `${takeovers} takeovers`);
+    // The other window holds the session: output and input go through it. (A long-poll cut
+    // short to send input is taken over by the poll with it: the window's own, once here.)
+    await dest.write("two");
+    await winner.wait((text) => text.endsWith("two"));
+    winner.session.send(encoder.encode("from the winner"));
+    assert.equal(decoder.decode(await dest.readExactly(15)), "from the winner");
+    assert.ok(proxy.logs.events("session.taken_over").length <= takeovers + 1);
+    assert.equal(stops.length, 1, "the other window went on");
+
+    // Resuming in the stopped window takes the session back for good: the other one stops.
+    await loser.session.resume();
+    assert.equal(await stopped(2), loserName === "first" ? "second" : "first");
+    await winner.session.stopped();
+    await dest.write("three");
+    await loser.wait((text) => text.endsWith("three"));
+    loser.session.send(encoder.encode("resumed"));
+    assert.equal(decoder.decode(await dest.readExactly(7)), "resumed");
+    assert.ok(proxy.logs.events("session.taken_over").length <= takeovers + 4);
+    loser.session.stop();
+    await loser.session.stopped();
+  });
+}
+
+Deno.test("websocket: a page back at a closed session with all its output ends it, with no hello refused", async () => {
+  await using destination = new Destination();
+  await using proxy = startServer(destination.port);
+  await using gateway = serveGateway(proxy.port);
+  const storage = new MemoryStorage();
+  const first = page(gateway.base, storage, "websocket");
+  await first.session.start();
+  const dest = await destination.accepted();
+  await dest.write(encoder.encode("bye"));
+  await first.wait((text) => text === "bye");
+  first.session.stop(); // a reload, during which the destination closes
+  await first.session.stopped();
+  dest.close();
+  await proxy.logs.waitFor("destination.closed");
+  const second = page(gateway.base, storage, "websocket");
+  await second.session.start();
+  await second.session.stopped();
+  assert.deepEqual([second.statuses.at(-1), second.output], ["ended", ""]);
+  assert.equal(storage.items.size, 0, "nothing left to resume");
+  await proxy.logs.waitFor("session.closed");
+  assert.deepEqual(gateway.logs.events("web.auth_failed"), [], "no hello after the end");
 });

@@ -4,7 +4,7 @@
  */
 
 import assert from "node:assert/strict";
-import type { GatewayLimits } from "../lib/web_gateway.ts";
+import type { GatewayLimits, GatewayOptions } from "../lib/web_gateway.ts";
 import { gatewayHandler, WebGateway } from "../lib/web_gateway.ts";
 import { AuthThrottle } from "../lib/throttle.ts";
 import { WEB_ASSETS } from "../lib/web_assets.ts";
@@ -30,13 +30,18 @@ interface TestGateway extends AsyncDisposable {
   gateway: WebGateway;
 }
 
-function startGateway(proxyPort: number, limits: Partial<GatewayLimits> = {}): TestGateway {
+function startGateway(
+  proxyPort: number,
+  limits: Partial<GatewayLimits> = {},
+  options: Partial<GatewayOptions> = {},
+): TestGateway {
   const logs = new LogCapture();
   const gateway = WebGateway.listen({ hostname: "127.0.0.1", port: 0 }, {
     proxy: { hostname: "127.0.0.1", port: proxyPort },
     logger: logs.logger,
     assets: WEB_ASSETS,
     limits,
+    ...options,
   });
   return {
     url: `http://127.0.0.1:${gateway.addr.port}`,
@@ -79,6 +84,7 @@ interface PollAnswer {
   ack: number;
   in: number;
   state: string;
+  dropped: boolean;
 }
 
 async function poll(
@@ -96,6 +102,7 @@ async function poll(
     ack: Number(body.ack),
     in: Number(body.in),
     state: String(body.state),
+    dropped: body.dropped === true,
   };
 }
 
@@ -187,10 +194,39 @@ Deno.test("a newer poll ends the older one, as a takeover does", async () => {
   await proxy.logs.waitFor("session.attached", (fields) => fields.mode === "acknowledged");
   const newer = poll(gateway, session, { ack: 0, wait: WAIT_MS });
   const ended = await older;
-  assert.equal(ended.data.length, 0, "the older poll came back empty");
+  assert.deepEqual([ended.data.length, ended.state, ended.dropped], [0, "open", true]);
   await proxy.logs.waitFor("session.taken_over");
   await dest.write("for the newer");
-  assert.equal(decoder.decode((await newer).data), "for the newer");
+  const served = await newer;
+  assert.deepEqual([decoder.decode(served.data), served.dropped], ["for the newer", false]);
+});
+
+Deno.test("a long-poll the destination's close cuts off says dropped; the next poll learns closed", async () => {
+  await using destination = new Destination();
+  await using proxy = startServer(destination.port);
+  await using gateway = startGateway(proxy.port);
+  const session = await newSession(gateway);
+  const dest = await destination.accepted();
+  const waiting = poll(gateway, session, { ack: 0, wait: WAIT_MS });
+  await proxy.logs.waitFor("session.attached", (fields) => fields.mode === "acknowledged");
+  dest.close();
+  const cut = await waiting;
+  assert.deepEqual([cut.data.length, cut.ack, cut.state, cut.dropped], [0, 0, "open", true]);
+  // Not a failed guess: the session waits for this poll, which acknowledges the end.
+  const next = await poll(gateway, session, { ack: 0 });
+  assert.deepEqual([next.data.length, next.state, next.dropped], [0, "closed", false]);
+  await proxy.logs.waitFor("session.closed");
+  assert.equal(gateway.logs.events("web.auth_failed").length, 0);
+});
+
+Deno.test("a long-poll that times out is not dropped", async () => {
+  await using destination = new Destination();
+  await using proxy = startServer(destination.port);
+  await using gateway = startGateway(proxy.port);
+  const session = await newSession(gateway);
+  using _dest = new TestClient(await destination.accepted());
+  const quiet = await poll(gateway, session, { ack: 0, wait: 50 });
+  assert.deepEqual([quiet.data.length, quiet.state, quiet.dropped], [0, "open", false]);
 });
 
 Deno.test("a flood of output through polling arrives byte for byte", async () => {
@@ -522,19 +558,137 @@ Deno.test("a WebSocket says when the destination closes, after its last output",
   await socket.opened;
   socket.socket.send(JSON.stringify({ secret: session.secret, ack: 0 }));
   assert.equal((await socket.control()).type, "attached");
+  const hellos = proxy.logs.events("session.attached").length;
   await dest.write(encoder.encode("goodbye"));
   dest.close();
   assert.equal(decoder.decode(await socket.bytes(7)), "goodbye");
-  assert.deepEqual(await socket.control(), { type: "closed", ack: 7 });
-  assert.equal((await socket.closed).code, 1000);
+  // The proxy ended the connection; the gateway does not ask why (that would be a takeover).
+  assert.deepEqual(await socket.control(), { type: "dropped", ack: 7 });
+  assert.equal((await socket.closed).code, 4001);
+  assert.equal(proxy.logs.events("session.attached").length, hellos, "no hello to find out");
   // The gateway acknowledged nothing: a page that lost those bytes with the socket gets them.
   const again = await poll(gateway, session, { ack: 0 });
   assert.deepEqual([decoder.decode(again.data), again.ack, again.state], ["goodbye", 7, "closed"]);
   assert.equal(proxy.server.store.size, 1, "the session waits for the page's own ack");
-  // The page's final poll, at everything it has, ends the session.
-  const last = await poll(gateway, session, { ack: 7 });
-  assert.deepEqual([last.data.length, last.ack, last.state], [0, 7, "closed"]);
+  // The page attaches again at everything it has, and learns that the destination closed.
+  await using reattached = new TestSocket(wsUrl(gateway, session.id));
+  await reattached.opened;
+  reattached.socket.send(JSON.stringify({ secret: session.secret, ack: 7 }));
+  const attached = await reattached.control();
+  assert.deepEqual([attached.type, attached.from, attached.state], ["attached", 7, "closed"]);
+  const closed = await reattached.control();
+  assert.deepEqual([closed.type, closed.ack], ["closed", 7]);
+  assert.equal((await reattached.closed).code, 1000);
+  if (closed.ended !== true) {
+    // The page's final poll, at everything it has, ends the session.
+    const last = await poll(gateway, session, { ack: 7 });
+    assert.deepEqual([last.data.length, last.ack, last.state], [0, 7, "closed"]);
+  }
   await proxy.logs.waitFor("session.closed");
+});
+
+Deno.test("a second WebSocket takes the session over; the first is told dropped and does not take it back", async () => {
+  await using destination = new Destination();
+  await using proxy = startServer(destination.port);
+  await using gateway = startGateway(proxy.port);
+  const session = await newSession(gateway);
+  using dest = new TestClient(await destination.accepted());
+  await using first = new TestSocket(wsUrl(gateway, session.id));
+  await first.opened;
+  first.socket.send(JSON.stringify({ secret: session.secret, ack: 0 }));
+  assert.equal((await first.control()).type, "attached");
+  await using second = new TestSocket(wsUrl(gateway, session.id));
+  await second.opened;
+  second.socket.send(JSON.stringify({ secret: session.secret, ack: 0 }));
+  assert.equal((await second.control()).type, "attached");
+  const hellos = proxy.logs.events("session.attached").length;
+  assert.deepEqual(await first.control(), { type: "dropped", ack: 0 });
+  assert.equal((await first.closed).code, 4001);
+  // The second is still attached: output and input go through it.
+  await dest.write("for the second");
+  assert.equal(decoder.decode(await second.bytes(14)), "for the second");
+  second.socket.send(encoder.encode("typed"));
+  assert.equal(decoder.decode(await dest.readExactly(5)), "typed");
+  assert.equal(proxy.logs.events("session.taken_over").length, 1);
+  assert.equal(proxy.logs.events("session.attached").length, hellos, "the first asked nothing");
+});
+
+/**
+ * A stand-in proxy that answers every hello `OK ... <in> 0 0 open` with the
+ * input count it is given, then reads until the client closes its side and
+ * closes too. It never takes input in: as after a takeover, which drops
+ * what the old connection had not handed on.
+ */
+function forgetfulProxy(id: string, secret: string) {
+  const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+  const hellos: string[] = [];
+  const answering: Promise<void>[] = [];
+  async function answer(conn: Deno.Conn): Promise<void> {
+    const buffer = new Uint8Array(64 * 1024);
+    let text = "";
+    try {
+      while (!text.includes("\n")) {
+        const count = await conn.read(buffer);
+        if (count === null) return;
+        text += decoder.decode(buffer.subarray(0, count));
+      }
+      hellos.push(text.slice(0, text.indexOf("\n")).replace(secret, "<secret>"));
+      await conn.write(encoder.encode(`OK ${id} ${secret} 0 0 0 open\n`));
+      while (await conn.read(buffer) !== null);
+    } catch {
+      // The gateway went: nothing to answer.
+    } finally {
+      conn.close();
+    }
+  }
+  const accepting = (async () => {
+    for await (const conn of listener) answering.push(answer(conn));
+  })();
+  return {
+    port: listener.addr.port,
+    hellos,
+    async [Symbol.asyncDispose]() {
+      listener.close();
+      await accepting;
+      await Promise.all(answering);
+    },
+  };
+}
+
+Deno.test("a WebSocket whose input the proxy did not take in before its connection ended is dropped, not confirmed", async () => {
+  const session = { id: "forgetful", secret: "F".repeat(24) };
+  issuedSecrets.add(session.secret);
+  await using proxy = forgetfulProxy(session.id, session.secret);
+  await using gateway = startGateway(proxy.port, { maxInput: 4096 });
+  await using socket = new TestSocket(wsUrl(gateway, session.id));
+  await socket.opened;
+  socket.socket.send(JSON.stringify({ secret: session.secret, ack: 0, inputAt: 0 }));
+  assert.equal((await socket.control()).type, "attached");
+  // A full message: the gateway half-closes to have it confirmed, and attaches again.
+  socket.socket.send(new Uint8Array(4096));
+  // The reply does not count the input: the connection ended for another reason.
+  assert.deepEqual(await socket.control(), { type: "dropped", ack: 0 });
+  assert.equal((await socket.closed).code, 4001);
+  assert.ok(
+    proxy.hellos.every((hello) => hello.startsWith(`RESUME ${session.id} <secret>`)),
+    proxy.hellos.join("; "),
+  );
+});
+
+Deno.test("a WebSocket that never sends its first message is closed", async () => {
+  await using destination = new Destination();
+  await using proxy = startServer(destination.port);
+  await using gateway = startGateway(proxy.port, {}, { firstMessageTimeout: 50 });
+  const session = await newSession(gateway);
+  using _dest = new TestClient(await destination.accepted());
+  const hellos = proxy.logs.events("session.attached").length;
+  await using silent = new TestSocket(wsUrl(gateway, session.id));
+  await silent.opened;
+  const message = await silent.control();
+  assert.deepEqual([message.type, message.error], ["error", "timeout"]);
+  const closed = await silent.closed;
+  assert.deepEqual([closed.code, closed.reason], [4000, "timeout"]);
+  assert.equal(proxy.logs.events("session.attached").length, hellos);
 });
 
 Deno.test("WebSocket errors: a bad first message and a wrong secret end the socket with a reason", async () => {
@@ -612,6 +766,11 @@ Deno.test("only a wrong secret's answer is held back, per browser; the right one
     ),
   );
   assert.ok(failures.every((record) => record.fields.path === "/api/sessions/{id}/poll"));
+  // Logged with the address the throttle counts: the one nginx appended, not the browser's claim.
+  assert.deepEqual(
+    logs.events("web.auth_failed").map((record) => record.fields.forwarded_for).sort(),
+    ["198.51.100.1", "203.0.113.7", "203.0.113.7"],
+  );
   assert.deepEqual(
     logs.events("web.auth_failed").map((
       record,

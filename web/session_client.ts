@@ -9,6 +9,17 @@
  * exactly once, in order, whatever the transport: every chunk carries the
  * offset it starts at, and what was already handed over is skipped.
  *
+ * When the proxy ends the page's connection while the session is open
+ * (a WebSocket's `{"type":"dropped"}`, a poll's `"dropped": true`), either
+ * the destination closed or another window took the session over, and only
+ * attaching again tells which, taking it over in turn. So the page attaches
+ * again once, at once: a closed destination then says `closed`, and a
+ * window that took over loses the session back. If that happens again
+ * within {@linkcode BrowserSessionOptions.contestWindow} of the re-attach,
+ * another window wants the session too: the page stops (status
+ * `taken-over`) until {@linkcode BrowserSession.resume}. Two windows so
+ * exchange the session at most once, and the one that lost it last stops.
+ *
  * This file runs in the browser (bundled into `web/dist/app.js`) and in
  * Deno's tests: it uses only `fetch`, `WebSocket` and a storage object.
  *
@@ -53,6 +64,13 @@ export interface BrowserSessionOptions {
   webSocketRetry?: number;
   /** Receives problems worth showing that do not end the session (input refused). */
   onNotice?(message: string): void;
+  /**
+   * After attaching again by itself because the proxy dropped the
+   * connection, how long another drop means another window is using the
+   * session (the page then stops), in ms.
+   * @default {10000}
+   */
+  contestWindow?: number;
 }
 
 const STORAGE_KEY = "socketproxy-session";
@@ -137,6 +155,8 @@ export class BrowserSession {
   #wake: (() => void) | null = null;
   #backoff = 0;
   #loop: Promise<void> | null = null;
+  /** When the page last attached again by itself after a drop (`performance.now()`). */
+  #reattachedAt: number | null = null;
 
   /** @param options Where the gateway is, storage, transport and callbacks. */
   constructor(options: BrowserSessionOptions) {
@@ -160,6 +180,7 @@ export class BrowserSession {
   async start(): Promise<void> {
     this.#stopped = false;
     this.#finishing = false;
+    this.#reattachedAt = null;
     this.#stored = this.#load();
     if (this.#stored) {
       this.#queue = fromBase64(this.#stored.input);
@@ -186,6 +207,16 @@ export class BrowserSession {
       this.#pollRequest?.abort();
       this.#wake?.();
     }
+  }
+
+  /**
+   * Attaches again after the page stopped because another window is using
+   * the session: this window takes it over, and keeps it.
+   */
+  async resume(): Promise<void> {
+    if (!this.#stopped) return;
+    await this.#loop;
+    await this.start();
   }
 
   /** Ends the current session on the server and starts a new one. */
@@ -302,6 +333,24 @@ export class BrowserSession {
     if (status === "ended") this.#options.storage.removeItem(STORAGE_KEY);
     this.#options.onStatus(status, detail);
     this.stop();
+  }
+
+  /**
+   * The proxy ended the connection while the session was open: the
+   * destination closed, or another window took over. Attaches again at
+   * once, unless this is the second drop soon after doing so: then another
+   * window is using the session, and this one stops.
+   */
+  #dropped(): void {
+    const now = performance.now();
+    const last = this.#reattachedAt;
+    if (last !== null && now - last < (this.#options.contestWindow ?? 10_000)) {
+      this.#reattachedAt = null;
+      this.#ended("taken-over", "another window is using this session");
+      return;
+    }
+    this.#reattachedAt = now;
+    this.#backoff = 0;
   }
 
   /** Drops input the gateway refused for good (too large for it), saying so. */
@@ -449,6 +498,7 @@ export class BrowserSession {
     this.#socket = socket;
     this.#socketOffset = null;
     let opened = false;
+    let dropped = false;
     let first = 0;
     socket.onopen = () => {
       opened = true;
@@ -483,11 +533,17 @@ export class BrowserSession {
         this.#confirm(message.in);
         this.#sendOnSocket();
       } else if (message.type === "closed") {
+        if (message.ended === true) {
+          // Attaching at this page's ack acknowledged all output: the session is over.
+          this.#ended("ended", "the destination closed the session");
+          return;
+        }
         // All output is here; the final poll acknowledges it, which ends the session.
         this.#finishing = true;
         socket.close(1000, "destination closed");
-      } else if (message.type === "detached") {
-        this.#ended("taken-over", "another window took this session over");
+      } else if (message.type === "dropped") {
+        dropped = true;
+        this.#dropped();
       } else if (message.type === "error") {
         this.#handle(new GatewayError(0, message), this.#socketOffset === null ? first : 0);
       }
@@ -495,7 +551,7 @@ export class BrowserSession {
     socket.onclose = () => {
       if (this.#socket === socket) this.#socket = null;
       if (!opened) this.#socketFailures++;
-      if (this.#backoff === 0 && !this.#stopped && !this.#finishing) this.#failed();
+      if (this.#backoff === 0 && !this.#stopped && !this.#finishing && !dropped) this.#failed();
       resolve();
     };
     return promise;
@@ -539,6 +595,10 @@ export class BrowserSession {
       if (body.state === "closed" && body.ack === ack) {
         // Nothing left: this poll acknowledged the end, and the server forgot the session.
         this.#ended("ended", "the destination closed the session");
+        return;
+      }
+      if (body.dropped === true) {
+        this.#dropped();
         return;
       }
       if (!this.#finishing) {
