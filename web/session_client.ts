@@ -157,6 +157,14 @@ export class BrowserSession {
   #loop: Promise<void> | null = null;
   /** When the page last attached again by itself after a drop (`performance.now()`). */
   #reattachedAt: number | null = null;
+  /** The session input offset this page has put on the wire up to, on any transport. */
+  #sentTo = 0;
+  /**
+   * Another window may have sent input since this one last attached: the
+   * next attach carries none, so that the server's count, which includes
+   * the other window's input, is known before any of this page's is sent.
+   */
+  #rebase = false;
 
   /** @param options Where the gateway is, storage, transport and callbacks. */
   constructor(options: BrowserSessionOptions) {
@@ -184,6 +192,8 @@ export class BrowserSession {
     this.#stored = this.#load();
     if (this.#stored) {
       this.#queue = fromBase64(this.#stored.input);
+      // A page before this one may have sent all of it.
+      this.#sentTo = this.#stored.inputAt + this.#queue.length;
     } else {
       await this.#create();
     }
@@ -216,6 +226,7 @@ export class BrowserSession {
   async resume(): Promise<void> {
     if (!this.#stopped) return;
     await this.#loop;
+    this.#rebase = true;
     await this.start();
   }
 
@@ -289,6 +300,8 @@ export class BrowserSession {
         const body = await response.json();
         this.#stored = { id: body.id, secret: body.secret, ack: 0, inputAt: 0, input: "" };
         this.#queue = new Uint8Array(0);
+        this.#sentTo = 0;
+        this.#rebase = false;
         this.#backoff = 0;
         this.#save();
         return;
@@ -319,13 +332,20 @@ export class BrowserSession {
     this.#options.onOutput(skip > 0 ? bytes.subarray(skip) : bytes);
   }
 
-  /** Drops input the server confirms having received up to input offset `received`. */
+  /**
+   * Drops input the server confirms having received up to input offset
+   * `received`. Input this page has not sent yet cannot be among it: a
+   * count beyond what was sent includes another window's input, and the
+   * rest of the queue then starts at `received`.
+   */
   #confirm(received: number): void {
     const stored = this.#stored;
     if (!stored || received <= stored.inputAt) return;
-    const drop = Math.min(received - stored.inputAt, this.#queue.length);
+    const sent = Math.max(this.#sentTo, stored.inputAt);
+    const drop = Math.min(Math.min(received, sent) - stored.inputAt, this.#queue.length);
     this.#queue = this.#queue.slice(drop);
     stored.inputAt = received;
+    this.#sentTo = Math.max(sent, received);
     this.#save();
   }
 
@@ -351,6 +371,7 @@ export class BrowserSession {
     }
     this.#reattachedAt = now;
     this.#backoff = 0;
+    this.#rebase = true;
   }
 
   /** Drops input the gateway refused for good (too large for it), saying so. */
@@ -486,6 +507,7 @@ export class BrowserSession {
       sent += size;
     }
     this.#socketSent = sent;
+    this.#sentTo = Math.max(this.#sentTo, sent);
   }
 
   #webSocket(): Promise<void> {
@@ -502,8 +524,9 @@ export class BrowserSession {
     let first = 0;
     socket.onopen = () => {
       opened = true;
-      first = Math.min(this.#queue.length, this.#maxInput);
+      first = this.#rebase ? 0 : Math.min(this.#queue.length, this.#maxInput);
       this.#socketSent = stored.inputAt + first;
+      this.#sentTo = Math.max(this.#sentTo, this.#socketSent);
       socket.send(JSON.stringify({
         secret: stored.secret,
         ack: stored.ack,
@@ -522,6 +545,7 @@ export class BrowserSession {
       const message = JSON.parse(event.data);
       if (message.type === "attached") {
         this.#socketOffset = message.from;
+        this.#rebase = false;
         if (Number.isSafeInteger(message.maxInput)) this.#maxInput = message.maxInput;
         if (Number.isSafeInteger(message.window)) this.#window = message.window;
         this.#confirm(message.in);
@@ -562,12 +586,13 @@ export class BrowserSession {
     if (!stored) return;
     const long = this.#transport === "longpoll" && !this.#finishing;
     const queued = this.#queue.length;
-    const input = Math.min(queued, this.#maxInput);
+    const input = this.#rebase ? 0 : Math.min(queued, this.#maxInput);
     // Input left for the next request: do not wait for output first.
     const wait = long && input === queued ? this.#options.longPollWait ?? 25_000 : 0;
     const request = new AbortController();
     this.#pollRequest = request;
     const ack = stored.ack;
+    this.#sentTo = Math.max(this.#sentTo, stored.inputAt + input);
     // A long-poll that never answers is broken by something in between: give up on it.
     const deadline = setTimeout(() => request.abort("deadline"), wait + 10_000);
     try {
@@ -590,6 +615,7 @@ export class BrowserSession {
       }
       this.#backoff = 0;
       this.#pollFailures = 0;
+      this.#rebase = false;
       this.#deliver(ack, fromBase64(body.data));
       this.#confirm(body.in);
       if (body.state === "closed" && body.ack === ack) {
