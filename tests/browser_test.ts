@@ -425,3 +425,67 @@ Deno.test({
     });
   },
 });
+
+/** The page's status, as its body says it. */
+function statusOf(page: Page): Promise<string | undefined> {
+  // deno-lint-ignore no-explicit-any
+  return page.evaluate(() => (globalThis as any).document.body.dataset.status);
+}
+
+Deno.test({
+  name: CHROMIUM
+    ? "the browser terminal in two windows: one stops, and a key resumes it there"
+    : "the browser terminal in two windows: one stops, and a key resumes it there (skipped: chromium is not installed)",
+  ignore: !CHROMIUM,
+  async fn() {
+    await using destination = telnetService();
+    await using proxy = startServer(destination.port);
+    await using gateway = startGateway(proxy.port);
+    const url = `http://127.0.0.1:${gateway.addr.port}/`;
+    await withBrowser(async (browser) => {
+      const first = await browser.newPage();
+      await first.goto(url);
+      await waitForScreen(first, /Welcome to the test MUD\n> /);
+      await waitForStatus(first, "connected");
+      await rememberSecrets(first);
+      // A duplicated tab: the same sessionStorage, so the same session.
+      const stored = await first.evaluate(() => JSON.stringify(Object.entries(sessionStorage)));
+      const second = await browser.newPage();
+      await second.addInitScript((entries: string) => {
+        for (const [key, value] of JSON.parse(entries)) sessionStorage.setItem(key, value);
+      }, stored);
+      await second.goto(url);
+
+      // The windows exchange the session at most once; then one stops and says why.
+      let statuses: (string | undefined)[] = [];
+      const deadline = Date.now() + WAIT_MS;
+      // The pages have no event to wait on from here: look again until one has stopped.
+      while (!statuses.includes("taken-over")) {
+        if (Date.now() > deadline) throw new Error(`no window stopped: ${statuses}`);
+        await new Promise((resolve) => setTimeout(resolve, 50));
+        statuses = await Promise.all([statusOf(first), statusOf(second)]);
+      }
+      const [loser, winner] = statuses[0] === "taken-over" ? [first, second] : [second, first];
+      assert.match(
+        await loser.textContent("#detail") ?? "",
+        /another window is using this session/,
+      );
+      await waitForStatus(winner, "connected");
+      const takeovers = proxy.logs.events("session.taken_over").length;
+      assert.ok(takeovers <= 4, `${takeovers} takeovers`);
+      await winner.fill("#input", "look");
+      await winner.press("#input", "Enter");
+      await waitForScreen(winner, /You are in a small room\./);
+
+      // A key in the stopped window takes the session back there; the other one stops.
+      await loser.press("#input", "Enter");
+      await waitForStatus(loser, "connected");
+      await waitForStatus(winner, "taken-over");
+      await loser.fill("#input", "look");
+      await loser.press("#input", "Enter");
+      await waitForScreen(loser, /You are in a small room\./);
+      assert.deepEqual(destination.heard[0]?.lines, ["look", "look"], "the key itself not sent");
+      assert.equal(destination.heard.length, 1, "one session throughout");
+    });
+  },
+});

@@ -8,6 +8,9 @@
  * Input: terminal keystrokes (character mode, when the server echoes) or
  * the line input (line mode) -> telnet escaping -> session.
  *
+ * When another window is using the session, this one stops and says so; a
+ * click or a key resumes the session here.
+ *
  * @module
  */
 
@@ -103,7 +106,12 @@ function takeUpTelnet(): void {
   if (naws.length > 0) session.send(naws);
 }
 
+/** Another window is using the session: a click or a key takes it back. */
+let takenOver = false;
+
 function showStatus(status: Status, text: string): void {
+  takenOver = status === "taken-over";
+  if (takenOver) text += "; click or press a key to resume here";
   statusBadge.textContent = status === "taken-over" ? "taken over" : status;
   statusBadge.className = `status ${status}`;
   detail.textContent = text;
@@ -133,6 +141,22 @@ function setLineMode(on: boolean): void {
   else terminal.focus();
 }
 
+/** Resumes the session in this window, if another one took it; returns whether it did. */
+function resumeHere(): boolean {
+  if (!takenOver) return false;
+  takenOver = false;
+  session.resume().then(() => {
+    // This window's size, which the other one may have changed.
+    const naws = telnet.resize(terminal.cols, terminal.rows);
+    if (naws.length > 0) session.send(naws);
+  }, (error) => showStatus("ended", String(error?.message ?? error)));
+  return true;
+}
+
+for (const target of [element("terminal"), statusBadge, detail]) {
+  target.addEventListener("click", resumeHere);
+}
+
 lineMode.addEventListener("change", () => {
   lineModeChosen = true;
   setLineMode(lineMode.checked);
@@ -144,6 +168,7 @@ function send(bytes: Uint8Array): void {
 
 // Character mode: every keystroke goes out as typed.
 terminal.onData((text) => {
+  if (resumeHere()) return; // the key resumes; it is not input
   if (lineMode.checked) {
     lineInput.focus();
     if (text.length === 1 && text >= " ") lineInput.value += text;
@@ -179,6 +204,10 @@ lineForm.addEventListener("submit", (event) => {
   send(encoder.encode(line + "\r"));
 });
 lineInput.addEventListener("keydown", (event) => {
+  if (resumeHere()) {
+    event.preventDefault();
+    return;
+  }
   if (event.key !== "ArrowUp" && event.key !== "ArrowDown") return;
   event.preventDefault();
   historyAt = Math.max(0, Math.min(history.length, historyAt + (event.key === "ArrowUp" ? -1 : 1)));
