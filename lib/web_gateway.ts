@@ -362,7 +362,7 @@ export function gatewayHandler(
       ack: session.received,
       in: session.inputConfirmed,
       state: session.state,
-      dropped: session.mayHaveEnded,
+      dropped: session.droppedByServer,
     }, wait > 0 ? { "x-accel-buffering": "no" } : {});
   }
 
