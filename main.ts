@@ -5,15 +5,15 @@
  * @module
  */
 
-import { printOut } from "./lib/cli.ts";
-import { CommandError, UsageError } from "./lib/config.ts";
+import { printOut } from "./lib/commands/cli.ts";
+import { CommandError, UsageError } from "./lib/commands/config.ts";
 import { describeError } from "./lib/log.ts";
-import { clientCommand } from "./lib/client_command.ts";
-import { closeCommand } from "./lib/close_command.ts";
-import { serverCommand } from "./lib/server_command.ts";
-import { statusCommand } from "./lib/status_command.ts";
+import { clientCommand } from "./lib/commands/client.ts";
+import { closeCommand } from "./lib/commands/close.ts";
+import { serverCommand } from "./lib/commands/server.ts";
+import { statusCommand } from "./lib/commands/status.ts";
 import { VERSION } from "./lib/version.ts";
-import { webCommand } from "./lib/web_command.ts";
+import { webCommand } from "./lib/commands/web.ts";
 
 const USAGE = `Usage: socketproxy COMMAND [options]
 

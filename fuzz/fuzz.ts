@@ -18,8 +18,8 @@
  * @module
  */
 
-import { parseFlags, printOut, stringFlag } from "../lib/cli.ts";
-import { UsageError } from "../lib/config.ts";
+import { parseFlags, printOut, stringFlag } from "../lib/commands/cli.ts";
+import { UsageError } from "../lib/commands/config.ts";
 import { parseSeed } from "../tests/_fuzz.ts";
 import {
   describeFailures,

@@ -4,7 +4,7 @@
  * @module
  */
 
-import { formatHostPort } from "./config.ts";
+import { formatHostPort } from "./commands/config.ts";
 
 /**
  * Writes all of `bytes`, looping over partial writes.

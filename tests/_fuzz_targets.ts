@@ -11,8 +11,8 @@
  * @module
  */
 
-import { adminHandler } from "../lib/admin_api.ts";
-import { readHello } from "../lib/handshake.ts";
+import { adminHandler } from "../lib/admin/api.ts";
+import { readHello } from "../lib/proxy/handshake.ts";
 import { closeQuietly, writeAll } from "../lib/_io.ts";
 import { describeError, Logger } from "../lib/log.ts";
 import {
@@ -23,9 +23,9 @@ import {
   parseReply,
   ProtocolError,
 } from "../lib/protocol.ts";
-import type { StatusReport } from "../lib/status_report.ts";
+import type { StatusReport } from "../lib/proxy/status_report.ts";
 import { AuthThrottle } from "../lib/throttle.ts";
-import { type Asset, gatewayHandler, type GatewayLimits } from "../lib/web_gateway.ts";
+import { type Asset, gatewayHandler, type GatewayLimits } from "../lib/gateway/gateway.ts";
 import {
   ADMIN_CORPUS,
   escapeInput,
@@ -774,7 +774,7 @@ function fakeReport(stopping: boolean): StatusReport {
   };
 }
 
-/** The status the admin API's route table (lib/admin_api.ts) gives `request`. */
+/** The status the admin API's route table (lib/admin/api.ts) gives `request`. */
 function expectedAdminStatus(request: Request, token: string | null, stopping: boolean): number {
   if (token !== null) {
     const header = request.headers.get("authorization") ?? "";
@@ -922,7 +922,7 @@ type ProxyCall =
   };
 
 /**
- * What the gateway's API table (lib/web_gateway.ts, README "The API") does
+ * What the gateway's API table (lib/gateway/gateway.ts, README "The API") does
  * with `request`: answer a status without the proxy, send the proxy a
  * hello, or (`"upgrade"`) start a WebSocket, which needs a real connection.
  */

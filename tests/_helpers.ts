@@ -5,11 +5,11 @@
  * @module
  */
 
-import { SERVER_DEFAULTS, type ServerConfig } from "../lib/config.ts";
+import { SERVER_DEFAULTS, type ServerConfig } from "../lib/commands/config.ts";
 import { Logger, type LogRecord } from "../lib/log.ts";
 import { parseReply, type Reply } from "../lib/protocol.ts";
-import { ProxyServer, type ProxyServerOptions } from "../lib/server.ts";
-import { Service } from "../lib/service.ts";
+import { ProxyServer, type ProxyServerOptions } from "../lib/proxy/server.ts";
+import { Service } from "../lib/admin/service.ts";
 
 export const encoder = new TextEncoder();
 

@@ -5,7 +5,7 @@
  */
 
 import assert from "node:assert/strict";
-import { acceptLoop } from "../lib/listener.ts";
+import { acceptLoop } from "../lib/proxy/listener.ts";
 import { echoDestination, encoder, LogCapture, TestClient, withDeadline } from "./_helpers.ts";
 
 const MAIN = new URL("../main.ts", import.meta.url).pathname;

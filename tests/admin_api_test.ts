@@ -4,10 +4,10 @@
  */
 
 import assert from "node:assert/strict";
-import { adminHandler } from "../lib/admin_api.ts";
+import { adminHandler } from "../lib/admin/api.ts";
 import { Logger } from "../lib/log.ts";
 import { AuthThrottle } from "../lib/throttle.ts";
-import type { StatusReport } from "../lib/status_report.ts";
+import type { StatusReport } from "../lib/proxy/status_report.ts";
 import {
   assertNoSecrets,
   decoder,

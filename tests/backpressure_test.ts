@@ -4,8 +4,8 @@
  */
 
 import assert from "node:assert/strict";
-import { newCounters } from "../lib/counters.ts";
-import { Session } from "../lib/session.ts";
+import { newCounters } from "../lib/proxy/counters.ts";
+import { Session } from "../lib/proxy/session.ts";
 import { FakeConn } from "./_fake_conn.ts";
 import {
   Destination,
@@ -65,7 +65,7 @@ Deno.test("input is read no faster than the destination takes it", async () => {
   const destination = new FakeConn();
   destination.beforeWrite = () => new Promise((resolve) => setTimeout(resolve, 0));
   // The session holds input in two buffers of at most 256 KiB
-  // (MAX_INPUT_CHUNK in lib/session.ts), one being written to the
+  // (MAX_INPUT_CHUNK in lib/proxy/session.ts), one being written to the
   // destination and one being read into, after the hello's leftover: that
   // is all it may have read that the destination has not taken.
   const allowed = leftover.length + 2 * 256 * 1024;

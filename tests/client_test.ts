@@ -16,7 +16,7 @@ import {
   ProxyUnavailableError,
   SessionEndedError,
   UnreachableError,
-} from "../lib/client.ts";
+} from "../lib/client/session.ts";
 import { parseReply } from "../lib/protocol.ts";
 import {
   decoder,

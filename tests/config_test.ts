@@ -11,8 +11,8 @@ import {
   SERVER_DEFAULTS,
   type ServerConfig,
   UsageError,
-} from "../lib/config.ts";
-import { parseServerArgs } from "../lib/server_command.ts";
+} from "../lib/commands/config.ts";
+import { parseServerArgs } from "../lib/commands/server.ts";
 
 const DEFAULTS: HostPort = { hostname: "localhost", port: 9009 };
 

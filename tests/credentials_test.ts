@@ -1,5 +1,5 @@
 import assert from "node:assert/strict";
-import { newSecret, newSessionId, secretsEqual } from "../lib/credentials.ts";
+import { newSecret, newSessionId, secretsEqual } from "../lib/proxy/credentials.ts";
 import { parseHello } from "../lib/protocol.ts";
 
 const URL_SAFE = /^[A-Za-z0-9_-]+$/;

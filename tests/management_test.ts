@@ -4,8 +4,8 @@
  */
 
 import assert from "node:assert/strict";
-import { formatAge, formatBytes } from "../lib/status_command.ts";
-import { watchStopSignals } from "../lib/signals.ts";
+import { formatAge, formatBytes } from "../lib/commands/status.ts";
+import { watchStopSignals } from "../lib/commands/signals.ts";
 import {
   assertNoSecrets,
   decoder,

@@ -5,10 +5,10 @@
  */
 
 import assert from "node:assert/strict";
-import { ClientSession } from "../lib/client.ts";
-import { SERVER_DEFAULTS } from "../lib/config.ts";
+import { ClientSession } from "../lib/client/session.ts";
+import { SERVER_DEFAULTS } from "../lib/commands/config.ts";
 import { Logger } from "../lib/log.ts";
-import { ProxyServer } from "../lib/server.ts";
+import { ProxyServer } from "../lib/proxy/server.ts";
 import { echoDestination, issuedSecrets } from "./_helpers.ts";
 
 // deno-lint-ignore no-explicit-any

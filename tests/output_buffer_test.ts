@@ -1,5 +1,5 @@
 import assert from "node:assert/strict";
-import { OutputBuffer } from "../lib/output_buffer.ts";
+import { OutputBuffer } from "../lib/proxy/output_buffer.ts";
 import { prng, randomBytes } from "./_helpers.ts";
 
 /**

@@ -5,7 +5,7 @@
  */
 
 import assert from "node:assert/strict";
-import { parseServerArgs } from "../lib/server_command.ts";
+import { parseServerArgs } from "../lib/commands/server.ts";
 
 const ROOT = new URL("..", import.meta.url).pathname;
 const unit = await Deno.readTextFile(`${ROOT}socketproxy.service`);

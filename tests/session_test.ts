@@ -5,8 +5,8 @@
  */
 
 import assert from "node:assert/strict";
-import { newCounters } from "../lib/counters.ts";
-import { Session, type SessionOptions } from "../lib/session.ts";
+import { newCounters } from "../lib/proxy/counters.ts";
+import { Session, type SessionOptions } from "../lib/proxy/session.ts";
 import { FakeConn } from "./_fake_conn.ts";
 import { decoder, encoder, LogCapture, randomBytes, withDeadline } from "./_helpers.ts";
 

@@ -4,7 +4,7 @@
  */
 
 import assert from "node:assert/strict";
-import { Telnet } from "../lib/telnet.ts";
+import { Telnet } from "../web/telnet.ts";
 
 const IAC = 255;
 const DONT = 254;

@@ -6,7 +6,11 @@
  */
 
 import assert from "node:assert/strict";
-import { ClientSession, ConnectionLostError, ProxyUnavailableError } from "../lib/client.ts";
+import {
+  ClientSession,
+  ConnectionLostError,
+  ProxyUnavailableError,
+} from "../lib/client/session.ts";
 import {
   decoder,
   echoDestination,

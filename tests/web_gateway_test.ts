@@ -4,10 +4,10 @@
  */
 
 import assert from "node:assert/strict";
-import type { GatewayLimits, GatewayOptions } from "../lib/web_gateway.ts";
-import { gatewayHandler, WebGateway } from "../lib/web_gateway.ts";
+import type { GatewayLimits, GatewayOptions } from "../lib/gateway/gateway.ts";
+import { gatewayHandler, WebGateway } from "../lib/gateway/gateway.ts";
 import { AuthThrottle } from "../lib/throttle.ts";
-import { WEB_ASSETS } from "../lib/web_assets.ts";
+import { WEB_ASSETS } from "../lib/gateway/assets.ts";
 import {
   assertNoSecrets,
   decoder,

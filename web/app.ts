@@ -18,7 +18,7 @@
 
 import { FitAddon } from "@xterm/addon-fit";
 import { Terminal } from "@xterm/xterm";
-import { Telnet } from "../lib/telnet.ts";
+import { Telnet } from "./telnet.ts";
 import { BrowserSession, type Status, type Transport } from "./session_client.ts";
 
 /** The telnet state is kept per session: a new session starts with a fresh engine. */

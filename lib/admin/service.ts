@@ -6,13 +6,13 @@
  * @module
  */
 
-import { AdminServer } from "./admin_api.ts";
-import { explainListenError } from "./cli.ts";
-import type { ServerConfig } from "./config.ts";
-import type { Logger } from "./log.ts";
-import { ProxyServer, type ProxyServerOptions } from "./server.ts";
-import { collectStatus, type StatusReport } from "./status_report.ts";
-import { VERSION } from "./version.ts";
+import { AdminServer } from "./api.ts";
+import { explainListenError } from "../commands/cli.ts";
+import type { ServerConfig } from "../commands/config.ts";
+import type { Logger } from "../log.ts";
+import { ProxyServer, type ProxyServerOptions } from "../proxy/server.ts";
+import { collectStatus, type StatusReport } from "../proxy/status_report.ts";
+import { VERSION } from "../version.ts";
 
 /** Options for {@linkcode Service.start}. */
 export interface ServiceOptions {

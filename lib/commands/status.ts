@@ -14,7 +14,7 @@ import {
 } from "./admin_client.ts";
 import { parseFlags, printOut } from "./cli.ts";
 import { CommandError } from "./config.ts";
-import type { StatusReport } from "./status_report.ts";
+import type { StatusReport } from "../proxy/status_report.ts";
 
 /** The help text of `socketproxy status`. */
 export const STATUS_USAGE = `Usage: socketproxy status [options]

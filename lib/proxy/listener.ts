@@ -7,8 +7,8 @@
  * @module
  */
 
-import { sleep } from "./_io.ts";
-import { describeError, type Logger } from "./log.ts";
+import { sleep } from "../_io.ts";
+import { describeError, type Logger } from "../log.ts";
 
 /** First wait after an accept error, in ms; doubled per error in a row. */
 const FIRST_BACKOFF_MS = 10;

@@ -6,14 +6,14 @@
  * @module
  */
 
-import { formatHostPort, type HostPort } from "./config.ts";
+import { formatHostPort, type HostPort } from "../commands/config.ts";
 import type { Counters } from "./counters.ts";
 import { newSecret, newSessionId, secretsEqual } from "./credentials.ts";
-import { describeError, type Logger } from "./log.ts";
-import { ProtocolError } from "./protocol.ts";
+import { describeError, type Logger } from "../log.ts";
+import { ProtocolError } from "../protocol.ts";
 import { Session, type SessionEvents } from "./session.ts";
-import { sleep } from "./_io.ts";
-import { AuthThrottle, type AuthThrottleOptions } from "./throttle.ts";
+import { sleep } from "../_io.ts";
+import { AuthThrottle, type AuthThrottleOptions } from "../throttle.ts";
 
 /** Opens a connection to the destination; the signal aborts the attempt. */
 export type ConnectFunction = (destination: HostPort, signal: AbortSignal) => Promise<Deno.Conn>;

@@ -43,13 +43,13 @@ import {
   ProtocolError,
   ProxyUnavailableError,
   UnreachableError,
-} from "./client.ts";
+} from "../client/session.ts";
 import { createHash } from "node:crypto";
-import type { HostPort } from "./config.ts";
-import { describeError, type Logger } from "./log.ts";
-import { ID_PATTERN, SECRET_PATTERN } from "./protocol.ts";
-import { sleep } from "./_io.ts";
-import { AuthThrottle } from "./throttle.ts";
+import type { HostPort } from "../commands/config.ts";
+import { describeError, type Logger } from "../log.ts";
+import { ID_PATTERN, SECRET_PATTERN } from "../protocol.ts";
+import { sleep } from "../_io.ts";
+import { AuthThrottle } from "../throttle.ts";
 
 /** Limits on what a request may ask for. */
 export interface GatewayLimits {

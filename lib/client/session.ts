@@ -12,7 +12,7 @@
  *
  * @example Poll a session
  * ```ts
- * import { ClientSession } from "./client.ts";
+ * import { ClientSession } from "./session.ts";
  *
  * // A function, so that the example is type-checked without a proxy to run against.
  * export async function look(): Promise<string> {
@@ -27,8 +27,8 @@
  * @module
  */
 
-import { closeQuietly, writeAll } from "./_io.ts";
-import { formatHostPort, type HostPort } from "./config.ts";
+import { closeQuietly, writeAll } from "../_io.ts";
+import { formatHostPort, type HostPort } from "../commands/config.ts";
 import {
   AuthError,
   formatHello,
@@ -40,10 +40,10 @@ import {
   type Reply,
   SECRET_PATTERN,
   type SessionState,
-} from "./protocol.ts";
+} from "../protocol.ts";
 
-export type { HostPort } from "./config.ts";
-export type { ErrorCode, Reply, SessionState } from "./protocol.ts";
+export type { HostPort } from "../commands/config.ts";
+export type { ErrorCode, Reply, SessionState } from "../protocol.ts";
 export {
   AckError,
   AuthError,
@@ -53,7 +53,7 @@ export {
   HandshakeTimeoutError,
   ProtocolError,
   UnreachableError,
-} from "./protocol.ts";
+} from "../protocol.ts";
 
 /** Where the proxy is and how long to wait for it. */
 export interface ClientOptions {

@@ -28,10 +28,10 @@ import {
   tokenFromEnvironment,
   UsageError,
 } from "./config.ts";
-import { Logger } from "./log.ts";
-import { Service } from "./service.ts";
+import { Logger } from "../log.ts";
+import { Service } from "../admin/service.ts";
 import { SIGNAL_EXIT_STATUS, watchStopSignals } from "./signals.ts";
-import { VERSION } from "./version.ts";
+import { VERSION } from "../version.ts";
 
 /** The help text of `socketproxy server`. */
 export const SERVER_USAGE = `Usage: socketproxy server [options] DEST_HOST:DEST_PORT
@@ -91,7 +91,7 @@ function positiveDuration(text: string, what: string): number {
  *
  * @example
  * ```ts
- * import { parseServerArgs } from "./server_command.ts";
+ * import { parseServerArgs } from "./server.ts";
  *
  * const config = parseServerArgs(["--buffer=64k", "example.com:23"]);
  * console.assert(config !== "help" && config.bufferSize === 65536);

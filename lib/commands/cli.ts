@@ -7,7 +7,7 @@
 
 import { parseArgs, type ParseArgsConfig } from "node:util";
 import { formatHostPort, type HostPort, UsageError } from "./config.ts";
-import { describeError } from "./log.ts";
+import { describeError } from "../log.ts";
 
 /** The flags a command accepts, in `node:util` `parseArgs` form. */
 export type FlagSpec = NonNullable<ParseArgsConfig["options"]>;

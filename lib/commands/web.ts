@@ -17,11 +17,11 @@ import {
   tlsOptions,
   UsageError,
 } from "./config.ts";
-import { type LogFormat, Logger, type LogLevel } from "./log.ts";
+import { type LogFormat, Logger, type LogLevel } from "../log.ts";
 import { SIGNAL_EXIT_STATUS, watchStopSignals } from "./signals.ts";
-import { VERSION } from "./version.ts";
-import { WEB_ASSETS } from "./web_assets.ts";
-import { WebGateway } from "./web_gateway.ts";
+import { VERSION } from "../version.ts";
+import { WEB_ASSETS } from "../gateway/assets.ts";
+import { WebGateway } from "../gateway/gateway.ts";
 
 /** The help text of `socketproxy web`. */
 export const WEB_USAGE = `Usage: socketproxy web [options]

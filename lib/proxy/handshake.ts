@@ -7,9 +7,9 @@
  * @module
  */
 
-import { closeQuietly, peerAddress, writeAll } from "./_io.ts";
-import { describeError, type Logger } from "./log.ts";
-import { type Hello, MAX_HELLO_BYTES, parseHello, ProtocolError } from "./protocol.ts";
+import { closeQuietly, peerAddress, writeAll } from "../_io.ts";
+import { describeError, type Logger } from "../log.ts";
+import { type Hello, MAX_HELLO_BYTES, parseHello, ProtocolError } from "../protocol.ts";
 import type { SessionStore } from "./session_store.ts";
 
 /** A hello and the bytes that followed it in the same read. */

@@ -18,13 +18,13 @@
  * @module
  */
 
-import { secretsEqual } from "./credentials.ts";
-import { type HostPort } from "./config.ts";
-import { describeError, type Logger } from "./log.ts";
+import { secretsEqual } from "../proxy/credentials.ts";
+import { type HostPort } from "../commands/config.ts";
+import { describeError, type Logger } from "../log.ts";
 import { formatMetrics, METRICS_CONTENT_TYPE } from "./metrics.ts";
-import type { StatusReport } from "./status_report.ts";
-import { sleep } from "./_io.ts";
-import { AuthThrottle } from "./throttle.ts";
+import type { StatusReport } from "../proxy/status_report.ts";
+import { sleep } from "../_io.ts";
+import { AuthThrottle } from "../throttle.ts";
 
 /** What the admin API needs from the server it manages. */
 export interface AdminBackend {

@@ -5,7 +5,7 @@
  * @module
  */
 
-import type { StatusReport } from "./status_report.ts";
+import type { StatusReport } from "../proxy/status_report.ts";
 
 /** The media type of {@linkcode formatMetrics}'s output. */
 export const METRICS_CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8";

@@ -21,12 +21,12 @@
  * @module
  */
 
-import { closeQuietly, Wakeup, writeAll } from "./_io.ts";
+import { closeQuietly, Wakeup, writeAll } from "../_io.ts";
 import type { Counters } from "./counters.ts";
 import { secretsEqual } from "./credentials.ts";
-import { describeError, type Logger } from "./log.ts";
+import { describeError, type Logger } from "../log.ts";
 import { OutputBuffer } from "./output_buffer.ts";
-import { formatReply, MAX_HELLO_BYTES, ProtocolError, type SessionState } from "./protocol.ts";
+import { formatReply, MAX_HELLO_BYTES, ProtocolError, type SessionState } from "../protocol.ts";
 
 /**
  * How an attachment paces output: `acknowledged` (`RESUME` with `<ack>`,

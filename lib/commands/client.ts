@@ -21,7 +21,7 @@ import {
   ProtocolError,
   ProxyUnavailableError,
   UnreachableError,
-} from "./client.ts";
+} from "../client/session.ts";
 import {
   CommandError,
   formatHostPort,
@@ -33,7 +33,7 @@ import {
   tlsOptions,
   UsageError,
 } from "./config.ts";
-import { ID_PATTERN, SECRET_PATTERN } from "./protocol.ts";
+import { ID_PATTERN, SECRET_PATTERN } from "../protocol.ts";
 import { SIGNAL_EXIT_STATUS, watchStopSignals } from "./signals.ts";
 
 /** The help text of `socketproxy client`. */

@@ -8,7 +8,7 @@
  * @module
  */
 
-import { LOG_FORMATS, LOG_LEVELS, type LogFormat, type LogLevel } from "./log.ts";
+import { LOG_FORMATS, LOG_LEVELS, type LogFormat, type LogLevel } from "../log.ts";
 
 /**
  * A failure a command reports as one line on stderr, without a stack trace,

@@ -14,7 +14,7 @@ import {
 } from "./admin_client.ts";
 import { parseFlags, printOut } from "./cli.ts";
 import { CommandError, UsageError } from "./config.ts";
-import { ID_PATTERN } from "./protocol.ts";
+import { ID_PATTERN } from "../protocol.ts";
 
 /** The help text of `socketproxy close`. */
 export const CLOSE_USAGE = `Usage: socketproxy close [options] ID

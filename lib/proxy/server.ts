@@ -6,14 +6,14 @@
  * @module
  */
 
-import { closeQuietly } from "./_io.ts";
-import type { HostPort, ServerConfig } from "./config.ts";
+import { closeQuietly } from "../_io.ts";
+import type { HostPort, ServerConfig } from "../commands/config.ts";
 import { type Counters, newCounters } from "./counters.ts";
 import { handshake } from "./handshake.ts";
 import { acceptLoop } from "./listener.ts";
-import { describeError, type Logger } from "./log.ts";
+import { describeError, type Logger } from "../log.ts";
 import { type ConnectFunction, SessionStore } from "./session_store.ts";
-import type { AuthThrottleOptions } from "./throttle.ts";
+import type { AuthThrottleOptions } from "../throttle.ts";
 
 /** Options for {@linkcode ProxyServer.listen}. */
 export interface ProxyServerOptions
