@@ -6,7 +6,7 @@
  */
 
 import { printOut } from "./lib/commands/cli.ts";
-import { CommandError, UsageError } from "./lib/commands/config.ts";
+import { CommandError, UsageError } from "./lib/errors.ts";
 import { describeError } from "./lib/log.ts";
 import { clientCommand } from "./lib/commands/client.ts";
 import { closeCommand } from "./lib/commands/close.ts";

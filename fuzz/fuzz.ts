@@ -19,7 +19,7 @@
  */
 
 import { parseFlags, printOut, stringFlag } from "../lib/commands/cli.ts";
-import { UsageError } from "../lib/commands/config.ts";
+import { UsageError } from "../lib/errors.ts";
 import { parseSeed } from "../tests/_fuzz.ts";
 import {
   describeFailures,

@@ -4,7 +4,7 @@
  * @module
  */
 
-import { formatHostPort } from "./commands/config.ts";
+import { formatHostPort } from "./address.ts";
 
 /**
  * Writes all of `bytes`, looping over partial writes.

@@ -5,7 +5,7 @@
  * @module
  */
 
-import { SERVER_DEFAULTS, type ServerConfig } from "../lib/commands/config.ts";
+import { SERVER_DEFAULTS, type ServerConfig } from "../lib/proxy/config.ts";
 import { Logger, type LogRecord } from "../lib/log.ts";
 import { parseReply, type Reply } from "../lib/protocol.ts";
 import { ProxyServer, type ProxyServerOptions } from "../lib/proxy/server.ts";

@@ -1,17 +1,14 @@
 import assert from "node:assert/strict";
 import {
   FETCH_BLOCKED_PORTS,
-  formatHostPort,
-  type HostPort,
   parseCount,
   parseDuration,
-  parseHostPort,
   parseLogLevel,
   parseSize,
-  SERVER_DEFAULTS,
-  type ServerConfig,
-  UsageError,
 } from "../lib/commands/config.ts";
+import { formatHostPort, type HostPort, parseHostPort } from "../lib/address.ts";
+import { SERVER_DEFAULTS, type ServerConfig } from "../lib/proxy/config.ts";
+import { UsageError } from "../lib/errors.ts";
 import { parseServerArgs } from "../lib/commands/server.ts";
 
 const DEFAULTS: HostPort = { hostname: "localhost", port: 9009 };

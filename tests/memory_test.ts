@@ -6,7 +6,7 @@
 
 import assert from "node:assert/strict";
 import { ClientSession } from "../lib/client/session.ts";
-import { SERVER_DEFAULTS } from "../lib/commands/config.ts";
+import { SERVER_DEFAULTS } from "../lib/proxy/config.ts";
 import { Logger } from "../lib/log.ts";
 import { ProxyServer } from "../lib/proxy/server.ts";
 import { echoDestination, issuedSecrets } from "./_helpers.ts";

@@ -5,6 +5,7 @@
 
 import assert from "node:assert/strict";
 import { Telnet } from "../web/telnet.ts";
+import { concatBytes } from "../lib/bytes.ts";
 
 const IAC = 255;
 const DONT = 254;
@@ -44,16 +45,6 @@ function bytes(...parts: (number | string)[]): Uint8Array {
   return Uint8Array.from(out);
 }
 
-function concat(parts: Uint8Array[]): Uint8Array {
-  const out = new Uint8Array(parts.reduce((sum, part) => sum + part.length, 0));
-  let at = 0;
-  for (const part of parts) {
-    out.set(part, at);
-    at += part.length;
-  }
-  return out;
-}
-
 /** Feeds `chunks` to `telnet` in order; returns all display and reply bytes as plain arrays. */
 function feed(telnet: Telnet, chunks: Uint8Array[]): { display: number[]; reply: number[] } {
   const displays: Uint8Array[] = [];
@@ -63,7 +54,7 @@ function feed(telnet: Telnet, chunks: Uint8Array[]): { display: number[]; reply:
     displays.push(display);
     replies.push(reply);
   }
-  return { display: [...concat(displays)], reply: [...concat(replies)] };
+  return { display: [...concatBytes(displays)], reply: [...concatBytes(replies)] };
 }
 
 /** Feeds one chunk to a new engine; returns its display and reply as plain arrays. */
@@ -130,7 +121,7 @@ function randomSplits(random: () => number, length: number): number[] {
 }
 
 // A stream that mixes text with every kind of command, used by the split tests.
-const MIXED = concat([
+const MIXED = concatBytes([
   bytes("login: ", IAC, WILL, ECHO, IAC, DO, NAWS, "a", IAC, IAC, "b"),
   bytes(IAC, DO, TTYPE, IAC, SB, TTYPE, 1, IAC, SE),
   bytes(CR, 0, "c", CR, LF, IAC, NOP, IAC, WILL, SGA),
@@ -565,7 +556,7 @@ Deno.test("random data interleaved with commands at random still displays exactl
         parts.push(commands[Math.floor(random() * commands.length)] ?? new Uint8Array(0));
       }
     }
-    const stream = concat(parts);
+    const stream = concatBytes(parts);
     const whole = receive(stream);
     assert.deepEqual(whole.display, [...data], `round ${round}`);
     const split = feed(new Telnet(), splitAt(stream, randomSplits(random, stream.length)));
@@ -669,13 +660,13 @@ Deno.test("a snapshot restored into a new engine goes on exactly where the old o
   whole.receive(new Uint8Array([255, 253, 24])); // DO TTYPE first, in both
   const before = new Telnet();
   before.receive(new Uint8Array([255, 253, 24]));
-  const expected = whole.receive(concatBytes(stream, rest));
+  const expected = whole.receive(concatBytes([stream, rest]));
   const first = before.receive(stream);
   const after = new Telnet();
   after.restore(JSON.parse(JSON.stringify(before.snapshot())));
   const second = after.receive(rest);
-  assert.deepEqual(concatBytes(first.display, second.display), expected.display);
-  assert.deepEqual(concatBytes(first.reply, second.reply), expected.reply);
+  assert.deepEqual(concatBytes([first.display, second.display]), expected.display);
+  assert.deepEqual(concatBytes([first.reply, second.reply]), expected.reply);
   assert.deepEqual(after.enabled, whole.enabled);
   assert.equal(after.remoteEcho, true);
 });
@@ -693,10 +684,3 @@ Deno.test("restore refuses what is not a snapshot", () => {
     assert.throws(() => telnet.restore(bad as never), TypeError);
   }
 });
-
-function concatBytes(a: Uint8Array, b: Uint8Array): Uint8Array {
-  const out = new Uint8Array(a.length + b.length);
-  out.set(a);
-  out.set(b, a.length);
-  return out;
-}

@@ -26,6 +26,8 @@
  * @module
  */
 
+import { concatBytes } from "../lib/bytes.ts";
+
 /** How output and input travel. */
 export type Transport = "websocket" | "longpoll" | "poll";
 
@@ -91,13 +93,6 @@ function fromBase64(text: string): Uint8Array {
   const bytes = new Uint8Array(binary.length);
   for (let i = 0; i < binary.length; i++) bytes[i] = binary.charCodeAt(i);
   return bytes;
-}
-
-function concat(a: Uint8Array, b: Uint8Array): Uint8Array {
-  const out = new Uint8Array(a.length + b.length);
-  out.set(a);
-  out.set(b, a.length);
-  return out;
 }
 
 /** An answer from the gateway that was not a success. */
@@ -208,7 +203,7 @@ export class BrowserSession {
    */
   send(bytes: Uint8Array): void {
     if (!this.#stored || bytes.length === 0) return;
-    this.#queue = concat(this.#queue, bytes);
+    this.#queue = concatBytes([this.#queue, bytes]);
     this.#save();
     if (this.#socket) {
       this.#sendOnSocket();

@@ -19,7 +19,7 @@
  */
 
 import { secretsEqual } from "../proxy/credentials.ts";
-import { type HostPort } from "../commands/config.ts";
+import { type HostPort } from "../address.ts";
 import { describeError, type Logger } from "../log.ts";
 import { formatMetrics, METRICS_CONTENT_TYPE } from "./metrics.ts";
 import type { StatusReport } from "../proxy/status_report.ts";

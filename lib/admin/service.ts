@@ -8,7 +8,7 @@
 
 import { AdminServer } from "./api.ts";
 import { explainListenError } from "../commands/cli.ts";
-import type { ServerConfig } from "../commands/config.ts";
+import type { ServerConfig } from "../proxy/config.ts";
 import type { Logger } from "../log.ts";
 import { ProxyServer, type ProxyServerOptions } from "../proxy/server.ts";
 import { collectStatus, type StatusReport } from "../proxy/status_report.ts";

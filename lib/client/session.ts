@@ -28,7 +28,7 @@
  */
 
 import { closeQuietly, writeAll } from "../_io.ts";
-import { formatHostPort, type HostPort } from "../commands/config.ts";
+import { formatHostPort, type HostPort } from "../address.ts";
 import {
   AuthError,
   formatHello,
@@ -41,8 +41,9 @@ import {
   SECRET_PATTERN,
   type SessionState,
 } from "../protocol.ts";
+import { concatBytes } from "../bytes.ts";
 
-export type { HostPort } from "../commands/config.ts";
+export type { HostPort } from "../address.ts";
 export type { ErrorCode, Reply, SessionState } from "../protocol.ts";
 export {
   AckError,
@@ -199,17 +200,6 @@ const DEFAULT_MAX_UNCONFIRMED = 256 * 1024;
 const READ_CHUNK = 64 * 1024;
 const encoder = new TextEncoder();
 const EMPTY = new Uint8Array(0);
-
-function concat(parts: Uint8Array[]): Uint8Array {
-  if (parts.length === 1) return parts[0] ?? EMPTY;
-  const out = new Uint8Array(parts.reduce((sum, part) => sum + part.length, 0));
-  let at = 0;
-  for (const part of parts) {
-    out.set(part, at);
-    at += part.length;
-  }
-  return out;
-}
 
 /** Describes a failed connect in a few words. */
 function describeConnectError(error: unknown): string {
@@ -370,7 +360,7 @@ export class ClientConnection implements AsyncDisposable {
     for (let chunk = await this.#readSocket(); chunk !== null; chunk = await this.#readSocket()) {
       parts.push(chunk);
     }
-    return concat(parts);
+    return concatBytes(parts);
   }
 
   async #readSocket(): Promise<Uint8Array | null> {
@@ -778,7 +768,7 @@ export class ClientSession {
     };
     if (this.#ended && this.#backlog.length > 0) {
       for (let held = this.takeBacklog(); held; held = this.takeBacklog()) await take(held);
-      return concat(parts);
+      return concatBytes(parts);
     }
     await using connection = await this.connect("exact");
     // An abort (the caller went away) ends the poll with what it has read.
@@ -810,7 +800,7 @@ export class ClientSession {
       this.#writing,
       connection.closedPromise(Math.max(1000, deadline - performance.now())),
     ]);
-    return concat(parts);
+    return concatBytes(parts);
   }
 
   /**

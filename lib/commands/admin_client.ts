@@ -9,18 +9,15 @@
 import { missingPermission, type ParsedFlags, stringFlag } from "./cli.ts";
 import {
   canReadTokenVariable,
-  CommandError,
   fetchBlockedPort,
-  formatHostPort,
-  type HostPort,
   parseAdminToken,
-  parseHostPort,
-  SERVER_DEFAULTS,
   TOKEN_UNREADABLE_HINT,
   TOKEN_VARIABLE,
   tokenFromEnvironment,
-  UsageError,
 } from "./config.ts";
+import { CommandError, UsageError } from "../errors.ts";
+import { formatHostPort, type HostPort, parseHostPort } from "../address.ts";
+import { SERVER_DEFAULTS } from "../proxy/config.ts";
 
 /** Flags of the commands that talk to the admin port. */
 export const ADMIN_CLIENT_FLAGS = {

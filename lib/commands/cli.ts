@@ -6,7 +6,8 @@
  */
 
 import { parseArgs, type ParseArgsConfig } from "node:util";
-import { formatHostPort, type HostPort, UsageError } from "./config.ts";
+import { formatHostPort, type HostPort } from "../address.ts";
+import { UsageError } from "../errors.ts";
 import { describeError } from "../log.ts";
 
 /** The flags a command accepts, in `node:util` `parseArgs` form. */

@@ -22,19 +22,13 @@ import {
   ProxyUnavailableError,
   UnreachableError,
 } from "../client/session.ts";
-import {
-  CommandError,
-  formatHostPort,
-  type HostPort,
-  parseCount,
-  parseDuration,
-  parseHostPort,
-  SERVER_DEFAULTS,
-  tlsOptions,
-  UsageError,
-} from "./config.ts";
+import { CommandError, UsageError } from "../errors.ts";
+import { formatHostPort, type HostPort, parseHostPort } from "../address.ts";
+import { parseCount, parseDuration, tlsOptions } from "./config.ts";
+import { SERVER_DEFAULTS } from "../proxy/config.ts";
 import { ID_PATTERN, SECRET_PATTERN } from "../protocol.ts";
 import { SIGNAL_EXIT_STATUS, watchStopSignals } from "./signals.ts";
+import { concatBytes } from "../bytes.ts";
 
 /** The help text of `socketproxy client`. */
 export const CLIENT_USAGE = `Usage: socketproxy client [options]
@@ -232,25 +226,14 @@ async function* lines(stream: ReadableStream<Uint8Array>): AsyncGenerator<Uint8A
     let start = 0;
     for (let lf = chunk.indexOf(10); lf >= 0; lf = chunk.indexOf(10, start)) {
       parts.push(chunk.subarray(start, lf));
-      const line = joinBytes(parts);
+      const line = concatBytes(parts);
       parts = [];
       yield line.at(-1) === 13 ? line.subarray(0, -1) : line;
       start = lf + 1;
     }
     if (start < chunk.length) parts.push(chunk.slice(start));
   }
-  if (parts.length > 0) yield joinBytes(parts);
-}
-
-function joinBytes(parts: Uint8Array[]): Uint8Array {
-  if (parts.length === 1) return parts[0] ?? new Uint8Array(0);
-  const out = new Uint8Array(parts.reduce((sum, part) => sum + part.length, 0));
-  let at = 0;
-  for (const part of parts) {
-    out.set(part, at);
-    at += part.length;
-  }
-  return out;
+  if (parts.length > 0) yield concatBytes(parts);
 }
 
 /** Runs a session step; a gap is reported and skipped, other errors propagate. */
@@ -333,7 +316,7 @@ async function lineMode(
     const next = await Promise.race([input.next(), interrupted]);
     if (next === null || next.done) return "detached";
     // The line and its ending in one piece: one write, one segment.
-    if (next.value.length > 0) session.send(joinBytes([next.value, newline]));
+    if (next.value.length > 0) session.send(concatBytes([next.value, newline]));
     // Output is printed as it arrives; Ctrl-C ends the wait.
     const ending = await pollAndPrint(session, output, {
       wait: config.wait,

@@ -13,7 +13,7 @@ import {
   readAnswer,
 } from "./admin_client.ts";
 import { parseFlags, printOut } from "./cli.ts";
-import { CommandError, UsageError } from "./config.ts";
+import { CommandError, UsageError } from "../errors.ts";
 import { ID_PATTERN } from "../protocol.ts";
 
 /** The help text of `socketproxy close`. */

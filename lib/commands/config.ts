@@ -1,6 +1,6 @@
 /**
- * Configuration values: the parsers for addresses, sizes and durations that
- * the command line uses, and the server's settings with their defaults.
+ * Command-line values: the parsers for sizes, durations, counts and log
+ * settings, the admin token and the TLS files the commands read.
  *
  * Every parser throws a {@linkcode UsageError} whose message names the flag
  * and quotes the offending value, so the command line can print it as is.
@@ -8,153 +8,8 @@
  * @module
  */
 
+import { UsageError } from "../errors.ts";
 import { LOG_FORMATS, LOG_LEVELS, type LogFormat, type LogLevel } from "../log.ts";
-
-/**
- * A failure a command reports as one line on stderr, without a stack trace,
- * exiting with {@linkcode CommandError.exitCode}.
- *
- * @example
- * ```ts
- * import { CommandError } from "./config.ts";
- *
- * const error = new CommandError("no socketproxy admin port answering on localhost:9010", 1);
- * console.assert(error.exitCode === 1);
- * ```
- */
-export class CommandError extends Error {
-  /** The process exit status for this error. */
-  readonly exitCode: number;
-
-  /**
-   * Creates a command error.
-   *
-   * @param message What went wrong, in one line.
-   * @param exitCode The exit status.
-   */
-  constructor(message: string, exitCode: number) {
-    super(message);
-    this.name = "CommandError";
-    this.exitCode = exitCode;
-  }
-}
-
-/**
- * A mistake in how a command was invoked: printed as one line, exit status 2.
- *
- * @example
- * ```ts
- * import { UsageError } from "./config.ts";
- *
- * const error = new UsageError('--buffer: cannot parse size "1x"');
- * console.assert(error.exitCode === 2);
- * ```
- */
-export class UsageError extends CommandError {
-  /**
-   * Creates a usage error.
-   *
-   * @param message What is wrong, in one line.
-   */
-  constructor(message: string) {
-    super(message, 2);
-    this.name = "UsageError";
-  }
-}
-
-/** A host and TCP port. */
-export interface HostPort {
-  /** Host name or IP address (IPv6 without brackets). */
-  hostname: string;
-  /** TCP port, 0 to 65535. */
-  port: number;
-}
-
-/** Options for {@linkcode parseHostPort}. */
-export interface ParseHostPortOptions {
-  /** Used for whichever of host and port the text leaves out; without it both are required. */
-  defaults?: HostPort;
-  /**
-   * Whether port 0 (any free port) is accepted.
-   * @default {false}
-   */
-  allowPortZero?: boolean;
-}
-
-const HOSTNAME = /^[A-Za-z0-9_.-]+$/;
-const IPV6 = /^[0-9A-Fa-f:.]*:[0-9A-Fa-f:.]*(%[A-Za-z0-9_.-]+)?$/;
-
-/**
- * Parses `HOST:PORT`, `HOST`, `:PORT`, `[IPV6]:PORT` or `[IPV6]`; a missing
- * host or port is taken from `defaults`.
- *
- * @param text The address as written.
- * @param what The flag or argument, for error messages.
- * @param options Defaults and whether port 0 is allowed.
- * @returns The host and port.
- * @throws {UsageError} When the text is not an address.
- *
- * @example
- * ```ts
- * import { parseHostPort } from "./config.ts";
- *
- * const addr = parseHostPort(":7000", "--proxy", {
- *   defaults: { hostname: "localhost", port: 9009 },
- * });
- * console.assert(addr.hostname === "localhost" && addr.port === 7000);
- * ```
- */
-export function parseHostPort(
-  text: string,
-  what: string,
-  options: ParseHostPortOptions = {},
-): HostPort {
-  const { defaults } = options;
-  let host: string;
-  let port: string | undefined;
-  const bracketed = /^\[([^\]]*)\](?::(.*))?$/.exec(text);
-  if (bracketed) {
-    host = bracketed[1] ?? "";
-    port = bracketed[2];
-  } else if ((text.match(/:/g)?.length ?? 0) > 1) {
-    host = text; // a bare IPv6 address: no port can follow without brackets
-  } else {
-    const colon = text.lastIndexOf(":");
-    host = colon < 0 ? text : text.slice(0, colon);
-    port = colon < 0 ? undefined : text.slice(colon + 1);
-  }
-  if (text === "") throw new UsageError(`${what}: empty address`);
-  if (host === "") {
-    if (!defaults) throw new UsageError(`${what}: missing host in "${text}"`);
-    host = defaults.hostname;
-  } else if (!HOSTNAME.test(host) && !IPV6.test(host)) {
-    throw new UsageError(`${what}: invalid host "${host}"`);
-  }
-  let portNumber: number;
-  if (port === undefined || port === "") {
-    if (!defaults) throw new UsageError(`${what}: missing port in "${text}" (expected HOST:PORT)`);
-    portNumber = defaults.port;
-  } else {
-    portNumber = /^\d{1,5}$/.test(port) ? Number(port) : NaN;
-    const lowest = options.allowPortZero ? 0 : 1;
-    if (!(portNumber >= lowest && portNumber <= 65535)) {
-      throw new UsageError(`${what}: invalid port "${port}" (expected ${lowest} to 65535)`);
-    }
-  }
-  return { hostname: host, port: portNumber };
-}
-
-/**
- * Formats an address for messages and logs, bracketing IPv6 hosts.
- *
- * @param addr The address.
- * @returns For example `localhost:9009` or `[::1]:9009`.
- */
-export function formatHostPort(addr: HostPort): string {
-  return addr.hostname.includes(":")
-    ? `[${addr.hostname}]:${addr.port}`
-    : `${addr.hostname}:${addr.port}`;
-}
 
 const SIZE_UNITS: Record<string, number> = { "": 1, k: 1024, m: 1024 ** 2, g: 1024 ** 3 };
 
@@ -268,49 +123,6 @@ export function parseLogFormat(text: string, what: string): LogFormat {
   }
   return format;
 }
-
-/** Everything the proxy server needs to run. */
-export interface ServerConfig {
-  /** Where the server reaches the destination on `NEW`. */
-  destination: HostPort;
-  /** Where clients connect. */
-  proxy: HostPort;
-  /** The management port, or `null` when disabled. */
-  admin: HostPort | null;
-  /** Per-session retained-output limit, in bytes. */
-  bufferSize: number;
-  /** How long a detached session lives, in ms; 0 means forever. */
-  idleTimeout: number;
-  /** Time allowed for a complete hello, in ms. */
-  handshakeTimeout: number;
-  /** Time allowed to reach the destination, in ms. */
-  connectTimeout: number;
-  /** Most sessions open at once. */
-  maxSessions: number;
-  /** Lowest log level written. */
-  logLevel: LogLevel;
-  /** Shape of log lines. */
-  logFormat: LogFormat;
-  /** The bearer token the admin API requires, or `null` for none. */
-  adminToken: string | null;
-  /** TLS on the proxy port: PEM certificate chain and private key, or `null` for plain TCP. */
-  tls: { cert: string; key: string } | null;
-}
-
-/** Defaults of {@linkcode ServerConfig}, apart from the destination. */
-export const SERVER_DEFAULTS: Readonly<Omit<ServerConfig, "destination">> = {
-  proxy: { hostname: "localhost", port: 9009 },
-  admin: { hostname: "localhost", port: 9010 },
-  bufferSize: 1024 ** 2,
-  idleTimeout: 3_600_000,
-  handshakeTimeout: 10_000,
-  connectTimeout: 10_000,
-  maxSessions: 10_000,
-  logLevel: "info",
-  logFormat: "text",
-  adminToken: null,
-  tls: null,
-};
 
 /**
  * The ports `fetch` refuses to connect to, whatever answers there: the

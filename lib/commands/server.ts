@@ -11,23 +11,20 @@ import {
   canReadTokenVariable,
   dropFileReads,
   fetchBlockedPort,
-  formatHostPort,
-  type HostPort,
   parseAdminToken,
   parseCount,
   parseDuration,
-  parseHostPort,
   parseLogFormat,
   parseLogLevel,
   parseSize,
   readPemFile,
-  SERVER_DEFAULTS,
-  type ServerConfig,
   TOKEN_UNREADABLE_HINT,
   TOKEN_VARIABLE,
   tokenFromEnvironment,
-  UsageError,
 } from "./config.ts";
+import { formatHostPort, type HostPort, parseHostPort } from "../address.ts";
+import { SERVER_DEFAULTS, type ServerConfig } from "../proxy/config.ts";
+import { UsageError } from "../errors.ts";
 import { Logger } from "../log.ts";
 import { Service } from "../admin/service.ts";
 import { SIGNAL_EXIT_STATUS, watchStopSignals } from "./signals.ts";

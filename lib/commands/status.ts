@@ -13,7 +13,7 @@ import {
   readAnswer,
 } from "./admin_client.ts";
 import { parseFlags, printOut } from "./cli.ts";
-import { CommandError } from "./config.ts";
+import { CommandError } from "../errors.ts";
 import type { StatusReport } from "../proxy/status_report.ts";
 
 /** The help text of `socketproxy status`. */

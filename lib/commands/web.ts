@@ -6,17 +6,10 @@
  */
 
 import { explainListenError, parseFlags, printOut, stringFlag } from "./cli.ts";
-import {
-  dropFileReads,
-  formatHostPort,
-  type HostPort,
-  parseHostPort,
-  parseLogFormat,
-  parseLogLevel,
-  SERVER_DEFAULTS,
-  tlsOptions,
-  UsageError,
-} from "./config.ts";
+import { dropFileReads, parseLogFormat, parseLogLevel, tlsOptions } from "./config.ts";
+import { formatHostPort, type HostPort, parseHostPort } from "../address.ts";
+import { SERVER_DEFAULTS } from "../proxy/config.ts";
+import { UsageError } from "../errors.ts";
 import { type LogFormat, Logger, type LogLevel } from "../log.ts";
 import { SIGNAL_EXIT_STATUS, watchStopSignals } from "./signals.ts";
 import { VERSION } from "../version.ts";

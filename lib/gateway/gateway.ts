@@ -45,7 +45,7 @@ import {
   UnreachableError,
 } from "../client/session.ts";
 import { createHash } from "node:crypto";
-import type { HostPort } from "../commands/config.ts";
+import type { HostPort } from "../address.ts";
 import { describeError, type Logger } from "../log.ts";
 import { ID_PATTERN, SECRET_PATTERN } from "../protocol.ts";
 import { sleep } from "../_io.ts";

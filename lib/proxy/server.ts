@@ -7,7 +7,8 @@
  */
 
 import { closeQuietly } from "../_io.ts";
-import type { HostPort, ServerConfig } from "../commands/config.ts";
+import type { HostPort } from "../address.ts";
+import type { ServerConfig } from "./config.ts";
 import { type Counters, newCounters } from "./counters.ts";
 import { handshake } from "./handshake.ts";
 import { acceptLoop } from "./listener.ts";

@@ -6,7 +6,7 @@
  * @module
  */
 
-import { formatHostPort, type HostPort } from "../commands/config.ts";
+import { formatHostPort, type HostPort } from "../address.ts";
 import type { Counters } from "./counters.ts";
 import { newSecret, newSessionId, secretsEqual } from "./credentials.ts";
 import { describeError, type Logger } from "../log.ts";

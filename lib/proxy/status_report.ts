@@ -6,7 +6,7 @@
  * @module
  */
 
-import { formatHostPort, type HostPort } from "../commands/config.ts";
+import { formatHostPort, type HostPort } from "../address.ts";
 import type { ProxyServer } from "./server.ts";
 import type { DeliveryMode } from "./session.ts";
 

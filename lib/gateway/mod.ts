@@ -1,0 +1,18 @@
+/**
+ * The web gateway: HTTP and WebSocket in front of a socketproxy server,
+ * and the browser terminal's files. A browser's request becomes a client
+ * session of the proxy (through `../client/`); the proxy's output goes back
+ * as JSON polls or WebSocket messages.
+ *
+ * @module
+ */
+
+export {
+  type Asset,
+  GATEWAY_LIMITS,
+  gatewayHandler,
+  type GatewayLimits,
+  type GatewayOptions,
+  WebGateway,
+} from "./gateway.ts";
+export { WEB_ASSETS } from "./assets.ts";

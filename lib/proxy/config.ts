@@ -1,0 +1,51 @@
+/**
+ * The proxy server's settings and their defaults.
+ *
+ * @module
+ */
+
+import type { HostPort } from "../address.ts";
+import type { LogFormat, LogLevel } from "../log.ts";
+
+/** Everything the proxy server needs to run. */
+export interface ServerConfig {
+  /** Where the server reaches the destination on `NEW`. */
+  destination: HostPort;
+  /** Where clients connect. */
+  proxy: HostPort;
+  /** The management port, or `null` when disabled. */
+  admin: HostPort | null;
+  /** Per-session retained-output limit, in bytes. */
+  bufferSize: number;
+  /** How long a detached session lives, in ms; 0 means forever. */
+  idleTimeout: number;
+  /** Time allowed for a complete hello, in ms. */
+  handshakeTimeout: number;
+  /** Time allowed to reach the destination, in ms. */
+  connectTimeout: number;
+  /** Most sessions open at once. */
+  maxSessions: number;
+  /** Lowest log level written. */
+  logLevel: LogLevel;
+  /** Shape of log lines. */
+  logFormat: LogFormat;
+  /** The bearer token the admin API requires, or `null` for none. */
+  adminToken: string | null;
+  /** TLS on the proxy port: PEM certificate chain and private key, or `null` for plain TCP. */
+  tls: { cert: string; key: string } | null;
+}
+
+/** Defaults of {@linkcode ServerConfig}, apart from the destination. */
+export const SERVER_DEFAULTS: Readonly<Omit<ServerConfig, "destination">> = {
+  proxy: { hostname: "localhost", port: 9009 },
+  admin: { hostname: "localhost", port: 9010 },
+  bufferSize: 1024 ** 2,
+  idleTimeout: 3_600_000,
+  handshakeTimeout: 10_000,
+  connectTimeout: 10_000,
+  maxSessions: 10_000,
+  logLevel: "info",
+  logFormat: "text",
+  adminToken: null,
+  tls: null,
+};
