@@ -14,7 +14,7 @@
  */
 
 import { parseArgs } from "node:util";
-import { ClientSession } from "../lib/client/session.ts";
+import { ClientSession } from "../lib/client/mod.ts";
 import { Destination, echo, loadgen, startLoadgenServer, startServer } from "./workloads.ts";
 
 /** How often memory is sampled, in ms. */

@@ -7,7 +7,7 @@
  * @module
  */
 
-import { ClientSession } from "../lib/client/session.ts";
+import { ClientSession } from "../lib/client/mod.ts";
 import { parseReply } from "../lib/protocol.ts";
 
 export const encoder = new TextEncoder();

@@ -25,7 +25,7 @@ import {
 } from "../lib/protocol.ts";
 import type { StatusReport } from "../lib/proxy/status_report.ts";
 import { AuthThrottle } from "../lib/throttle.ts";
-import { type Asset, gatewayHandler, type GatewayLimits } from "../lib/gateway/gateway.ts";
+import { type Asset, gatewayHandler, type GatewayLimits } from "../lib/gateway/mod.ts";
 import {
   ADMIN_CORPUS,
   escapeInput,

@@ -11,8 +11,8 @@
 
 import assert from "node:assert/strict";
 import { type Browser, chromium, type Page } from "playwright-core";
-import { type GatewayLimits, WebGateway } from "../lib/gateway/gateway.ts";
-import { WEB_ASSETS } from "../lib/gateway/assets.ts";
+import { type GatewayLimits, WebGateway } from "../lib/gateway/mod.ts";
+import { WEB_ASSETS } from "../lib/gateway/mod.ts";
 import {
   Destination,
   encoder,

@@ -16,7 +16,7 @@ import {
   ProxyUnavailableError,
   SessionEndedError,
   UnreachableError,
-} from "../lib/client/session.ts";
+} from "../lib/client/mod.ts";
 import { parseReply } from "../lib/protocol.ts";
 import {
   decoder,

@@ -5,7 +5,7 @@
  */
 
 import assert from "node:assert/strict";
-import { ClientSession } from "../lib/client/session.ts";
+import { ClientSession } from "../lib/client/mod.ts";
 import { SERVER_DEFAULTS } from "../lib/proxy/config.ts";
 import { Logger } from "../lib/log.ts";
 import { ProxyServer } from "../lib/proxy/server.ts";

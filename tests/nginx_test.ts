@@ -5,8 +5,8 @@
  */
 
 import assert from "node:assert/strict";
-import { WebGateway } from "../lib/gateway/gateway.ts";
-import { WEB_ASSETS } from "../lib/gateway/assets.ts";
+import { WebGateway } from "../lib/gateway/mod.ts";
+import { WEB_ASSETS } from "../lib/gateway/mod.ts";
 import { BrowserSession } from "../web/session_client.ts";
 import {
   decoder,

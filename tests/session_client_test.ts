@@ -4,7 +4,7 @@
  */
 
 import assert from "node:assert/strict";
-import { gatewayHandler, type GatewayLimits } from "../lib/gateway/gateway.ts";
+import { gatewayHandler, type GatewayLimits } from "../lib/gateway/mod.ts";
 import { BrowserSession, type Status, type Transport } from "../web/session_client.ts";
 import {
   decoder,

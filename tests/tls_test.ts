@@ -6,11 +6,7 @@
  */
 
 import assert from "node:assert/strict";
-import {
-  ClientSession,
-  ConnectionLostError,
-  ProxyUnavailableError,
-} from "../lib/client/session.ts";
+import { ClientSession, ConnectionLostError, ProxyUnavailableError } from "../lib/client/mod.ts";
 import {
   decoder,
   echoDestination,

@@ -4,10 +4,10 @@
  */
 
 import assert from "node:assert/strict";
-import type { GatewayLimits, GatewayOptions } from "../lib/gateway/gateway.ts";
-import { gatewayHandler, WebGateway } from "../lib/gateway/gateway.ts";
+import type { GatewayLimits, GatewayOptions } from "../lib/gateway/mod.ts";
+import { gatewayHandler, WebGateway } from "../lib/gateway/mod.ts";
 import { AuthThrottle } from "../lib/throttle.ts";
-import { WEB_ASSETS } from "../lib/gateway/assets.ts";
+import { WEB_ASSETS } from "../lib/gateway/mod.ts";
 import {
   assertNoSecrets,
   decoder,

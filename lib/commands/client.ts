@@ -21,7 +21,7 @@ import {
   ProtocolError,
   ProxyUnavailableError,
   UnreachableError,
-} from "../client/session.ts";
+} from "../client/mod.ts";
 import { CommandError, UsageError } from "../errors.ts";
 import { formatHostPort, type HostPort, parseHostPort } from "../address.ts";
 import { parseCount, parseDuration, tlsOptions } from "./config.ts";

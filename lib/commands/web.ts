@@ -13,8 +13,8 @@ import { UsageError } from "../errors.ts";
 import { type LogFormat, Logger, type LogLevel } from "../log.ts";
 import { SIGNAL_EXIT_STATUS, watchStopSignals } from "./signals.ts";
 import { VERSION } from "../version.ts";
-import { WEB_ASSETS } from "../gateway/assets.ts";
-import { WebGateway } from "../gateway/gateway.ts";
+import { WEB_ASSETS } from "../gateway/mod.ts";
+import { WebGateway } from "../gateway/mod.ts";
 
 /** The help text of `socketproxy web`. */
 export const WEB_USAGE = `Usage: socketproxy web [options]

@@ -1,0 +1,54 @@
+/**
+ * The client library: the protocol as the rest of the project speaks it
+ * (the command-line client, the web gateway, the benchmarks and the tests),
+ * and as your own Deno programs can.
+ *
+ * A {@linkcode ClientSession} stands for one session on a proxy. It tracks
+ * the output offset it has received, so every reconnect resumes exactly,
+ * and keeps the input it was given until the server's `<in>` confirms it,
+ * resending the rest after a reconnect. It knows when the session has
+ * ended, and sends no hello after that. Every `ERR` reply becomes a typed
+ * error ({@linkcode AuthError}, {@linkcode GapError}, ...). Connections are
+ * always closed, whatever fails.
+ *
+ * @example Poll a session
+ * ```ts
+ * import { ClientSession } from "./mod.ts";
+ *
+ * // A function, so that the example is type-checked without a proxy to run against.
+ * export async function look(): Promise<string> {
+ *   const session = await ClientSession.create({ proxy: { hostname: "localhost", port: 9009 } });
+ *   session.send("look\n");
+ *   const output = await session.poll({ wait: 1000 }); // what the destination said
+ *   await session.close();
+ *   return new TextDecoder().decode(output);
+ * }
+ * ```
+ *
+ * @module
+ */
+
+export {
+  AckError,
+  AuthError,
+  BadRequestError,
+  BusyError,
+  ClientConnection,
+  type ClientOptions,
+  ClientSession,
+  ConnectionLostError,
+  type CreateOptions,
+  type ErrorCode,
+  GapError,
+  HandshakeTimeoutError,
+  type HostPort,
+  type PollOptions,
+  ProtocolError,
+  ProxyUnavailableError,
+  type Reply,
+  type ResumeOptions,
+  SessionEndedError,
+  type SessionState,
+  type StreamOptions,
+  UnreachableError,
+} from "./session.ts";
