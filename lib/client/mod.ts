@@ -33,22 +33,22 @@ export {
   AuthError,
   BadRequestError,
   BusyError,
-  ClientConnection,
-  type ClientOptions,
-  ClientSession,
   ConnectionLostError,
-  type CreateOptions,
-  type ErrorCode,
   GapError,
   HandshakeTimeoutError,
-  type HostPort,
-  type PollOptions,
   ProtocolError,
   ProxyUnavailableError,
-  type Reply,
-  type ResumeOptions,
   SessionEndedError,
-  type SessionState,
-  type StreamOptions,
   UnreachableError,
+} from "./errors.ts";
+export type { HostPort } from "../address.ts";
+export type { ErrorCode, Reply, SessionState } from "../protocol.ts";
+export type { ClientOptions } from "./handshake.ts";
+export { ClientConnection } from "./connection.ts";
+export {
+  ClientSession,
+  type CreateOptions,
+  type PollOptions,
+  type ResumeOptions,
+  type StreamOptions,
 } from "./session.ts";

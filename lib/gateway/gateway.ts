@@ -43,7 +43,7 @@ import {
   ProtocolError,
   ProxyUnavailableError,
   UnreachableError,
-} from "../client/session.ts";
+} from "../client/mod.ts";
 import { createHash } from "node:crypto";
 import type { HostPort } from "../address.ts";
 import { describeError, type Logger } from "../log.ts";
