@@ -83,7 +83,7 @@ Deno.test("input is read no faster than the destination takes it", async () => {
     events: { attached() {}, detached() {}, ended() {} },
   });
   try {
-    session.attach(client.conn, "127.0.0.1:1", undefined, leftover);
+    session.attach(client.conn, { peer: "127.0.0.1:1", leftover });
     await destination.waitForWritten(leftover.length + FLOOD);
     assert.ok(ahead <= allowed, `read ${ahead} bytes ahead of the destination, allowed ${allowed}`);
     const expected = new Uint8Array(leftover.length + FLOOD);

@@ -51,7 +51,7 @@ Deno.test("a detached session whose destination closed ends after the closed tim
   // The store has no idle timeout to end it (--idle-timeout=0).
   await using under = sessionOver(destination, { closedTimeout: 10 });
   const client = new FakeConn();
-  under.session.attach(client.conn, "127.0.0.1:1", undefined, new Uint8Array());
+  under.session.attach(client.conn, { peer: "127.0.0.1:1" });
   destination.feed(encoder.encode("bye"));
   destination.end();
   // A streaming client is sent the rest and disconnected; nothing says it got it.
@@ -71,7 +71,7 @@ Deno.test("a closed destination's output no client was sent is kept past the clo
   await kept.logs.waitFor("destination.closed");
   const sent = new FakeConn();
   await using ended = sessionOver(sent, { closedTimeout: 10 });
-  ended.session.attach(new FakeConn().conn, "127.0.0.1:1", undefined, new Uint8Array());
+  ended.session.attach(new FakeConn().conn, { peer: "127.0.0.1:1" });
   sent.end();
   await ended.ended;
   assert.equal(kept.session.ended, false, "still there for a client to collect");
@@ -81,7 +81,7 @@ Deno.test("a closed destination's output no client was sent is kept past the clo
 Deno.test("destination events name the attached client", async () => {
   const destination = new FakeConn();
   await using under = sessionOver(destination);
-  under.session.attach(new FakeConn().conn, "127.0.0.1:1", undefined, encoder.encode("x"));
+  under.session.attach(new FakeConn().conn, { peer: "127.0.0.1:1", leftover: encoder.encode("x") });
   destination.beforeWrite = () => Promise.reject(new Deno.errors.ConnectionReset("reset"));
   const error = await under.logs.waitFor("destination.error");
   assert.equal(error.fields.peer, "127.0.0.1:1");
@@ -100,13 +100,13 @@ Deno.test("a client that closes its side stays until its input fits what waits f
   one.end();
   const oneLeft = Promise.withResolvers<number>();
   under.onDetach(() => oneLeft.resolve(destination.writtenBytes));
-  under.session.attach(one.conn, "127.0.0.1:1", 0, first);
+  under.session.attach(one.conn, { peer: "127.0.0.1:1", ack: 0, leftover: first });
   assert.equal(await oneLeft.promise, 0, "forwarded at once while the destination is idle");
   const two = new FakeConn();
   two.end();
   const twoLeft = Promise.withResolvers<number>();
   under.onDetach(() => twoLeft.resolve(destination.writtenBytes));
-  under.session.attach(two.conn, "127.0.0.1:2", 0, second);
+  under.session.attach(two.conn, { peer: "127.0.0.1:2", ack: 0, leftover: second });
   // Nothing marks that the session has seen this EOF and kept the client:
   // one turn of the event loop lets a session that would not wait show it.
   await new Promise((resolve) => setTimeout(resolve, 0));

@@ -10,6 +10,7 @@
 import { closeQuietly, writeAll } from "../_io.ts";
 import { concatBytes } from "../bytes.ts";
 import type { Reply } from "../protocol.ts";
+import type { Handshake } from "./handshake.ts";
 import { ConnectionLostError } from "./errors.ts";
 
 const READ_CHUNK = 64 * 1024;
@@ -48,10 +49,10 @@ export class ClientConnection implements AsyncDisposable {
   #onClose: (() => void) | null = null;
 
   /** @internal Made by {@linkcode ClientSession.connect}. */
-  constructor(conn: Deno.Conn, reply: Reply, early: Uint8Array, session: ConnectionOwner) {
-    this.#conn = conn;
-    this.reply = reply;
-    this.#early = early;
+  constructor(answered: Handshake & { reply: Reply }, session: ConnectionOwner) {
+    this.#conn = answered.conn;
+    this.reply = answered.reply;
+    this.#early = answered.early;
     this.#session = session;
   }
 

@@ -145,9 +145,7 @@ export class ClientSession {
 
   private constructor(
     credentials: { id: string; secret: string },
-    options: ClientOptions,
-    received: number | null,
-    inputBase: number | null,
+    options: ClientOptions & { received: number | null; inputBase: number | null },
   ) {
     this.id = credentials.id;
     this.secret = credentials.secret;
@@ -155,8 +153,8 @@ export class ClientSession {
     this.#timeout = options.timeout ?? DEFAULT_TIMEOUT_MS;
     this.#tls = options.tls;
     this.#maxUnconfirmed = options.maxUnconfirmed ?? DEFAULT_MAX_UNCONFIRMED;
-    this.#taken = received;
-    this.#inputBase = inputBase;
+    this.#taken = options.received;
+    this.#inputBase = options.inputBase;
   }
 
   /**
@@ -183,14 +181,14 @@ export class ClientSession {
       closeQuietly(conn);
       throw new ConnectionLostError("the server answered NEW with BYE");
     }
-    const session = new ClientSession(reply, options, 0, 0);
+    const session = new ClientSession(reply, { ...options, received: 0, inputBase: 0 });
     session.#state = reply.state;
     if (options.readFirstOutput === false) {
       // Output that came with the reply is not counted: a resume at 0 fetches it again.
       closeQuietly(conn);
       return session;
     }
-    await session.#drain(new ClientConnection(conn, reply, early, session), 0);
+    await session.#drain(new ClientConnection({ conn, reply, early }, session), 0);
     return session;
   }
 
@@ -226,7 +224,11 @@ export class ClientSession {
         throw new RangeError(`Cannot resume at ${name} ${value}: an offset is a whole number >= 0`);
       }
     }
-    return new ClientSession(credentials, options, options.ack ?? null, options.inputAt ?? null);
+    return new ClientSession(credentials, {
+      ...options,
+      received: options.ack ?? null,
+      inputBase: options.inputAt ?? null,
+    });
   }
 
   /**
@@ -626,7 +628,7 @@ export class ClientSession {
       throw new ConnectionLostError("the server answered RESUME with BYE");
     }
     this.#state = reply.state;
-    const connection = new ClientConnection(conn, reply, early, this);
+    const connection = new ClientConnection({ conn, reply, early }, this);
     if (options.input) this.#live = connection;
     this.#last = connection;
     this.#lastAcknowledged = ack !== undefined;

@@ -99,12 +99,12 @@ export async function handshake(conn: Deno.Conn, options: HandshakeOptions): Pro
     switch (hello.verb) {
       case "NEW": {
         const session = await store.create(peer);
-        session.attach(conn, peer, undefined, leftover);
+        session.attach(conn, { peer, leftover });
         return;
       }
       case "RESUME": {
         const session = await store.authenticate(hello, client);
-        session.attach(conn, peer, hello.ack, leftover);
+        session.attach(conn, { peer, ack: hello.ack, leftover });
         return;
       }
       case "CLOSE": {

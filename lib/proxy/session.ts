@@ -90,6 +90,21 @@ export interface SessionEvents {
   ended(session: Session): void;
 }
 
+/** How a client attaches: see {@linkcode Session.attach}. */
+export interface AttachOptions {
+  /** The client's address, for logs. */
+  peer: string;
+  /** The hello's `<ack>`; `undefined` for streaming delivery. */
+  ack?: number | undefined;
+  /**
+   * Input the client sent after the hello, forwarded first.
+   * @default {no input}
+   */
+  leftover?: Uint8Array;
+}
+
+const EMPTY_INPUT = new Uint8Array(0);
+
 /** Options for {@linkcode Session}. */
 export interface SessionOptions {
   /** The session id. */
@@ -151,7 +166,7 @@ export interface SessionStats {
  * @example Attach a client connection to a new session
  * ```ts ignore
  * const session = new Session({ id, secret, destination, bufferSize, logger, events });
- * session.attach(clientConn, "127.0.0.1:5000", undefined, new Uint8Array());
+ * session.attach(clientConn, { peer: "127.0.0.1:5000" });
  * ```
  */
 export class Session {
@@ -255,12 +270,11 @@ export class Session {
    * then relays in both directions. An attached client is taken over.
    *
    * @param conn The client connection, its hello already read.
-   * @param peer The client's address, for logs.
-   * @param ack The hello's `<ack>`; `undefined` for streaming delivery.
-   * @param leftover Input the client sent after the hello, forwarded first.
+   * @param options The client's address, the hello's `<ack>` and the input after the hello.
    * @throws {ProtocolError} `gap` or `ack` when `ack` cannot be served.
    */
-  attach(conn: Deno.Conn, peer: string, ack: number | undefined, leftover: Uint8Array): void {
+  attach(conn: Deno.Conn, options: AttachOptions): void {
+    const { peer, ack, leftover = EMPTY_INPUT } = options;
     const buffer = this.#buffer;
     if (ack !== undefined && ack < buffer.floor) {
       this.#counters.gaps++;
