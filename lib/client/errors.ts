@@ -6,7 +6,15 @@
  * @module
  */
 
-import { AuthError } from "../protocol.ts";
+import {
+  AckError,
+  AuthError,
+  BusyError,
+  GapError,
+  HandshakeTimeoutError,
+  ProtocolError,
+  UnreachableError,
+} from "../protocol.ts";
 
 export {
   AckError,
@@ -62,4 +70,72 @@ export class SessionEndedError extends AuthError {
     super(message);
     this.name = "SessionEndedError";
   }
+}
+
+/** What a client library error means: for a person, and for an HTTP answer. */
+export interface ErrorMeaning {
+  /** The HTTP status a gateway answers with. */
+  status: number;
+  /** A short code for programs: the gateway's JSON `error`. */
+  code: string;
+  /** What the proxy did, as a phrase to follow its name or address: `is at its session limit`. */
+  phrase: string;
+  /** The numbers that come with it: a gap's `lowest`, an ack error's `sent`. */
+  fields: Record<string, number>;
+}
+
+/**
+ * Says what an error of the client library means.
+ *
+ * @param error What a client library call threw.
+ * @returns Its meaning, or `null` for an error that is not the library's own.
+ *
+ * @example
+ * ```ts
+ * import { BusyError, meaningOf } from "./errors.ts";
+ *
+ * const meaning = meaningOf(new BusyError("the session limit is reached"));
+ * console.assert(meaning?.status === 503 && meaning.code === "busy");
+ * ```
+ */
+export function meaningOf(error: unknown): ErrorMeaning | null {
+  // The one table, shared by the gateway and the command-line client.
+  // Subclasses come before the classes they extend.
+  if (error instanceof ProxyUnavailableError) {
+    return meaning(502, "proxy_unavailable", "is not answering");
+  }
+  // Closed or stalled without a reply, or answered with something else:
+  // not a socketproxy server (or a TLS port reached without TLS).
+  if (error instanceof ConnectionLostError) {
+    return meaning(502, "proxy_unavailable", "gave no proper reply");
+  }
+  if (error instanceof AuthError) {
+    return meaning(401, "auth", "knows no such session (ended, expired, or a wrong secret)");
+  }
+  if (error instanceof GapError) {
+    return meaning(409, "gap", `no longer retains the output before offset ${error.lowest}`, {
+      lowest: error.lowest,
+    });
+  }
+  if (error instanceof AckError) {
+    return meaning(409, "ack", `has sent only ${error.sent} bytes of output`, { sent: error.sent });
+  }
+  if (error instanceof BusyError) return meaning(503, "busy", "is at its session limit");
+  if (error instanceof UnreachableError) {
+    return meaning(502, "unreachable", "cannot reach its destination");
+  }
+  if (error instanceof HandshakeTimeoutError) {
+    return meaning(502, "proxy_error", "timed out our hello");
+  }
+  if (error instanceof ProtocolError) return meaning(502, "proxy_error", `refused: ${error.code}`);
+  return null;
+}
+
+function meaning(
+  status: number,
+  code: string,
+  phrase: string,
+  fields: Record<string, number> = {},
+): ErrorMeaning {
+  return { status, code, phrase, fields };
 }

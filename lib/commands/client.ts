@@ -12,15 +12,13 @@ import { parseFlags, printOut, stringFlag } from "./cli.ts";
 import {
   AckError,
   AuthError,
-  BusyError,
   ClientSession,
   ConnectionLostError,
   GapError,
-  HandshakeTimeoutError,
+  meaningOf,
   type PollOptions,
   ProtocolError,
   ProxyUnavailableError,
-  UnreachableError,
 } from "../client/mod.ts";
 import { CommandError, UsageError } from "../errors.ts";
 import { formatHostPort, type HostPort, parseHostPort } from "../address.ts";
@@ -187,24 +185,11 @@ class Output {
 
 /** Turns a library error into one line for the user. */
 function explain(error: unknown, config: ClientConfig): CommandError | null {
-  const proxy = formatHostPort(config.proxy);
+  const meaning = meaningOf(error);
+  if (!meaning) return null;
+  // These name the address and the cause themselves.
   if (error instanceof ProxyUnavailableError || error instanceof ConnectionLostError) {
     return new CommandError(error.message, 1);
-  }
-  if (error instanceof AuthError) {
-    return new CommandError(
-      `${proxy} knows no such session (ended, expired, or a wrong secret)`,
-      1,
-    );
-  }
-  if (error instanceof UnreachableError) {
-    return new CommandError(`${proxy} cannot reach its destination: ${error.message}`, 1);
-  }
-  if (error instanceof BusyError) {
-    return new CommandError(`${proxy} is at its session limit: ${error.message}`, 1);
-  }
-  if (error instanceof HandshakeTimeoutError) {
-    return new CommandError(`${proxy} timed out our hello: ${error.message}`, 1);
   }
   if (error instanceof AckError) {
     return new CommandError(
@@ -212,10 +197,10 @@ function explain(error: unknown, config: ClientConfig): CommandError | null {
       1,
     );
   }
-  if (error instanceof ProtocolError) {
-    return new CommandError(`${proxy} refused: ${error.code} ${error.message}`, 1);
-  }
-  return null;
+  const detail = error instanceof AuthError || !(error instanceof ProtocolError)
+    ? ""
+    : `: ${error.message}`;
+  return new CommandError(`${formatHostPort(config.proxy)} ${meaning.phrase}${detail}`, 1);
 }
 
 /** Splits a byte stream into lines, without their LF (and CR). */

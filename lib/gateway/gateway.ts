@@ -32,18 +32,7 @@
  * @module
  */
 
-import {
-  AckError,
-  AuthError,
-  BusyError,
-  type ClientConnection,
-  ClientSession,
-  ConnectionLostError,
-  GapError,
-  ProtocolError,
-  ProxyUnavailableError,
-  UnreachableError,
-} from "../client/mod.ts";
+import { type ClientConnection, ClientSession, meaningOf } from "../client/mod.ts";
 import { createHash } from "node:crypto";
 import type { HostPort } from "../address.ts";
 import { describeError, type Logger } from "../log.ts";
@@ -147,37 +136,9 @@ function json(status: number, body: unknown, headers: Record<string, string> = {
 /** Maps a client library error to the HTTP error the browser gets. */
 function httpErrorFor(error: unknown): HttpError | null {
   if (error instanceof HttpError) return error;
-  if (error instanceof AuthError) {
-    return new HttpError(401, "auth", "Unknown session or wrong secret");
-  }
-  if (error instanceof GapError) {
-    return new HttpError(409, "gap", `Output before offset ${error.lowest} is no longer retained`, {
-      lowest: error.lowest,
-    });
-  }
-  if (error instanceof AckError) {
-    return new HttpError(409, "ack", `Only ${error.sent} bytes of output were ever sent`, {
-      sent: error.sent,
-    });
-  }
-  if (error instanceof BusyError) {
-    return new HttpError(503, "busy", "The proxy is at its session limit");
-  }
-  if (error instanceof UnreachableError) {
-    return new HttpError(502, "unreachable", "The proxy cannot reach its destination");
-  }
-  if (error instanceof ProxyUnavailableError) {
-    return new HttpError(502, "proxy_unavailable", "The socketproxy server is not answering");
-  }
-  if (error instanceof ConnectionLostError) {
-    // Closed or stalled without a reply, or answered with something else:
-    // not a socketproxy server (or a TLS port reached without --tls).
-    return new HttpError(502, "proxy_unavailable", "The socketproxy server gave no proper reply");
-  }
-  if (error instanceof ProtocolError) {
-    return new HttpError(502, "proxy_error", `The proxy refused: ${error.code}`);
-  }
-  return null;
+  const meaning = meaningOf(error);
+  if (!meaning) return null;
+  return new HttpError(meaning.status, meaning.code, `The proxy ${meaning.phrase}`, meaning.fields);
 }
 
 /** Reads a JSON object body of at most `max` bytes. */
