@@ -10,7 +10,7 @@ import xtermCss from "@xterm/xterm/css/xterm.css" with { type: "text" };
 import indexHtml from "../../web/index.html" with { type: "text" };
 import appJs from "../../web/dist/app.js" with { type: "text" };
 import styleCss from "../../web/style.css" with { type: "text" };
-import type { Asset } from "./gateway.ts";
+import type { Asset } from "./static.ts";
 
 /** The page's files by the path they are served at. */
 export const WEB_ASSETS: Record<string, Asset> = {

@@ -7,12 +7,7 @@
  * @module
  */
 
-export {
-  type Asset,
-  GATEWAY_LIMITS,
-  gatewayHandler,
-  type GatewayLimits,
-  type GatewayOptions,
-  WebGateway,
-} from "./gateway.ts";
+export { gatewayHandler, type GatewayOptions, WebGateway } from "./gateway.ts";
+export { GATEWAY_LIMITS, type GatewayLimits } from "./requests.ts";
+export type { Asset } from "./static.ts";
 export { WEB_ASSETS } from "./assets.ts";
