@@ -114,7 +114,8 @@ export class Service implements AsyncDisposable {
         connectTimeoutMs: config.connectTimeout,
         maxSessions: config.maxSessions,
       },
-    }, this.stopping);
+      stopping: this.stopping,
+    });
   }
 
   /**

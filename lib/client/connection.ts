@@ -10,7 +10,6 @@
 import { closeQuietly, writeAll } from "../_io.ts";
 import { concatBytes } from "../bytes.ts";
 import type { Reply } from "../protocol.ts";
-import type { Handshake } from "./handshake.ts";
 import { ConnectionLostError } from "./errors.ts";
 
 const READ_CHUNK = 64 * 1024;
@@ -49,7 +48,10 @@ export class ClientConnection implements AsyncDisposable {
   #onClose: (() => void) | null = null;
 
   /** @internal Made by {@linkcode ClientSession.connect}. */
-  constructor(answered: Handshake & { reply: Reply }, session: ConnectionOwner) {
+  constructor(
+    answered: { conn: Deno.Conn; reply: Reply; early: Uint8Array },
+    session: ConnectionOwner,
+  ) {
     this.#conn = answered.conn;
     this.reply = answered.reply;
     this.#early = answered.early;

@@ -7,8 +7,8 @@
  */
 
 import { formatHostPort, type HostPort } from "../address.ts";
-import type { ProxyServer } from "./server.ts";
-import type { DeliveryMode } from "./session.ts";
+import type { Counters } from "./counters.ts";
+import type { DeliveryMode, SessionStats } from "./session.ts";
 
 /** What a report says about one session. */
 export interface SessionReport {
@@ -118,18 +118,34 @@ export interface ServerIdentity {
 }
 
 /**
+ * What a report is taken from: a running proxy server (a `ProxyServer`),
+ * seen only through what the report reads.
+ */
+export interface StatusSource {
+  /** Where the server listens. */
+  readonly addr: HostPort;
+  /** Where it reaches the destination. */
+  readonly destination: HostPort;
+  /** Client connections open now, in a hello or attached. */
+  readonly connections: number;
+  /** The server's running totals. */
+  readonly counters: Counters;
+  /** The open sessions. */
+  readonly store: { list(): readonly { readonly id: string; stats(): SessionStats }[] };
+}
+
+/**
  * Takes a snapshot of a server.
  *
  * @param server The proxy server.
- * @param identity Its version, start time, admin address and limits.
- * @param stopping Whether the server is shutting down.
+ * @param identity Its version, start time, admin address and limits, and whether it is stopping.
  * @returns The report.
  */
 export function collectStatus(
-  server: ProxyServer,
-  identity: ServerIdentity,
-  stopping = false,
+  server: StatusSource,
+  identity: ServerIdentity & { stopping?: boolean },
 ): StatusReport {
+  const stopping = identity.stopping ?? false;
   const now = Date.now();
   const sessions: SessionReport[] = server.store.list().map((session) => {
     const stats = session.stats();
