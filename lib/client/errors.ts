@@ -72,6 +72,29 @@ export class SessionEndedError extends AuthError {
   }
 }
 
+/**
+ * The server has less of the session's input than the caller said it has
+ * (`inputAt` beyond the reply's `<in>`): the caller's record and the
+ * server's disagree, so the input is not sent. The input counterpart of
+ * `ERR ack`.
+ */
+export class InputOffsetError extends Error {
+  /** The session's input count, as the server gave it. */
+  readonly received: number;
+
+  /**
+   * Creates the error.
+   *
+   * @param message What happened.
+   * @param received The server's `<in>`.
+   */
+  constructor(message: string, received: number) {
+    super(message);
+    this.name = "InputOffsetError";
+    this.received = received;
+  }
+}
+
 /** What a client library error means: for a person, and for an HTTP answer. */
 export interface ErrorMeaning {
   /** The HTTP status a gateway answers with. */
@@ -119,6 +142,11 @@ export function meaningOf(error: unknown): ErrorMeaning | null {
   }
   if (error instanceof AckError) {
     return meaning(409, "ack", `has sent only ${error.sent} bytes of output`, { sent: error.sent });
+  }
+  if (error instanceof InputOffsetError) {
+    return meaning(409, "input_offset", `has received only ${error.received} bytes of input`, {
+      in: error.received,
+    });
   }
   if (error instanceof BusyError) return meaning(503, "busy", "is at its session limit");
   if (error instanceof UnreachableError) {

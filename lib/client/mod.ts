@@ -37,6 +37,7 @@ export {
   type ErrorMeaning,
   GapError,
   HandshakeTimeoutError,
+  InputOffsetError,
   meaningOf,
   ProtocolError,
   ProxyUnavailableError,

@@ -19,7 +19,7 @@ import {
   type SessionState,
 } from "../protocol.ts";
 import { ClientConnection } from "./connection.ts";
-import { ConnectionLostError, SessionEndedError } from "./errors.ts";
+import { ConnectionLostError, InputOffsetError, SessionEndedError } from "./errors.ts";
 import { type ClientOptions, DEFAULT_PROXY, DEFAULT_TIMEOUT_MS, handshake } from "./handshake.ts";
 import type { HostPort } from "../address.ts";
 
@@ -52,7 +52,9 @@ export interface ResumeOptions extends ClientOptions {
   /**
    * The session input offset at which input given to
    * {@linkcode ClientSession.send} starts. Without it, the input is taken
-   * as new; with it, input the server already has is not sent again.
+   * as new; with it, input the server already has is not sent again, and
+   * an `inputAt` beyond the server's `<in>` fails the attach with
+   * `InputOffsetError`, sending nothing.
    */
   inputAt?: number;
 }
@@ -626,6 +628,15 @@ export class ClientSession {
     if ("bye" in reply) {
       closeQuietly(conn);
       throw new ConnectionLostError("the server answered RESUME with BYE");
+    }
+    if (this.#inputBase !== null && reply.in < this.#inputBase) {
+      // The caller's record is ahead of the server's: sending would put the
+      // input at the wrong offset.
+      closeQuietly(conn);
+      throw new InputOffsetError(
+        `the session has ${reply.in} bytes of input, not ${this.#inputBase}`,
+        reply.in,
+      );
     }
     this.#state = reply.state;
     const connection = new ClientConnection({ conn, reply, early }, this);

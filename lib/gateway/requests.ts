@@ -74,12 +74,18 @@ export async function readJson(request: Request, max: number): Promise<Record<st
   const chunks: Uint8Array[] = [];
   let total = 0;
   if (request.body) {
-    for await (const chunk of request.body) {
-      total += chunk.length;
-      if (total > max) {
-        throw new HttpError(413, "too_large", `Request bodies are limited to ${max} bytes`);
+    try {
+      for await (const chunk of request.body) {
+        total += chunk.length;
+        if (total > max) {
+          throw new HttpError(413, "too_large", `Request bodies are limited to ${max} bytes`);
+        }
+        chunks.push(chunk);
       }
-      chunks.push(chunk);
+    } catch (error) {
+      if (error instanceof HttpError) throw error;
+      // The client stopped short of its Content-Length (or reset): its fault, not ours.
+      throw new HttpError(400, "bad_request", "The request body ended early");
     }
   }
   const bytes = concatBytes(chunks);
