@@ -10,6 +10,7 @@ import { CommandError, UsageError } from "./lib/errors.ts";
 import { describeError } from "./lib/log.ts";
 import { clientCommand } from "./lib/commands/client.ts";
 import { closeCommand } from "./lib/commands/close.ts";
+import { demoCommand } from "./lib/commands/demo.ts";
 import { serverCommand } from "./lib/commands/server.ts";
 import { statusCommand } from "./lib/commands/status.ts";
 import { VERSION } from "./lib/version.ts";
@@ -27,6 +28,7 @@ Commands:
   close ID                     close one session of a running server
   client                       a test client: a connection per line typed
   web                          the HTTP gateway and browser terminal
+  demo                         a demo service, the proxy and the gateway in one process
 
 Run "socketproxy COMMAND --help" for a command's options.
 Options: -h, --help (this help), -V, --version (print the version; after any
@@ -38,6 +40,7 @@ const COMMANDS: Record<string, (args: string[]) => Promise<number>> = {
   close: closeCommand,
   client: clientCommand,
   web: webCommand,
+  demo: demoCommand,
 };
 
 /** Whether `-V` or `--version` comes anywhere before a `--`: every command takes it. */
