@@ -4,8 +4,6 @@
  * @module
  */
 
-import { formatHostPort } from "./address.ts";
-
 /**
  * Writes all of `bytes`, looping over partial writes.
  *
@@ -30,17 +28,6 @@ export function closeQuietly(resource: { close(): void }): void {
   } catch {
     // Already closed: nothing left to release.
   }
-}
-
-/**
- * Formats a connection's remote address for logs, as `host:port`.
- *
- * @param conn The connection.
- * @returns For example `127.0.0.1:52144` or `[::1]:52144`.
- */
-export function peerAddress(conn: Deno.Conn): string {
-  const addr = conn.remoteAddr;
-  return addr.transport === "tcp" ? formatHostPort(addr) : addr.transport;
 }
 
 /**

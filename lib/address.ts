@@ -100,3 +100,14 @@ export function formatHostPort(addr: HostPort): string {
     ? `[${addr.hostname}]:${addr.port}`
     : `${addr.hostname}:${addr.port}`;
 }
+
+/**
+ * Formats a connection's remote address for logs, as `host:port`.
+ *
+ * @param conn The connection.
+ * @returns For example `127.0.0.1:52144` or `[::1]:52144`.
+ */
+export function peerAddress(conn: Deno.Conn): string {
+  const addr = conn.remoteAddr;
+  return addr.transport === "tcp" ? formatHostPort(addr) : addr.transport;
+}

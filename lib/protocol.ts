@@ -2,7 +2,7 @@
  * The socketproxy wire protocol, version 1: the hello a client sends, the
  * reply the server answers, and the error codes. Both the server's handshake
  * and the client library format and parse lines with these functions, so the
- * two cannot drift apart. See README.md ("The protocol").
+ * two cannot drift apart. See docs/protocol.md.
  *
  * @module
  */

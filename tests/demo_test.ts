@@ -234,7 +234,7 @@ class DemoProcess implements AsyncDisposable {
   }
 
   async #read(
-    stream: ReadableStream<Uint8Array>,
+    stream: ReadableStream<Uint8Array<ArrayBuffer>>,
     lines: string[],
     onLine: (line: string) => void,
   ): Promise<void> {

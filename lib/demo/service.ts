@@ -17,7 +17,8 @@
  */
 
 import type { HostPort } from "../address.ts";
-import { closeQuietly, peerAddress, writeAll } from "../_io.ts";
+import { closeQuietly, writeAll } from "../_io.ts";
+import { peerAddress } from "../address.ts";
 import { describeError, Logger } from "../log.ts";
 import { acceptLoop } from "../proxy/listener.ts";
 

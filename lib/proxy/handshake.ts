@@ -7,7 +7,8 @@
  * @module
  */
 
-import { closeQuietly, peerAddress, writeAll } from "../_io.ts";
+import { closeQuietly, writeAll } from "../_io.ts";
+import { peerAddress } from "../address.ts";
 import { describeError, type Logger } from "../log.ts";
 import { type Hello, MAX_HELLO_BYTES, parseHello, ProtocolError } from "../protocol.ts";
 import type { SessionStore } from "./session_store.ts";
