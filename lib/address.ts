@@ -111,3 +111,23 @@ export function peerAddress(conn: Deno.Conn): string {
   const addr = conn.remoteAddr;
   return addr.transport === "tcp" ? formatHostPort(addr) : addr.transport;
 }
+
+/**
+ * Whether a host is this machine's loopback: `localhost` (and names under
+ * it), 127.0.0.0/8 or ::1.
+ *
+ * @param hostname A host name or address (IPv6 without brackets).
+ * @returns `true` for a loopback host.
+ *
+ * @example
+ * ```ts
+ * import { isLoopbackHost } from "./address.ts";
+ *
+ * console.assert(isLoopbackHost("127.0.0.2") && isLoopbackHost("::1") && !isLoopbackHost("0.0.0.0"));
+ * ```
+ */
+export function isLoopbackHost(hostname: string): boolean {
+  const name = hostname.toLowerCase();
+  return name === "localhost" || name.endsWith(".localhost") || name === "::1" ||
+    /^(::ffff:)?127\.\d{1,3}\.\d{1,3}\.\d{1,3}$/.test(name);
+}

@@ -186,6 +186,58 @@ export class Logger {
 }
 
 /**
+ * Writes at most one warning an interval for each event, so that a flood
+ * of refused requests cannot flood the log; the line that gets through
+ * says how many were held back before it (`held_back`).
+ *
+ * @example
+ * ```ts
+ * import { Logger, RateLimitedLog } from "./log.ts";
+ *
+ * const lines: string[] = [];
+ * const log = new RateLimitedLog(new Logger({ sink: (line) => lines.push(line) }));
+ * log.warn("web.host_not_allowed", { host: "evil.example" });
+ * log.warn("web.host_not_allowed", { host: "evil.example" });
+ * console.assert(lines.length === 1);
+ * ```
+ */
+export class RateLimitedLog {
+  readonly #logger: Logger;
+  readonly #intervalMs: number;
+  readonly #now: () => number;
+  readonly #events = new Map<string, { at: number; held: number }>();
+
+  /**
+   * Creates a rate-limited view of a logger.
+   *
+   * @param logger Where the lines go.
+   * @param options The shortest time between two lines of one event (default 10 s), and a clock for tests.
+   */
+  constructor(logger: Logger, options: { intervalMs?: number; now?: () => number } = {}) {
+    this.#logger = logger;
+    this.#intervalMs = options.intervalMs ?? 10_000;
+    this.#now = options.now ?? Date.now;
+  }
+
+  /**
+   * Logs a warning, unless one of `event` was logged within the interval.
+   *
+   * @param event A fixed event name (one entry is kept for each name).
+   * @param fields Facts of the event.
+   */
+  warn(event: string, fields: LogFields = {}): void {
+    const now = this.#now();
+    const last = this.#events.get(event);
+    if (last && now - last.at < this.#intervalMs) {
+      last.held++;
+      return;
+    }
+    this.#events.set(event, { at: now, held: 0 });
+    this.#logger.warn(event, last?.held ? { ...fields, held_back: last.held } : fields);
+  }
+}
+
+/**
  * Describes a caught error in a few words for a log field, without a stack.
  *
  * @param error What was caught.

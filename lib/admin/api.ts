@@ -20,11 +20,13 @@
 
 import { secretsEqual } from "../proxy/credentials.ts";
 import { type HostPort } from "../address.ts";
-import { describeError, type Logger } from "../log.ts";
+import { HostCheck, originAllowed } from "../browser_guard.ts";
+import { describeError, type Logger, RateLimitedLog } from "../log.ts";
 import { formatMetrics, METRICS_CONTENT_TYPE } from "./metrics.ts";
 import type { StatusReport } from "../proxy/status_report.ts";
 import { sleep } from "../_io.ts";
 import { AuthThrottle } from "../throttle.ts";
+import { HttpServer } from "../http_server.ts";
 
 /** What the admin API needs from the server it manages. */
 export interface AdminBackend {
@@ -51,7 +53,22 @@ export interface AdminOptions {
   throttle?: AuthThrottle;
   /** Ends held-back 401s, when the server stops. */
   signal?: AbortSignal;
+  /**
+   * Where the admin port listens, which decides whether the `Host` check
+   * is on (see {@linkcode HostCheck.create}); the listening server passes it.
+   * @default {undefined: no Host check}
+   */
+  listen?: HostPort;
+  /**
+   * Host names answered besides loopback names, IP addresses and the
+   * `listen` name (`server --allow-host`): against DNS rebinding.
+   * @default {[]}
+   */
+  allowHosts?: readonly string[];
 }
+
+/** Paths answered whatever the `Host`: load balancers and Kubernetes probe by IP or any name. */
+const PROBES: ReadonlySet<string> = new Set(["/health", "/ready"]);
 
 const SESSION_PATH = /^\/sessions\/([^/]*)$/;
 const SESSION_ID = /^[A-Za-z0-9_-]{1,64}$/;
@@ -96,6 +113,36 @@ export function adminHandler(
   const { backend, token, logger } = options;
   const throttle = options.throttle ?? new AuthThrottle();
   const signal = options.signal ?? new AbortController().signal;
+  // The check belongs to a listening server: a bare handler does not know where it listens.
+  const hostCheck = options.listen
+    ? HostCheck.create({ listen: options.listen, allowHosts: options.allowHosts ?? [] })
+    : null;
+  const refusals = new RateLimitedLog(logger);
+
+  /**
+   * A request a web page made a browser send: to a name the attacker
+   * re-pointed at this port (DNS rebinding), or from another site. No
+   * browser page is ever a client of the admin API.
+   */
+  function hostile(request: Request, path: string, peer: string | undefined): Response | null {
+    const host = new URL(request.url).host;
+    if (!PROBES.has(path) && !(hostCheck?.allows(host) ?? true)) {
+      refusals.warn("admin.host_not_allowed", {
+        peer,
+        host: host.slice(0, 100),
+      });
+      return failure(403, "host_not_allowed", "This admin port does not answer for that host name");
+    }
+    const origin = request.headers.get("origin");
+    if (origin !== null && !originAllowed(origin, host, [])) {
+      refusals.warn("admin.origin_not_allowed", {
+        peer,
+        origin: origin.slice(0, 100),
+      });
+      return failure(403, "origin_not_allowed", "Web pages may not use the admin API");
+    }
+    return null;
+  }
 
   function answer(
     request: Request,
@@ -108,6 +155,8 @@ export function adminHandler(
     } catch {
       return failure(400, "bad_request", "Cannot parse the request URL");
     }
+    const refusal = hostile(request, path, peer);
+    if (refusal) return refusal;
     if (token !== null && !authorized(request, token)) {
       const failures = host === undefined ? undefined : throttle.failed(host);
       logger.warn("admin.unauthorized", { peer, method: request.method, path, failures });
@@ -198,16 +247,15 @@ function decodeURIComponentSafe(text: string): string | null {
  * ```
  */
 export class AdminServer implements AsyncDisposable {
-  readonly #server: Deno.HttpServer<Deno.NetAddr>;
-  readonly #stopping: AbortController;
+  readonly #server: HttpServer;
 
-  private constructor(server: Deno.HttpServer<Deno.NetAddr>, stopping: AbortController) {
+  private constructor(server: HttpServer) {
     this.#server = server;
-    this.#stopping = stopping;
   }
 
   /**
-   * Starts serving the admin API.
+   * Starts serving the admin API. For `localhost`, that is 127.0.0.1 and
+   * ::1 on the same port.
    *
    * @param addr Where to listen.
    * @param options The backend, token and logger.
@@ -215,24 +263,22 @@ export class AdminServer implements AsyncDisposable {
    * @throws {Deno.errors.AddrInUse} When the port is taken, and the other errors of `Deno.serve`.
    */
   static listen(addr: HostPort, options: AdminOptions): AdminServer {
-    const stopping = new AbortController();
-    const server = Deno.serve(
-      { hostname: addr.hostname, port: addr.port, onListen: () => {} },
-      adminHandler({ ...options, signal: stopping.signal }),
-    );
-    return new AdminServer(server, stopping);
+    return new AdminServer(HttpServer.listen(addr, {
+      // 401s held back for wrong tokens are sent when the server stops, not held open.
+      handler: (signal) => adminHandler({ listen: addr, ...options, signal }),
+      logger: options.logger,
+      name: "admin",
+    }));
   }
 
-  /** The address the admin API listens on. */
+  /** The address the admin API listens on: for `localhost`, 127.0.0.1's. */
   get addr(): Deno.NetAddr {
     return this.#server.addr;
   }
 
   /** Stops the server and waits until it has. */
-  async close(): Promise<void> {
-    // 401s held back for wrong tokens are sent now, not held open.
-    this.#stopping.abort();
-    await this.#server.shutdown();
+  close(): Promise<void> {
+    return this.#server.close();
   }
 
   /** See {@linkcode AdminServer.close}. */

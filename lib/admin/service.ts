@@ -72,6 +72,7 @@ export class Service implements AsyncDisposable {
     try {
       service.#admin = AdminServer.listen(config.admin, {
         token: config.adminToken,
+        allowHosts: config.adminAllowHosts,
         logger,
         backend: {
           report: () => service.report(),

@@ -15,8 +15,8 @@ export type FlagSpec = NonNullable<ParseArgsConfig["options"]>;
 
 /** Parsed flags and positional arguments. */
 export interface ParsedFlags {
-  /** Flag values by long name. */
-  values: Record<string, string | boolean | undefined>;
+  /** Flag values by long name; a list for a flag declared `multiple`. */
+  values: Record<string, string | boolean | string[] | undefined>;
   /** Arguments that are not flags. */
   positionals: string[];
 }
@@ -66,6 +66,18 @@ export function parseFlags(args: string[], options: FlagSpec): ParsedFlags {
 export function stringFlag(flags: ParsedFlags, name: string): string | undefined {
   const value = flags.values[name];
   return typeof value === "string" ? value : undefined;
+}
+
+/**
+ * Reads a repeatable string flag (declared with `multiple: true`).
+ *
+ * @param flags Parsed flags.
+ * @param name The flag's long name.
+ * @returns Every value given, in order; empty when absent.
+ */
+export function listFlag(flags: ParsedFlags, name: string): string[] {
+  const value = flags.values[name];
+  return Array.isArray(value) ? value : typeof value === "string" ? [value] : [];
 }
 
 /**

@@ -337,3 +337,63 @@ export function tlsOptions(
   if (ca !== undefined) return { caCerts: [readPemFile(ca, "--ca")] };
   return tls ? {} : undefined;
 }
+
+/**
+ * Checks a host name given to `--allow-host`: a name, or `.example.com` for
+ * every name under example.com.
+ *
+ * @param text The name as written.
+ * @param what The flag, for error messages.
+ * @returns The name, lower case.
+ * @throws {UsageError} When it is not a host name.
+ *
+ * @example
+ * ```ts
+ * import { parseAllowHost } from "./config.ts";
+ *
+ * console.assert(parseAllowHost("Play.Example.com", "--allow-host") === "play.example.com");
+ * ```
+ */
+export function parseAllowHost(text: string, what: string): string {
+  if (!/^\.?[A-Za-z0-9-]+(\.[A-Za-z0-9-]+)*$/.test(text)) {
+    throw new UsageError(
+      `${what}: "${text}" is not a host name (expected a name such as play.example.com, or .example.com for every name under it)`,
+    );
+  }
+  return text.toLowerCase();
+}
+
+/**
+ * Checks an origin given to `--allow-origin`: `http://` or `https://` with
+ * a host and an optional port, and nothing after; or `*` for any.
+ *
+ * @param text The origin as written.
+ * @param what The flag, for error messages.
+ * @returns The origin, normalized (`https://play.example.com`).
+ * @throws {UsageError} When it is not an origin.
+ *
+ * @example
+ * ```ts
+ * import { parseAllowOrigin } from "./config.ts";
+ *
+ * console.assert(parseAllowOrigin("https://Play.example.com:443", "--allow-origin") === "https://play.example.com");
+ * ```
+ */
+export function parseAllowOrigin(text: string, what: string): string {
+  if (text === "*") return text;
+  let url: URL | null = null;
+  try {
+    url = new URL(text);
+  } catch {
+    // reported below
+  }
+  if (
+    !url || (url.protocol !== "http:" && url.protocol !== "https:") ||
+    text.replace(/\/$/, "") !== text.replace(/\/$/, "").split("/").slice(0, 3).join("/")
+  ) {
+    throw new UsageError(
+      `${what}: "${text}" is not an origin (expected http:// or https:// with a host, such as https://play.example.com)`,
+    );
+  }
+  return url.origin;
+}

@@ -6,12 +6,13 @@
  * @module
  */
 
-import { parseFlags, printOut, stringFlag } from "./cli.ts";
+import { listFlag, parseFlags, printOut, stringFlag } from "./cli.ts";
 import {
   canReadTokenVariable,
   dropFileReads,
   fetchBlockedPort,
   parseAdminToken,
+  parseAllowHost,
   parseCount,
   parseDuration,
   parseLogFormat,
@@ -22,10 +23,10 @@ import {
   TOKEN_VARIABLE,
   tokenFromEnvironment,
 } from "./config.ts";
-import { formatHostPort, type HostPort, parseHostPort } from "../address.ts";
+import { formatHostPort, type HostPort, isLoopbackHost, parseHostPort } from "../address.ts";
 import { SERVER_DEFAULTS, type ServerConfig } from "../proxy/config.ts";
 import { UsageError } from "../errors.ts";
-import { Logger } from "../log.ts";
+import { type LogFields, Logger } from "../log.ts";
 import { Service } from "../admin/service.ts";
 import { SIGNAL_EXIT_STATUS, watchStopSignals } from "./signals.ts";
 import { VERSION } from "../version.ts";
@@ -49,6 +50,9 @@ Options:
   --admin-token=TOKEN             require "Authorization: Bearer TOKEN" on the
                                   admin port (default: $SOCKETPROXY_ADMIN_TOKEN;
                                   prefer the variable: flags show in ps)
+  --allow-host=NAME               a host name the admin port answers for, besides
+                                  loopback names and IP addresses (repeatable;
+                                  .example.com: every name under it)
   --tls-cert=FILE, --tls-key=FILE TLS on the proxy port: PEM certificate chain
                                   and private key (both or neither)
   --log-level=LEVEL               debug, info, warn or error (default info)
@@ -66,6 +70,7 @@ const FLAGS = {
   "connect-timeout": { type: "string" },
   "max-sessions": { type: "string" },
   "admin-token": { type: "string" },
+  "allow-host": { type: "string", multiple: true },
   "tls-cert": { type: "string" },
   "tls-key": { type: "string" },
   "log-level": { type: "string" },
@@ -142,6 +147,9 @@ export function parseServerArgs(args: string[]): ServerConfig | "help" {
     ? tokenFromEnvironment()
     : parseAdminToken(flag, "--admin-token");
   if (token !== undefined) config.adminToken = token;
+  config.adminAllowHosts = listFlag(flags, "allow-host").map((name) =>
+    parseAllowHost(name, "--allow-host")
+  );
   const cert = value("tls-cert");
   const key = value("tls-key");
   if ((cert === undefined) !== (key === undefined)) {
@@ -156,6 +164,37 @@ export function parseServerArgs(args: string[]): ServerConfig | "help" {
     throw new UsageError(`expected one DEST_HOST:DEST_PORT, got also "${extra.join(" ")}"`);
   }
   return { ...config, destination: parseHostPort(dest, "DEST_HOST:DEST_PORT") };
+}
+
+/**
+ * What a server about to start with `config` warns of: an admin token in
+ * the environment that Deno may not read, and an admin port off loopback
+ * with no token.
+ *
+ * @param config The configuration.
+ * @returns The warnings, as log events.
+ */
+export function startupWarnings(config: ServerConfig): { event: string; fields: LogFields }[] {
+  const warnings: { event: string; fields: LogFields }[] = [];
+  if (config.admin === null || config.adminToken !== null) return warnings;
+  if (!canReadTokenVariable()) {
+    // A token set in the environment would be silently ignored: say so.
+    warnings.push({
+      event: "admin.token_unreadable",
+      fields: { variable: TOKEN_VARIABLE, hint: TOKEN_UNREADABLE_HINT },
+    });
+  }
+  if (!isLoopbackHost(config.admin.hostname)) {
+    // Anyone who can reach that address can list and close every session.
+    warnings.push({
+      event: "admin.no_token",
+      fields: {
+        admin: formatHostPort(config.admin),
+        hint: `set ${TOKEN_VARIABLE}, or keep --admin on a loopback address`,
+      },
+    });
+  }
+  return warnings;
 }
 
 /** The shutdown deadline: a server asked to stop exits by then, in ms. */
@@ -182,13 +221,7 @@ export async function serverCommand(args: string[]): Promise<number> {
     logger.warn("server.killed", { signal });
     Deno.exit(SIGNAL_EXIT_STATUS[signal] ?? 1);
   });
-  if (config.admin !== null && config.adminToken === null && !canReadTokenVariable()) {
-    // A token set in the environment would be silently ignored: say so.
-    logger.warn("admin.token_unreadable", {
-      variable: TOKEN_VARIABLE,
-      hint: TOKEN_UNREADABLE_HINT,
-    });
-  }
+  for (const warning of startupWarnings(config)) logger.warn(warning.event, warning.fields);
   const service = await Service.start(config, { logger });
   const fileReads = dropFileReads();
   logger.info("server.listening", {

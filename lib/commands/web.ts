@@ -5,16 +5,22 @@
  * @module
  */
 
-import { explainListenError, parseFlags, printOut, stringFlag } from "./cli.ts";
-import { dropFileReads, parseLogFormat, parseLogLevel, tlsOptions } from "./config.ts";
+import { explainListenError, listFlag, parseFlags, printOut, stringFlag } from "./cli.ts";
+import {
+  dropFileReads,
+  parseAllowHost,
+  parseAllowOrigin,
+  parseLogFormat,
+  parseLogLevel,
+  tlsOptions,
+} from "./config.ts";
 import { formatHostPort, type HostPort, parseHostPort } from "../address.ts";
 import { SERVER_DEFAULTS } from "../proxy/config.ts";
 import { UsageError } from "../errors.ts";
 import { type LogFormat, Logger, type LogLevel } from "../log.ts";
 import { SIGNAL_EXIT_STATUS, watchStopSignals } from "./signals.ts";
 import { VERSION } from "../version.ts";
-import { WEB_ASSETS } from "../gateway/mod.ts";
-import { WebGateway } from "../gateway/mod.ts";
+import { WEB_ASSETS, WebGateway } from "../gateway/mod.ts";
 
 /** The help text of `socketproxy web`. */
 export const WEB_USAGE = `Usage: socketproxy web [options]
@@ -28,7 +34,13 @@ Options:
   --listen=[HOST][:PORT]   where browsers (or nginx) connect (default localhost:8080)
   --proxy=[HOST][:PORT]    the socketproxy server (default localhost:9009)
   --tls                    speak TLS to the proxy (a server run with --tls-cert)
-  --ca=FILE                with --tls: also trust this PEM certificate
+  --allow-host=NAME        a host name browsers reach the gateway by, besides
+                           loopback names, IP addresses and the --listen host
+                           (repeatable; .example.com: every name under it)
+  --allow-origin=URL       another site whose pages may use the gateway, such
+                           as https://play.example.com (repeatable; * allows
+                           any site, which is unsafe)
+  --ca=FILE                also trust this PEM certificate; implies --tls
   --log-level=LEVEL        debug, info, warn or error (default info)
   --log-format=FORMAT      text or json (default text)
   -h, --help               show this help`;
@@ -38,6 +50,8 @@ const FLAGS = {
   proxy: { type: "string" },
   tls: { type: "boolean" },
   ca: { type: "string" },
+  "allow-host": { type: "string", multiple: true },
+  "allow-origin": { type: "string", multiple: true },
   "log-level": { type: "string" },
   "log-format": { type: "string" },
   help: { type: "boolean", short: "h" },
@@ -55,6 +69,10 @@ export interface WebConfig {
   logFormat: LogFormat;
   /** TLS to the proxy, or `undefined` for plain TCP. */
   proxyTls: { caCerts?: string[] } | undefined;
+  /** Host names answered besides loopback names, IP addresses and the listen host. */
+  allowHosts: readonly string[];
+  /** Other sites whose pages may use the gateway; `*` for any. */
+  allowOrigins: readonly string[];
 }
 
 /** Defaults of {@linkcode WebConfig}. */
@@ -64,6 +82,8 @@ export const WEB_DEFAULTS: Readonly<WebConfig> = {
   logLevel: "info",
   logFormat: "text",
   proxyTls: undefined,
+  allowHosts: [],
+  allowOrigins: [],
 };
 
 /**
@@ -95,6 +115,12 @@ export function parseWebArgs(args: string[]): WebConfig | "help" {
   if (level !== undefined) config.logLevel = parseLogLevel(level, "--log-level");
   const format = stringFlag(flags, "log-format");
   if (format !== undefined) config.logFormat = parseLogFormat(format, "--log-format");
+  config.allowHosts = listFlag(flags, "allow-host").map((name) =>
+    parseAllowHost(name, "--allow-host")
+  );
+  config.allowOrigins = listFlag(flags, "allow-origin").map((origin) =>
+    parseAllowOrigin(origin, "--allow-origin")
+  );
   config.proxyTls = tlsOptions(flags.values.tls === true, stringFlag(flags, "ca"));
   return config;
 }
@@ -120,10 +146,17 @@ export async function webCommand(args: string[]): Promise<number> {
       proxy: config.proxy,
       logger,
       assets: WEB_ASSETS,
+      allowHosts: config.allowHosts,
+      allowOrigins: config.allowOrigins,
       ...(config.proxyTls ? { proxyTls: config.proxyTls } : {}),
     });
   } catch (error) {
     throw explainListenError(error, { flag: "--listen", addr: config.listen });
+  }
+  if (config.allowOrigins.includes("*")) {
+    logger.warn("web.any_origin", {
+      hint: "--allow-origin=* lets every web page open sessions through its visitors' browsers",
+    });
   }
   logger.info("web.listening", {
     version: VERSION,

@@ -34,11 +34,13 @@
 
 import { ClientSession } from "../client/mod.ts";
 import type { HostPort } from "../address.ts";
-import { describeError, type Logger } from "../log.ts";
+import { describeError, type Logger, RateLimitedLog } from "../log.ts";
 import { ID_PATTERN } from "../protocol.ts";
 import { sleep } from "../_io.ts";
+import { HostCheck, originAllowed } from "../browser_guard.ts";
 import {
   browserAddress,
+  type ClientAddress,
   clientAddress,
   GATEWAY_LIMITS,
   type GatewayLimits,
@@ -54,6 +56,7 @@ import {
 import { relay } from "./relay.ts";
 import { type Asset, assetTags } from "./static.ts";
 import { AuthThrottle } from "../throttle.ts";
+import { HttpServer } from "../http_server.ts";
 
 /** Options for {@linkcode gatewayHandler}. */
 export interface GatewayOptions {
@@ -86,6 +89,24 @@ export interface GatewayOptions {
    * @default {a new AuthThrottle with its defaults}
    */
   throttle?: AuthThrottle;
+  /**
+   * Where the gateway listens, which decides whether the `Host` check is on
+   * (see {@linkcode HostCheck.create}); the listening server passes it.
+   * @default {undefined: no Host check}
+   */
+  listen?: HostPort;
+  /**
+   * Host names answered besides loopback names, IP addresses and the
+   * `listen` name (`--allow-host`): against DNS rebinding.
+   * @default {[]}
+   */
+  allowHosts?: readonly string[];
+  /**
+   * Origins besides the gateway's own whose pages may open sessions,
+   * WebSockets and polls (`--allow-origin`); `*` allows any (unsafe).
+   * @default {[]}
+   */
+  allowOrigins?: readonly string[];
 }
 
 const SESSION_PATH = /^\/api\/sessions\/([^/]+)(\/poll|\/ws)?$/;
@@ -110,6 +131,52 @@ export function gatewayHandler(
   const etags = assetTags(assets);
   const throttle = options.throttle ?? new AuthThrottle();
   const stopping = options.signal ?? new AbortController().signal;
+  // The check belongs to a listening server: a bare handler does not know where it listens.
+  const hostCheck = options.listen
+    ? HostCheck.create({ listen: options.listen, allowHosts: options.allowHosts ?? [] })
+    : null;
+  const allowOrigins = options.allowOrigins ?? [];
+  const refusals = new RateLimitedLog(logger);
+
+  /**
+   * The checks against hostile pages, before any route: a `Host` this
+   * gateway does not answer (DNS rebinding), a browser request from another
+   * site, and a browser's body that is not JSON (the "simple request" path).
+   */
+  function guard(request: Request, path: string, address: ClientAddress): void {
+    const url = new URL(request.url);
+    if (path !== "/health" && !(hostCheck?.allows(url.host) ?? true)) {
+      refusals.warn("web.host_not_allowed", { host: url.host.slice(0, 100), ...address });
+      throw new HttpError(
+        403,
+        "host_not_allowed",
+        "This gateway does not answer for that host name",
+      );
+    }
+    const origin = request.headers.get("origin");
+    const method = request.method;
+    const changes = method === "POST" || method === "DELETE" ||
+      request.headers.get("upgrade")?.toLowerCase() === "websocket";
+    if (origin === null || !changes) return;
+    if (!originAllowed(origin, url.host, allowOrigins)) {
+      refusals.warn("web.origin_not_allowed", {
+        origin: origin.slice(0, 100),
+        path: routeOf(path),
+        ...address,
+      });
+      throw new HttpError(
+        403,
+        "origin_not_allowed",
+        "Pages from that origin may not use this gateway",
+      );
+    }
+    const type = request.headers.get("content-type")?.split(";")[0]?.trim().toLowerCase();
+    const length = request.headers.get("content-length");
+    const hasBody = request.headers.has("transfer-encoding") || (length !== null && length !== "0");
+    if (method !== "GET" && hasBody && type !== "application/json") {
+      throw new HttpError(415, "unsupported_media_type", "Request bodies must be application/json");
+    }
+  }
 
   /**
    * Counts a wrong secret against the browser, logs it, and holds the
@@ -294,6 +361,7 @@ export function gatewayHandler(
     let response: Response;
     try {
       path = new URL(request.url).pathname;
+      guard(request, path, address);
       response = await route(request, path, info);
     } catch (error) {
       response = await failure(error, request, info, path, address);
@@ -322,16 +390,14 @@ export function gatewayHandler(
  * ```
  */
 export class WebGateway implements AsyncDisposable {
-  readonly #server: Deno.HttpServer<Deno.NetAddr>;
-  readonly #stop: AbortController;
+  readonly #server: HttpServer;
 
-  private constructor(server: Deno.HttpServer<Deno.NetAddr>, stop: AbortController) {
+  private constructor(server: HttpServer) {
     this.#server = server;
-    this.#stop = stop;
   }
 
   /**
-   * Starts serving.
+   * Starts serving. For `localhost`, that is 127.0.0.1 and ::1 on the same port.
    *
    * @param addr Where to listen.
    * @param options The proxy, logger, assets and limits.
@@ -339,23 +405,21 @@ export class WebGateway implements AsyncDisposable {
    * @throws {Deno.errors.AddrInUse} When the port is taken, and the other errors of `Deno.serve`.
    */
   static listen(addr: HostPort, options: GatewayOptions): WebGateway {
-    const stop = new AbortController();
-    const handler = gatewayHandler({ ...options, signal: stop.signal });
-    return new WebGateway(
-      Deno.serve({ hostname: addr.hostname, port: addr.port, onListen: () => {} }, handler),
-      stop,
-    );
+    return new WebGateway(HttpServer.listen(addr, {
+      handler: (signal) => gatewayHandler({ listen: addr, ...options, signal }),
+      logger: options.logger,
+      name: "web",
+    }));
   }
 
-  /** The address the gateway listens on. */
+  /** The address the gateway listens on: for `localhost`, 127.0.0.1's. */
   get addr(): Deno.NetAddr {
     return this.#server.addr;
   }
 
   /** Stops the gateway: open requests and WebSockets are ended. */
-  async close(): Promise<void> {
-    this.#stop.abort();
-    await this.#server.shutdown();
+  close(): Promise<void> {
+    return this.#server.close();
   }
 
   /** See {@linkcode WebGateway.close}. */

@@ -31,6 +31,8 @@ export interface ServerConfig {
   logFormat: LogFormat;
   /** The bearer token the admin API requires, or `null` for none. */
   adminToken: string | null;
+  /** Host names the admin API answers besides loopback names, IP addresses and its own (`--allow-host`). */
+  adminAllowHosts: readonly string[];
   /** TLS on the proxy port: PEM certificate chain and private key, or `null` for plain TCP. */
   tls: { cert: string; key: string } | null;
 }
@@ -47,5 +49,6 @@ export const SERVER_DEFAULTS: Readonly<Omit<ServerConfig, "destination">> = {
   logLevel: "info",
   logFormat: "text",
   adminToken: null,
+  adminAllowHosts: [],
   tls: null,
 };

@@ -1,8 +1,10 @@
 /**
- * The accept loop of the proxy port. It survives accept errors: a
- * connection that was reset before it was accepted is skipped at once, and
- * running out of descriptors or memory (`EMFILE`) is logged and backed off
- * from, so the server recovers as soon as they are free again.
+ * The accept loop of the proxy port's listening sockets (opened with
+ * `../listen.ts`). {@linkcode acceptLoop} runs on each. It survives
+ * accept errors: a connection that was reset before it was accepted is
+ * skipped at once, and running out of descriptors or memory (`EMFILE`) is
+ * logged and backed off from, so the server recovers as soon as they are
+ * free again.
  *
  * @module
  */

@@ -12,6 +12,7 @@ import type { ServerConfig } from "./config.ts";
 import { type Counters, newCounters } from "./counters.ts";
 import { handshake } from "./handshake.ts";
 import { acceptLoop } from "./listener.ts";
+import { listenLoopbacks } from "../listen.ts";
 import { describeError, type Logger } from "../log.ts";
 import { type ConnectFunction, SessionStore } from "./session_store.ts";
 import type { AuthThrottleOptions } from "../throttle.ts";
@@ -38,6 +39,9 @@ export interface ProxyServerOptions
   throttle?: AuthThrottleOptions;
 }
 
+/** A listener of the proxy port, TCP or TLS. */
+type ProxyListener = Deno.Listener<Deno.Conn, Deno.NetAddr>;
+
 /**
  * A running proxy server.
  *
@@ -59,7 +63,8 @@ export class ProxyServer implements AsyncDisposable {
   readonly counters: Counters = newCounters();
   /** Where sessions connect. */
   readonly destination: HostPort;
-  readonly #listener: Deno.Listener;
+  /** The proxy port's listeners: two for `localhost`, 127.0.0.1's first. */
+  readonly #listeners: readonly [ProxyListener, ...ProxyListener[]];
   readonly #logger: Logger;
   readonly #handshakeTimeout: number;
   readonly #stop = new AbortController();
@@ -68,8 +73,11 @@ export class ProxyServer implements AsyncDisposable {
   readonly #tasks = new Set<Promise<void>>();
   #closing: Promise<void> | null = null;
 
-  private constructor(listener: Deno.Listener, options: ProxyServerOptions) {
-    this.#listener = listener;
+  private constructor(
+    listeners: readonly [ProxyListener, ...ProxyListener[]],
+    options: ProxyServerOptions,
+  ) {
+    this.#listeners = listeners;
     this.#logger = options.logger;
     this.#handshakeTimeout = options.handshakeTimeout;
     this.destination = options.destination;
@@ -86,33 +94,47 @@ export class ProxyServer implements AsyncDisposable {
     this.store = new SessionStore(
       options.connect ? { ...storeOptions, connect: options.connect } : storeOptions,
     );
-    this.#track(
-      acceptLoop(listener, (conn) => this.#accept(conn), {
-        logger: this.#logger,
-        signal: this.#stop.signal,
-      }),
-    );
+    // A loop per listener, so that one backing off holds up no other.
+    for (const listener of listeners) {
+      this.#track(
+        acceptLoop(listener, (conn) => this.#accept(conn), {
+          logger: this.#logger,
+          signal: this.#stop.signal,
+        }),
+      );
+    }
   }
 
   /**
-   * Starts listening on `options.proxy` and serving clients.
+   * Starts listening on `options.proxy` and serving clients. For
+   * `localhost`, that is 127.0.0.1 and ::1 on the same port.
    *
    * @param options Addresses, limits and logger.
    * @returns The running server.
-   * @throws {Deno.errors.AddrInUse} When the proxy port is taken, and the
-   * other errors of `Deno.listen`.
+   * @throws {Deno.errors.AddrInUse} When the proxy port is taken (on
+   * 127.0.0.1 for `localhost`), and the other errors of `Deno.listen`.
    */
   static listen(options: ProxyServerOptions): ProxyServer {
-    const { hostname, port } = options.proxy;
-    const listener = options.tls
-      ? Deno.listenTls({ hostname, port, cert: options.tls.cert, key: options.tls.key })
-      : Deno.listen({ hostname, port, transport: "tcp" });
-    return new ProxyServer(listener, options);
+    const { tls } = options;
+    const listeners = listenLoopbacks(options.proxy, {
+      listen: ({ hostname, port }) =>
+        tls
+          ? Deno.listenTls({ hostname, port, cert: tls.cert, key: tls.key })
+          : Deno.listen({ hostname, port, transport: "tcp" }),
+      logger: options.logger,
+      name: "proxy",
+    });
+    return new ProxyServer(listeners, options);
   }
 
-  /** The address the server listens on. */
+  /** The address the server listens on: for `localhost`, 127.0.0.1's. */
   get addr(): Deno.NetAddr {
-    return this.#listener.addr as Deno.NetAddr;
+    return this.#listeners[0].addr;
+  }
+
+  /** Every address the server listens on. */
+  get addrs(): Deno.NetAddr[] {
+    return this.#listeners.map((listener) => listener.addr);
   }
 
   /** Client connections open now: in their handshake or attached. */
@@ -138,7 +160,7 @@ export class ProxyServer implements AsyncDisposable {
 
   async #shutdown(): Promise<void> {
     this.#stop.abort();
-    closeQuietly(this.#listener);
+    for (const listener of this.#listeners) closeQuietly(listener);
     for (const conn of this.#handshaking) closeQuietly(conn);
     const sessions = this.store.closeAll("server shutting down");
     while (this.#tasks.size > 0) await Promise.allSettled(this.#tasks);
