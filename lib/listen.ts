@@ -35,14 +35,14 @@ export interface ListenLoopbacksOptions<T> {
  * @example Both loopbacks on one free port
  * ```ts
  * import { listenLoopbacks } from "./listen.ts";
- * import { Logger } from "../log.ts";
+ * import { Logger } from "./log.ts";
  *
  * const listeners = listenLoopbacks({ hostname: "localhost", port: 0 }, {
  *   listen: (addr) => Deno.listen(addr),
  *   logger: new Logger(),
  *   name: "example",
  * });
- * console.assert(listeners[0].addr.hostname === "127.0.0.1");
+ * console.assert(listeners[0]?.addr.hostname === "127.0.0.1");
  * for (const listener of listeners) listener.close();
  * ```
  */
