@@ -1,12 +1,13 @@
 /**
  * `deno task fuzz`: the long fuzz run. Feeds seeded inputs to each target
- * of `tests/_fuzz_targets.ts` (the hello parser and `readHello`, the admin
- * API handler, the gateway handler in front of a stub proxy) and prints,
- * per target, the inputs, the skipped ones, the failures and the time.
- * Each target keeps one handler for the whole run; every so many inputs
- * the heap is sampled after a garbage collection and open files are
- * counted, and neither may grow after a warm-up (see `LeakWatch`), nor
- * may a file stay open after the run. Exits with 1 on any failing
+ * (`tests/_fuzz_hello.ts`: the hello parser and `readHello`;
+ * `tests/_fuzz_admin.ts`: the admin API handler; `tests/_fuzz_gateway.ts`:
+ * the gateway handler in front of a stub proxy) and prints, per target,
+ * the inputs, the skipped ones, the failures and the time. Each target
+ * keeps one handler for the whole run; every so many inputs the heap is
+ * sampled after a garbage collection and open files are counted, and
+ * neither may grow after a warm-up (see `LeakWatch` in `tests/_fuzz.ts`),
+ * nor may a file stay open after the run. Exits with 1 on any failing
  * input or leak, printing the failing inputs and how to replay each.
  * `tests/fuzz_test.ts` runs the same targets briefly in the regular suite,
  * where the test sanitizers check for leaked resources.
@@ -20,17 +21,17 @@
 
 import { parseFlags, printOut, stringFlag } from "../lib/commands/cli.ts";
 import { UsageError } from "../lib/errors.ts";
-import { parseSeed } from "../tests/_fuzz.ts";
 import {
   describeFailures,
-  fuzzAdmin,
   FuzzError,
-  fuzzGateway,
-  fuzzHello,
   type FuzzOptions,
   type FuzzReport,
   LeakWatch,
-} from "../tests/_fuzz_targets.ts";
+  parseSeed,
+} from "../tests/_fuzz.ts";
+import { fuzzAdmin } from "../tests/_fuzz_admin.ts";
+import { fuzzGateway } from "../tests/_fuzz_gateway.ts";
+import { fuzzHello } from "../tests/_fuzz_hello.ts";
 
 const USAGE = `Usage: deno task fuzz [options]
 

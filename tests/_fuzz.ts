@@ -1,12 +1,21 @@
 /**
- * Seeded, reproducible fuzz inputs: random bytes and text, and mutations of
- * corpora of valid hellos, admin requests and gateway requests. Input `i` of
- * a run is drawn from its own generator, derived from the run's seed and
- * `i`, so any input can be replayed alone. No npm packages: the generator is
- * mulberry32.
+ * The fuzz harness every target shares: seeded, reproducible inputs (random
+ * bytes and text, and mutations of a target's corpus), the run loop that
+ * feeds them to a target's check and reports the failing ones with a replay
+ * command, and the leak watch of the long runs. Input `i` of a run is drawn
+ * from its own generator, derived from the run's seed and `i`, so any input
+ * can be replayed alone. No npm packages: the generator is mulberry32.
+ *
+ * The targets sit beside it, one a file: `_fuzz_hello.ts` (the hello parser
+ * and `readHello`), `_fuzz_admin.ts` (the admin API) and `_fuzz_gateway.ts`
+ * (the gateway in front of a stub proxy), the last two sharing the HTTP
+ * checks of `_fuzz_http.ts`. `fuzz_test.ts` runs them briefly in the regular
+ * suite, `fuzz/fuzz.ts` at length.
  *
  * @module
  */
+
+import { describeError } from "../lib/log.ts";
 
 /** Fake credentials the corpora carry; a response or log line must never echo them. */
 export const FUZZ_ID = "AbC-123_xyz";
@@ -21,6 +30,15 @@ export const FUZZ_TOKEN = "fuzz-admin-token-7f3a9c1e";
 
 /** Every secret the corpora carry. */
 export const FUZZ_SECRETS: readonly string[] = [FUZZ_SECRET, FUZZ_SECRET_LONG, FUZZ_TOKEN];
+
+/**
+ * A session id as docs/protocol.md writes it. The targets judge with their own
+ * copy of the grammar, not lib/protocol.ts's, so that a wrong pattern there
+ * shows up here.
+ */
+export const ID_SYNTAX = /^[A-Za-z0-9_-]{1,64}$/;
+/** A session secret as docs/protocol.md writes it (see {@linkcode ID_SYNTAX}). */
+export const SECRET_SYNTAX = /^[A-Za-z0-9_-]{22,64}$/;
 
 /** A request to mutate: the parts of an HTTP request a handler sees. */
 export interface FuzzRequest {
@@ -577,110 +595,340 @@ export function parseSeed(text: string): number {
   return seed;
 }
 
-const encoder = new TextEncoder();
-
-/** Valid hellos (without their LF), and a few valid replies to mix in. */
-export const HELLO_CORPUS: readonly string[] = [
-  "NEW",
-  "NEW\r",
-  `RESUME ${FUZZ_ID} ${FUZZ_SECRET}`,
-  `RESUME ${FUZZ_ID} ${FUZZ_SECRET} 0`,
-  `RESUME ${FUZZ_ID} ${FUZZ_SECRET} 42\r`,
-  `RESUME ${FUZZ_ID_LONG} ${FUZZ_SECRET_LONG} 9007199254740991`,
-  `RESUME a ${"s".repeat(64)} 1234567890123456`,
-  `CLOSE ${FUZZ_ID} ${FUZZ_SECRET}`,
-  `CLOSE ${FUZZ_ID_LONG} ${FUZZ_SECRET_LONG}\r`,
-  `OK ${FUZZ_ID} ${FUZZ_SECRET} 0 0 5 open`,
-  `BYE ${FUZZ_ID}`,
-  "ERR gap 4096 output before offset 4096 was released",
-  "GET / HTTP/1.1",
-];
-
-function auth(token: string): [string, string] {
-  return ["authorization", `Bearer ${token}`];
+/**
+ * Whether two byte arrays hold the same bytes.
+ *
+ * @param a One.
+ * @param b The other.
+ * @returns `true` when they are equally long and alike byte for byte.
+ */
+export function equalBytes(a: Uint8Array, b: Uint8Array): boolean {
+  if (a.length !== b.length) return false;
+  for (let i = 0; i < a.length; i++) if (a[i] !== b[i]) return false;
+  return true;
 }
 
-/** Valid admin API requests: every route, with and without a token. */
-export const ADMIN_CORPUS: readonly FuzzRequest[] = [
-  { method: "GET", path: "/status", headers: [], body: null },
-  { method: "GET", path: "/status", headers: [auth(FUZZ_TOKEN)], body: null },
-  { method: "HEAD", path: "/status", headers: [auth(FUZZ_TOKEN)], body: null },
-  {
-    method: "GET",
-    path: "/metrics",
-    headers: [auth(FUZZ_TOKEN), ["accept", "text/plain"]],
-    body: null,
-  },
-  { method: "GET", path: "/health", headers: [], body: null },
-  {
-    method: "GET",
-    path: "/health?verbose=1",
-    headers: [["authorization", "bearer x"]],
-    body: null,
-  },
-  { method: "DELETE", path: `/sessions/${FUZZ_ID}`, headers: [auth(FUZZ_TOKEN)], body: null },
-  { method: "DELETE", path: `/sessions/${FUZZ_ID_LONG}`, headers: [], body: null },
-  {
-    method: "DELETE",
-    path: `/sessions/${FUZZ_ID}?secret=${FUZZ_SECRET}`,
-    headers: [auth(FUZZ_SECRET)],
-    body: encoder.encode(`{"secret":"${FUZZ_SECRET_LONG}"}`),
-  },
-  {
-    method: "GET",
-    path: "/status",
-    headers: [["cookie", `session=${FUZZ_SECRET_LONG}`], ["x-forwarded-for", "10.0.0.1"]],
-    body: null,
-  },
-];
+// ---------------------------------------------------------------------------
+// Runs
 
-function jsonRequest(method: string, path: string, body: unknown): FuzzRequest {
-  return {
-    method,
-    path,
-    headers: [["content-type", "application/json"]],
-    body: encoder.encode(JSON.stringify(body)),
+/** One input that broke a promise. */
+export interface FuzzFailure {
+  /** Its number in the run: `--first=index --count=1` replays it alone. */
+  index: number;
+  /** The input, escaped to printable ASCII. */
+  input: string;
+  /** What was observed, and what was expected. */
+  problem: string;
+}
+
+/** What a run did. */
+export interface FuzzReport {
+  /** `hello`, `admin` or `gateway`. */
+  target: string;
+  /** The run's seed. */
+  seed: number;
+  /** Number of the first input. */
+  first: number;
+  /** Inputs generated, skipped ones included. */
+  inputs: number;
+  /** Inputs the Fetch API refused to build, or WebSocket upgrades: not fed to the handler. */
+  skipped: number;
+  /** Inputs that failed. */
+  failures: number;
+  /** The first few failures. */
+  examples: FuzzFailure[];
+  /** How many inputs ended which way (a verb or an error code, a status), to show what was reached. */
+  outcomes: Record<string, number>;
+  /** Time the run took, in ms. */
+  elapsedMs: number;
+}
+
+/** Options of a fuzz target. */
+export interface FuzzOptions {
+  /**
+   * Number of the first input, to replay one input of a run alone.
+   * @default {0}
+   */
+  first?: number;
+  /**
+   * Called after every `every` inputs with how many are done, to sample
+   * the heap and open files (see {@linkcode LeakWatch}).
+   * @default {none}
+   */
+  checkpoint?: { every: number; at: (done: number) => void };
+}
+
+/** Thrown at the end of a run with failures; the message says how to replay them. */
+export class FuzzError extends Error {
+  /** The run. */
+  readonly report: FuzzReport;
+
+  /** @param report A run with failures. */
+  constructor(report: FuzzReport) {
+    super(describeFailures(report));
+    this.name = "FuzzError";
+    this.report = report;
+  }
+}
+
+/**
+ * Describes a run's failures: seed, inputs, problems, replay commands.
+ *
+ * @param report The run.
+ * @returns Several lines.
+ */
+export function describeFailures(report: FuzzReport): string {
+  const lines = [
+    `${report.target}: ${report.failures} of ${report.inputs} inputs failed (seed ${report.seed})`,
+  ];
+  for (const failure of report.examples) {
+    lines.push(
+      `  input #${failure.index}: ${failure.problem}`,
+      `    input: "${failure.input}"`,
+      `    replay: deno task fuzz --only=${report.target} --seed=${report.seed} ` +
+        `--first=${failure.index} --count=1`,
+    );
+  }
+  if (report.failures > report.examples.length) {
+    lines.push(`  ... and ${report.failures - report.examples.length} more`);
+  }
+  return lines.join("\n");
+}
+
+/** What checking one input found. */
+export interface Verdict {
+  /** The input, escaped: only called on failure, since escaping long inputs takes time. */
+  input: () => string;
+  /** Not fed to the target. */
+  skipped?: boolean;
+  /** What went wrong, or `null`. */
+  problem: string | null;
+  /** How the input ended, for {@linkcode FuzzReport.outcomes}. */
+  outcome?: string;
+}
+
+/** A run of one target: its name, how many inputs, from which seed. */
+export interface FuzzRun extends FuzzOptions {
+  /** The target's name, as `--only` takes it. */
+  target: string;
+  /** Number of inputs. */
+  count: number;
+  /** The run's seed. */
+  seed: number;
+}
+
+const MAX_EXAMPLES = 5;
+
+/**
+ * Runs a target: checks every input of the run, each drawn from its own
+ * {@linkcode Fuzzer}, and reports them all; a check that throws fails its
+ * input.
+ *
+ * @param run The target, the count, the seed and the options.
+ * @param check Draws one input from the fuzzer, feeds it to the code under test, judges it.
+ * @returns The run, when no input failed.
+ * @throws {FuzzError} When any input failed, after all ran.
+ *
+ * @example
+ * ```ts
+ * import { runTarget } from "./_fuzz.ts";
+ *
+ * const report = await runTarget({ target: "dice", count: 100, seed: 1 }, (fuzzer) => {
+ *   const roll = fuzzer.int(6);
+ *   return { input: () => String(roll), problem: roll < 6 ? null : `rolled ${roll}` };
+ * });
+ * console.assert(report.inputs === 100 && report.failures === 0);
+ * ```
+ */
+export async function runTarget(
+  run: FuzzRun,
+  check: (fuzzer: Fuzzer) => Verdict | Promise<Verdict>,
+): Promise<FuzzReport> {
+  const { target, count, seed } = run;
+  const first = run.first ?? 0;
+  const started = performance.now();
+  const report: FuzzReport = {
+    target,
+    seed,
+    first,
+    inputs: 0,
+    skipped: 0,
+    failures: 0,
+    examples: [],
+    outcomes: {},
+    elapsedMs: 0,
   };
+  for (let index = first; index < first + count; index++) {
+    let verdict: Verdict;
+    try {
+      verdict = await check(Fuzzer.forInput(seed, index));
+    } catch (error) {
+      verdict = {
+        input: () => "(see the replay)",
+        problem: `the check threw ${describeError(error)}`,
+      };
+    }
+    report.inputs++;
+    if (run.checkpoint && report.inputs % run.checkpoint.every === 0) {
+      run.checkpoint.at(report.inputs);
+    }
+    if (verdict.skipped) report.skipped++;
+    const outcome = verdict.skipped ? "skipped" : verdict.outcome;
+    if (outcome !== undefined) report.outcomes[outcome] = (report.outcomes[outcome] ?? 0) + 1;
+    if (verdict.problem !== null) {
+      report.failures++;
+      if (report.examples.length < MAX_EXAMPLES) {
+        report.examples.push({ index, input: verdict.input(), problem: verdict.problem });
+      }
+    }
+  }
+  report.elapsedMs = performance.now() - started;
+  if (report.failures > 0) throw new FuzzError(report);
+  return report;
 }
 
-/** Valid gateway requests: every route, JSON bodies with every field. */
-export const GATEWAY_CORPUS: readonly FuzzRequest[] = [
-  { method: "POST", path: "/api/sessions", headers: [], body: null },
-  jsonRequest("POST", `/api/sessions/${FUZZ_ID}/poll`, { secret: FUZZ_SECRET, ack: 0 }),
-  jsonRequest("POST", `/api/sessions/${FUZZ_ID}/poll`, {
-    secret: FUZZ_SECRET,
-    ack: 1024,
-    input: "aGVsbG8K",
-    inputAt: 6,
-    wait: 25_000,
-  }),
-  jsonRequest("POST", `/api/sessions/${FUZZ_ID_LONG}/poll`, {
-    secret: FUZZ_SECRET_LONG,
-    ack: 9007199254740991,
-    input: "",
-    wait: 0,
-  }),
-  {
-    ...jsonRequest("POST", `/api/sessions/${FUZZ_ID}/poll`, { secret: FUZZ_SECRET, ack: 3 }),
-    headers: [["content-type", "application/json"], ["content-length", "37"]],
-  },
-  jsonRequest("DELETE", `/api/sessions/${FUZZ_ID}`, { secret: FUZZ_SECRET }),
-  { method: "GET", path: "/", headers: [["accept", "text/html"]], body: null },
-  { method: "HEAD", path: "/", headers: [], body: null },
-  {
-    method: "GET",
-    path: "/assets/app.js",
-    headers: [["x-forwarded-for", "203.0.113.9"]],
-    body: null,
-  },
-  { method: "GET", path: `/api/sessions/${FUZZ_ID}/ws`, headers: [], body: null },
-  {
-    method: "GET",
-    path: `/api/sessions/${FUZZ_ID}/ws`,
-    headers: [["connection", "upgrade"], ["sec-websocket-version", "13"]],
-    body: null,
-  },
-];
+/** Settles with `promise`'s outcome, or `"hung"` after `ms`; never leaves a timer behind. */
+export async function within<T>(
+  promise: Promise<T>,
+  ms: number,
+): Promise<{ value: T } | { error: unknown } | "hung"> {
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  const hung = new Promise<"hung">((resolve) => {
+    timer = setTimeout(() => resolve("hung"), ms);
+  });
+  try {
+    return await Promise.race([
+      promise.then((value) => ({ value }), (error: unknown) => ({ error })),
+      hung,
+    ]);
+  } finally {
+    clearTimeout(timer);
+  }
+}
 
-/** The corpora as bytes, for {@linkcode Fuzzer.mutate}. */
-export const HELLO_CORPUS_BYTES: readonly Uint8Array[] = HELLO_CORPUS.map(toLatin1);
+/**
+ * Open files (sockets included) of this process, from `/proc/self/fd` or
+ * `/dev/fd`; `null` where neither can be listed. (`Deno.resources()` is
+ * gone in Deno 2.)
+ *
+ * @returns The count, the directory listing's own descriptor included.
+ */
+export function openFiles(): number | null {
+  for (const dir of ["/proc/self/fd", "/dev/fd"]) {
+    try {
+      let count = 0;
+      for (const _ of Deno.readDirSync(dir)) count++;
+      return count;
+    } catch {
+      // Not on this system: try the next.
+    }
+  }
+  return null;
+}
+
+/** What a {@linkcode LeakWatch} saw. */
+export interface LeakVerdict {
+  /** One line: the heap and the open files after warm-up and at the end. */
+  summary: string;
+  /** What leaked, or `null`. */
+  problem: string | null;
+}
+
+/**
+ * Watches one target's long run for leaks. Pass it as
+ * {@linkcode FuzzOptions.checkpoint}: every `every` inputs it collects
+ * garbage, then samples the JS heap and counts open files. After the run
+ * (and its target's clean-up), {@linkcode LeakWatch.verdict} fails if the
+ * heap at the end is more than `bound` bytes above the heap at the end of
+ * the warm-up (the first fifth of the run), or if more files are open
+ * than then. The baselines are taken after warm-up because the runtime
+ * itself opens a thread and a socket pair once it has run for a while.
+ * The memory behind array buffers is left out: it is freed in the
+ * background after a collection, so samples of it vary by megabytes; a
+ * leaked buffer still leaks its object on the heap. Needs
+ * `--v8-flags=--expose-gc`.
+ *
+ * @example
+ * ```ts ignore
+ * const watch = new LeakWatch(100_000);
+ * await fuzzAdmin(100_000, 1, { checkpoint: watch });
+ * console.log(watch.verdict().summary);
+ * ```
+ */
+export class LeakWatch {
+  /** Inputs between samples. */
+  readonly every: number;
+  readonly #warmUp: number;
+  readonly #bound: number;
+  readonly #gc: () => void;
+  #baseline: { done: number; heap: number; files: number | null } | null = null;
+  #last = { done: 0, heap: 0, files: null as number | null };
+
+  /**
+   * @param count The inputs the run will have.
+   * @param options `bound`: the most the heap may grow after warm-up, in
+   * bytes (default 2 MiB). `every`: inputs between samples (default a
+   * fiftieth of the run, at least 500).
+   * @throws {TypeError} Without `--v8-flags=--expose-gc`.
+   */
+  constructor(count: number, options: { bound?: number; every?: number } = {}) {
+    const gc = (globalThis as { gc?: () => void }).gc;
+    if (typeof gc !== "function") {
+      throw new TypeError("Cannot watch for leaks: run with --v8-flags=--expose-gc");
+    }
+    this.#gc = gc;
+    this.every = options.every ?? Math.max(500, Math.ceil(count / 50));
+    this.#warmUp = Math.floor(count / 5);
+    this.#bound = options.bound ?? 2 * 1024 * 1024;
+  }
+
+  /**
+   * Samples the heap and the open files.
+   *
+   * @param done Inputs done so far.
+   */
+  at(done: number): void {
+    if (done < this.#warmUp) return;
+    this.#gc();
+    this.#last = { done, heap: Deno.memoryUsage().heapUsed, files: openFiles() };
+    this.#baseline ??= this.#last;
+  }
+
+  /**
+   * Judges the run, once it and its target's clean-up are over.
+   *
+   * @returns The summary, and what leaked.
+   */
+  verdict(): LeakVerdict {
+    const baseline = this.#baseline;
+    const last = this.#last;
+    if (baseline === null || last.done === baseline.done) {
+      return { summary: "not judged (too few inputs after a warm-up)", problem: null };
+    }
+    const problems: string[] = [];
+    const mib = (bytes: number): string => `${(bytes / 1024 / 1024).toFixed(1)} MiB`;
+    const growth = last.heap - baseline.heap;
+    const perInput = growth / (last.done - baseline.done);
+    const parts = [
+      `heap ${mib(baseline.heap)} after warm-up, ${mib(last.heap)} at the end ` +
+      `(${perInput.toFixed(1)} bytes an input; bound +${mib(this.#bound)})`,
+    ];
+    if (growth > this.#bound) {
+      problems.push(`the heap grew by ${mib(growth)} after warm-up, over the bound`);
+    }
+    const after = openFiles();
+    if (baseline.files === null || last.files === null || after === null) {
+      parts.push("open files not counted");
+    } else {
+      parts.push(
+        `open files ${baseline.files} after warm-up, ${last.files} at the end, ` +
+          `${after} after clean-up`,
+      );
+      const most = Math.max(last.files, after);
+      if (most > baseline.files) {
+        problems.push(`${most - baseline.files} more files open than after warm-up`);
+      }
+    }
+    return { summary: parts.join("; "), problem: problems.length > 0 ? problems.join("; ") : null };
+  }
+}

@@ -1,21 +1,25 @@
 /**
- * Short fuzz runs in the regular suite: seeded inputs to the hello parser,
- * the admin API and the gateway in front of a stub proxy (see
- * `_fuzz_targets.ts`), a few seconds in all; the test sanitizers check
- * for leaked resources. `FUZZ_SEED=n` replays another run; `deno task
- * fuzz` runs longer and watches the heap and open files itself.
+ * Short fuzz runs in the regular suite: seeded inputs to the hello parser
+ * (`_fuzz_hello.ts`), the admin API (`_fuzz_admin.ts`) and the gateway in
+ * front of a stub proxy (`_fuzz_gateway.ts`), a few seconds in all; the
+ * test sanitizers check for leaked resources. `FUZZ_SEED=n` replays another
+ * run; `deno task fuzz` runs longer and watches the heap and open files
+ * itself (see `_fuzz.ts`).
  */
 
 import assert from "node:assert/strict";
-import { escapeInput, Fuzzer, GATEWAY_CORPUS, parseSeed, toRequest } from "./_fuzz.ts";
 import {
-  fuzzAdmin,
+  escapeInput,
+  Fuzzer,
   FuzzError,
-  fuzzGateway,
-  fuzzHello,
   LeakWatch,
   openFiles,
-} from "./_fuzz_targets.ts";
+  parseSeed,
+  toRequest,
+} from "./_fuzz.ts";
+import { fuzzAdmin } from "./_fuzz_admin.ts";
+import { fuzzGateway, GATEWAY_CORPUS } from "./_fuzz_gateway.ts";
+import { fuzzHello } from "./_fuzz_hello.ts";
 
 const seedText = Deno.env.get("FUZZ_SEED");
 const SEED = seedText === undefined ? undefined : parseSeed(seedText);
