@@ -16,10 +16,11 @@ import {
   TestClient,
   WAIT_MS,
   withDeadline,
-  writeAll,
 } from "./_helpers.ts";
+import { closeQuietly, writeAll } from "../lib/_io.ts";
 
 const MAIN = new URL("../main.ts", import.meta.url).pathname;
+const ROOT = new URL("..", import.meta.url).pathname;
 
 /** Runs the client with `input` on stdin until it exits. */
 async function runClient(
@@ -635,4 +636,142 @@ Deno.test({
     const reply = await client.hello(`RESUME ${id} ${secret} 14`);
     assert.equal(reply.in, 14, "the line went through exactly once");
   },
+});
+
+/**
+ * A TCP relay in front of the proxy that holds the proxy's answers back
+ * until released, so that a client waits for its reply as long as a test needs.
+ */
+class HoldingRelay implements AsyncDisposable {
+  readonly #listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+  readonly #released = Promise.withResolvers<void>();
+  readonly #conns: Deno.Conn[] = [];
+  readonly #pumps: Promise<void>[] = [];
+  readonly #loop: Promise<void>;
+
+  constructor(target: number) {
+    this.#loop = this.#accept(target);
+  }
+
+  get port(): number {
+    return this.#listener.addr.port;
+  }
+
+  /** Lets the proxy's answers through, those held and all that follow. */
+  release(): void {
+    this.#released.resolve();
+  }
+
+  async #accept(target: number): Promise<void> {
+    try {
+      for await (const client of this.#listener) {
+        this.#conns.push(client);
+        const upstream = await Deno.connect({ hostname: "127.0.0.1", port: target });
+        this.#conns.push(upstream);
+        this.#pumps.push(
+          this.#pump(client, upstream),
+          this.#released.promise.then(() => this.#pump(upstream, client)),
+        );
+      }
+    } catch {
+      // The listener closed.
+    }
+  }
+
+  async #pump(from: Deno.Conn, to: Deno.Conn): Promise<void> {
+    const buffer = new Uint8Array(16384);
+    try {
+      for (let count = await from.read(buffer); count !== null; count = await from.read(buffer)) {
+        await writeAll(to, buffer.subarray(0, count));
+      }
+    } catch {
+      // Either side closed.
+    }
+    closeQuietly(from);
+    closeQuietly(to);
+  }
+
+  async [Symbol.asyncDispose](): Promise<void> {
+    this.#listener.close();
+    for (const conn of this.#conns) closeQuietly(conn);
+    this.release();
+    await this.#loop;
+    await Promise.all(this.#pumps);
+  }
+}
+
+Deno.test({
+  name: tmux
+    ? "deno task start client: one Ctrl-C, though deno task passes it on again, detaches and keeps the session"
+    : "deno task start client: one Ctrl-C, though deno task passes it on again, detaches and keeps the session (skipped: tmux is not installed)",
+  ignore: !tmux,
+  async fn() {
+    await using destination = echoDestination();
+    await using proxy = startServer(destination.port);
+    // The NEW's reply is held back: the Ctrl-C comes while the client waits
+    // for it, so every copy of it reaches a client that is still running.
+    await using relay = new HoldingRelay(proxy.port);
+    await using terminal = new Terminal();
+    await terminal.start();
+    // The README's own form: under deno task, in the terminal's foreground process group.
+    await terminal.type(
+      `cd ${ROOT} && ${Deno.execPath()} task start client --proxy=127.0.0.1:${relay.port}; echo EXIT=$?`,
+      "Enter",
+    );
+    await proxy.logs.waitFor("session.created");
+    await terminal.type("C-c");
+    // The terminal shows ^C once it has signalled the process group; deno
+    // task passes the signal on to the client as it gets it.
+    await terminal.waitFor(/\^C/);
+    relay.release();
+    const screen = await terminal.waitFor(/EXIT=\d+/);
+    for (const match of screen.matchAll(/--session=[^:\s]+:(\S+)/g)) {
+      issuedSecrets.add(match[1] ?? "");
+    }
+    assert.match(screen, /opened session/);
+    assert.match(screen, /session left open; to come back: socketproxy client --session=\S+/);
+    assert.match(screen, /EXIT=0/);
+    assert.equal(proxy.server.store.size, 1, "Ctrl-C left the session open");
+  },
+});
+
+Deno.test("SIGINTs close behind the first are the same Ctrl-C; a later one means now", async () => {
+  // In a process of its own: the test runner stops on SIGINT.
+  const signals = new URL("../lib/commands/signals.ts", import.meta.url).href;
+  const script = `
+    import { SIGINT_ECHO_MS, watchStopSignals } from ${JSON.stringify(signals)};
+    const seconds = [];
+    using watch = watchStopSignals((signal) => seconds.push(signal));
+    // Registered after the watch's own listener, so it runs after it.
+    function interrupt() {
+      const { promise, resolve } = Promise.withResolvers();
+      Deno.addSignalListener("SIGINT", function seen() {
+        Deno.removeSignalListener("SIGINT", seen);
+        resolve();
+      });
+      Deno.kill(Deno.pid, "SIGINT");
+      return promise;
+    }
+    const alive = setTimeout(() => {}, 10_000);
+    await interrupt();
+    const first = await watch.first;
+    await interrupt(); // what deno task passes on
+    const echoed = seconds.length;
+    await new Promise((resolve) => setTimeout(resolve, SIGINT_ECHO_MS));
+    await interrupt(); // a second press
+    clearTimeout(alive);
+    console.log(JSON.stringify({ first, echoed, seconds }));
+  `;
+  const output = await new Deno.Command(Deno.execPath(), {
+    args: ["eval", "--ext=js", script],
+    stdin: "null",
+    stdout: "piped",
+    stderr: "piped",
+  }).output();
+  assert.equal(output.code, 0, decoder.decode(output.stderr));
+  assert.deepEqual(JSON.parse(decoder.decode(output.stdout)), {
+    first: "SIGINT",
+    echoed: 0,
+    seconds: ["SIGINT"],
+  });
 });

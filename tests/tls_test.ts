@@ -19,6 +19,8 @@ import {
   WAIT_MS,
   withDeadline,
 } from "./_helpers.ts";
+import { CLIENT_USAGE, parseClientArgs } from "../lib/commands/client.ts";
+import { parseWebArgs, WEB_USAGE } from "../lib/commands/web.ts";
 
 const MAIN = new URL("../main.ts", import.meta.url).pathname;
 
@@ -248,7 +250,8 @@ Deno.test({
     const output = await child.output();
     assert.equal(output.code, 0, decoder.decode(output.stderr));
     assert.equal(decoder.decode(output.stdout), "hello tls\n");
-    // The gateway, as `socketproxy web` runs it: --ca read, then TLS to the proxy.
+    // The gateway, as `socketproxy web` runs it: --ca read, then TLS to the
+    // proxy, without --tls (--ca implies it; plain TCP would get no reply).
     await using web = new ServerProcess(
       ["--listen=127.0.0.1:0", `--proxy=127.0.0.1:${port}`, `--ca=${files.ca}`],
       "web",
@@ -354,6 +357,23 @@ Deno.test({
         /over TLS: invalid peer certificate: .*CaUsedAsEndEntity.*: a self-signed certificate must be made with basicConstraints=critical,CA:FALSE\n$/,
       );
       assert.equal(proxy.server.store.size, 0);
+    }
+  },
+});
+
+Deno.test({
+  name: `--ca implies --tls for the client and the gateway alike, as their help says${skip}`,
+  ignore: !files,
+  fn() {
+    if (!files) return;
+    const client = parseClientArgs([`--ca=${files.ca}`]);
+    const web = parseWebArgs([`--ca=${files.ca}`]);
+    assert.ok(client !== "help" && web !== "help");
+    const trusted = { caCerts: [read(files.ca)] };
+    assert.deepEqual(client.tls, trusted);
+    assert.deepEqual(web.proxyTls, trusted);
+    for (const usage of [CLIENT_USAGE, WEB_USAGE]) {
+      assert.match(usage, /^ +--ca=FILE +also trust this PEM certificate; implies --tls$/m);
     }
   },
 });
