@@ -5,6 +5,7 @@
  * @module
  */
 
+import { concatBytes } from "../lib/bytes.ts";
 import { WAIT_MS, withDeadline } from "./_helpers.ts";
 
 /**
@@ -67,13 +68,7 @@ export class FakeConn {
 
   /** Everything written, as one array. */
   output(): Uint8Array {
-    const all = new Uint8Array(this.writtenBytes);
-    let at = 0;
-    for (const chunk of this.written) {
-      all.set(chunk, at);
-      at += chunk.length;
-    }
-    return all;
+    return concatBytes(this.written);
   }
 
   read(buffer: Uint8Array): Promise<number | null> {

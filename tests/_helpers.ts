@@ -5,6 +5,7 @@
  * @module
  */
 
+import { closeQuietly, writeAll } from "../lib/_io.ts";
 import { SERVER_DEFAULTS, type ServerConfig } from "../lib/proxy/config.ts";
 import { Logger, type LogRecord } from "../lib/log.ts";
 import { parseReply, type Reply } from "../lib/protocol.ts";
@@ -29,11 +30,26 @@ export function assertNoSecrets(texts: Iterable<string>, where: string): void {
   }
 }
 
+/** A wait for the first item (a log record, a line) that matches. */
+interface Waiter<T> {
+  match: (item: T) => boolean;
+  resolve: (item: T) => void;
+}
+
+/** Resolves the waiters that `item` matches; returns the others, still waiting. */
+function resolveMatching<T>(waiters: Waiter<T>[], item: T): Waiter<T>[] {
+  return waiters.filter((waiter) => {
+    if (!waiter.match(item)) return true;
+    waiter.resolve(item);
+    return false;
+  });
+}
+
 /** Log records kept in memory, with a way to wait for one. */
 export class LogCapture {
   readonly records: LogRecord[] = [];
   readonly lines: string[] = [];
-  #waiters: { match: (record: LogRecord) => boolean; resolve: (r: LogRecord) => void }[] = [];
+  #waiters: Waiter<LogRecord>[] = [];
   readonly logger: Logger;
 
   constructor() {
@@ -43,11 +59,7 @@ export class LogCapture {
         this.lines.push(line);
         this.records.push(record);
         if (Deno.env.get("TEST_LOG")) console.error(line);
-        this.#waiters = this.#waiters.filter((waiter) => {
-          if (!waiter.match(record)) return true;
-          waiter.resolve(record);
-          return false;
-        });
+        this.#waiters = resolveMatching(this.#waiters, record);
       },
     });
   }
@@ -145,19 +157,6 @@ export function echoDestination(): Destination & { settled(): Promise<void> } {
       await Promise.all(tasks);
     },
   });
-}
-
-export function closeQuietly(resource: { close(): void }): void {
-  try {
-    resource.close();
-  } catch {
-    // Already closed.
-  }
-}
-
-export async function writeAll(conn: Deno.Conn, bytes: Uint8Array): Promise<void> {
-  let written = 0;
-  while (written < bytes.length) written += await conn.write(bytes.subarray(written));
 }
 
 /** A proxy server for tests, with captured logs. */
@@ -433,7 +432,7 @@ export class ServerProcess implements AsyncDisposable {
   /** The admin port, or 0 when the log says it is off. */
   readonly adminPort: Promise<number>;
   readonly #reading: Promise<void>;
-  #waiters: { match: (line: string) => boolean; resolve: (line: string) => void }[] = [];
+  #waiters: Waiter<string>[] = [];
 
   constructor(args: string[], command: "server" | "web" = "server") {
     this.child = new Deno.Command(Deno.execPath(), {
@@ -468,11 +467,7 @@ export class ServerProcess implements AsyncDisposable {
         partial = partial.slice(lf + 1);
         this.lines.push(line);
         if (Deno.env.get("TEST_LOG")) console.error(line);
-        this.#waiters = this.#waiters.filter((waiter) => {
-          if (!waiter.match(line)) return true;
-          waiter.resolve(line);
-          return false;
-        });
+        this.#waiters = resolveMatching(this.#waiters, line);
       }
     }
     if (partial) this.lines.push(partial);

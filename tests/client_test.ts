@@ -18,6 +18,7 @@ import {
   UnreachableError,
 } from "../lib/client/mod.ts";
 import { parseReply } from "../lib/protocol.ts";
+import { writeAll } from "../lib/_io.ts";
 import {
   decoder,
   Destination,
@@ -32,7 +33,6 @@ import {
   TestClient,
   WAIT_MS,
   withDeadline,
-  writeAll,
 } from "./_helpers.ts";
 import { FakeConn } from "./_fake_conn.ts";
 

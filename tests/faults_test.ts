@@ -8,6 +8,7 @@
  */
 
 import assert from "node:assert/strict";
+import { writeAll } from "../lib/_io.ts";
 import {
   decoder,
   Destination,
@@ -20,7 +21,6 @@ import {
   TestClient,
   WAIT_MS,
   withDeadline,
-  writeAll,
 } from "./_helpers.ts";
 
 const SEED = Number(Deno.env.get("SEED") ?? 8);

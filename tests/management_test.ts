@@ -6,6 +6,7 @@
 import assert from "node:assert/strict";
 import { formatAge, formatBytes } from "../lib/commands/status.ts";
 import { watchStopSignals } from "../lib/commands/signals.ts";
+import { writeAll } from "../lib/_io.ts";
 import {
   assertNoSecrets,
   decoder,
@@ -18,7 +19,6 @@ import {
   TestClient,
   WAIT_MS,
   withDeadline,
-  writeAll,
 } from "./_helpers.ts";
 
 const MAIN = new URL("../main.ts", import.meta.url).pathname;

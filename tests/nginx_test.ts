@@ -7,6 +7,7 @@
 import assert from "node:assert/strict";
 import { WebGateway } from "../lib/gateway/mod.ts";
 import { WEB_ASSETS } from "../lib/gateway/mod.ts";
+import { Wakeup } from "../lib/_io.ts";
 import { BrowserSession } from "../web/session_client.ts";
 import {
   decoder,
@@ -103,7 +104,7 @@ for (const transport of ["websocket", "longpoll"] as const) {
         removeItem: (key: string) => void storage.delete(key),
       };
       let output = "";
-      let arrived: (() => void) | null = null;
+      const arrived = new Wakeup();
       const open = () =>
         new BrowserSession({
           base: nginx.base,
@@ -112,15 +113,13 @@ for (const transport of ["websocket", "longpoll"] as const) {
           longPollWait: 5000,
           onOutput(bytes) {
             output += decoder.decode(bytes);
-            arrived?.();
+            arrived.wake();
           },
           onStatus() {},
         });
       async function until(text: string): Promise<void> {
         while (output !== text) {
-          const { promise, resolve } = Promise.withResolvers<void>();
-          arrived = resolve;
-          await withDeadline(promise, WAIT_MS, `"${text}" through nginx (have "${output}")`);
+          await withDeadline(arrived.wait(), WAIT_MS, `"${text}" through nginx (have "${output}")`);
         }
       }
       const first = open();

@@ -1,4 +1,5 @@
 import assert from "node:assert/strict";
+import { concatBytes } from "../lib/bytes.ts";
 import { OutputBuffer } from "../lib/proxy/output_buffer.ts";
 import { prng, randomBytes } from "./_helpers.ts";
 
@@ -33,7 +34,7 @@ function fillUntilFull(buffer: OutputBuffer, seed = 1): Uint8Array {
   while (true) {
     const chunk = randomBytes(buffer.limit, seed + written.length);
     const count = readInto(buffer, chunk);
-    if (count === null) return concat(written);
+    if (count === null) return concatBytes(written);
     written.push(chunk.subarray(0, count));
   }
 }
@@ -48,17 +49,7 @@ function readBack(buffer: OutputBuffer, offset: number): Uint8Array {
     at += part.length;
   }
   assert.equal(buffer.view(buffer.end).length, 0);
-  return concat(parts);
-}
-
-function concat(parts: Uint8Array[]): Uint8Array {
-  const out = new Uint8Array(parts.reduce((sum, part) => sum + part.length, 0));
-  let at = 0;
-  for (const part of parts) {
-    out.set(part, at);
-    at += part.length;
-  }
-  return out;
+  return concatBytes(parts);
 }
 
 /** Asserts byte-for-byte equality, reporting the first differing index. */

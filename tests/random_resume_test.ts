@@ -8,6 +8,7 @@
  */
 
 import assert from "node:assert/strict";
+import { writeAll } from "../lib/_io.ts";
 import {
   Destination,
   firstDifference,
@@ -15,7 +16,6 @@ import {
   randomBytes,
   startServer,
   TestClient,
-  writeAll,
 } from "./_helpers.ts";
 
 const SEED = Number(Deno.env.get("SEED") ?? 20261125);

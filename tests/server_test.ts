@@ -4,7 +4,10 @@
  */
 
 import assert from "node:assert/strict";
-import { ProtocolError } from "../lib/protocol.ts";
+import { formatHostPort } from "../lib/address.ts";
+import { concatBytes } from "../lib/bytes.ts";
+import { writeAll } from "../lib/_io.ts";
+import { ProtocolError, type Reply } from "../lib/protocol.ts";
 import { FakeConn } from "./_fake_conn.ts";
 import {
   decoder,
@@ -15,10 +18,45 @@ import {
   pollUntilPending,
   startServer,
   TestClient,
-  writeAll,
+  type TestServer,
 } from "./_helpers.ts";
 
 const SECRET_LIKE = "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA";
+
+/** A proxy in front of a destination the test drives, with one session open. */
+interface OpenSession extends AsyncDisposable {
+  destination: Destination;
+  proxy: TestServer;
+  /** The client that opened the session with NEW, still attached. */
+  client: TestClient;
+  session: Reply;
+  /** The destination's end of the session's connection. */
+  dest: TestClient;
+}
+
+/**
+ * Starts a proxy in front of a destination the test drives, and opens a
+ * session; disposing closes it all, the last opened first.
+ */
+async function openSession(
+  overrides: Parameters<typeof startServer>[1] = {},
+): Promise<OpenSession> {
+  await using stack = new AsyncDisposableStack();
+  const destination = stack.use(new Destination());
+  const proxy = stack.use(startServer(destination.port, overrides));
+  const client = stack.use(await TestClient.connect(proxy.port));
+  const session = await client.hello("NEW");
+  const dest = stack.use(new TestClient(await destination.accepted()));
+  const owned = stack.move();
+  return {
+    destination,
+    proxy,
+    client,
+    session,
+    dest,
+    [Symbol.asyncDispose]: () => owned.disposeAsync(),
+  };
+}
 
 Deno.test("NEW answers OK with a fresh id and secret and relays both ways", async () => {
   await using destination = echoDestination();
@@ -44,11 +82,8 @@ Deno.test("NEW sessions get distinct ids and secrets", async () => {
 });
 
 Deno.test("RESUME without ack sends the output no client has been sent yet", async () => {
-  await using destination = new Destination();
-  await using proxy = startServer(destination.port);
-  const client = await TestClient.connect(proxy.port);
-  const session = await client.hello("NEW");
-  using dest = new TestClient(await destination.accepted());
+  await using opened = await openSession();
+  const { proxy, client, session, dest } = opened;
   await dest.write("one");
   assert.equal(decoder.decode(await client.readExactly(3)), "one");
   client.close();
@@ -61,11 +96,8 @@ Deno.test("RESUME without ack sends the output no client has been sent yet", asy
 });
 
 Deno.test("RESUME with ack resends from the acknowledged offset, pending exact", async () => {
-  await using destination = new Destination();
-  await using proxy = startServer(destination.port);
-  const client = await TestClient.connect(proxy.port);
-  const session = await client.hello("NEW");
-  using dest = new TestClient(await destination.accepted());
+  await using opened = await openSession();
+  const { proxy, client, session, dest } = opened;
   await dest.write("abcdef");
   assert.equal(decoder.decode(await client.readExactly(6)), "abcdef");
   client.close();
@@ -75,12 +107,9 @@ Deno.test("RESUME with ack resends from the acknowledged offset, pending exact",
 });
 
 Deno.test("a poll reads exactly the pending bytes and the same poll again gets them again", async () => {
-  await using destination = new Destination();
-  await using proxy = startServer(destination.port);
-  const client = await TestClient.connect(proxy.port);
-  const session = await client.hello("NEW");
+  await using opened = await openSession();
+  const { proxy, client, session, dest } = opened;
   client.close();
-  using dest = new TestClient(await destination.accepted());
   await dest.write("hello world");
   const first = await pollUntilPending(proxy.port, session, 0, 11);
   const second = await poll(proxy.port, session, 0);
@@ -91,13 +120,10 @@ Deno.test("a poll reads exactly the pending bytes and the same poll again gets t
 });
 
 Deno.test("acknowledged delivery sends at most --buffer bytes beyond the ack", async () => {
-  await using destination = new Destination();
-  await using proxy = startServer(destination.port, { bufferSize: 1024 });
-  const client = await TestClient.connect(proxy.port);
-  const session = await client.hello("NEW");
+  await using opened = await openSession({ bufferSize: 1024 });
+  const { proxy, client, session, dest } = opened;
   client.close();
   await proxy.logs.waitFor("session.detached");
-  using dest = new TestClient(await destination.accepted());
   const output = new Uint8Array(3000).map((_, i) => i % 251);
   await dest.write(output);
   await proxy.logs.waitFor("destination.paused");
@@ -111,11 +137,8 @@ Deno.test("acknowledged delivery sends at most --buffer bytes beyond the ack", a
 });
 
 Deno.test("output sent to a streaming client that left is kept, even when the destination floods", async () => {
-  await using destination = new Destination();
-  await using proxy = startServer(destination.port, { bufferSize: 64 * 1024 });
-  const client = await TestClient.connect(proxy.port);
-  const session = await client.hello("NEW");
-  using dest = new TestClient(await destination.accepted());
+  await using opened = await openSession({ bufferSize: 64 * 1024 });
+  const { proxy, client, session, dest } = opened;
   const output = new Uint8Array(1024 * 1024).map((_, i) => (i * 7) % 256);
   await dest.write(output.subarray(0, 10_000));
   await client.readExactly(10_000); // received, then lost in a crash
@@ -133,11 +156,8 @@ Deno.test("output sent to a streaming client that left is kept, even when the de
 });
 
 Deno.test("<in> counts input from every connection so a client can resend the rest", async () => {
-  await using destination = new Destination();
-  await using proxy = startServer(destination.port);
-  const client = await TestClient.connect(proxy.port);
-  const session = await client.hello("NEW");
-  using dest = new TestClient(await destination.accepted());
+  await using opened = await openSession();
+  const { proxy, client, session, dest } = opened;
   await client.write("abc");
   assert.equal(decoder.decode(await dest.readExactly(3)), "abc");
   client.close();
@@ -206,12 +226,9 @@ function parseOk(line: string): { id: string; secret: string; in: number } {
 }
 
 Deno.test("CLOSE answers BYE, closes the destination and forgets the session", async () => {
-  await using destination = new Destination();
-  await using proxy = startServer(destination.port);
-  const client = await TestClient.connect(proxy.port);
-  const session = await client.hello("NEW");
+  await using opened = await openSession();
+  const { proxy, client, session, dest } = opened;
   client.close();
-  using dest = new TestClient(await destination.accepted());
   using closer = await TestClient.connect(proxy.port);
   await closer.write(`CLOSE ${session.id} ${session.secret}\n`);
   assert.equal(await closer.readLine(), `BYE ${session.id}`);
@@ -288,11 +305,8 @@ Deno.test("a secret sent in place of the id never reaches the log", async () => 
 });
 
 Deno.test("ERR gap names the lowest offset a streaming client can resume from", async () => {
-  await using destination = new Destination();
-  await using proxy = startServer(destination.port, { bufferSize: 1024 });
-  const client = await TestClient.connect(proxy.port);
-  const session = await client.hello("NEW");
-  using dest = new TestClient(await destination.accepted());
+  await using opened = await openSession({ bufferSize: 1024 });
+  const { proxy, client, session, dest } = opened;
   const output = new Uint8Array(4096).map((_, i) => i % 256);
   await dest.write(output);
   assert.deepEqual(await client.readExactly(4096), output);
@@ -310,11 +324,8 @@ Deno.test("ERR gap names the lowest offset a streaming client can resume from", 
 });
 
 Deno.test("ERR ack when the ack is beyond what was ever sent", async () => {
-  await using destination = new Destination();
-  await using proxy = startServer(destination.port);
-  const client = await TestClient.connect(proxy.port);
-  const session = await client.hello("NEW");
-  using dest = new TestClient(await destination.accepted());
+  await using opened = await openSession();
+  const { proxy, client, session, dest } = opened;
   await dest.write("12345");
   await client.readExactly(5);
   client.close();
@@ -490,11 +501,8 @@ Deno.test("a destination that closes: output delivered, client closed, session e
 });
 
 Deno.test("a detached session is closed after --idle-timeout", async () => {
-  await using destination = new Destination();
-  await using proxy = startServer(destination.port, { idleTimeout: 50 });
-  const client = await TestClient.connect(proxy.port);
-  const session = await client.hello("NEW");
-  using dest = new TestClient(await destination.accepted());
+  await using opened = await openSession({ idleTimeout: 50 });
+  const { proxy, client, session, dest } = opened;
   client.close();
   const expired = await proxy.logs.waitFor("session.expired", (fields) => fields.id === session.id);
   assert.equal(expired.fields.peer, peerOf(client), "the last client's address");
@@ -504,11 +512,8 @@ Deno.test("a detached session is closed after --idle-timeout", async () => {
 });
 
 Deno.test("input is forwarded in order across a takeover", async () => {
-  await using destination = new Destination();
-  await using proxy = startServer(destination.port);
-  using first = await TestClient.connect(proxy.port);
-  const session = await first.hello("NEW");
-  using dest = new TestClient(await destination.accepted());
+  await using opened = await openSession();
+  const { proxy, client: first, session, dest } = opened;
   await first.write("1111");
   assert.equal(decoder.decode(await dest.readExactly(4)), "1111");
   using second = await TestClient.connect(proxy.port);
@@ -543,11 +548,8 @@ Deno.test("a stalled client and a hostile connection never delay another session
 });
 
 Deno.test("a client reset mid-transfer detaches without harm and the output waits", async () => {
-  await using destination = new Destination();
-  await using proxy = startServer(destination.port);
-  const client = await TestClient.connect(proxy.port);
-  const session = await client.hello("NEW");
-  using dest = new TestClient(await destination.accepted());
+  await using opened = await openSession();
+  const { proxy, client, session, dest } = opened;
   const output = new Uint8Array(256 * 1024).map((_, i) => i % 253);
   const writing = dest.write(output);
   await client.readExactly(1000);
@@ -562,18 +564,8 @@ Deno.test("a client reset mid-transfer detaches without harm and the output wait
     collected.push(data);
     ack += data.length;
   }
-  assert.deepEqual(concat(collected), output.subarray(1000));
+  assert.deepEqual(concatBytes(collected), output.subarray(1000));
 });
-
-function concat(chunks: Uint8Array[]): Uint8Array {
-  const out = new Uint8Array(chunks.reduce((sum, chunk) => sum + chunk.length, 0));
-  let at = 0;
-  for (const chunk of chunks) {
-    out.set(chunk, at);
-    at += chunk.length;
-  }
-  return out;
-}
 
 Deno.test("closing the server closes every client and destination connection", async () => {
   await using destination = new Destination();
@@ -613,9 +605,9 @@ Deno.test("takeovers on a quiet session leave no pumps behind", async () => {
   }
 });
 
+/** The client's address as the server logs it (its `peer`). */
 function peerOf(client: TestClient): string {
-  const addr = client.conn.localAddr;
-  return `${addr.hostname}:${addr.port}`;
+  return formatHostPort(client.conn.localAddr);
 }
 
 /** Sends input the destination never reads until the way there is full; never settles. */
@@ -624,11 +616,8 @@ function clog(client: TestClient): void {
 }
 
 Deno.test("a client that leaves while the destination does not read is detached and expires", async () => {
-  await using destination = new Destination();
-  await using proxy = startServer(destination.port, { idleTimeout: 50 });
-  using first = await TestClient.connect(proxy.port);
-  const session = await first.hello("NEW");
-  using _dest = new TestClient(await destination.accepted()); // never reads
+  await using opened = await openSession({ idleTimeout: 50 });
+  const { proxy, client: first, session } = opened; // the destination never reads
   clog(first);
   const client = await TestClient.connect(proxy.port);
   await client.hello(`RESUME ${session.id} ${session.secret}`);
@@ -639,11 +628,8 @@ Deno.test("a client that leaves while the destination does not read is detached 
 });
 
 Deno.test("polls carrying input to a destination that does not read each detach", async () => {
-  await using destination = new Destination();
-  await using proxy = startServer(destination.port);
-  using first = await TestClient.connect(proxy.port);
-  const session = await first.hello("NEW");
-  using _dest = new TestClient(await destination.accepted()); // never reads
+  await using opened = await openSession();
+  const { proxy, client: first, session } = opened; // the destination never reads
   clog(first);
   let last: TestClient | undefined;
   for (let i = 0; i < 50; i++) {
@@ -659,11 +645,8 @@ Deno.test("polls carrying input to a destination that does not read each detach"
 });
 
 Deno.test("a small buffer still keeps most of what it streamed, for a resume a little way back", async () => {
-  await using destination = new Destination();
-  await using proxy = startServer(destination.port, { bufferSize: 64 * 1024 });
-  const client = await TestClient.connect(proxy.port);
-  const session = await client.hello("NEW");
-  using dest = new TestClient(await destination.accepted());
+  await using opened = await openSession({ bufferSize: 64 * 1024 });
+  const { proxy, client, session, dest } = opened;
   const output = new Uint8Array(1024 * 1024).map((_, i) => (i * 13) % 256);
   const writing = dest.write(output);
   assert.deepEqual(await client.readExactly(output.length), output);

@@ -6,6 +6,7 @@
 import assert from "node:assert/strict";
 import { gatewayHandler, type GatewayLimits } from "../lib/gateway/mod.ts";
 import { BrowserSession, type Status, type Transport } from "../web/session_client.ts";
+import { Wakeup } from "../lib/_io.ts";
 import {
   decoder,
   Destination,
@@ -379,14 +380,12 @@ for (const transport of ["websocket", "longpoll"] as const) {
     await using destination = new Destination();
     await using proxy = startServer(destination.port);
     await using gateway = serveGateway(proxy.port);
-    /** Which window stopped, in order, and who waits for the next. */
+    /** Which window stopped, in order, and the wake-up for the next. */
     const stops: string[] = [];
-    let waiting: (() => void) | null = null;
+    const stop = new Wakeup();
     async function stopped(count: number): Promise<string | undefined> {
       for (let round = 0; stops.length < count && round < 100; round++) {
-        const { promise, resolve } = Promise.withResolvers<void>();
-        waiting = resolve;
-        await withDeadline(promise, WAIT_MS, `window stop number ${count}`);
+        await withDeadline(stop.wait(), WAIT_MS, `window stop number ${count}`);
       }
       return stops[count - 1];
     }
@@ -395,7 +394,7 @@ for (const transport of ["websocket", "longpoll"] as const) {
         onStatus(status) {
           if (status !== "taken-over") return;
           stops.push(name);
-          waiting?.();
+          stop.wake();
         },
       });
     }

@@ -6,6 +6,7 @@
 import assert from "node:assert/strict";
 import { Telnet } from "../web/telnet.ts";
 import { concatBytes } from "../lib/bytes.ts";
+import { prng } from "./_helpers.ts";
 
 const IAC = 255;
 const DONT = 254;
@@ -72,18 +73,6 @@ function splitAt(input: Uint8Array, indexes: number[]): Uint8Array[] {
   }
   chunks.push(input.slice(start));
   return chunks;
-}
-
-/** A small seeded PRNG (mulberry32), returning floats in [0, 1). */
-function mulberry32(seed: number): () => number {
-  let state = seed >>> 0;
-  return function next(): number {
-    state = (state + 0x6d2b79f5) >>> 0;
-    let t = state;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
 }
 
 /** Random bytes with many 0xFF, CR, LF and NUL so that every escape is exercised. */
@@ -519,7 +508,7 @@ Deno.test("a stream fed one byte per call parses like the whole stream", () => {
 });
 
 Deno.test("random data escaped by the server and split at random round-trips", () => {
-  const random = mulberry32(0x7e1e7);
+  const random = prng(0x7e1e7);
   for (let round = 0; round < 200; round++) {
     const data = randomData(random, Math.floor(random() * 400));
     const wire = serverEscape(data);
@@ -531,7 +520,7 @@ Deno.test("random data escaped by the server and split at random round-trips", (
 });
 
 Deno.test("random data interleaved with commands at random still displays exactly the data", () => {
-  const random = mulberry32(42);
+  const random = prng(42);
   const commands = [
     bytes(IAC, NOP),
     bytes(IAC, GA),
@@ -606,7 +595,7 @@ Deno.test("encodeInput leaves other bytes, LF and NUL alone and returns a copy",
 });
 
 Deno.test("encodeInput with CR NUL round-trips through a server's decoding", () => {
-  const random = mulberry32(9);
+  const random = prng(9);
   const telnet = new Telnet();
   for (let round = 0; round < 100; round++) {
     const input = randomData(random, 200);
@@ -628,7 +617,7 @@ Deno.test("encodeInput with CR NUL round-trips through a server's decoding", () 
 });
 
 Deno.test("encodeInput by default follows every CR with LF", () => {
-  const random = mulberry32(10);
+  const random = prng(10);
   const telnet = new Telnet();
   for (let round = 0; round < 100; round++) {
     const encoded = telnet.encodeInput(randomData(random, 200));

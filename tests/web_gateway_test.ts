@@ -8,6 +8,7 @@ import type { GatewayLimits, GatewayOptions } from "../lib/gateway/mod.ts";
 import { gatewayHandler, WebGateway } from "../lib/gateway/mod.ts";
 import { AuthThrottle } from "../lib/throttle.ts";
 import { WEB_ASSETS } from "../lib/gateway/mod.ts";
+import { Wakeup } from "../lib/_io.ts";
 import {
   assertNoSecrets,
   decoder,
@@ -448,7 +449,7 @@ Deno.test("the page and its assets are served with their types, revalidated by E
 class TestSocket implements AsyncDisposable {
   readonly socket: WebSocket;
   readonly #messages: (string | Uint8Array)[] = [];
-  #waiting: (() => void) | null = null;
+  readonly #arrived = new Wakeup();
   readonly opened: Promise<void>;
   readonly closed: Promise<CloseEvent>;
 
@@ -463,20 +464,18 @@ class TestSocket implements AsyncDisposable {
     this.socket.onerror = () => opened.reject(new Error("WebSocket failed"));
     this.socket.onclose = (event) => {
       closed.resolve(event);
-      this.#waiting?.();
+      this.#arrived.wake();
     };
     this.socket.onmessage = (event) => {
       this.#messages.push(typeof event.data === "string" ? event.data : new Uint8Array(event.data));
-      this.#waiting?.();
+      this.#arrived.wake();
     };
   }
 
   async next(): Promise<string | Uint8Array | null> {
     while (this.#messages.length === 0) {
       if (this.socket.readyState === WebSocket.CLOSED) return null;
-      const { promise, resolve } = Promise.withResolvers<void>();
-      this.#waiting = resolve;
-      await withDeadline(promise, WAIT_MS, "a WebSocket message");
+      await withDeadline(this.#arrived.wait(), WAIT_MS, "a WebSocket message");
     }
     return this.#messages.shift() ?? null;
   }
