@@ -2,7 +2,7 @@
  * Listening where people expect: `localhost` means both loopbacks, one
  * socket on 127.0.0.1 and one on ::1 with the same port, as a client may
  * reach `localhost` by either. The proxy port (`proxy/server.ts`) and the
- * HTTP ports (`http_server.ts`) open theirs with {@linkcode listenLoopbacks}.
+ * HTTP ports (`http/server.ts`) open theirs with {@linkcode listenLoopbacks}.
  *
  * @module
  */
@@ -56,16 +56,49 @@ export function listenLoopbacks<T extends { readonly addr: Deno.NetAddr }>(
   try {
     return [ipv4, options.listen(ipv6)];
   } catch (error) {
-    const reason = ipv6Failure(error);
-    // A port taken on ::1 answers localhost's IPv6 clients with another program.
-    options.logger.log(reason === "ipv6_unavailable" ? "info" : "warn", "listen.ipv4_only", {
-      name: options.name,
-      skipped: formatHostPort(ipv6),
-      reason,
-      error: describeError(error),
-    });
+    reportIpv4Only(ipv6, error, options);
     return [ipv4];
   }
+}
+
+/**
+ * {@linkcode listenLoopbacks} for a `listen` that completes later, such as
+ * `node:http`'s.
+ *
+ * @param addr Where to listen.
+ * @param options How to open a listener, and the logger and name for the log.
+ * @returns The listeners, 127.0.0.1's first.
+ * @throws {Deno.errors.AddrInUse} As {@linkcode listenLoopbacks}.
+ */
+export async function listenLoopbacksAsync<T extends { readonly addr: Deno.NetAddr }>(
+  addr: HostPort,
+  options: ListenLoopbacksOptions<Promise<T>>,
+): Promise<[T, ...T[]]> {
+  if (addr.hostname !== "localhost") return [await options.listen(addr)];
+  const ipv4 = await options.listen({ hostname: "127.0.0.1", port: addr.port });
+  const ipv6 = { hostname: "::1", port: ipv4.addr.port };
+  try {
+    return [ipv4, await options.listen(ipv6)];
+  } catch (error) {
+    reportIpv4Only(ipv6, error, options);
+    return [ipv4];
+  }
+}
+
+/** Logs that ::1 was left out, and why: a port taken there is worth a warning. */
+function reportIpv4Only(
+  ipv6: HostPort,
+  error: unknown,
+  options: { logger: Logger; name: string },
+): void {
+  const reason = ipv6Failure(error);
+  // A port taken on ::1 answers localhost's IPv6 clients with another program.
+  options.logger.log(reason === "ipv6_unavailable" ? "info" : "warn", "listen.ipv4_only", {
+    name: options.name,
+    skipped: formatHostPort(ipv6),
+    reason,
+    error: describeError(error),
+  });
 }
 
 /** Errors of a listen on ::1 that say this machine has no IPv6 loopback. */

@@ -81,6 +81,7 @@ export const GATEWAY_CORPUS: readonly FuzzRequest[] = [
   jsonRequest("DELETE", `/api/sessions/${FUZZ_ID}`, { secret: FUZZ_SECRET }),
   { method: "GET", path: "/", headers: [["accept", "text/html"]], body: null },
   { method: "HEAD", path: "/", headers: [], body: null },
+  { method: "GET", path: "/health", headers: [], body: null },
   {
     method: "GET",
     path: "/assets/app.js",
@@ -135,6 +136,7 @@ function expectedGatewayCall(
   const path = new URL(request.url).pathname;
   const method = request.method;
   if (path === "/api/sessions") return method === "POST" ? { verb: "NEW" } : 405;
+  if (path === "/health") return method === "GET" || method === "HEAD" ? 200 : 405;
   const route = SESSION_ROUTE.exec(path);
   if (route) {
     const id = route[1] ?? "";
@@ -687,6 +689,8 @@ function gatewayProblem(
   } else if (call !== null) {
     const problem = successProblem(call, answer, response, text);
     if (problem !== null) return problem;
+  } else if (new URL(request.url).pathname === "/health") {
+    if (text !== '{"status":"ok"}') return `/health answered ${escapeInput(text, 200)}`;
   } else {
     const asset = GATEWAY_ASSETS[new URL(request.url).pathname];
     const length = typeof asset?.body === "string"

@@ -7,7 +7,7 @@
 
 import assert from "node:assert/strict";
 import { isLoopbackHost } from "../lib/address.ts";
-import { HostCheck, originAllowed } from "../lib/browser_guard.ts";
+import { HostCheck, originAllowed } from "../lib/http/browser_guard.ts";
 import { parseAllowHost, parseAllowOrigin } from "../lib/commands/config.ts";
 import { parseServerArgs, startupWarnings } from "../lib/commands/server.ts";
 import { parseWebArgs } from "../lib/commands/web.ts";

@@ -199,7 +199,7 @@ Deno.test({
   async fn() {
     await using destination = telnetService();
     await using proxy = startServer(destination.port);
-    let gateway = WebGateway.listen({ hostname: "127.0.0.1", port: 0 }, {
+    let gateway = await WebGateway.listen({ hostname: "127.0.0.1", port: 0 }, {
       proxy: { hostname: "127.0.0.1", port: proxy.port },
       logger: new LogCapture().logger,
       assets: WEB_ASSETS,
@@ -279,7 +279,7 @@ Deno.test({
         const conn = destination.connections[0];
         assert.ok(conn);
         await conn.write(encoder.encode("\r\nThe world shifts while you are away.\r\n> "));
-        gateway = WebGateway.listen({ hostname: "127.0.0.1", port }, {
+        gateway = await WebGateway.listen({ hostname: "127.0.0.1", port }, {
           proxy: { hostname: "127.0.0.1", port: proxy.port },
           logger: new LogCapture().logger,
           assets: WEB_ASSETS,
@@ -304,7 +304,7 @@ for (const transport of ["longpoll", "poll"] as const) {
     async fn() {
       await using destination = telnetService();
       await using proxy = startServer(destination.port);
-      await using gateway = WebGateway.listen({ hostname: "127.0.0.1", port: 0 }, {
+      await using gateway = await WebGateway.listen({ hostname: "127.0.0.1", port: 0 }, {
         proxy: { hostname: "127.0.0.1", port: proxy.port },
         logger: new LogCapture().logger,
         assets: WEB_ASSETS,
@@ -327,7 +327,10 @@ for (const transport of ["longpoll", "poll"] as const) {
   });
 }
 
-function startGateway(proxyPort: number, limits: Partial<GatewayLimits> = {}): WebGateway {
+function startGateway(
+  proxyPort: number,
+  limits: Partial<GatewayLimits> = {},
+): Promise<WebGateway> {
   return WebGateway.listen({ hostname: "127.0.0.1", port: 0 }, {
     proxy: { hostname: "127.0.0.1", port: proxyPort },
     logger: new LogCapture().logger,
@@ -344,7 +347,7 @@ Deno.test({
   async fn() {
     await using destination = telnetService();
     await using proxy = startServer(destination.port);
-    await using gateway = startGateway(proxy.port, { maxInput: 8192 });
+    await using gateway = await startGateway(proxy.port, { maxInput: 8192 });
     await withBrowser(async (browser) => {
       const page = await browser.newPage();
       await page.goto(`http://127.0.0.1:${gateway.addr.port}/`);
@@ -403,7 +406,7 @@ Deno.test({
   async fn() {
     await using destination = telnetService();
     await using proxy = startServer(destination.port);
-    await using gateway = startGateway(proxy.port);
+    await using gateway = await startGateway(proxy.port);
     await using nginx = await startNginx(gateway.addr.port);
     await withBrowser(async (browser) => {
       const page = await browser.newPage();
@@ -440,7 +443,7 @@ Deno.test({
   async fn() {
     await using destination = telnetService();
     await using proxy = startServer(destination.port);
-    await using gateway = startGateway(proxy.port);
+    await using gateway = await startGateway(proxy.port);
     const url = `http://127.0.0.1:${gateway.addr.port}/`;
     await withBrowser(async (browser) => {
       const first = await browser.newPage();

@@ -8,7 +8,7 @@ import assert from "node:assert/strict";
 import { AdminServer } from "../lib/admin/mod.ts";
 import { formatHostPort, type HostPort } from "../lib/address.ts";
 import { WebGateway } from "../lib/gateway/mod.ts";
-import { HttpServer } from "../lib/http_server.ts";
+import { HttpServer } from "../lib/http/server.ts";
 import { SERVER_DEFAULTS } from "../lib/proxy/config.ts";
 import { listenLoopbacks } from "../lib/listen.ts";
 import { ProxyServer } from "../lib/proxy/server.ts";
@@ -87,7 +87,7 @@ Deno.test(`the proxy port on localhost:0 serves 127.0.0.1 and ::1 on one port${s
 
 Deno.test(`the admin port on localhost:0 serves 127.0.0.1 and ::1 on one port${skip}`, async () => {
   const logs = new LogCapture();
-  const admin = AdminServer.listen(LOCALHOST, {
+  const admin = await AdminServer.listen(LOCALHOST, {
     backend: {
       report: () => {
         throw new Error("not asked for");
@@ -112,7 +112,7 @@ Deno.test(`the admin port on localhost:0 serves 127.0.0.1 and ::1 on one port${s
 
 Deno.test(`the web gateway on localhost:0 serves 127.0.0.1 and ::1 on one port${skip}`, async () => {
   const logs = new LogCapture();
-  const gateway = WebGateway.listen(LOCALHOST, {
+  const gateway = await WebGateway.listen(LOCALHOST, {
     proxy: { hostname: "127.0.0.1", port: 1 },
     logger: logs.logger,
     assets: { "/": { type: "text/plain", body: "the page" } },
@@ -210,7 +210,7 @@ Deno.test({
   async fn() {
     await withIpv6PortTaken(async (port) => {
       const logs = new LogCapture();
-      await using server = HttpServer.listen({ hostname: "localhost", port }, {
+      await using server = await HttpServer.listen({ hostname: "localhost", port }, {
         handler: () => () => new Response("served"),
         logger: logs.logger,
         name: "admin",

@@ -23,9 +23,9 @@ import {
 
 import { NGINX, startNginx } from "./_nginx.ts";
 
-function gatewayFor(proxyPort: number) {
+async function gatewayFor(proxyPort: number) {
   const logs = new LogCapture();
-  const gateway = WebGateway.listen({ hostname: "127.0.0.1", port: 0 }, {
+  const gateway = await WebGateway.listen({ hostname: "127.0.0.1", port: 0 }, {
     proxy: { hostname: "127.0.0.1", port: proxyPort },
     logger: logs.logger,
     assets: WEB_ASSETS,
@@ -41,7 +41,7 @@ Deno.test({
   async fn() {
     await using destination = new Destination();
     await using proxy = startServer(destination.port);
-    await using gateway = gatewayFor(proxy.port);
+    await using gateway = await gatewayFor(proxy.port);
     await using nginx = await startNginx(gateway.addr.port);
     const page = await fetch(nginx.base);
     assert.equal(page.status, 200);
@@ -61,7 +61,7 @@ Deno.test({
   async fn() {
     await using destination = new Destination();
     await using proxy = startServer(destination.port);
-    await using gateway = gatewayFor(proxy.port);
+    await using gateway = await gatewayFor(proxy.port);
     await using nginx = await startNginx(gateway.addr.port);
     const created = await fetch(new URL("api/sessions", nginx.base), { method: "POST" });
     assert.equal(created.status, 201);
@@ -92,7 +92,7 @@ for (const transport of ["websocket", "longpoll"] as const) {
     async fn() {
       await using destination = new Destination();
       await using proxy = startServer(destination.port);
-      await using gateway = gatewayFor(proxy.port);
+      await using gateway = await gatewayFor(proxy.port);
       await using nginx = await startNginx(gateway.addr.port);
       const storage = new Map<string, string>();
       const memory = {

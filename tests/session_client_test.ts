@@ -5,6 +5,7 @@
 
 import assert from "node:assert/strict";
 import { gatewayHandler, type GatewayLimits } from "../lib/gateway/mod.ts";
+import { HttpServer } from "../lib/http/server.ts";
 import { BrowserSession, type Status, type Transport } from "../web/session_client.ts";
 import { Wakeup } from "../lib/_io.ts";
 import {
@@ -38,7 +39,7 @@ class MemoryStorage {
 }
 
 /** A gateway on a port of its own; `intercept` plays something in front of it (nginx, say). */
-function serveGateway(
+async function serveGateway(
   proxyPort: number,
   options: {
     port?: number;
@@ -47,25 +48,24 @@ function serveGateway(
   } = {},
 ) {
   const logs = new LogCapture();
-  const stop = new AbortController();
-  const handler = gatewayHandler({
-    proxy: { hostname: "127.0.0.1", port: proxyPort },
+  const server = await HttpServer.listen({ hostname: "127.0.0.1", port: options.port ?? 0 }, {
+    handler: (signal) => {
+      const handler = gatewayHandler({
+        proxy: { hostname: "127.0.0.1", port: proxyPort },
+        logger: logs.logger,
+        signal,
+        ...(options.limits ? { limits: options.limits } : {}),
+      });
+      return (request, info) => options.intercept?.(request) ?? handler(request, info);
+    },
     logger: logs.logger,
-    signal: stop.signal,
-    ...(options.limits ? { limits: options.limits } : {}),
+    name: "web",
   });
-  const server = Deno.serve(
-    { hostname: "127.0.0.1", port: options.port ?? 0, onListen: () => {} },
-    (request, info) => options.intercept?.(request) ?? handler(request, info),
-  );
   return {
     base: `http://127.0.0.1:${server.addr.port}/`,
     port: server.addr.port,
     logs,
-    async [Symbol.asyncDispose]() {
-      stop.abort();
-      await server.shutdown();
-    },
+    [Symbol.asyncDispose]: () => server.close(),
   };
 }
 
@@ -130,7 +130,7 @@ for (const transport of ["websocket", "longpoll", "poll"] as const) {
   Deno.test(`${transport}: output arrives, input goes out, a reload resumes with nothing repeated`, async () => {
     await using destination = new Destination();
     await using proxy = startServer(destination.port);
-    await using gateway = serveGateway(proxy.port);
+    await using gateway = await serveGateway(proxy.port);
     const storage = new MemoryStorage();
     const first = page(gateway.base, storage, transport);
     await first.session.start();
@@ -160,7 +160,7 @@ Deno.test("the page reconnects when the gateway comes back, with nothing lost", 
   await using destination = new Destination();
   await using proxy = startServer(destination.port);
   const storage = new MemoryStorage();
-  const before = serveGateway(proxy.port);
+  const before = await serveGateway(proxy.port);
   const port = before.port;
   const view = page(before.base, storage, "websocket");
   await view.session.start();
@@ -169,7 +169,7 @@ Deno.test("the page reconnects when the gateway comes back, with nothing lost", 
   await view.wait((text) => text === "one ");
   await before[Symbol.asyncDispose](); // the gateway goes away: the socket drops
   await dest.write("two ");
-  await using _after = serveGateway(proxy.port, { port });
+  await using _after = await serveGateway(proxy.port, { port });
   await view.wait((text) => text === "one two ");
   assert.ok(view.statuses.includes("reconnecting"));
   view.session.stop();
@@ -179,7 +179,7 @@ Deno.test("the page reconnects when the gateway comes back, with nothing lost", 
 Deno.test("auto falls back to long-polling when WebSockets do not get through", async () => {
   await using destination = new Destination();
   await using proxy = startServer(destination.port);
-  await using gateway = serveGateway(proxy.port, { intercept: refuseWebSockets });
+  await using gateway = await serveGateway(proxy.port, { intercept: refuseWebSockets });
   const view = page(gateway.base, new MemoryStorage(), "auto");
   await view.session.start();
   using dest = new TestClient(await destination.accepted());
@@ -193,7 +193,7 @@ Deno.test("auto falls back to long-polling when WebSockets do not get through", 
 Deno.test("renew ends the old session and starts a new one", async () => {
   await using destination = new Destination();
   await using proxy = startServer(destination.port);
-  await using gateway = serveGateway(proxy.port);
+  await using gateway = await serveGateway(proxy.port);
   const view = page(gateway.base, new MemoryStorage(), "websocket");
   await view.session.start();
   const old = view.session.current?.id;
@@ -212,7 +212,7 @@ for (const transport of ["websocket", "longpoll"] as const) {
   Deno.test(`${transport}: the page's own final ack ends a session whose destination closed`, async () => {
     await using destination = new Destination();
     await using proxy = startServer(destination.port);
-    await using gateway = serveGateway(proxy.port);
+    await using gateway = await serveGateway(proxy.port);
     const storage = new MemoryStorage();
     const view = page(gateway.base, storage, transport);
     await view.session.start();
@@ -233,7 +233,7 @@ for (const transport of ["websocket", "longpoll", "poll"] as const) {
   Deno.test(`${transport}: a paste larger than the gateway's input limit goes out whole, in pieces`, async () => {
     await using destination = new Destination();
     await using proxy = startServer(destination.port);
-    await using gateway = serveGateway(proxy.port, { limits: { maxInput: 4096 } });
+    await using gateway = await serveGateway(proxy.port, { limits: { maxInput: 4096 } });
     const view = page(gateway.base, new MemoryStorage(), transport);
     await view.session.start();
     using dest = new TestClient(await destination.accepted());
@@ -255,7 +255,9 @@ Deno.test("input the gateway refuses for good is dropped with a notice, not retr
   await using destination = new Destination();
   await using proxy = startServer(destination.port);
   // A body limit below the input limit: the input fits the one, never the other.
-  await using gateway = serveGateway(proxy.port, { limits: { maxBody: 1024, maxInput: 4096 } });
+  await using gateway = await serveGateway(proxy.port, {
+    limits: { maxBody: 1024, maxInput: 4096 },
+  });
   const view = page(gateway.base, new MemoryStorage(), "poll");
   await view.session.start();
   using dest = new TestClient(await destination.accepted());
@@ -271,7 +273,7 @@ Deno.test("input the gateway refuses for good is dropped with a notice, not retr
 Deno.test("websocket: typing far past the input limit keeps the stored input small, and a reload goes on", async () => {
   await using destination = new Destination();
   await using proxy = startServer(destination.port);
-  await using gateway = serveGateway(proxy.port, { limits: { maxInput: 4096 } });
+  await using gateway = await serveGateway(proxy.port, { limits: { maxInput: 4096 } });
   const storage = new MemoryStorage();
   const typed = randomBytes(96 * 1024, 12);
   const first = page(gateway.base, storage, "websocket");
@@ -310,7 +312,7 @@ Deno.test("websocket: typing far past the input limit keeps the stored input sma
 Deno.test("auto stays on WebSocket through a gateway outage", async () => {
   await using destination = new Destination();
   await using proxy = startServer(destination.port);
-  const before = serveGateway(proxy.port);
+  const before = await serveGateway(proxy.port);
   const port = before.port;
   const view = page(before.base, new MemoryStorage(), "auto");
   await view.session.start();
@@ -320,7 +322,7 @@ Deno.test("auto stays on WebSocket through a gateway outage", async () => {
   await before[Symbol.asyncDispose]();
   // Several WebSocket attempts fail while the gateway is away.
   await view.wait(() => view.statuses.filter((status) => status === "reconnecting").length >= 3);
-  await using _after = serveGateway(proxy.port, { port });
+  await using _after = await serveGateway(proxy.port, { port });
   await dest.write("two");
   await view.wait((text) => text === "one two");
   assert.equal(view.session.transport, "websocket");
@@ -332,7 +334,7 @@ Deno.test("auto tries WebSocket again after falling back", async () => {
   await using destination = new Destination();
   await using proxy = startServer(destination.port);
   let refusing = true;
-  await using gateway = serveGateway(proxy.port, {
+  await using gateway = await serveGateway(proxy.port, {
     intercept: (request) => refusing ? refuseWebSockets(request) : null,
   });
   const view = page(gateway.base, new MemoryStorage(), "auto", { webSocketRetry: 100 });
@@ -356,7 +358,7 @@ Deno.test("the first session is retried while the proxy is away, showing reconne
   await using destination = new Destination();
   await using proxy = startServer(destination.port);
   let refused = 0;
-  await using gateway = serveGateway(proxy.port, {
+  await using gateway = await serveGateway(proxy.port, {
     intercept: (request) =>
       request.method === "POST" && request.url.endsWith("/api/sessions") && refused++ < 2
         ? Response.json({ error: "busy", message: "The proxy is at its session limit" }, {
@@ -379,7 +381,7 @@ for (const transport of ["websocket", "longpoll"] as const) {
   Deno.test(`${transport}: two windows on one session exchange it at most once, then one stops until resumed`, async () => {
     await using destination = new Destination();
     await using proxy = startServer(destination.port);
-    await using gateway = serveGateway(proxy.port);
+    await using gateway = await serveGateway(proxy.port);
     /** Which window stopped, in order, and the wake-up for the next. */
     const stops: string[] = [];
     const stop = new Wakeup();
@@ -446,7 +448,7 @@ for (const transport of ["websocket", "longpoll"] as const) {
 Deno.test("websocket: a page back at a closed session with all its output ends it, with no hello refused", async () => {
   await using destination = new Destination();
   await using proxy = startServer(destination.port);
-  await using gateway = serveGateway(proxy.port);
+  await using gateway = await serveGateway(proxy.port);
   const storage = new MemoryStorage();
   const first = page(gateway.base, storage, "websocket");
   await first.session.start();

@@ -31,13 +31,13 @@ interface TestGateway extends AsyncDisposable {
   gateway: WebGateway;
 }
 
-function startGateway(
+async function startGateway(
   proxyPort: number,
   limits: Partial<GatewayLimits> = {},
   options: Partial<GatewayOptions> = {},
-): TestGateway {
+): Promise<TestGateway> {
   const logs = new LogCapture();
-  const gateway = WebGateway.listen({ hostname: "127.0.0.1", port: 0 }, {
+  const gateway = await WebGateway.listen({ hostname: "127.0.0.1", port: 0 }, {
     proxy: { hostname: "127.0.0.1", port: proxyPort },
     logger: logs.logger,
     assets: WEB_ASSETS,
@@ -114,7 +114,7 @@ function base64(text: string): string {
 Deno.test("POST /api/sessions creates a session; a poll relays input and output", async () => {
   await using destination = echoDestination();
   await using proxy = startServer(destination.port);
-  await using gateway = startGateway(proxy.port);
+  await using gateway = await startGateway(proxy.port);
   const session = await newSession(gateway);
   assert.equal(proxy.server.store.size, 1);
   const sent = await poll(gateway, session, { ack: 0, input: base64("hello\n"), wait: WAIT_MS });
@@ -127,7 +127,7 @@ Deno.test("POST /api/sessions creates a session; a poll relays input and output"
 Deno.test("a long-poll returns as soon as output arrives, not before", async () => {
   await using destination = new Destination();
   await using proxy = startServer(destination.port);
-  await using gateway = startGateway(proxy.port);
+  await using gateway = await startGateway(proxy.port);
   const session = await newSession(gateway);
   using dest = new TestClient(await destination.accepted());
   const waiting = poll(gateway, session, { ack: 0, wait: WAIT_MS });
@@ -141,7 +141,7 @@ Deno.test("a long-poll returns as soon as output arrives, not before", async () 
 Deno.test("long-polls carry X-Accel-Buffering: no, and wait is capped", async () => {
   await using destination = new Destination();
   await using proxy = startServer(destination.port);
-  await using gateway = startGateway(proxy.port, { maxWait: 50 });
+  await using gateway = await startGateway(proxy.port, { maxWait: 50 });
   const session = await newSession(gateway);
   const response = await fetch(`${gateway.url}/api/sessions/${session.id}/poll`, {
     method: "POST",
@@ -156,7 +156,7 @@ Deno.test("long-polls carry X-Accel-Buffering: no, and wait is capped", async ()
 Deno.test("a lost response is polled again with the old ack: the same bytes, once", async () => {
   await using destination = new Destination();
   await using proxy = startServer(destination.port);
-  await using gateway = startGateway(proxy.port);
+  await using gateway = await startGateway(proxy.port);
   const session = await newSession(gateway);
   using dest = new TestClient(await destination.accepted());
   await dest.write("only once");
@@ -172,7 +172,7 @@ Deno.test("a lost response is polled again with the old ack: the same bytes, onc
 Deno.test("input resent after a lost response reaches the destination once", async () => {
   await using destination = new Destination();
   await using proxy = startServer(destination.port);
-  await using gateway = startGateway(proxy.port);
+  await using gateway = await startGateway(proxy.port);
   const session = await newSession(gateway);
   using dest = new TestClient(await destination.accepted());
   const first = await poll(gateway, session, { ack: 0, inputAt: 0, input: base64("abc") });
@@ -188,7 +188,7 @@ Deno.test("input resent after a lost response reaches the destination once", asy
 Deno.test("a newer poll ends the older one, as a takeover does", async () => {
   await using destination = new Destination();
   await using proxy = startServer(destination.port);
-  await using gateway = startGateway(proxy.port);
+  await using gateway = await startGateway(proxy.port);
   const session = await newSession(gateway);
   using dest = new TestClient(await destination.accepted());
   const older = poll(gateway, session, { ack: 0, wait: WAIT_MS });
@@ -205,7 +205,7 @@ Deno.test("a newer poll ends the older one, as a takeover does", async () => {
 Deno.test("a long-poll the destination's close cuts off says dropped; the next poll learns closed", async () => {
   await using destination = new Destination();
   await using proxy = startServer(destination.port);
-  await using gateway = startGateway(proxy.port);
+  await using gateway = await startGateway(proxy.port);
   const session = await newSession(gateway);
   const dest = await destination.accepted();
   const waiting = poll(gateway, session, { ack: 0, wait: WAIT_MS });
@@ -223,7 +223,7 @@ Deno.test("a long-poll the destination's close cuts off says dropped; the next p
 Deno.test("a long-poll that times out is not dropped", async () => {
   await using destination = new Destination();
   await using proxy = startServer(destination.port);
-  await using gateway = startGateway(proxy.port);
+  await using gateway = await startGateway(proxy.port);
   const session = await newSession(gateway);
   using _dest = new TestClient(await destination.accepted());
   const quiet = await poll(gateway, session, { ack: 0, wait: 50 });
@@ -233,7 +233,7 @@ Deno.test("a long-poll that times out is not dropped", async () => {
 Deno.test("a flood of output through polling arrives byte for byte", async () => {
   await using destination = new Destination();
   await using proxy = startServer(destination.port, { bufferSize: 256 * 1024 });
-  await using gateway = startGateway(proxy.port);
+  await using gateway = await startGateway(proxy.port);
   const session = await newSession(gateway);
   using dest = new TestClient(await destination.accepted());
   const output = randomBytes(4 * 1024 * 1024, 6);
@@ -254,11 +254,11 @@ Deno.test("a flood of output through polling arrives byte for byte", async () =>
 Deno.test("a session survives a gateway restart between polls", async () => {
   await using destination = echoDestination();
   await using proxy = startServer(destination.port);
-  const before = startGateway(proxy.port);
+  const before = await startGateway(proxy.port);
   const session = await newSession(before);
   const first = await poll(before, session, { ack: 0, input: base64("one "), wait: WAIT_MS });
   await before[Symbol.asyncDispose]();
-  await using after = startGateway(proxy.port);
+  await using after = await startGateway(proxy.port);
   const second = await poll(after, session, {
     ack: first.ack,
     input: base64("two"),
@@ -270,7 +270,7 @@ Deno.test("a session survives a gateway restart between polls", async () => {
 Deno.test("DELETE /api/sessions/{id} with the secret ends the session", async () => {
   await using destination = new Destination();
   await using proxy = startServer(destination.port);
-  await using gateway = startGateway(proxy.port);
+  await using gateway = await startGateway(proxy.port);
   const session = await newSession(gateway);
   using dest = new TestClient(await destination.accepted());
   const wrong = await call(`${gateway.url}/api/sessions/${session.id}`, "DELETE", {
@@ -293,7 +293,7 @@ Deno.test("DELETE /api/sessions/{id} with the secret ends the session", async ()
 Deno.test("errors are JSON with fitting statuses", async (t) => {
   await using destination = new Destination();
   await using proxy = startServer(destination.port, { maxSessions: 1, bufferSize: 1024 });
-  await using gateway = startGateway(proxy.port, { maxInput: 16, maxBody: 4096 });
+  await using gateway = await startGateway(proxy.port, { maxInput: 16, maxBody: 4096 });
   const session = await newSession(gateway);
   const pollUrl = `${gateway.url}/api/sessions/${session.id}/poll`;
   const cases: [string, string, string, unknown, number, string][] = [
@@ -399,11 +399,11 @@ Deno.test("errors are JSON with fitting statuses", async (t) => {
 Deno.test("a proxy that is not there, or cannot reach its destination, is 502", async () => {
   const closed = Deno.listen({ hostname: "127.0.0.1", port: 0 });
   closed.close();
-  await using nowhere = startGateway(closed.addr.port);
+  await using nowhere = await startGateway(closed.addr.port);
   const missing = await call(`${nowhere.url}/api/sessions`, "POST");
   assert.deepEqual([missing.status, missing.body.error], [502, "proxy_unavailable"]);
   await using proxy = startServer(closed.addr.port);
-  await using gateway = startGateway(proxy.port);
+  await using gateway = await startGateway(proxy.port);
   const unreachable = await call(`${gateway.url}/api/sessions`, "POST");
   assert.deepEqual([unreachable.status, unreachable.body.error], [502, "unreachable"]);
 });
@@ -411,7 +411,7 @@ Deno.test("a proxy that is not there, or cannot reach its destination, is 502", 
 Deno.test("the page and its assets are served with their types, revalidated by ETag", async () => {
   await using destination = echoDestination();
   await using proxy = startServer(destination.port);
-  await using gateway = startGateway(proxy.port);
+  await using gateway = await startGateway(proxy.port);
   const tags = new Set<string>();
   for (
     const [path, type] of [
@@ -512,7 +512,7 @@ function wsUrl(gateway: TestGateway, id: string): string {
 Deno.test("a WebSocket relays both ways and resumes exactly after a forced disconnect", async () => {
   await using destination = new Destination();
   await using proxy = startServer(destination.port);
-  await using gateway = startGateway(proxy.port);
+  await using gateway = await startGateway(proxy.port);
   const session = await newSession(gateway);
   using dest = new TestClient(await destination.accepted());
   let ack = 0;
@@ -550,7 +550,7 @@ Deno.test("a WebSocket relays both ways and resumes exactly after a forced disco
 Deno.test("a WebSocket says when the destination closes, after its last output", async () => {
   await using destination = new Destination();
   await using proxy = startServer(destination.port);
-  await using gateway = startGateway(proxy.port);
+  await using gateway = await startGateway(proxy.port);
   const session = await newSession(gateway);
   const dest = await destination.accepted();
   await using socket = new TestSocket(wsUrl(gateway, session.id));
@@ -589,7 +589,7 @@ Deno.test("a WebSocket says when the destination closes, after its last output",
 Deno.test("a second WebSocket takes the session over; the first is told dropped and does not take it back", async () => {
   await using destination = new Destination();
   await using proxy = startServer(destination.port);
-  await using gateway = startGateway(proxy.port);
+  await using gateway = await startGateway(proxy.port);
   const session = await newSession(gateway);
   using dest = new TestClient(await destination.accepted());
   await using first = new TestSocket(wsUrl(gateway, session.id));
@@ -658,7 +658,7 @@ Deno.test("a WebSocket whose input the proxy did not take in before its connecti
   const session = { id: "forgetful", secret: "F".repeat(24) };
   issuedSecrets.add(session.secret);
   await using proxy = forgetfulProxy(session.id, session.secret);
-  await using gateway = startGateway(proxy.port, { maxInput: 4096 });
+  await using gateway = await startGateway(proxy.port, { maxInput: 4096 });
   await using socket = new TestSocket(wsUrl(gateway, session.id));
   await socket.opened;
   socket.socket.send(JSON.stringify({ secret: session.secret, ack: 0, inputAt: 0 }));
@@ -677,7 +677,7 @@ Deno.test("a WebSocket whose input the proxy did not take in before its connecti
 Deno.test("a WebSocket that never sends its first message is closed", async () => {
   await using destination = new Destination();
   await using proxy = startServer(destination.port);
-  await using gateway = startGateway(proxy.port, {}, { firstMessageTimeout: 50 });
+  await using gateway = await startGateway(proxy.port, {}, { firstMessageTimeout: 50 });
   const session = await newSession(gateway);
   using _dest = new TestClient(await destination.accepted());
   const hellos = proxy.logs.events("session.attached").length;
@@ -693,7 +693,7 @@ Deno.test("a WebSocket that never sends its first message is closed", async () =
 Deno.test("WebSocket errors: a bad first message and a wrong secret end the socket with a reason", async () => {
   await using destination = echoDestination();
   await using proxy = startServer(destination.port);
-  await using gateway = startGateway(proxy.port);
+  await using gateway = await startGateway(proxy.port);
   const session = await newSession(gateway);
   const cases: [first: string, error: string][] = [
     ["not json", "bad_request"],
@@ -801,7 +801,7 @@ Deno.test("only a wrong secret's answer is held back, per browser; the right one
 Deno.test("WebSocket input is confirmed as it goes: the gateway holds at most a window of it", async () => {
   await using destination = new Destination();
   await using proxy = startServer(destination.port);
-  await using gateway = startGateway(proxy.port, { maxInput: 4096 });
+  await using gateway = await startGateway(proxy.port, { maxInput: 4096 });
   const session = await newSession(gateway);
   using dest = new TestClient(await destination.accepted());
   await using socket = new TestSocket(wsUrl(gateway, session.id));
@@ -835,7 +835,7 @@ Deno.test("WebSocket input is confirmed as it goes: the gateway holds at most a 
 Deno.test("a WebSocket that sends past its window of unconfirmed input is ended", async () => {
   await using destination = new Destination();
   await using proxy = startServer(destination.port);
-  await using gateway = startGateway(proxy.port, { maxInput: 4096 });
+  await using gateway = await startGateway(proxy.port, { maxInput: 4096 });
   const session = await newSession(gateway);
   using _dest = new TestClient(await destination.accepted());
   await using socket = new TestSocket(wsUrl(gateway, session.id));

@@ -20,13 +20,13 @@
 
 import { secretsEqual } from "../proxy/credentials.ts";
 import { type HostPort } from "../address.ts";
-import { HostCheck, originAllowed } from "../browser_guard.ts";
+import { HostCheck, originAllowed } from "../http/browser_guard.ts";
 import { describeError, type Logger, RateLimitedLog } from "../log.ts";
 import { formatMetrics, METRICS_CONTENT_TYPE } from "./metrics.ts";
 import type { StatusReport } from "../proxy/status_report.ts";
 import { sleep } from "../_io.ts";
 import { AuthThrottle } from "../throttle.ts";
-import { HttpServer } from "../http_server.ts";
+import { type HttpRequestInfo, HttpServer } from "../http/server.ts";
 
 /** What the admin API needs from the server it manages. */
 export interface AdminBackend {
@@ -109,7 +109,7 @@ function authorized(request: Request, token: string): boolean {
  */
 export function adminHandler(
   options: AdminOptions,
-): (request: Request, info?: Deno.ServeHandlerInfo<Deno.NetAddr>) => Response | Promise<Response> {
+): (request: Request, info?: HttpRequestInfo) => Response | Promise<Response> {
   const { backend, token, logger } = options;
   const throttle = options.throttle ?? new AuthThrottle();
   const signal = options.signal ?? new AbortController().signal;
@@ -242,7 +242,7 @@ function decodeURIComponentSafe(text: string): string | null {
  *
  * @example
  * ```ts ignore
- * const admin = AdminServer.listen({ hostname: "localhost", port: 9010 }, { backend, token: null, logger });
+ * const admin = await AdminServer.listen({ hostname: "localhost", port: 9010 }, { backend, token: null, logger });
  * await admin.close();
  * ```
  */
@@ -260,15 +260,17 @@ export class AdminServer implements AsyncDisposable {
    * @param addr Where to listen.
    * @param options The backend, token and logger.
    * @returns The running server.
-   * @throws {Deno.errors.AddrInUse} When the port is taken, and the other errors of `Deno.serve`.
+   * @throws {Deno.errors.AddrInUse} When the port is taken, and the other errors of `Deno.listen`.
    */
-  static listen(addr: HostPort, options: AdminOptions): AdminServer {
-    return new AdminServer(HttpServer.listen(addr, {
-      // 401s held back for wrong tokens are sent when the server stops, not held open.
-      handler: (signal) => adminHandler({ listen: addr, ...options, signal }),
-      logger: options.logger,
-      name: "admin",
-    }));
+  static async listen(addr: HostPort, options: AdminOptions): Promise<AdminServer> {
+    return new AdminServer(
+      await HttpServer.listen(addr, {
+        // 401s held back for wrong tokens are sent when the server stops, not held open.
+        handler: (signal) => adminHandler({ listen: addr, ...options, signal }),
+        logger: options.logger,
+        name: "admin",
+      }),
+    );
   }
 
   /** The address the admin API listens on: for `localhost`, 127.0.0.1's. */

@@ -7,7 +7,7 @@
  */
 
 import { AdminServer } from "./api.ts";
-import { explainListenError } from "../commands/cli.ts";
+import { explainListenError } from "../errors.ts";
 import type { ServerConfig } from "../proxy/config.ts";
 import type { Logger } from "../log.ts";
 import { ProxyServer, type ProxyServerOptions } from "../proxy/server.ts";
@@ -70,7 +70,7 @@ export class Service implements AsyncDisposable {
     const service = new Service(config, proxy);
     if (config.admin === null) return service;
     try {
-      service.#admin = AdminServer.listen(config.admin, {
+      service.#admin = await AdminServer.listen(config.admin, {
         token: config.adminToken,
         allowHosts: config.adminAllowHosts,
         logger,

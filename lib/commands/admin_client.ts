@@ -6,7 +6,7 @@
  * @module
  */
 
-import { missingPermission, type ParsedFlags, stringFlag } from "./cli.ts";
+import { type ParsedFlags, stringFlag } from "./cli.ts";
 import {
   canReadTokenVariable,
   fetchBlockedPort,
@@ -15,7 +15,7 @@ import {
   TOKEN_VARIABLE,
   tokenFromEnvironment,
 } from "./config.ts";
-import { CommandError, UsageError } from "../errors.ts";
+import { CommandError, missingPermission, UsageError } from "../errors.ts";
 import { formatHostPort, type HostPort, parseHostPort } from "../address.ts";
 import { SERVER_DEFAULTS } from "../proxy/config.ts";
 

@@ -1,6 +1,7 @@
 /**
- * Command-line values: the parsers for sizes, durations, counts and log
- * settings, the admin token and the TLS files the commands read.
+ * Command-line values: the parsers for sizes, durations, counts, log
+ * settings and listen addresses, the admin token and the TLS files the
+ * commands read.
  *
  * Every parser throws a {@linkcode UsageError} whose message names the flag
  * and quotes the offending value, so the command line can print it as is.
@@ -8,6 +9,7 @@
  * @module
  */
 
+import { type HostPort, parseHostPort } from "../address.ts";
 import { UsageError } from "../errors.ts";
 import { LOG_FORMATS, LOG_LEVELS, type LogFormat, type LogLevel } from "../log.ts";
 
@@ -70,6 +72,20 @@ export function parseDuration(text: string, what: string): number {
   const ms = Math.round(Number(match[1]) * (DURATION_UNITS[match[2] ?? "s"] ?? NaN));
   // setTimeout cannot wait longer than 2^31 - 1 ms (about 24.8 days).
   if (!(ms <= 2 ** 31 - 1)) throw new UsageError(`${what}: duration "${text}" is too long`);
+  return ms;
+}
+
+/**
+ * Parses a duration that must be more than zero.
+ *
+ * @param text The duration as written (see {@linkcode parseDuration}).
+ * @param what The flag, for error messages.
+ * @returns Milliseconds.
+ * @throws {UsageError} When it cannot be parsed, or is zero.
+ */
+export function positiveDuration(text: string, what: string): number {
+  const ms = parseDuration(text, what);
+  if (ms === 0) throw new UsageError(`${what}: must be more than 0`);
   return ms;
 }
 
@@ -336,6 +352,56 @@ export function tlsOptions(
 ): { caCerts?: string[] } | undefined {
   if (ca !== undefined) return { caCerts: [readPemFile(ca, "--ca")] };
   return tls ? {} : undefined;
+}
+
+/**
+ * The certificate and key of a TLS listener, from `--tls-cert` and
+ * `--tls-key`, which go together.
+ *
+ * @param cert The `--tls-cert` file, if given.
+ * @param key The `--tls-key` file, if given.
+ * @returns Both PEM texts, or `undefined` when neither flag was given.
+ * @throws {UsageError} When only one is given, or a file cannot be read.
+ */
+export function certificateOptions(
+  cert: string | undefined,
+  key: string | undefined,
+): { cert: string; key: string } | undefined {
+  if ((cert === undefined) !== (key === undefined)) {
+    throw new UsageError("--tls-cert and --tls-key go together: give both, or neither");
+  }
+  if (cert === undefined || key === undefined) return undefined;
+  return { cert: readPemFile(cert, "--tls-cert"), key: readPemFile(key, "--tls-key") };
+}
+
+/**
+ * Parses where an optional port listens, `[HOST:]PORT`: a bare port (`9100`
+ * or `:9100`) is on `localhost`, this machine's loopbacks, and port 0 is
+ * any free port.
+ *
+ * @param text The address as written.
+ * @param what The flag, for error messages.
+ * @returns The host and port.
+ * @throws {UsageError} When the text is not an address with a port.
+ *
+ * @example
+ * ```ts
+ * import { parseListenAddress } from "./config.ts";
+ *
+ * console.assert(parseListenAddress("9100", "--metrics").hostname === "localhost");
+ * console.assert(parseListenAddress("0.0.0.0:9100", "--metrics").hostname === "0.0.0.0");
+ * ```
+ */
+export function parseListenAddress(text: string, what: string): HostPort {
+  // The host defaults to localhost; the port has no default (-1 marks it missing).
+  const addr = parseHostPort(/^\d+$/.test(text) ? `:${text}` : text, what, {
+    defaults: { hostname: "localhost", port: -1 },
+    allowPortZero: true,
+  });
+  if (addr.port < 0) {
+    throw new UsageError(`${what}: missing port in "${text}" (expected [HOST:]PORT)`);
+  }
+  return addr;
 }
 
 /**

@@ -7,7 +7,7 @@
  * @module
  */
 
-import { explainListenError, parseFlags, printOut, stringFlag } from "./cli.ts";
+import { parseFlags, printOut, stringFlag } from "./cli.ts";
 import {
   dropFileReads,
   fetchBlockedPort,
@@ -17,12 +17,17 @@ import {
 } from "./config.ts";
 import { formatHostPort, type HostPort, parseHostPort } from "../address.ts";
 import { SERVER_DEFAULTS } from "../proxy/config.ts";
-import { UsageError } from "../errors.ts";
+import { explainListenError, UsageError } from "../errors.ts";
 import { type LogFormat, Logger, type LogLevel } from "../log.ts";
 import { Service } from "../admin/mod.ts";
 import { DemoService } from "../demo/mod.ts";
 import { WEB_ASSETS, WebGateway } from "../gateway/mod.ts";
-import { SIGNAL_EXIT_STATUS, watchStopSignals } from "./signals.ts";
+import {
+  SIGNAL_EXIT_STATUS,
+  STOP_DEADLINE_MS,
+  stopByDeadline,
+  watchStopSignals,
+} from "./signals.ts";
 import { VERSION } from "../version.ts";
 
 /** The help text of `socketproxy demo`. */
@@ -77,9 +82,6 @@ export const DEMO_DEFAULTS: Readonly<DemoConfig> = {
 
 /** Where the demo service listens: loopback only, any free port. */
 const DEMO_SERVICE_ADDR: HostPort = { hostname: "127.0.0.1", port: 0 };
-
-/** The shutdown deadline: a demo asked to stop exits by then, in ms. */
-const STOP_DEADLINE_MS = 1800;
 
 /**
  * Parses the arguments of `socketproxy demo`.
@@ -166,13 +168,15 @@ async function startDemo(config: DemoConfig, logger: Logger): Promise<RunningDem
   );
   let gateway: WebGateway;
   try {
-    gateway = started.use(WebGateway.listen(config.web, {
-      // Where the proxy really listens, whatever name --proxy gave: a name
-      // such as localhost may resolve to another address first.
-      proxy: reachable(service.proxy.addr),
-      logger,
-      assets: WEB_ASSETS,
-    }));
+    gateway = started.use(
+      await WebGateway.listen(config.web, {
+        // Where the proxy really listens, whatever name --proxy gave: a name
+        // such as localhost may resolve to another address first.
+        proxy: reachable(service.proxy.addr),
+        logger,
+        assets: WEB_ASSETS,
+      }),
+    );
   } catch (error) {
     throw explainListenError(error, { flag: "--web", addr: config.web });
   }
@@ -252,12 +256,9 @@ export async function demoCommand(args: string[]): Promise<number> {
 
   const signal = await signals.first;
   logger.info("demo.stopping", { signal, sessions: demo.service.proxy.store.size });
-  const deadline = setTimeout(() => {
+  await stopByDeadline(() => demo[Symbol.asyncDispose](), () => {
     logger.warn("demo.stop_deadline", { after_ms: STOP_DEADLINE_MS });
-    Deno.exit(0);
-  }, STOP_DEADLINE_MS);
-  await demo[Symbol.asyncDispose]();
-  clearTimeout(deadline);
+  });
   logger.info("demo.stopped", {});
   return 0;
 }

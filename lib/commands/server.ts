@@ -9,6 +9,7 @@
 import { listFlag, parseFlags, printOut, stringFlag } from "./cli.ts";
 import {
   canReadTokenVariable,
+  certificateOptions,
   dropFileReads,
   fetchBlockedPort,
   parseAdminToken,
@@ -18,7 +19,7 @@ import {
   parseLogFormat,
   parseLogLevel,
   parseSize,
-  readPemFile,
+  positiveDuration,
   TOKEN_UNREADABLE_HINT,
   TOKEN_VARIABLE,
   tokenFromEnvironment,
@@ -28,7 +29,12 @@ import { SERVER_DEFAULTS, type ServerConfig } from "../proxy/config.ts";
 import { UsageError } from "../errors.ts";
 import { type LogFields, Logger } from "../log.ts";
 import { Service } from "../admin/service.ts";
-import { SIGNAL_EXIT_STATUS, watchStopSignals } from "./signals.ts";
+import {
+  SIGNAL_EXIT_STATUS,
+  STOP_DEADLINE_MS,
+  stopByDeadline,
+  watchStopSignals,
+} from "./signals.ts";
 import { VERSION } from "../version.ts";
 
 /** The help text of `socketproxy server`. */
@@ -77,12 +83,6 @@ const FLAGS = {
   "log-format": { type: "string" },
   help: { type: "boolean", short: "h" },
 } as const;
-
-function positiveDuration(text: string, what: string): number {
-  const ms = parseDuration(text, what);
-  if (ms === 0) throw new UsageError(`${what}: must be more than 0`);
-  return ms;
-}
 
 /**
  * Parses the arguments of `socketproxy server`.
@@ -150,14 +150,8 @@ export function parseServerArgs(args: string[]): ServerConfig | "help" {
   config.adminAllowHosts = listFlag(flags, "allow-host").map((name) =>
     parseAllowHost(name, "--allow-host")
   );
-  const cert = value("tls-cert");
-  const key = value("tls-key");
-  if ((cert === undefined) !== (key === undefined)) {
-    throw new UsageError("--tls-cert and --tls-key go together: give both, or neither");
-  }
-  if (cert !== undefined && key !== undefined) {
-    config.tls = { cert: readPemFile(cert, "--tls-cert"), key: readPemFile(key, "--tls-key") };
-  }
+  const tls = certificateOptions(value("tls-cert"), value("tls-key"));
+  if (tls) config.tls = tls;
   const [dest, ...extra] = flags.positionals;
   if (dest === undefined) throw new UsageError("missing DEST_HOST:DEST_PORT");
   if (extra.length > 0) {
@@ -197,9 +191,6 @@ export function startupWarnings(config: ServerConfig): { event: string; fields: 
   return warnings;
 }
 
-/** The shutdown deadline: a server asked to stop exits by then, in ms. */
-const STOP_DEADLINE_MS = 1800;
-
 /**
  * Runs `socketproxy server` until SIGINT or SIGTERM, then stops cleanly: no
  * new connections, health answers 503, every connection is closed, a
@@ -238,12 +229,9 @@ export async function serverCommand(args: string[]): Promise<number> {
 
   const signal = await signals.first;
   logger.info("server.stopping", { signal, sessions: service.proxy.store.size });
-  const deadline = setTimeout(() => {
+  await stopByDeadline(() => service.stop(), () => {
     logger.warn("server.stop_deadline", { after_ms: STOP_DEADLINE_MS });
-    Deno.exit(0);
-  }, STOP_DEADLINE_MS);
-  await service.stop();
-  clearTimeout(deadline);
+  });
   const totals = service.proxy.counters;
   logger.info("server.stopped", {
     sessions_created: totals.sessionsCreated,

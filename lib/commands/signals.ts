@@ -1,6 +1,7 @@
 /**
  * The stop signals of a long-running command: the first SIGINT or SIGTERM
- * asks for a clean stop, a second one means "now".
+ * asks for a clean stop, a second one means "now", and a clean stop that
+ * overruns {@linkcode STOP_DEADLINE_MS} ends the process anyway.
  *
  * One Ctrl-C may arrive as several SIGINTs: under `deno task` the terminal
  * signals its whole foreground process group, the command included, and
@@ -82,4 +83,41 @@ export function watchStopSignals(onSecond: (signal: Deno.Signal) => void): StopS
       for (const [signal, listener] of listeners) Deno.removeSignalListener(signal, listener);
     },
   };
+}
+
+/**
+ * The shutdown deadline, in ms: a command asked to stop exits by then,
+ * inside the two seconds `server` and `demo` promise.
+ */
+export const STOP_DEADLINE_MS = 1800;
+
+/**
+ * Runs a clean stop under the shutdown deadline: should `stop` still be
+ * running after {@linkcode STOP_DEADLINE_MS}, `onDeadline` is called and the
+ * process exits with status 0, as after a clean stop.
+ *
+ * @param stop The clean stop.
+ * @param onDeadline Called just before the exit at the deadline, to log it.
+ * @returns Once `stop` has settled, as `stop` did.
+ *
+ * @example
+ * ```ts ignore
+ * await stopByDeadline(() => service.stop(), () => {
+ *   logger.warn("server.stop_deadline", { after_ms: STOP_DEADLINE_MS });
+ * });
+ * ```
+ */
+export async function stopByDeadline(
+  stop: () => PromiseLike<void>,
+  onDeadline: () => void,
+): Promise<void> {
+  const deadline = setTimeout(() => {
+    onDeadline();
+    Deno.exit(0);
+  }, STOP_DEADLINE_MS);
+  try {
+    await stop();
+  } finally {
+    clearTimeout(deadline);
+  }
 }

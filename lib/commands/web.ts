@@ -5,22 +5,26 @@
  * @module
  */
 
-import { explainListenError, listFlag, parseFlags, printOut, stringFlag } from "./cli.ts";
+import { listFlag, parseFlags, printOut, stringFlag } from "./cli.ts";
+import { HTTP_TIMEOUTS, type HttpTimeouts } from "../http/server.ts";
 import {
+  certificateOptions,
   dropFileReads,
   parseAllowHost,
   parseAllowOrigin,
+  parseListenAddress,
   parseLogFormat,
   parseLogLevel,
+  positiveDuration,
   tlsOptions,
 } from "./config.ts";
 import { formatHostPort, type HostPort, parseHostPort } from "../address.ts";
 import { SERVER_DEFAULTS } from "../proxy/config.ts";
-import { UsageError } from "../errors.ts";
+import { explainListenError, UsageError } from "../errors.ts";
 import { type LogFormat, Logger, type LogLevel } from "../log.ts";
 import { SIGNAL_EXIT_STATUS, watchStopSignals } from "./signals.ts";
 import { VERSION } from "../version.ts";
-import { WEB_ASSETS, WebGateway } from "../gateway/mod.ts";
+import { GatewayMetrics, MetricsServer, WEB_ASSETS, WebGateway } from "../gateway/mod.ts";
 
 /** The help text of `socketproxy web`. */
 export const WEB_USAGE = `Usage: socketproxy web [options]
@@ -41,6 +45,17 @@ Options:
                            as https://play.example.com (repeatable; * allows
                            any site, which is unsafe)
   --ca=FILE                also trust this PEM certificate; implies --tls
+  --tls-cert=FILE, --tls-key=FILE  serve HTTPS and WSS with this PEM
+                           certificate chain and key (both or neither)
+  --header-timeout=DURATION  a request's headers must arrive within this
+                           (default 10s)
+  --body-timeout=DURATION  a request body, or a WebSocket message, must arrive
+                           within this once begun (default 10s)
+  --keepalive-timeout=DURATION  an idle connection is closed after this
+                           (default 30s)
+  --metrics=[HOST:]PORT    serve Prometheus metrics at /metrics on this address,
+                           apart from --listen (a bare port: localhost; off
+                           unless given)
   --log-level=LEVEL        debug, info, warn or error (default info)
   --log-format=FORMAT      text or json (default text)
   -h, --help               show this help`;
@@ -50,6 +65,12 @@ const FLAGS = {
   proxy: { type: "string" },
   tls: { type: "boolean" },
   ca: { type: "string" },
+  metrics: { type: "string" },
+  "tls-cert": { type: "string" },
+  "tls-key": { type: "string" },
+  "header-timeout": { type: "string" },
+  "body-timeout": { type: "string" },
+  "keepalive-timeout": { type: "string" },
   "allow-host": { type: "string", multiple: true },
   "allow-origin": { type: "string", multiple: true },
   "log-level": { type: "string" },
@@ -73,6 +94,12 @@ export interface WebConfig {
   allowHosts: readonly string[];
   /** Other sites whose pages may use the gateway; `*` for any. */
   allowOrigins: readonly string[];
+  /** Where `/metrics` is served, or `null` for nowhere. */
+  metrics: HostPort | null;
+  /** HTTPS and WSS with this certificate and key, or `undefined` for plain HTTP. */
+  tls: { cert: string; key: string } | undefined;
+  /** Time limits on browsers' connections. */
+  timeouts: HttpTimeouts;
 }
 
 /** Defaults of {@linkcode WebConfig}. */
@@ -84,6 +111,9 @@ export const WEB_DEFAULTS: Readonly<WebConfig> = {
   proxyTls: undefined,
   allowHosts: [],
   allowOrigins: [],
+  metrics: null,
+  tls: undefined,
+  timeouts: HTTP_TIMEOUTS,
 };
 
 /**
@@ -111,6 +141,8 @@ export function parseWebArgs(args: string[]): WebConfig | "help" {
   if (proxy !== undefined) {
     config.proxy = parseHostPort(proxy, "--proxy", { defaults: WEB_DEFAULTS.proxy });
   }
+  const metrics = stringFlag(flags, "metrics");
+  if (metrics !== undefined) config.metrics = parseListenAddress(metrics, "--metrics");
   const level = stringFlag(flags, "log-level");
   if (level !== undefined) config.logLevel = parseLogLevel(level, "--log-level");
   const format = stringFlag(flags, "log-format");
@@ -122,6 +154,16 @@ export function parseWebArgs(args: string[]): WebConfig | "help" {
     parseAllowOrigin(origin, "--allow-origin")
   );
   config.proxyTls = tlsOptions(flags.values.tls === true, stringFlag(flags, "ca"));
+  config.tls = certificateOptions(stringFlag(flags, "tls-cert"), stringFlag(flags, "tls-key"));
+  const timeout = (flag: string, fallback: number): number => {
+    const text = stringFlag(flags, flag);
+    return text === undefined ? fallback : positiveDuration(text, `--${flag}`);
+  };
+  config.timeouts = {
+    headers: timeout("header-timeout", HTTP_TIMEOUTS.headers),
+    body: timeout("body-timeout", HTTP_TIMEOUTS.body),
+    keepAlive: timeout("keepalive-timeout", HTTP_TIMEOUTS.keepAlive),
+  };
   return config;
 }
 
@@ -140,18 +182,35 @@ export async function webCommand(args: string[]): Promise<number> {
   }
   const logger = new Logger({ level: config.logLevel, format: config.logFormat });
   using signals = watchStopSignals((signal) => Deno.exit(SIGNAL_EXIT_STATUS[signal] ?? 1));
+  const metrics = new GatewayMetrics();
   let gateway: WebGateway;
   try {
-    gateway = WebGateway.listen(config.listen, {
+    gateway = await WebGateway.listen(config.listen, {
       proxy: config.proxy,
       logger,
       assets: WEB_ASSETS,
+      metrics,
       allowHosts: config.allowHosts,
       allowOrigins: config.allowOrigins,
+      timeouts: config.timeouts,
+      ...(config.tls ? { tls: config.tls } : {}),
       ...(config.proxyTls ? { proxyTls: config.proxyTls } : {}),
     });
   } catch (error) {
     throw explainListenError(error, { flag: "--listen", addr: config.listen });
+  }
+  let metricsServer: MetricsServer | null = null;
+  if (config.metrics !== null) {
+    try {
+      metricsServer = await MetricsServer.listen(config.metrics, {
+        metrics,
+        logger,
+        allowHosts: config.allowHosts,
+      });
+    } catch (error) {
+      await gateway.close();
+      throw explainListenError(error, { flag: "--metrics", addr: config.metrics });
+    }
   }
   if (config.allowOrigins.includes("*")) {
     logger.warn("web.any_origin", {
@@ -161,12 +220,14 @@ export async function webCommand(args: string[]): Promise<number> {
   logger.info("web.listening", {
     version: VERSION,
     listen: formatHostPort(gateway.addr),
+    scheme: config.tls ? "https" : "http",
+    metrics: metricsServer ? formatHostPort(metricsServer.addr) : "off",
     proxy: formatHostPort(config.proxy),
     file_reads: dropFileReads(),
   });
   const signal = await signals.first;
   logger.info("web.stopping", { signal });
-  await gateway.close();
+  await Promise.all([gateway.close(), metricsServer?.close()]);
   logger.info("web.stopped", {});
   return 0;
 }

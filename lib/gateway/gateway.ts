@@ -16,6 +16,7 @@
  * | `DELETE /api/sessions/{id}`        | end the session (secret in the body)            |
  * | `GET /api/sessions/{id}/ws`        | WebSocket: output and input both ways           |
  * | `GET /`, `GET /assets/...`         | the browser page                                |
+ * | `GET /health`                      | `200 {"status":"ok"}`, for any `Host`           |
  *
  * Output and input travel base64-encoded in JSON, raw in WebSocket binary
  * frames. The secret travels in request bodies and WebSocket messages,
@@ -37,7 +38,7 @@ import type { HostPort } from "../address.ts";
 import { describeError, type Logger, RateLimitedLog } from "../log.ts";
 import { ID_PATTERN } from "../protocol.ts";
 import { sleep } from "../_io.ts";
-import { HostCheck, originAllowed } from "../browser_guard.ts";
+import { HostCheck, originAllowed } from "../http/browser_guard.ts";
 import {
   browserAddress,
   type ClientAddress,
@@ -56,7 +57,13 @@ import {
 import { relay } from "./relay.ts";
 import { type Asset, assetTags } from "./static.ts";
 import { AuthThrottle } from "../throttle.ts";
-import { HttpServer } from "../http_server.ts";
+import { GatewayMetrics, routeLabel } from "./metrics.ts";
+import {
+  HTTP_TIMEOUTS,
+  type HttpRequestInfo,
+  HttpServer,
+  type HttpTimeouts,
+} from "../http/server.ts";
 
 /** Options for {@linkcode gatewayHandler}. */
 export interface GatewayOptions {
@@ -101,12 +108,22 @@ export interface GatewayOptions {
    * @default {[]}
    */
   allowHosts?: readonly string[];
+  /** Time limits on browsers' connections (see `HttpServer`). @default {HTTP_TIMEOUTS} */
+  timeouts?: Partial<HttpTimeouts>;
+  /** Serve HTTPS and WSS with this PEM certificate chain and key. */
+  tls?: { cert: string; key: string };
   /**
    * Origins besides the gateway's own whose pages may open sessions,
    * WebSockets and polls (`--allow-origin`); `*` allows any (unsafe).
    * @default {[]}
    */
   allowOrigins?: readonly string[];
+  /**
+   * Where requests, WebSockets, refusals and proxy errors are counted
+   * (served by `web --metrics`, never on this port).
+   * @default {a new GatewayMetrics}
+   */
+  metrics?: GatewayMetrics;
 }
 
 const SESSION_PATH = /^\/api\/sessions\/([^/]+)(\/poll|\/ws)?$/;
@@ -119,7 +136,7 @@ const SESSION_PATH = /^\/api\/sessions\/([^/]+)(\/poll|\/ws)?$/;
  */
 export function gatewayHandler(
   options: GatewayOptions,
-): (request: Request, info?: Deno.ServeHandlerInfo<Deno.NetAddr>) => Promise<Response> {
+): (request: Request, info?: HttpRequestInfo) => Promise<Response> {
   const limits: GatewayLimits = { ...GATEWAY_LIMITS, ...options.limits };
   const { logger } = options;
   const clientOptions = {
@@ -137,6 +154,7 @@ export function gatewayHandler(
     : null;
   const allowOrigins = options.allowOrigins ?? [];
   const refusals = new RateLimitedLog(logger);
+  const metrics = options.metrics ?? new GatewayMetrics();
 
   /**
    * The checks against hostile pages, before any route: a `Host` this
@@ -147,6 +165,7 @@ export function gatewayHandler(
     const url = new URL(request.url);
     if (path !== "/health" && !(hostCheck?.allows(url.host) ?? true)) {
       refusals.warn("web.host_not_allowed", { host: url.host.slice(0, 100), ...address });
+      metrics.refusedHost();
       throw new HttpError(
         403,
         "host_not_allowed",
@@ -164,6 +183,7 @@ export function gatewayHandler(
         path: routeOf(path),
         ...address,
       });
+      metrics.refusedOrigin();
       throw new HttpError(
         403,
         "origin_not_allowed",
@@ -236,8 +256,21 @@ export function gatewayHandler(
     return json(200, { closed: id });
   }
 
-  function route(request: Request, path: string, info?: Deno.ServeHandlerInfo<Deno.NetAddr>) {
+  /**
+   * For load balancers and probes, which send a `Host` of their own: so it
+   * is answered for any (see `guard`), which is safe, as it changes nothing
+   * and says nothing a page could use.
+   */
+  function health(method: string): Response {
+    if (method !== "GET" && method !== "HEAD") {
+      throw new HttpError(405, "method_not_allowed", "Use GET", { allow: "GET, HEAD" });
+    }
+    return stopping.aborted ? json(503, { status: "stopping" }) : json(200, { status: "ok" });
+  }
+
+  function route(request: Request, path: string, info?: HttpRequestInfo) {
     const method = request.method;
+    if (path === "/health") return Promise.resolve(health(method));
     if (path === "/api/sessions") {
       if (method !== "POST") {
         throw new HttpError(405, "method_not_allowed", "Use POST", { allow: "POST" });
@@ -298,27 +331,39 @@ export function gatewayHandler(
     return new Response(asset.body, { headers: { "content-type": asset.type, ...headers } });
   }
 
-  function webSocket(
-    id: string,
-    request: Request,
-    info: Deno.ServeHandlerInfo<Deno.NetAddr> | undefined,
-  ): Response {
+  function webSocket(id: string, request: Request, info: HttpRequestInfo | undefined): Response {
+    if (!info?.upgradeWebSocket) {
+      throw new HttpError(400, "bad_request", "This path takes a WebSocket");
+    }
     const address = clientAddress(request, info);
     const browser = browserAddress(request, info);
-    const { socket, response } = Deno.upgradeWebSocket(request);
-    socket.binaryType = "arraybuffer";
+    let upgrade;
+    try {
+      // The first message is a JSON body; the relay answers input over maxInput itself.
+      upgrade = info.upgradeWebSocket({
+        maxMessage: Math.max(limits.maxBody, limits.maxInput),
+        messageTimeout: options.timeouts?.body ?? HTTP_TIMEOUTS.body,
+      });
+    } catch (error) {
+      throw new HttpError(400, "bad_request", describeError(error));
+    }
+    const { socket, response } = upgrade;
     relay(socket, {
       id,
       clientOptions: { ...clientOptions },
       limits,
       logger,
+      metrics,
       address,
       firstMessageTimeout: options.firstMessageTimeout ?? 10_000,
       onAuthFailed: () => guessed(browser, "/api/sessions/{id}/ws", address),
     });
     const stop = (): void => socket.close(1001, "gateway stopping");
-    options.signal?.addEventListener("abort", stop, { once: true });
-    socket.addEventListener("close", () => options.signal?.removeEventListener("abort", stop));
+    stopping.addEventListener("abort", stop, { once: true });
+    void socket.closed.then(() => stopping.removeEventListener("abort", stop));
+    socket.onerror = (error) => {
+      logger.error("web.error", { path: "ws", error: describeError(error), ...address });
+    };
     return response;
   }
 
@@ -326,7 +371,7 @@ export function gatewayHandler(
   async function failure(
     error: unknown,
     request: Request,
-    info: Deno.ServeHandlerInfo<Deno.NetAddr> | undefined,
+    info: HttpRequestInfo | undefined,
     path: string,
     address: object,
   ): Promise<Response> {
@@ -335,6 +380,7 @@ export function gatewayHandler(
       logger.error("web.error", { path: routeOf(path), error: describeError(error), ...address });
       return json(500, { error: "internal", message: "The gateway failed; see its log" });
     }
+    metrics.failed(http);
     if (http.status >= 500) {
       logger.warn("web.proxy_error", {
         path: routeOf(path),
@@ -376,6 +422,7 @@ export function gatewayHandler(
     };
     if (response.status === 413) logger.warn("web.request", fields);
     else logger.debug("web.request", fields);
+    metrics.requested(routeLabel(path, assets), response.status);
     return response;
   };
 }
@@ -385,7 +432,7 @@ export function gatewayHandler(
  *
  * @example
  * ```ts ignore
- * const gateway = WebGateway.listen({ hostname: "localhost", port: 8080 }, { proxy, logger });
+ * const gateway = await WebGateway.listen({ hostname: "localhost", port: 8080 }, { proxy, logger });
  * await gateway.close();
  * ```
  */
@@ -402,14 +449,18 @@ export class WebGateway implements AsyncDisposable {
    * @param addr Where to listen.
    * @param options The proxy, logger, assets and limits.
    * @returns The running gateway.
-   * @throws {Deno.errors.AddrInUse} When the port is taken, and the other errors of `Deno.serve`.
+   * @throws {Deno.errors.AddrInUse} When the port is taken, and the other errors of `Deno.listen`.
    */
-  static listen(addr: HostPort, options: GatewayOptions): WebGateway {
-    return new WebGateway(HttpServer.listen(addr, {
-      handler: (signal) => gatewayHandler({ listen: addr, ...options, signal }),
-      logger: options.logger,
-      name: "web",
-    }));
+  static async listen(addr: HostPort, options: GatewayOptions): Promise<WebGateway> {
+    return new WebGateway(
+      await HttpServer.listen(addr, {
+        handler: (signal) => gatewayHandler({ listen: addr, ...options, signal }),
+        logger: options.logger,
+        name: "web",
+        ...(options.timeouts ? { timeouts: options.timeouts } : {}),
+        ...(options.tls ? { tls: options.tls } : {}),
+      }),
+    );
   }
 
   /** The address the gateway listens on: for `localhost`, 127.0.0.1's. */

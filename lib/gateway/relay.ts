@@ -8,7 +8,9 @@
 
 import { type ClientConnection, ClientSession } from "../client/mod.ts";
 import type { HostPort } from "../address.ts";
+import type { ServerWebSocket, WebSocketMessage } from "../http/websocket.ts";
 import { describeError, type Logger } from "../log.ts";
+import type { GatewayMetrics } from "./metrics.ts";
 import {
   type ClientAddress,
   type GatewayLimits,
@@ -32,6 +34,8 @@ export interface RelayContext {
   clientOptions: { proxy: HostPort; timeout: number; tls?: { caCerts?: string[] } };
   limits: GatewayLimits;
   logger: Logger;
+  /** Counts the socket while it is open, and a proxy error that ends it. */
+  metrics: GatewayMetrics;
   address: ClientAddress;
   /** How long the first message may take, in ms. */
   firstMessageTimeout: number;
@@ -62,7 +66,7 @@ export interface RelayContext {
  * browser keeps at most `window` bytes unconfirmed; more ends the socket,
  * so no browser makes the gateway hold more than that.
  */
-export function relay(socket: WebSocket, context: RelayContext): void {
+export function relay(socket: ServerWebSocket, context: RelayContext): void {
   const { id, clientOptions, limits, logger, address } = context;
   const window = 2 * limits.maxInput;
   let session: ClientSession | null = null;
@@ -83,14 +87,16 @@ export function relay(socket: WebSocket, context: RelayContext): void {
       `No first message within ${context.firstMessageTimeout} ms: send {"secret","ack"} at once`,
     );
   }, context.firstMessageTimeout);
-  socket.onclose = socket.onerror = () => {
+  context.metrics.webSocketOpened();
+  socket.onclose = () => {
+    context.metrics.webSocketClosed();
     closed = true;
     clearTimeout(firstMessage);
     connection?.close();
   };
   /** Sends a control message, unless the socket is going. */
   function tell(message: Record<string, unknown>): boolean {
-    if (socket.readyState !== WebSocket.OPEN) return false;
+    if (!socket.open) return false;
     socket.send(JSON.stringify(message));
     return true;
   }
@@ -104,15 +110,13 @@ export function relay(socket: WebSocket, context: RelayContext): void {
       socket.close(4001, "dropped by the proxy");
     }
   }
-  socket.onmessage = (event) => {
+  socket.onmessage = (message: WebSocketMessage) => {
     if (session === null) {
       clearTimeout(firstMessage);
-      void start(event.data);
+      void start(message);
       return;
     }
-    const bytes = typeof event.data === "string"
-      ? decodeInputMessage(event.data)
-      : new Uint8Array(event.data);
+    const bytes = typeof message === "string" ? decodeInputMessage(message) : message;
     if (bytes === null) {
       return fail("bad_request", 'Messages after the first are binary input or {"input"}');
     }
@@ -164,7 +168,7 @@ export function relay(socket: WebSocket, context: RelayContext): void {
     }
   }
 
-  async function start(first: unknown): Promise<void> {
+  async function start(first: WebSocketMessage): Promise<void> {
     let body: Record<string, unknown>;
     try {
       if (typeof first !== "string" || first.length > limits.maxBody) throw new Error();
@@ -185,6 +189,7 @@ export function relay(socket: WebSocket, context: RelayContext): void {
       await pump(session);
     } catch (error) {
       const http = httpErrorFor(error);
+      if (http) context.metrics.failed(http);
       if (!http) logger.error("web.error", { path: "ws", error: describeError(error), ...address });
       if (http?.status === 401) await context.onAuthFailed();
       fail(
@@ -206,10 +211,7 @@ export function relay(socket: WebSocket, context: RelayContext): void {
 
   /** Waits while the browser is slow to take output, reading nothing from the proxy. */
   async function drain(): Promise<void> {
-    if (socket.bufferedAmount <= WS_HIGH_WATER) return;
-    while (socket.bufferedAmount > WS_LOW_WATER && socket.readyState === WebSocket.OPEN) {
-      await new Promise((resolve) => setTimeout(resolve, 10));
-    }
+    if (socket.bufferedAmount > WS_HIGH_WATER) await socket.drained(WS_LOW_WATER);
   }
 
   async function pump(session: ClientSession): Promise<void> {
@@ -224,7 +226,7 @@ export function relay(socket: WebSocket, context: RelayContext): void {
     });
     while (connection !== null) {
       for (let chunk = await connection.read(); chunk !== null; chunk = await connection.read()) {
-        if (socket.readyState !== WebSocket.OPEN) return;
+        if (!socket.open) return;
         socket.send(chunk);
         await drain();
       }

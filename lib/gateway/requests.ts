@@ -7,6 +7,7 @@
  * @module
  */
 
+import type { HttpRequestInfo } from "../http/server.ts";
 import { concatBytes } from "../bytes.ts";
 import { meaningOf } from "../client/mod.ts";
 import { SECRET_PATTERN } from "../protocol.ts";
@@ -164,7 +165,7 @@ export interface ClientAddress {
 /** The client's address as the gateway's own peer and any proxy in front say it, for the log. */
 export function clientAddress(
   request: Request,
-  info: Deno.ServeHandlerInfo<Deno.NetAddr> | undefined,
+  info: Pick<HttpRequestInfo, "remoteAddr"> | undefined,
 ): ClientAddress {
   const peer = info ? `${info.remoteAddr.hostname}:${info.remoteAddr.port}` : undefined;
   return { peer, forwarded_for: forwardedFor(request) };
@@ -184,7 +185,7 @@ const LOOPBACK = /^(127\.\d+\.\d+\.\d+|::1|::ffff:127\.\d+\.\d+\.\d+)$/;
  */
 export function browserAddress(
   request: Request,
-  info: Deno.ServeHandlerInfo<Deno.NetAddr> | undefined,
+  info: Pick<HttpRequestInfo, "remoteAddr"> | undefined,
 ): string | undefined {
   const peer = info?.remoteAddr.hostname;
   if (peer === undefined || !LOOPBACK.test(peer)) return peer;

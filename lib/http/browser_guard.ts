@@ -13,7 +13,7 @@
  * @module
  */
 
-import type { HostPort } from "./address.ts";
+import type { HostPort } from "../address.ts";
 
 /** Options for {@linkcode HostCheck.create}. */
 export interface HostCheckOptions {
