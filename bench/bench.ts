@@ -5,6 +5,12 @@
  *     deno task bench                 # everything (a few minutes)
  *     deno task bench --quick         # smaller runs, for a look
  *     deno task bench --json=bench.json
+ *     deno task bench ws              # only these parts (throughput, polls, resume, scale,
+ *                                     # gateway, ws); the same as --only=ws
+ *
+ * The WebSocket part (ws) takes BENCH_WS_MIB (MiB each way a run, default
+ * 64, 16 with --quick), BENCH_WS_ECHOES (64-byte echoes a run, default 2000)
+ * and BENCH_WS_ROUNDS (default 5, 1 with --quick) from the environment.
  *
  * @module
  */
@@ -25,15 +31,32 @@ import {
   startLoadgenServer,
   startServer,
   throughput,
+  webSocketRelay,
 } from "./workloads.ts";
 
-const { values } = parseArgs({
+const { values, positionals } = parseArgs({
   args: Deno.args,
   options: { json: { type: "string" }, quick: { type: "boolean" }, only: { type: "string" } },
   strict: true,
+  allowPositionals: true,
 });
 const quick = values.quick === true;
-const only = new Set((values.only ?? "throughput,polls,resume,scale,gateway").split(","));
+const PARTS = ["throughput", "polls", "resume", "scale", "gateway", "ws"];
+const only = new Set(
+  values.only?.split(",") ?? (positionals.length > 0 ? positionals : PARTS),
+);
+for (const part of only) {
+  if (!PARTS.includes(part)) throw new Error(`No part ${part}: the parts are ${PARTS.join(", ")}`);
+}
+
+/** A whole number from the environment, or `fallback`. */
+function fromEnv(name: string, fallback: number): number {
+  const text = Deno.env.get(name);
+  if (text === undefined || text === "") return fallback;
+  const value = Number(text);
+  if (!Number.isSafeInteger(value) || value <= 0) throw new Error(`${name}: a whole number > 0`);
+  return value;
+}
 
 function machine(): Record<string, string | number> {
   const cpu = /model name\s*:\s*(.+)/.exec(Deno.readTextFileSync("/proc/cpuinfo"))?.[1] ??
@@ -231,6 +254,41 @@ if (only.has("scale")) {
       fixed(figures.echoP50ms, 2),
       fixed(figures.echoP99ms, 2),
     ]],
+  );
+}
+
+if (only.has("ws")) {
+  const mib = fromEnv("BENCH_WS_MIB", quick ? 16 : 64);
+  const echoes = fromEnv("BENCH_WS_ECHOES", 2000);
+  const rounds = fromEnv("BENCH_WS_ROUNDS", quick ? 1 : 5);
+  const { minimal, socketproxy } = await webSocketRelay(mib * 2 ** 20, echoes, rounds);
+  results.ws = { bytes: mib * 2 ** 20, echoes, rounds, minimal, socketproxy };
+  const row = (path: string, figures: typeof minimal): string[] => [
+    path,
+    fixed(figures.output),
+    fixed(figures.input),
+    fixed(figures.echoP50ms, 3),
+    fixed(figures.echoP99ms, 3),
+  ];
+  table(
+    `6. WebSocket (GET /api/sessions/{id}/ws) to a client in this process, median of ${rounds} round${
+      rounds === 1 ? "" : "s"
+    }:\n` +
+      `   output and input of ${mib} MiB a run (input within the gateway's window), MB/s; ` +
+      `${echoes} echoes of 64 bytes a run, ms.\n` +
+      "   Baseline: bench/minimal_ws_relay.ts (Deno.serve + Deno.upgradeWebSocket to TCP, no sessions)",
+    ["path", "output MB/s", "input MB/s", "echo p50 ms", "echo p99 ms"],
+    [
+      row("minimal WebSocket relay", minimal),
+      row("socketproxy web + server", socketproxy),
+      [
+        "socketproxy / minimal",
+        fixed(socketproxy.output / minimal.output, 2),
+        fixed(socketproxy.input / minimal.input, 2),
+        fixed(socketproxy.echoP50ms / minimal.echoP50ms, 2),
+        fixed(socketproxy.echoP99ms / minimal.echoP99ms, 2),
+      ],
+    ],
   );
 }
 

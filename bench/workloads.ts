@@ -713,3 +713,321 @@ export async function minimalServerCycles(
   const figures = await runLoadgen(binary, "poll", port, seconds, sessions);
   return figures.count / figures.seconds;
 }
+
+/** What sits between a WebSocket client and the destination. */
+export type WsPath = "minimal" | "socketproxy";
+
+/** WebSocket figures of one path: medians of the rounds. */
+export interface WsFigures {
+  /** Output (destination to WebSocket client), MB/s. */
+  output: number;
+  /** Input (WebSocket client to destination), MB/s. */
+  input: number;
+  /** Round trip of a 64-byte message through an echo destination. */
+  echoP50ms: number;
+  echoP99ms: number;
+}
+
+/** The median of some figures. */
+export function median(values: number[]): number {
+  const sorted = values.toSorted((a, b) => a - b);
+  const middle = Math.floor(sorted.length / 2);
+  if (sorted.length === 0) return NaN;
+  return sorted.length % 2 ? sorted[middle] ?? NaN : ((sorted[middle - 1] ?? NaN) +
+    (sorted[middle] ?? NaN)) / 2;
+}
+
+/** Rejects after `ms`, so that a broken relay ends the benchmark instead of hanging it. */
+async function within<T>(promise: Promise<T>, ms: number, what: string): Promise<T> {
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  try {
+    return await Promise.race([
+      promise,
+      new Promise<never>((_, reject) => {
+        timer = setTimeout(() => reject(new Error(`${what}: no result within ${ms} ms`)), ms);
+      }),
+    ]);
+  } finally {
+    clearTimeout(timer);
+  }
+}
+
+/**
+ * A browser-side WebSocket client of the gateway's protocol: sends the
+ * first message (with `input`), waits for `{"type":"attached"}`, hands
+ * binary frames to `onBytes`, and sends input within the gateway's window
+ * of unconfirmed input, waiting for `{"type":"in"}` when it is full.
+ */
+class WsClient {
+  readonly socket: WebSocket;
+  readonly attached: Promise<void>;
+  /** Rejects when the socket ends, or the gateway sends an error. */
+  readonly failed: Promise<never>;
+  onBytes: (bytes: Uint8Array) => void = () => {};
+  maxInput = 0;
+  window = 0;
+  sent: number;
+  confirmed = 0;
+  #room: (() => void) | null = null;
+
+  constructor(url: string, first: { secret: string; ack: number; input: Uint8Array }) {
+    this.sent = first.input.length;
+    const socket = new WebSocket(url);
+    socket.binaryType = "arraybuffer";
+    this.socket = socket;
+    const attached = Promise.withResolvers<void>();
+    const failed = Promise.withResolvers<never>();
+    this.attached = attached.promise;
+    this.failed = failed.promise;
+    // Rejections are awaited through races; this one need not be.
+    this.failed.catch(() => {});
+    attached.promise.catch(() => {});
+    const fail = (why: string) => {
+      const error = new Error(`WebSocket ${url}: ${why}`);
+      attached.reject(error);
+      failed.reject(error);
+    };
+    socket.onopen = () => {
+      socket.send(JSON.stringify({ ...first, input: first.input.toBase64() }));
+    };
+    socket.onmessage = (event) => {
+      if (typeof event.data !== "string") {
+        this.onBytes(new Uint8Array(event.data));
+        return;
+      }
+      const message = JSON.parse(event.data);
+      if (message.type === "attached") {
+        this.maxInput = message.maxInput;
+        this.window = message.window;
+        this.confirmed = message.in;
+        attached.resolve();
+      } else if (message.type === "in") {
+        this.confirmed = message.in;
+        this.#room?.();
+        this.#room = null;
+      } else if (message.type !== "closed") {
+        fail(event.data);
+      }
+    };
+    socket.onclose = (event) => fail(`closed (${event.code} ${event.reason})`);
+  }
+
+  /** Sends `bytes` as input, in pieces of at most `maxInput`, within the window. */
+  async send(bytes: Uint8Array): Promise<void> {
+    for (let at = 0; at < bytes.length;) {
+      const room = this.window - (this.sent - this.confirmed);
+      if (room <= 0) {
+        await Promise.race([new Promise<void>((resolve) => this.#room = resolve), this.failed]);
+        continue;
+      }
+      const size = Math.min(this.maxInput, room, bytes.length - at);
+      this.socket.send(bytes.subarray(at, at + size));
+      this.sent += size;
+      at += size;
+    }
+  }
+
+  close(): void {
+    this.socket.onclose = null;
+    this.socket.close();
+  }
+}
+
+/** The first input byte of a WebSocket run tells the destination what to do. */
+const WS_OUTPUT = 111; // "o": send the run's bytes
+const WS_INPUT = 105; // "i": take the run's bytes in, then answer "d"
+const WS_ECHO = 101; // "e": echo
+
+/**
+ * The destination of the WebSocket runs: after the first byte, a source of
+ * `bytes` (then held open), a sink of `bytes` that answers one byte when it
+ * has them all, or an echo.
+ */
+function wsDestination(bytes: number): Destination {
+  const payload = new Uint8Array(CHUNK).fill(120);
+  return new Destination(async (conn) => {
+    conn.setNoDelay(true);
+    const buffer = new Uint8Array(CHUNK);
+    const first = await conn.read(buffer);
+    if (first === null) return;
+    const mode = buffer[0];
+    if (mode === WS_ECHO) {
+      if (first > 1) await writeAll(conn, buffer.subarray(1, first));
+      return await echo(conn);
+    }
+    if (mode === WS_OUTPUT) {
+      for (let sent = 0; sent < bytes; sent += CHUNK) {
+        await writeAll(conn, payload.subarray(0, Math.min(CHUNK, bytes - sent)));
+      }
+    } else if (mode === WS_INPUT) {
+      for (let got = first - 1; got < bytes;) {
+        const count = await conn.read(buffer);
+        if (count === null) return;
+        got += count;
+      }
+      await writeAll(conn, encoder.encode("d"));
+    }
+    // Held open until the run ends it.
+    while (await conn.read(buffer) !== null);
+  });
+}
+
+/** Where a WebSocket run connects: the gateway (with a new session) or the minimal relay. */
+interface WsTarget {
+  path: WsPath;
+  port: number;
+}
+
+/** Opens a WebSocket on `target` whose first input is `mode`; runs `body`; cleans up. */
+async function wsRun<T>(
+  target: WsTarget,
+  mode: number,
+  body: (client: WsClient, started: number) => Promise<T>,
+): Promise<T> {
+  const base = `http://127.0.0.1:${target.port}`;
+  let session = { id: "minimalrelay0000", secret: "" };
+  if (target.path === "socketproxy") {
+    const response = await fetch(`${base}/api/sessions`, { method: "POST" });
+    if (!response.ok) throw new Error(`POST /api/sessions: ${await response.text()}`);
+    session = await response.json();
+  }
+  const started = performance.now();
+  const client = new WsClient(`ws://127.0.0.1:${target.port}/api/sessions/${session.id}/ws`, {
+    secret: session.secret,
+    ack: 0,
+    input: new Uint8Array([mode]),
+  });
+  try {
+    await within(client.attached, 10_000, `${target.path}: attach`);
+    return await within(
+      Promise.race([body(client, started), client.failed]),
+      300_000,
+      `${target.path}: run`,
+    );
+  } finally {
+    client.close();
+    if (target.path === "socketproxy") {
+      await fetch(`${base}/api/sessions/${session.id}`, {
+        method: "DELETE",
+        body: JSON.stringify({ secret: session.secret }),
+      }).then((response) => response.body?.cancel());
+    }
+  }
+}
+
+/** Output: the destination sends `bytes`; MB/s from opening the socket to the last byte. */
+function wsOutput(target: WsTarget, bytes: number): Promise<number> {
+  return wsRun(target, WS_OUTPUT, async (client, started) => {
+    const done = Promise.withResolvers<void>();
+    let got = 0;
+    client.onBytes = (chunk) => {
+      got += chunk.length;
+      if (got >= bytes) done.resolve();
+    };
+    await done.promise;
+    return bytes / 1e6 / ((performance.now() - started) / 1000);
+  });
+}
+
+/** Input: the client sends `bytes` within the window; MB/s until the destination has them all. */
+function wsInput(target: WsTarget, bytes: number): Promise<number> {
+  return wsRun(target, WS_INPUT, async (client, started) => {
+    const done = Promise.withResolvers<void>();
+    client.onBytes = () => done.resolve();
+    const payload = new Uint8Array(CHUNK).fill(121);
+    for (let sent = 0; sent < bytes; sent += CHUNK) {
+      await client.send(payload.subarray(0, Math.min(CHUNK, bytes - sent)));
+    }
+    await done.promise;
+    return bytes / 1e6 / ((performance.now() - started) / 1000);
+  });
+}
+
+/** Echo: `samples` 64-byte messages one after another; round-trip percentiles in ms. */
+function wsEcho(target: WsTarget, samples: number): Promise<{ p50ms: number; p99ms: number }> {
+  return wsRun(target, WS_ECHO, async (client) => {
+    const message = new Uint8Array(64).fill(97);
+    const latencies: number[] = [];
+    let got = 0;
+    let back: (() => void) | null = null;
+    client.onBytes = (chunk) => {
+      got += chunk.length;
+      if (got >= message.length) {
+        got -= message.length;
+        back?.();
+      }
+    };
+    for (let i = 0; i < samples; i++) {
+      const returned = new Promise<void>((resolve) => back = resolve);
+      const sent = performance.now();
+      await client.send(message);
+      await returned;
+      latencies.push(performance.now() - sent);
+    }
+    latencies.sort((a, b) => a - b);
+    return { p50ms: percentile(latencies, 50), p99ms: percentile(latencies, 99) };
+  });
+}
+
+/** Starts bench/minimal_ws_relay.ts on a free port in front of `destinationPort`. */
+async function startMinimalWsRelay(destinationPort: number): Promise<Child & { port: number }> {
+  const port = freePort();
+  const child = new Child(Deno.execPath(), [
+    "run",
+    "--allow-net",
+    new URL("./minimal_ws_relay.ts", import.meta.url).pathname,
+    String(port),
+    String(destinationPort),
+  ]);
+  await waitForPort(port, "the minimal WebSocket relay");
+  return Object.assign(child, { port });
+}
+
+/**
+ * WebSocket output, input and echo latency through `socketproxy web` and
+ * `socketproxy server` (child processes, the default buffer), and through
+ * the minimal relay (bench/minimal_ws_relay.ts, a child process) in front
+ * of the same destination (in this process, with the client). The runs
+ * are interleaved, one of each path in turn for each workload in each
+ * round, and the median of the rounds is kept.
+ */
+export async function webSocketRelay(
+  bytes: number,
+  samples: number,
+  rounds: number,
+): Promise<Record<WsPath, WsFigures>> {
+  await using destination = wsDestination(bytes);
+  await using server = await startServer(destination.port);
+  await using web = await startGateway(server.port);
+  await using minimal = await startMinimalWsRelay(destination.port);
+  const targets: WsTarget[] = [
+    { path: "minimal", port: minimal.port },
+    { path: "socketproxy", port: web.port },
+  ];
+  const runs = (): Record<"output" | "input" | "p50" | "p99", number[]> => ({
+    output: [],
+    input: [],
+    p50: [],
+    p99: [],
+  });
+  const measured: Record<WsPath, ReturnType<typeof runs>> = {
+    minimal: runs(),
+    socketproxy: runs(),
+  };
+  for (let round = 0; round < rounds; round++) {
+    for (const target of targets) measured[target.path].output.push(await wsOutput(target, bytes));
+    for (const target of targets) measured[target.path].input.push(await wsInput(target, bytes));
+    for (const target of targets) {
+      const { p50ms, p99ms } = await wsEcho(target, samples);
+      measured[target.path].p50.push(p50ms);
+      measured[target.path].p99.push(p99ms);
+    }
+  }
+  const figures = (path: WsPath): WsFigures => ({
+    output: median(measured[path].output),
+    input: median(measured[path].input),
+    echoP50ms: median(measured[path].p50),
+    echoP99ms: median(measured[path].p99),
+  });
+  return { minimal: figures("minimal"), socketproxy: figures("socketproxy") };
+}
