@@ -12,6 +12,7 @@ import assert from "node:assert/strict";
 import { decoder, encoder, WAIT_MS, withDeadline } from "./_helpers.ts";
 import { newSession, startStack } from "./_stack.ts";
 import { closeQuietly, writeAll } from "../lib/_io.ts";
+import { concatBytes } from "../lib/bytes.ts";
 
 const FAST = ["--header-timeout=1s", "--body-timeout=1s", "--keepalive-timeout=1s"];
 
@@ -47,14 +48,7 @@ async function untilClosed(conn: Deno.Conn, ms = WAIT_MS): Promise<Uint8Array> {
     }
   })();
   await withDeadline(reading, ms, "the server to close the connection");
-  const total = parts.reduce((sum, part) => sum + part.length, 0);
-  const out = new Uint8Array(total);
-  let at = 0;
-  for (const part of parts) {
-    out.set(part, at);
-    at += part.length;
-  }
-  return out;
+  return concatBytes(parts);
 }
 
 /**
