@@ -1,8 +1,9 @@
 /**
- * The socketproxy wire protocol, version 1: the hello a client sends, the
- * reply the server answers, and the error codes. Both the server's handshake
- * and the client library format and parse lines with these functions, so the
- * two cannot drift apart. See docs/protocol.md.
+ * The socketproxy wire protocol's lines: the hello a client sends, the
+ * reply the server answers, and the error codes, for version 1 and for the
+ * framed hellos of version 2 (whose frames are in `frames.ts`). Both the
+ * server's handshake and the client library format and parse lines with
+ * these functions, so the two cannot drift apart. See docs/protocol.md.
  *
  * @module
  */
@@ -10,13 +11,15 @@
 /** Longest hello accepted, in bytes, LF included. */
 export const MAX_HELLO_BYTES = 512;
 
-/** `NEW`: create a session. */
+/** `NEW [framed]`: create a session. */
 export interface NewHello {
   /** The verb. */
   verb: "NEW";
+  /** `NEW framed` (version 2): attach framed from offset 0; absent for version 1. */
+  framed?: true;
 }
 
-/** `RESUME <id> <secret> [<ack>]`: attach to a session. */
+/** `RESUME <id> <secret> [<ack>]`, or `RESUME <id> <secret> <ack> framed`: attach to a session. */
 export interface ResumeHello {
   /** The verb. */
   verb: "RESUME";
@@ -26,6 +29,8 @@ export interface ResumeHello {
   secret: string;
   /** Output offset the client has received; absent for streaming delivery. */
   ack?: number;
+  /** A framed attachment (version 2), which always has `ack`; absent for version 1. */
+  framed?: true;
 }
 
 /** `CLOSE <id> <secret>`: end a session. */
@@ -58,6 +63,11 @@ export interface Reply {
   pending: number;
   /** Destination state. */
   state: SessionState;
+  /**
+   * For a framed hello only: output the server sends beyond the client's
+   * latest acknowledgement before it waits for a newer one.
+   */
+  window?: number;
 }
 
 /** The error codes of `ERR` replies. */
@@ -250,6 +260,8 @@ export const ID_PATTERN: RegExp = /^[A-Za-z0-9_-]{1,64}$/;
 /** A well-formed session secret: 22 to 64 chars of `[A-Za-z0-9_-]`. */
 export const SECRET_PATTERN: RegExp = /^[A-Za-z0-9_-]{22,64}$/;
 const OFFSET = /^\d{1,16}$/;
+/** The word that makes a hello framed (version 2). */
+const FRAMED = "framed";
 const PRINTABLE = /^[\x20-\x7e]*$/;
 const VERB = /^[A-Za-z]{1,16}$/;
 const HTTP_REQUEST = /^[A-Z]{3,7} \S+ HTTP\/\d/;
@@ -292,16 +304,25 @@ export function parseHello(line: string): Hello {
   const [verb = "", ...args] = line.split(" ");
   switch (verb) {
     case "NEW":
-      if (args.length !== 0) throw badRequest("NEW takes no arguments");
+      if (args.length === 1 && args[0] === FRAMED) return { verb, framed: true };
+      if (args.length !== 0) throw badRequest("NEW takes no arguments but framed");
       return { verb };
     case "RESUME": {
+      const framed = args.length === 4 && args[3] === FRAMED;
+      if (framed) args.pop();
       if (args.length !== 2 && args.length !== 3) {
-        throw badRequest("expected RESUME <id> <secret> [<ack>]");
+        throw badRequest(
+          "expected RESUME <id> <secret> [<ack>] or RESUME <id> <secret> <ack> framed",
+        );
       }
       const [id = "", secret = "", ack] = args;
       const credentials = parseCredentials(id, secret);
+      if (ack === FRAMED) throw badRequest("a framed RESUME needs <ack>");
       if (ack === undefined) return { verb, ...credentials };
-      return { verb, ...credentials, ack: parseOffset(ack, "ack") };
+      const offset = parseOffset(ack, "ack");
+      return framed
+        ? { verb, ...credentials, ack: offset, framed }
+        : { verb, ...credentials, ack: offset };
     }
     case "CLOSE": {
       if (args.length !== 2) throw badRequest("expected CLOSE <id> <secret>");
@@ -325,35 +346,40 @@ export function parseHello(line: string): Hello {
  *
  * @param hello The hello.
  * @returns The line, LF included.
+ * @throws {TypeError} For a framed `RESUME` without `ack`.
  */
 export function formatHello(hello: Hello): string {
   switch (hello.verb) {
     case "NEW":
-      return "NEW\n";
+      return hello.framed ? "NEW framed\n" : "NEW\n";
     case "RESUME":
+      if (hello.framed && hello.ack === undefined) {
+        throw new TypeError("A framed RESUME needs an ack");
+      }
       return hello.ack === undefined
         ? `RESUME ${hello.id} ${hello.secret}\n`
-        : `RESUME ${hello.id} ${hello.secret} ${hello.ack}\n`;
+        : `RESUME ${hello.id} ${hello.secret} ${hello.ack}${hello.framed ? " framed" : ""}\n`;
     case "CLOSE":
       return `CLOSE ${hello.id} ${hello.secret}\n`;
   }
 }
 
 /**
- * Formats an `OK` reply.
+ * Formats an `OK` reply: seven fields, eight with `window` (a framed hello's).
  *
  * @param reply The fields.
  * @returns The line, LF included.
  */
 export function formatReply(reply: Reply): string {
-  return `OK ${reply.id} ${reply.secret} ${reply.in} ${reply.from} ${reply.pending} ${reply.state}\n`;
+  const window = reply.window === undefined ? "" : ` ${reply.window}`;
+  return `OK ${reply.id} ${reply.secret} ${reply.in} ${reply.from} ${reply.pending} ${reply.state}${window}\n`;
 }
 
 /**
  * Parses a reply line from the server (without its LF; a trailing CR is ignored).
  *
  * @param line The line.
- * @returns The fields of `OK`, or `{ bye: id }` for `BYE`.
+ * @returns The fields of `OK` (with `window` when it has eight), or `{ bye: id }` for `BYE`.
  * @throws {ProtocolError} The error an `ERR` line carries, as its typed subclass.
  * @throws {SyntaxError} When the line is not a reply at all.
  *
@@ -369,16 +395,28 @@ export function parseReply(line: string): Reply | { bye: string } {
   if (line.endsWith("\r")) line = line.slice(0, -1);
   const fields = line.split(" ");
   const [word, first = "", second = ""] = fields;
-  if (word === "OK" && fields.length === 7) {
-    const [, id = "", secret = "", input = "", from = "", pending = "", state = ""] = fields;
+  if (word === "OK" && (fields.length === 7 || fields.length === 8)) {
+    const [, id = "", secret = "", input = "", from = "", pending = "", state = "", window] =
+      fields;
     const offsets = [input, from, pending].map(decimal);
     const [inCount, fromOffset, pendingCount] = offsets;
+    const windowSize = window === undefined ? undefined : decimal(window);
     if (
       ID_PATTERN.test(id) && SECRET_PATTERN.test(secret) &&
       (state === "open" || state === "closed") &&
-      inCount !== undefined && fromOffset !== undefined && pendingCount !== undefined
+      inCount !== undefined && fromOffset !== undefined && pendingCount !== undefined &&
+      (window === undefined || (windowSize !== undefined && windowSize > 0))
     ) {
-      return { id, secret, in: inCount, from: fromOffset, pending: pendingCount, state };
+      const reply: Reply = {
+        id,
+        secret,
+        in: inCount,
+        from: fromOffset,
+        pending: pendingCount,
+        state,
+      };
+      if (windowSize !== undefined) reply.window = windowSize;
+      return reply;
     }
   } else if (word === "BYE" && fields.length === 2 && ID_PATTERN.test(first)) {
     return { bye: first };

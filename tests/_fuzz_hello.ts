@@ -39,6 +39,8 @@ import {
 export const HELLO_CORPUS: readonly string[] = [
   "NEW",
   "NEW\r",
+  "NEW framed",
+  `RESUME ${FUZZ_ID} ${FUZZ_SECRET} 7 framed`,
   `RESUME ${FUZZ_ID} ${FUZZ_SECRET}`,
   `RESUME ${FUZZ_ID} ${FUZZ_SECRET} 0`,
   `RESUME ${FUZZ_ID} ${FUZZ_SECRET} 42\r`,
@@ -87,14 +89,23 @@ function helloProblem(hello: Hello, line: string): string | null {
   const keys = Object.keys(hello).sort().join(",");
   switch (hello.verb) {
     case "NEW":
-      if (text !== "NEW" || keys !== "verb") return `accepted as NEW: ${JSON.stringify(hello)}`;
+      if (
+        !(text === "NEW" && keys === "verb") &&
+        !(text === "NEW framed" && keys === "framed,verb" && hello.framed === true)
+      ) return `accepted as NEW: ${JSON.stringify(hello)}`;
       return null;
     case "CLOSE":
       if (keys !== "id,secret,verb" || fields.length !== 3) return `odd CLOSE ${keys}`;
       break;
     case "RESUME": {
-      const expected = hello.ack === undefined ? "id,secret,verb" : "ack,id,secret,verb";
-      if (keys !== expected || fields.length !== (hello.ack === undefined ? 3 : 4)) {
+      const framed = hello.framed === true;
+      const expected = hello.ack === undefined
+        ? "id,secret,verb"
+        : framed
+        ? "ack,framed,id,secret,verb"
+        : "ack,id,secret,verb";
+      const count = (hello.ack === undefined ? 3 : 4) + (framed ? 1 : 0);
+      if (keys !== expected || fields.length !== count || (framed && fields[4] !== "framed")) {
         return `odd RESUME ${keys}`;
       }
       if (hello.ack !== undefined) {
@@ -123,12 +134,12 @@ function helloProblem(hello: Hello, line: string): string | null {
 type Outcome = { hello: Hello } | { error: string };
 
 /**
- * The hello grammar of docs/protocol.md, written out: a line it matches must be
+ * The hello grammar of docs/protocol.md (versions 1 and 2), written out: a line it matches must be
  * accepted. `<ack>` is bounded as lib/protocol.ts bounds it (16 digits, at
  * most 2^53 - 1), which the protocol leaves open.
  */
 const VALID_HELLO =
-  /^(?:NEW|RESUME [A-Za-z0-9_-]{1,64} [A-Za-z0-9_-]{22,64}(?: (\d{1,16}))?|CLOSE [A-Za-z0-9_-]{1,64} [A-Za-z0-9_-]{22,64})\r?$/;
+  /^(?:NEW(?: framed)?|RESUME [A-Za-z0-9_-]{1,64} [A-Za-z0-9_-]{22,64}(?: (\d{1,16})(?: framed)?)?|CLOSE [A-Za-z0-9_-]{1,64} [A-Za-z0-9_-]{22,64})\r?$/;
 
 function validHello(line: string): boolean {
   const match = VALID_HELLO.exec(line);

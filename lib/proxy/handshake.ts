@@ -1,7 +1,7 @@
 /**
  * The handshake: reads a client's hello within the handshake timeout and
- * answers it, handing the connection to a session (`NEW`, `RESUME`) or
- * ending one (`CLOSE`). Every failure is answered with one `ERR` line;
+ * answers it, handing the connection to a session (`NEW`, `RESUME`, framed
+ * or not) or ending one (`CLOSE`). Every failure is answered with one `ERR` line;
  * `ERR auth` only after the guessing throttle has held it back.
  *
  * @module
@@ -100,12 +100,15 @@ export async function handshake(conn: Deno.Conn, options: HandshakeOptions): Pro
     switch (hello.verb) {
       case "NEW": {
         const session = await store.create(peer);
-        session.attach(conn, { peer, leftover });
+        session.attach(
+          conn,
+          hello.framed ? { peer, ack: 0, framed: true, leftover } : { peer, leftover },
+        );
         return;
       }
       case "RESUME": {
         const session = await store.authenticate(hello, client);
-        session.attach(conn, { peer, ack: hello.ack, leftover });
+        session.attach(conn, { peer, ack: hello.ack, framed: hello.framed ?? false, leftover });
         return;
       }
       case "CLOSE": {

@@ -7,7 +7,9 @@
  * `<ack>`. Client to destination: `listener.ts` accepts, `handshake.ts`
  * reads the hello, `session_store.ts` creates or authenticates the session
  * (`credentials.ts`, with `../throttle.ts` slowing guesses), and
- * `session.ts` writes the client's input to the destination. `server.ts`
+ * `session.ts` writes the client's input to the destination. A framed
+ * (version 2) connection has the pumps of `framed_attachment.ts` instead,
+ * over the same ring and destination writes. `server.ts`
  * puts these together; `status_report.ts` and `counters.ts` are what the
  * admin API reads.
  *

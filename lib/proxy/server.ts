@@ -87,6 +87,7 @@ export class ProxyServer implements AsyncDisposable {
       idleTimeout: options.idleTimeout,
       connectTimeout: options.connectTimeout,
       maxSessions: options.maxSessions,
+      handshakeTimeout: options.handshakeTimeout,
       logger: options.logger,
       counters: this.counters,
       throttle: options.throttle ?? {},

@@ -18,6 +18,10 @@
  * the rest of the output and is disconnected; the session ends once that
  * output has been delivered, or when no client has come for it in time.
  *
+ * A framed attachment (version 2) has pumps of its own, in
+ * `framed_attachment.ts`; this file attaches, detaches and ends it like any
+ * other, and lends it the output buffer and the destination writes.
+ *
  * @module
  */
 
@@ -27,12 +31,15 @@ import { secretsEqual } from "./credentials.ts";
 import { describeError, type Logger } from "../log.ts";
 import { OutputBuffer } from "./output_buffer.ts";
 import { formatReply, MAX_HELLO_BYTES, ProtocolError, type SessionState } from "../protocol.ts";
+import type { EndReason } from "../frames.ts";
+import { FramedAttachment, type FramedHost } from "./framed_attachment.ts";
 
 /**
  * How an attachment paces output: `acknowledged` (`RESUME` with `<ack>`,
- * exactly once) or `streaming` (`NEW`, `RESUME` without `<ack>`).
+ * exactly once), `streaming` (`NEW`, `RESUME` without `<ack>`) or `framed`
+ * (`NEW framed`, `RESUME ... framed`: version 2, exactly once both ways).
  */
-export type DeliveryMode = "acknowledged" | "streaming";
+export type DeliveryMode = "acknowledged" | "streaming" | "framed";
 
 /** Pending output up to this size is sent in one write with the reply line. */
 const SMALL_PENDING = 4096;
@@ -54,6 +61,9 @@ const MAX_INPUT_BACKLOG = MAX_HELLO_BYTES + 2 * MAX_INPUT_CHUNK;
 /** How long a detached session whose destination closed and whose output was all sent waits: 1 hour. */
 const CLOSED_TIMEOUT = 60 * 60 * 1000;
 
+/** How long a framed connection is read after `E destination-closed`, by default: the handshake timeout's default. */
+const CLOSED_LINGER = 10_000;
+
 const encoder = new TextEncoder();
 
 interface Attachment {
@@ -72,6 +82,8 @@ interface Attachment {
   inputDone: boolean;
   /** Set while the input receiver waits: wakes it when the attachment ends. */
   wakeReceiver: (() => void) | null;
+  /** A framed attachment's own pumps; `null` for version 1. */
+  framed: FramedAttachment | null;
 }
 
 /** Input read from a client; `buffer` is reused for reads once the chunk is written. */
@@ -94,8 +106,13 @@ export interface SessionEvents {
 export interface AttachOptions {
   /** The client's address, for logs. */
   peer: string;
-  /** The hello's `<ack>`; `undefined` for streaming delivery. */
+  /** The hello's `<ack>`; `undefined` for streaming delivery (and 0 for `NEW framed`). */
   ack?: number | undefined;
+  /**
+   * A framed hello (version 2): frames both ways after the reply. Needs `ack`.
+   * @default {false}
+   */
+  framed?: boolean;
   /**
    * Input the client sent after the hello, forwarded first.
    * @default {no input}
@@ -128,6 +145,12 @@ export interface SessionOptions {
    * @default {1 hour}
    */
   closedTimeout?: number;
+  /**
+   * How long a framed connection is read after `E destination-closed`, for
+   * the client's last acknowledgement, in ms (the handshake timeout).
+   * @default {10 s}
+   */
+  closedLinger?: number;
 }
 
 /** A snapshot of a session's figures, for status reports and tests. */
@@ -197,6 +220,9 @@ export class Session {
   readonly #closedTimeout: number;
   /** Ends the session while it is detached with its destination closed. */
   #closedTimer: ReturnType<typeof setTimeout> | undefined;
+  readonly #closedLinger: number;
+  /** What framed attachments use of this session. */
+  readonly #framedHost: FramedHost;
 
   /**
    * Creates a session over a connected destination and starts reading it.
@@ -212,6 +238,8 @@ export class Session {
     this.#counters = options.counters;
     this.#events = options.events;
     this.#closedTimeout = options.closedTimeout ?? CLOSED_TIMEOUT;
+    this.#closedLinger = options.closedLinger ?? CLOSED_LINGER;
+    this.#framedHost = this.#newFramedHost();
     this.#track(this.#readDestination());
   }
 
@@ -274,7 +302,8 @@ export class Session {
    * @throws {ProtocolError} `gap` or `ack` when `ack` cannot be served.
    */
   attach(conn: Deno.Conn, options: AttachOptions): void {
-    const { peer, ack, leftover = EMPTY_INPUT } = options;
+    const { peer, ack, leftover = EMPTY_INPUT, framed = false } = options;
+    if (framed && ack === undefined) throw new TypeError("A framed attachment needs an ack");
     const buffer = this.#buffer;
     if (ack !== undefined && ack < buffer.floor) {
       this.#counters.gaps++;
@@ -292,11 +321,11 @@ export class Session {
     const previous = this.#attachment;
     if (previous) {
       this.#attachment = null;
-      release(previous);
+      release(previous, "taken-over");
       this.#outputArrived.wake(); // its sender may be waiting for output
       this.#logger.info("session.taken_over", { id: this.id, peer: previous.peer, by: peer });
     }
-    const mode: DeliveryMode = ack === undefined ? "streaming" : "acknowledged";
+    const mode: DeliveryMode = framed ? "framed" : ack === undefined ? "streaming" : "acknowledged";
     const from = ack ?? buffer.sent;
     if (ack === undefined) buffer.allowRelease(from);
     else buffer.acknowledge(ack);
@@ -308,6 +337,7 @@ export class Session {
       from,
       pending: buffer.end - from,
       state: this.#state,
+      ...(framed ? { window: buffer.limit } : {}),
     });
     const attachment: Attachment = {
       conn,
@@ -319,6 +349,17 @@ export class Session {
       draining: false,
       inputDone: false,
       wakeReceiver: null,
+      framed: framed
+        ? new FramedAttachment(this.#framedHost, {
+          conn,
+          peer,
+          from,
+          window: buffer.limit,
+          reply: encoder.encode(reply),
+          leftover,
+          closedLinger: this.#closedLinger,
+        })
+        : null,
     };
     this.#attachment = attachment;
     this.#lastPeer = peer;
@@ -334,8 +375,12 @@ export class Session {
       state: this.#state,
     });
     this.#events.attached(this);
-    this.#track(this.#sendOutput(attachment, encoder.encode(reply)));
-    this.#track(this.#receiveInput(attachment, leftover));
+    if (attachment.framed) {
+      this.#track(attachment.framed.run());
+    } else {
+      this.#track(this.#sendOutput(attachment, encoder.encode(reply)));
+      this.#track(this.#receiveInput(attachment, leftover));
+    }
   }
 
   /**
@@ -343,14 +388,16 @@ export class Session {
    * frees the buffer. Idempotent.
    *
    * @param reason Why, for the log.
+   * @param end What a framed client's `E` frame says: `closed` (`CLOSE`, the
+   * admin API), or `server-stopping`.
    */
-  close(reason: string): void {
+  close(reason: string, end: EndReason = "closed"): void {
     if (this.#ended) return;
     this.#ended = true;
     clearTimeout(this.#closedTimer);
     const attachment = this.#attachment;
     this.#attachment = null;
-    if (attachment) release(attachment);
+    if (attachment) release(attachment, end);
     this.#closeDestination();
     this.#buffer.dispose();
     this.#outputArrived.wake();
@@ -362,6 +409,35 @@ export class Session {
   /** Resolves once every pump of this session has stopped. */
   async settled(): Promise<void> {
     while (this.#tasks.size > 0) await Promise.allSettled(this.#tasks);
+  }
+
+  /** What a framed attachment may use of this session: see {@linkcode FramedHost}. */
+  #newFramedHost(): FramedHost {
+    // deno-lint-ignore no-this-alias
+    const session = this;
+    return {
+      get buffer() {
+        return session.#buffer;
+      },
+      get state() {
+        return session.#state;
+      },
+      get inputBytes() {
+        return session.#inputBytes;
+      },
+      isCurrent: (framed) => this.#attachment?.framed === framed,
+      nextEvent: () => this.#outputArrived.wait(),
+      wake: () => {
+        this.#outputArrived.wake();
+        this.#roomFreed.wake();
+      },
+      forward: (bytes) => this.#forward(bytes),
+      detach: (framed, reason, error) => {
+        const attachment = this.#attachment;
+        if (attachment?.framed === framed) this.#detach(attachment, reason, error);
+      },
+      close: (reason) => this.close(reason),
+    };
   }
 
   #track(task: Promise<void>): void {
@@ -598,14 +674,14 @@ export class Session {
     this.#detachedAt = Date.now();
     this.#holdOutput();
     this.#expireWhenClosed();
-    release(attachment);
+    release(attachment, "closed");
     this.#outputArrived.wake();
     this.#logger.info("session.detached", {
       id: this.id,
       peer: attachment.peer,
       reason,
       error: error === undefined ? undefined : describeError(error),
-      sent: attachment.position,
+      sent: attachment.framed?.position ?? attachment.position,
     });
     this.#events.detached(this);
   }
@@ -655,8 +731,15 @@ export class Session {
   }
 }
 
-/** Closes an attachment's connection and wakes what waits on its behalf. */
-function release(attachment: Attachment): void {
+/**
+ * Closes an attachment's connection and wakes what waits on its behalf; a
+ * framed one is sent `E` with `end` first.
+ */
+function release(attachment: Attachment, end: EndReason): void {
+  if (attachment.framed) {
+    attachment.framed.end(end);
+    return;
+  }
   closeQuietly(attachment.conn);
   attachment.wakeReceiver?.();
 }

@@ -30,6 +30,12 @@ export interface SessionStoreOptions {
   connectTimeout: number;
   /** Most sessions open (or connecting) at once. */
   maxSessions: number;
+  /**
+   * The handshake timeout, in ms: how long a framed connection is read
+   * after `E destination-closed`, for the client's last acknowledgement.
+   * @default {10 s}
+   */
+  handshakeTimeout?: number;
   /** Where events are logged. */
   logger: Logger;
   /** Server-wide counters this store and its sessions add to. */
@@ -83,6 +89,8 @@ export class SessionStore {
   readonly #sessions = new Map<string, Session>();
   /** Detached sessions, for the idle sweep. */
   readonly #idle = new Set<Session>();
+  /** Ended sessions whose connections are still closing (a framed client's last frames). */
+  readonly #settling = new Set<Session>();
   #sweeper: ReturnType<typeof setInterval> | undefined;
   readonly #sweepEvery: number;
   readonly #shutdown = new AbortController();
@@ -108,6 +116,8 @@ export class SessionStore {
         this.#attachedOrEnded(session);
         this.#sessions.delete(session.id);
         this.#options.counters.sessionsEnded++;
+        this.#settling.add(session);
+        session.settled().finally(() => this.#settling.delete(session));
       },
     };
   }
@@ -195,6 +205,9 @@ export class SessionStore {
       logger,
       counters: this.#options.counters,
       events: this.#events,
+      ...(this.#options.handshakeTimeout === undefined
+        ? {}
+        : { closedLinger: this.#options.handshakeTimeout }),
     });
     this.#sessions.set(id, session);
     this.#options.counters.sessionsCreated++;
@@ -253,15 +266,17 @@ export class SessionStore {
   }
 
   /**
-   * Ends every session and waits until all their connections are closed.
+   * Ends every session and waits until all their connections are closed,
+   * those of sessions that ended earlier included. A framed client is told
+   * `E server-stopping`.
    *
    * @param reason Why, for the log.
    */
   async closeAll(reason: string): Promise<void> {
     this.#shutdown.abort();
     const sessions = this.list();
-    for (const session of sessions) session.close(reason);
-    await Promise.all(sessions.map((session) => session.settled()));
+    for (const session of sessions) session.close(reason, "server-stopping");
+    await Promise.all([...sessions, ...this.#settling].map((session) => session.settled()));
   }
 
   /** A session was detached: the idle timeout counts from now. */

@@ -1,0 +1,423 @@
+/**
+ * A framed attachment (version 2 of the protocol): one client connection
+ * that carries frames both ways after the reply line, attached to a
+ * {@linkcode Session}. Its three pumps:
+ *
+ * - the frame sender writes the reply, then `D` frames from the session's
+ *   output buffer, never more than the window beyond the client's latest
+ *   acknowledgement; `I` frames once input is written; `E` before the end.
+ *   Each batch of frames is one write (headers and payloads together);
+ * - the frame receiver reads frames whatever the destination does, so that
+ *   `A` and `C` always get through: `D` payloads are held, in order, within
+ *   the input window; `A` releases output at once;
+ * - the input writer hands held input to the session's destination writes,
+ *   all that is held in one write.
+ *
+ * The session decides when an attachment ends from outside (a takeover,
+ * `CLOSE`, the admin API, shutdown) by calling {@linkcode FramedAttachment.end};
+ * this file sends the `E` and closes the connection gracefully.
+ *
+ * @module
+ */
+
+import { closeQuietly, Wakeup, writeAll } from "../_io.ts";
+import {
+  encodeFrameInto,
+  type EndReason,
+  FRAME_HEADER_BYTES,
+  FrameError,
+  FrameReader,
+  MAX_DATA_PAYLOAD,
+  MAX_END_REASON_BYTES,
+  putFrameHeader,
+} from "../frames.ts";
+import type { OutputBuffer } from "./output_buffer.ts";
+import type { SessionState } from "../protocol.ts";
+import { concatBytes } from "../bytes.ts";
+
+/** What a framed attachment needs from its session. */
+export interface FramedHost {
+  /** The session's output. */
+  readonly buffer: OutputBuffer;
+  /** `open` while the destination is. */
+  readonly state: SessionState;
+  /** Input the session has written (or is writing) to the destination. */
+  readonly inputBytes: number;
+  /** Whether `attachment` is the session's attached client now. */
+  isCurrent(attachment: FramedAttachment): boolean;
+  /** Resolves at the next output, acknowledgement or wake-up of the session's senders. */
+  nextEvent(): Promise<void>;
+  /** Wakes the session's senders and destination reader: output was acknowledged, input written. */
+  wake(): void;
+  /** Counts input and writes it to the destination after earlier input; resolves once written. */
+  forward(bytes: Uint8Array): Promise<void>;
+  /** The attachment has stopped being the session's client (the session logs why). */
+  detach(attachment: FramedAttachment, reason: string, error?: unknown): void;
+  /** Ends the session (`C`, or the last acknowledgement after the destination closed). */
+  close(reason: string): void;
+}
+
+/** Options for {@linkcode FramedAttachment}. */
+export interface FramedAttachmentOptions {
+  /** The client connection, its hello read. */
+  conn: Deno.Conn;
+  /** The client's address, for logs. */
+  peer: string;
+  /** The hello's `<ack>`: the first `D` frame starts there. */
+  from: number;
+  /** The window: output sent beyond the latest acknowledgement, input held beyond the latest count. */
+  window: number;
+  /** The reply line. */
+  reply: Uint8Array;
+  /** Frames the client sent after the hello, in the same read. */
+  leftover: Uint8Array;
+  /** How long to read on after `E destination-closed` for a last `A`, in ms. */
+  closedLinger: number;
+}
+
+/** How long the connection stays open after another `E`, for the client to close first, in ms. */
+const END_LINGER_MS = 1000;
+
+/** Output in one batch of frames: one largest `D` frame's payload. */
+const BATCH_PAYLOAD = MAX_DATA_PAYLOAD;
+
+/** Room for what rides with the output in a batch: an `I`, two `D` headers (the ring may wrap), an `E`. */
+const BATCH_EXTRA = 3 * FRAME_HEADER_BYTES + 8 + 16 + MAX_END_REASON_BYTES;
+
+/**
+ * One framed client connection of a session.
+ *
+ * @example
+ * ```ts ignore
+ * const framed = new FramedAttachment(host, { conn, peer, from, window, reply, leftover, closedLinger });
+ * track(framed.run());
+ * // later, from the session:
+ * framed.end("taken-over");
+ * ```
+ */
+export class FramedAttachment {
+  /** The client's address. */
+  readonly peer: string;
+  readonly #host: FramedHost;
+  readonly #conn: Deno.Conn;
+  readonly #window: number;
+  readonly #closedLinger: number;
+  readonly #reader: FrameReader;
+  #reply: Uint8Array | null;
+  /** The next output offset to send. */
+  #position: number;
+  /** The client's latest acknowledgement. */
+  #acked: number;
+  /** The latest input count the client was given (`<in>`, then each `I`). */
+  #toldIn: number;
+  /** The input count once the latest write of this attachment finished. */
+  #written: number;
+  /** `<in>` plus the `D` payload bytes read on this connection. */
+  #received: number;
+  /** Input read and not yet handed to the destination, in order. */
+  #held: Uint8Array[] = [];
+  #heldBytes = 0;
+  readonly #inputArrived = new Wakeup();
+  /** Why the server ends this connection; set once, then `E` is (or was) sent. */
+  #endReason: EndReason | null = null;
+  /** The `E` frame has been written: nothing more is sent. */
+  #endSent = false;
+  /** The client closed, or the connection failed: nothing more is sent or read. */
+  #gone = false;
+  #lingerTimer: ReturnType<typeof setTimeout> | undefined;
+  #sendBuffer = new Uint8Array(0);
+
+  /**
+   * Creates the attachment; {@linkcode FramedAttachment.run} starts it.
+   *
+   * @param host The session.
+   * @param options The connection, offsets, window and reply.
+   */
+  constructor(host: FramedHost, options: FramedAttachmentOptions) {
+    this.#host = host;
+    this.#conn = options.conn;
+    this.peer = options.peer;
+    this.#window = options.window;
+    this.#closedLinger = options.closedLinger;
+    this.#reply = options.reply;
+    this.#position = this.#acked = options.from;
+    this.#toldIn = this.#written = this.#received = host.inputBytes;
+    this.#reader = new FrameReader(options.conn, {
+      direction: "to-server",
+      leftover: options.leftover,
+    });
+  }
+
+  /** The next output offset this connection sends. */
+  get position(): number {
+    return this.#position;
+  }
+
+  /**
+   * Runs the three pumps until the connection is closed.
+   *
+   * @returns Resolves once all three have stopped and the connection is closed.
+   */
+  async run(): Promise<void> {
+    try {
+      await Promise.all([this.#send(), this.#receive(), this.#writeInput()]);
+    } finally {
+      clearTimeout(this.#lingerTimer);
+      closeQuietly(this.#conn);
+    }
+  }
+
+  /**
+   * Ends the connection for `reason`: it sends `E`, then closes. Called by
+   * the session once this is no longer its attachment. Idempotent: the
+   * first reason stays, and a client that has gone is sent nothing.
+   *
+   * @param reason The end reason.
+   */
+  end(reason: EndReason): void {
+    if (this.#endReason !== null || this.#gone) return;
+    this.#endReason = reason;
+    // A client that does not read cannot be sent E: close it anyway.
+    this.#lingerTimer = setTimeout(() => this.#abort(), END_LINGER_MS);
+    this.#host.wake();
+    this.#inputArrived.wake();
+  }
+
+  /** The sender: reply, output, input counts, then the end. */
+  async #send(): Promise<void> {
+    const host = this.#host;
+    try {
+      while (!this.#gone && !this.#endSent) {
+        const length = this.#batch();
+        if (length > 0) {
+          await writeAll(this.#conn, this.#sendBuffer.subarray(0, length));
+          if (this.#endSent) await this.#afterEnd();
+        } else {
+          await host.nextEvent();
+        }
+      }
+    } catch (error) {
+      this.#lost("client write failed", error);
+    }
+  }
+
+  /**
+   * Puts the next batch of frames in the send buffer: the reply line first,
+   * an `I` when input was written, the output the window allows, and `E`
+   * when the connection ends.
+   *
+   * @returns Its length; 0 when there is nothing to send.
+   */
+  #batch(): number {
+    const host = this.#host;
+    const buffer = host.buffer;
+    const current = host.isCurrent(this);
+    const reply = this.#reply;
+    this.#reply = null;
+    const limit = Math.min(buffer.end, this.#acked + this.#window);
+    const output = current && this.#endReason === null
+      ? Math.min(BATCH_PAYLOAD, Math.max(0, limit - this.#position))
+      : 0;
+    const counting = this.#written > this.#toldIn && this.#endReason === null;
+    let end = this.#endReason;
+    if (
+      end === null && current && host.state === "closed" && this.#position + output === buffer.end
+    ) {
+      end = this.#endReason = "destination-closed";
+    }
+    if (!reply && output === 0 && !counting && end === null) return 0;
+    this.#ensure((reply?.length ?? 0) + output + BATCH_EXTRA);
+    const target = this.#sendBuffer;
+    let at = 0;
+    if (reply) {
+      target.set(reply);
+      at = reply.length;
+    }
+    if (counting) {
+      at += encodeFrameInto(target, at, { type: "I", count: this.#written });
+      this.#toldIn = this.#written;
+    }
+    // One D frame per contiguous view of the ring: at most two.
+    for (let left = output; left > 0;) {
+      const view = buffer.view(this.#position);
+      const count = Math.min(left, view.length);
+      putFrameHeader(target, at, "D", count);
+      target.set(view.subarray(0, count), at + FRAME_HEADER_BYTES);
+      at += FRAME_HEADER_BYTES + count;
+      left -= count;
+      // Sent from here on: the client may acknowledge it before the write returns.
+      this.#position += count;
+      buffer.markSent(this.#position);
+    }
+    if (end !== null) {
+      at += encodeFrameInto(target, at, {
+        type: "E",
+        in: host.inputBytes,
+        sent: this.#position,
+        reason: end,
+      });
+      this.#endSent = true;
+    }
+    return at;
+  }
+
+  /** After `E`: stop sending, and read on until the client closes or the linger passes. */
+  async #afterEnd(): Promise<void> {
+    const destinationClosed = this.#endReason === "destination-closed";
+    clearTimeout(this.#lingerTimer);
+    this.#lingerTimer = setTimeout(
+      () => this.#abort(),
+      destinationClosed ? this.#closedLinger : END_LINGER_MS,
+    );
+    if (destinationClosed) this.#closeIfAcknowledged();
+    try {
+      await this.#conn.closeWrite();
+    } catch {
+      // Already closed: the receiver ends too.
+    }
+  }
+
+  /** The receiver: frames from the client, whatever the destination does. */
+  async #receive(): Promise<void> {
+    try {
+      while (!this.#gone) {
+        const frame = await this.#reader.next();
+        if (frame === null) break;
+        if (this.#endReason !== null) {
+          // After E only a last acknowledgement (or C) of a closed destination counts.
+          if (this.#endReason !== "destination-closed" || !this.#host.isCurrent(this)) continue;
+          if (frame.type === "A" && frame.offset <= this.#position) this.#acknowledge(frame.offset);
+          else if (frame.type === "C") this.#host.close(`closed by client ${this.peer}`);
+          continue;
+        }
+        switch (frame.type) {
+          case "D":
+            this.#input(frame.payload);
+            break;
+          case "A":
+            if (frame.offset > this.#position) {
+              throw new FrameError(
+                `A ${frame.offset} is beyond the ${this.#position} bytes sent on this connection`,
+              );
+            }
+            this.#acknowledge(frame.offset);
+            break;
+          case "C":
+            this.#host.close(`closed by client ${this.peer}`);
+            break;
+        }
+      }
+      this.#lost(this.#endReason === null ? "client closed" : `ended: ${this.#endReason}`);
+    } catch (error) {
+      if (this.#endReason !== null) {
+        // The end was under way: the linger timer or the client closed the connection.
+        this.#lost(`ended: ${this.#endReason}`);
+      } else if (error instanceof FrameError && !error.truncated) {
+        this.#endReason = "protocol-error";
+        this.#lingerTimer = setTimeout(() => this.#abort(), END_LINGER_MS);
+        this.#host.detach(this, "protocol error", error);
+        this.#host.wake();
+        this.#inputArrived.wake();
+        // Read on (discarding) until the client closes or the linger passes.
+        await this.#discard();
+      } else {
+        this.#lost(error instanceof FrameError ? "client closed" : "client read failed", error);
+      }
+    }
+  }
+
+  /** Reads and drops what the client still sends, after a malformed frame. */
+  async #discard(): Promise<void> {
+    const sink = new Uint8Array(4096);
+    try {
+      while (!this.#gone && await this.#conn.read(sink) !== null);
+    } catch {
+      // Closed by the linger timer, or reset.
+    }
+    this.#lost("ended: protocol-error");
+  }
+
+  /** A `D` frame's payload: held for the destination, within the window. */
+  #input(payload: Uint8Array): void {
+    const host = this.#host;
+    // Once the destination has closed, input is discarded unjudged.
+    if (host.state === "closed" || !host.isCurrent(this)) return;
+    this.#received += payload.length;
+    if (this.#received - this.#toldIn > this.#window) {
+      throw new FrameError(
+        `input ${
+          this.#received - this.#toldIn
+        } bytes beyond the latest count ${this.#toldIn}, window ${this.#window}`,
+      );
+    }
+    this.#held.push(payload.slice());
+    this.#heldBytes += payload.length;
+    this.#inputArrived.wake();
+  }
+
+  /** An `A` at or below what was sent: releases output up to it. */
+  #acknowledge(offset: number): void {
+    if (offset <= this.#acked || !this.#host.isCurrent(this)) return;
+    this.#acked = offset;
+    this.#host.buffer.acknowledge(offset);
+    this.#host.wake();
+    if (this.#endSent) this.#closeIfAcknowledged();
+  }
+
+  /** After `E destination-closed`: the session ends once all its output is acknowledged. */
+  #closeIfAcknowledged(): void {
+    const host = this.#host;
+    if (host.isCurrent(this) && this.#acked === host.buffer.end) {
+      host.close("destination closed, output acknowledged");
+    }
+  }
+
+  /** The input writer: all that is held in one destination write at a time. */
+  async #writeInput(): Promise<void> {
+    const host = this.#host;
+    while (!this.#gone && this.#endReason === null) {
+      if (this.#heldBytes === 0) {
+        await this.#inputArrived.wait();
+        continue;
+      }
+      // Checked right before forwarding: input held for an attachment
+      // that another has replaced is dropped, never counted.
+      if (!host.isCurrent(this)) break;
+      const bytes = concatBytes(this.#held.splice(0));
+      this.#heldBytes = 0;
+      await host.forward(bytes);
+      this.#written = host.inputBytes;
+      host.wake();
+    }
+    this.#held = [];
+    this.#heldBytes = 0;
+  }
+
+  /**
+   * The client has gone, the connection failed, or its end is over: nothing
+   * more is sent or read. The session ignores the detach of an attachment
+   * it has already let go.
+   */
+  #lost(reason: string, error?: unknown): void {
+    this.#gone = true;
+    this.#host.detach(this, reason, error);
+    this.#abort();
+  }
+
+  /** Closes the connection now; the pumps see it and stop. */
+  #abort(): void {
+    this.#gone = true;
+    clearTimeout(this.#lingerTimer);
+    closeQuietly(this.#conn);
+    this.#inputArrived.wake();
+    this.#host.wake();
+  }
+
+  #ensure(capacity: number): void {
+    if (this.#sendBuffer.length >= capacity) return;
+    const maximum = BATCH_PAYLOAD + BATCH_EXTRA + 1024;
+    this.#sendBuffer = new Uint8Array(
+      Math.max(capacity, Math.min(maximum, this.#sendBuffer.length * 2)),
+    );
+  }
+}

@@ -1,0 +1,193 @@
+/**
+ * The version 2 vocabulary on its own: the framed hellos and the 8-field
+ * reply (lib/protocol.ts), and the frame codec and reader (lib/frames.ts).
+ */
+
+import assert from "node:assert/strict";
+import {
+  checkFrameHeader,
+  encodeFrame,
+  END_REASONS,
+  type Frame,
+  FrameError,
+  FrameReader,
+  MAX_DATA_PAYLOAD,
+} from "../lib/frames.ts";
+import {
+  formatHello,
+  formatReply,
+  parseHello,
+  parseReply,
+  ProtocolError,
+} from "../lib/protocol.ts";
+
+const ID = "AbC-123_xyz";
+const SECRET = "0123456789abcdefghijkl";
+
+/** A source that hands out `chunks`, one per read, then EOF; counts reads. */
+function source(chunks: Uint8Array[]) {
+  const queue = [...chunks];
+  return {
+    reads: 0,
+    read(buffer: Uint8Array): Promise<number | null> {
+      this.reads++;
+      const next = queue.shift();
+      if (!next) return Promise.resolve(null);
+      const count = Math.min(next.length, buffer.length);
+      if (count < next.length) queue.unshift(next.subarray(count));
+      buffer.set(next.subarray(0, count));
+      return Promise.resolve(count);
+    },
+  };
+}
+
+Deno.test("parseHello reads the framed hellos and refuses the forms the protocol does not have", () => {
+  assert.deepEqual(parseHello("NEW framed"), { verb: "NEW", framed: true });
+  assert.deepEqual(parseHello(`RESUME ${ID} ${SECRET} 42 framed\r`), {
+    verb: "RESUME",
+    id: ID,
+    secret: SECRET,
+    ack: 42,
+    framed: true,
+  });
+  for (
+    const line of [
+      `RESUME ${ID} ${SECRET} framed`,
+      `CLOSE ${ID} ${SECRET} framed`,
+      "NEW framed framed",
+      "NEW Framed",
+      `RESUME ${ID} ${SECRET} 1 framed x`,
+      `RESUME ${ID} ${SECRET} 1 streamed`,
+    ]
+  ) {
+    assert.throws(
+      () => parseHello(line),
+      (error: unknown) => error instanceof ProtocolError && error.code === "bad-request",
+      line,
+    );
+  }
+});
+
+Deno.test("formatHello writes framed hellos that parse back", () => {
+  for (
+    const hello of [
+      { verb: "NEW", framed: true },
+      { verb: "RESUME", id: ID, secret: SECRET, ack: 7, framed: true },
+    ] as const
+  ) {
+    assert.deepEqual(parseHello(formatHello(hello).slice(0, -1)), hello);
+  }
+  assert.throws(
+    () => formatHello({ verb: "RESUME", id: ID, secret: SECRET, framed: true }),
+    TypeError,
+  );
+});
+
+Deno.test("the framed reply has an eighth field, <window>, and parses back", () => {
+  const reply = {
+    id: ID,
+    secret: SECRET,
+    in: 3,
+    from: 4,
+    pending: 5,
+    state: "open",
+    window: 65536,
+  } as const;
+  const line = formatReply(reply);
+  assert.equal(line, `OK ${ID} ${SECRET} 3 4 5 open 65536\n`);
+  assert.deepEqual(parseReply(line.slice(0, -1)), reply);
+  assert.throws(() => parseReply(`OK ${ID} ${SECRET} 3 4 5 open 0`), SyntaxError);
+  assert.throws(() => parseReply(`OK ${ID} ${SECRET} 3 4 5 open x`), SyntaxError);
+});
+
+Deno.test("every frame type encodes as the protocol's table says and reads back", async () => {
+  const frames: Frame[] = [
+    { type: "D", payload: Uint8Array.of(1, 2, 3) },
+    { type: "A", offset: 2 ** 53 - 1 },
+    { type: "I", count: 258 },
+    { type: "E", in: 1, sent: 2, reason: "destination-closed" },
+    { type: "C" },
+  ];
+  const bytes = frames.map(encodeFrame);
+  assert.deepEqual([...(bytes[2] ?? [])], [0x49, 0, 0, 0, 8, 0, 0, 0, 0, 0, 0, 1, 2]);
+  assert.deepEqual([...(bytes[4] ?? [])], [0x43, 0, 0, 0, 0]);
+  const toServer = new FrameReader(source([bytes[0], bytes[1], bytes[4]] as Uint8Array[]), {
+    direction: "to-server",
+  });
+  const toClient = new FrameReader(source([bytes[0], bytes[2], bytes[3]] as Uint8Array[]), {
+    direction: "to-client",
+  });
+  // One at a time: a D payload is a view, valid until the next read.
+  for (const expected of [frames[0], frames[1], frames[4], null]) {
+    assert.deepEqual(await toServer.next(), expected);
+  }
+  for (const expected of [frames[0], frames[2], frames[3], null]) {
+    assert.deepEqual(await toClient.next(), expected);
+  }
+  assert.deepEqual(END_REASONS, [
+    "taken-over",
+    "destination-closed",
+    "closed",
+    "server-stopping",
+    "protocol-error",
+  ]);
+});
+
+Deno.test("the reader reads frames split anywhere and many in one read, starting with the leftover", async () => {
+  const payload = new Uint8Array(MAX_DATA_PAYLOAD).map((_, i) => i % 253);
+  const stream = new Uint8Array([
+    ...encodeFrame({ type: "A", offset: 9 }),
+    ...encodeFrame({ type: "D", payload }),
+    ...encodeFrame({ type: "D", payload: Uint8Array.of(7) }),
+    ...encodeFrame({ type: "C" }),
+  ]);
+  const chunks: Uint8Array[] = [];
+  for (let at = 3, size = 1; at < stream.length; at += size, size = size * 3 + 1) {
+    chunks.push(stream.subarray(at, at + size));
+  }
+  const reader = new FrameReader(source(chunks), {
+    direction: "to-server",
+    leftover: stream.subarray(0, 3),
+  });
+  assert.deepEqual(await reader.next(), { type: "A", offset: 9 });
+  const big = await reader.next();
+  assert.ok(big?.type === "D");
+  assert.deepEqual(big.payload, payload);
+  assert.deepEqual(await reader.next(), { type: "D", payload: Uint8Array.of(7) });
+  assert.deepEqual(await reader.next(), { type: "C" });
+  assert.equal(await reader.next(), null);
+});
+
+Deno.test("the reader judges a length from the header alone, before reading the payload", async () => {
+  for (
+    const [type, length] of [["D", MAX_DATA_PAYLOAD + 1], ["D", 0], ["A", 9], ["C", 1]] as const
+  ) {
+    const header = Uint8Array.of(type.charCodeAt(0), 0, 0, 0, 0);
+    new DataView(header.buffer).setUint32(1, length);
+    const from = source([header]);
+    const reader = new FrameReader(from, { direction: "to-server" });
+    await assert.rejects(reader.next(), FrameError, `${type} ${length}`);
+    assert.equal(from.reads, 1, "no read after the header");
+  }
+  assert.throws(() => checkFrameHeader(0x49, 8, "to-server"), FrameError);
+  assert.throws(() => checkFrameHeader(0x41, 8, "to-client"), FrameError);
+  assert.throws(() => checkFrameHeader(0x5a, 0, "to-client"), FrameError);
+});
+
+Deno.test("the reader tells a stream that ended inside a frame, and integers from 2^53 on", async () => {
+  const truncated = new FrameReader(
+    source([encodeFrame({ type: "A", offset: 1 }).subarray(0, 7)]),
+    {
+      direction: "to-server",
+    },
+  );
+  await assert.rejects(truncated.next(), (error: unknown) => {
+    assert.ok(error instanceof FrameError && error.truncated);
+    return true;
+  });
+  const huge = Uint8Array.of(0x41, 0, 0, 0, 8, 0, 0x20, 0, 0, 0, 0, 0, 0);
+  const reader = new FrameReader(source([huge]), { direction: "to-server" });
+  await assert.rejects(reader.next(), FrameError);
+  assert.throws(() => encodeFrame({ type: "A", offset: 2 ** 53 }), RangeError);
+  assert.throws(() => encodeFrame({ type: "E", in: 0, sent: 0, reason: "" }), RangeError);
+});
