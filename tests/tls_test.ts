@@ -21,98 +21,9 @@ import {
 } from "./_helpers.ts";
 import { CLIENT_USAGE, parseClientArgs } from "../lib/commands/client.ts";
 import { parseWebArgs, WEB_USAGE } from "../lib/commands/web.ts";
+import { makeTestCertificates, SKIPPED_WITHOUT_OPENSSL } from "./_tls.ts";
 
 const MAIN = new URL("../main.ts", import.meta.url).pathname;
-
-const openssl = await new Deno.Command("openssl", { args: ["version"] }).output().then(
-  (output) => output.success,
-  () => false,
-);
-
-/**
- * A CA, a server certificate for 127.0.0.1 and localhost signed by it, a
- * stranger CA, and two self-signed server certificates for the same names:
- * `leaf` marked `CA:FALSE` (what `--ca` takes), `selfCa` as plain
- * `openssl req -x509` makes it (`CA:TRUE`, which rustls refuses as a server's).
- */
-async function makeCertificates(dir: string): Promise<{
-  ca: string;
-  cert: string;
-  key: string;
-  otherCa: string;
-  leaf: { cert: string; key: string };
-  selfCa: { cert: string; key: string };
-}> {
-  const run = async (...args: string[]) => {
-    const output = await new Deno.Command("openssl", {
-      args,
-      cwd: dir,
-      stdout: "null",
-      stderr: "piped",
-    }).output();
-    if (!output.success) throw new Error(`openssl ${args[0]}: ${decoder.decode(output.stderr)}`);
-  };
-  const selfSigned = (name: string, subject: string, ...extensions: string[]) =>
-    run(
-      "req",
-      "-x509",
-      "-newkey",
-      "rsa:2048",
-      "-nodes",
-      "-days",
-      "2",
-      "-subj",
-      subject,
-      ...extensions.flatMap((extension) => ["-addext", extension]),
-      "-keyout",
-      `${name}.key`,
-      "-out",
-      `${name}.pem`,
-    );
-  const names = "subjectAltName=IP:127.0.0.1,DNS:localhost";
-  await selfSigned("ca", "/CN=socketproxy test ca");
-  await selfSigned("other", "/CN=socketproxy test other");
-  await selfSigned("leaf", "/CN=localhost", names, "basicConstraints=critical,CA:FALSE");
-  await selfSigned("selfca", "/CN=localhost", names);
-  await Deno.writeTextFile(`${dir}/san.cnf`, `${names}\n`);
-  await run(
-    "req",
-    "-newkey",
-    "rsa:2048",
-    "-nodes",
-    "-subj",
-    "/CN=localhost",
-    "-keyout",
-    "server.key",
-    "-out",
-    "server.csr",
-  );
-  await run(
-    "x509",
-    "-req",
-    "-in",
-    "server.csr",
-    "-CA",
-    "ca.pem",
-    "-CAkey",
-    "ca.key",
-    "-CAcreateserial",
-    "-days",
-    "2",
-    "-extfile",
-    "san.cnf",
-    "-out",
-    "server.pem",
-  );
-  return {
-    ca: `${dir}/ca.pem`,
-    cert: `${dir}/server.pem`,
-    key: `${dir}/server.key`,
-    otherCa: `${dir}/other.pem`,
-    leaf: { cert: `${dir}/leaf.pem`, key: `${dir}/leaf.key` },
-    selfCa: { cert: `${dir}/selfca.pem`, key: `${dir}/selfca.key` },
-  };
-}
 
 /** Runs `main.ts client` with no input to completion, with extra environment variables. */
 async function runClient(
@@ -142,9 +53,8 @@ function assertOneLine(stderr: string, message: RegExp): void {
   assert.doesNotMatch(stderr, /^\s+at /m, "a stack trace");
 }
 
-const skip = openssl ? "" : " (skipped: openssl is not installed)";
-const dir = openssl ? await Deno.makeTempDir({ prefix: "socketproxy-tls-" }) : "";
-const files = openssl ? await makeCertificates(dir) : null;
+const files = await makeTestCertificates();
+const skip = files ? "" : SKIPPED_WITHOUT_OPENSSL;
 const read = (path: string) => Deno.readTextFileSync(path);
 
 Deno.test({
@@ -415,7 +325,7 @@ Deno.test({
         /--tls-cert: cannot read "\/nonexistent.pem": no such file/,
       ],
       [
-        ["server", `--tls-cert=${dir}/san.cnf`, `--tls-key=${files.key}`, "127.0.0.1:1"],
+        ["server", `--tls-cert=${files.dir}/san.cnf`, `--tls-key=${files.key}`, "127.0.0.1:1"],
         /holds no PEM data/,
       ],
       [["client", "--ca=/nonexistent.pem"], /--ca: cannot read/],
@@ -433,6 +343,7 @@ Deno.test({
   name: `clean up the test certificates${skip}`,
   ignore: !files,
   async fn() {
-    await Deno.remove(dir, { recursive: true });
+    if (!files) return;
+    await Deno.remove(files.dir, { recursive: true });
   },
 });

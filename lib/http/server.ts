@@ -149,9 +149,11 @@ export class HttpServer implements AsyncDisposable {
    * @returns The running server.
    * @throws {Deno.errors.AddrInUse} When the port is taken (on 127.0.0.1
    * for `localhost`); {@linkcode Deno.errors.PermissionDenied} and others
-   * as `Deno.listen` throws them.
+   * as `Deno.listen` throws them; {@linkcode Deno.errors.InvalidData} or
+   * `TypeError` for a certificate or key that TLS cannot use.
    */
   static async listen(addr: HostPort, options: HttpServerOptions): Promise<HttpServer> {
+    if (options.tls) checkCertificate(options.tls);
     const stop = new AbortController();
     const timeouts = { ...HTTP_TIMEOUTS, ...options.timeouts };
     const open = new OpenConnections(timeouts);
@@ -286,6 +288,17 @@ interface Serve {
 interface Listening {
   readonly addr: Deno.NetAddr;
   close(): Promise<void>;
+}
+
+/**
+ * Throws as `Deno.listenTls` would for a certificate chain or key that
+ * cannot serve TLS (not decodable, no certificate, a key of another
+ * certificate): `node:https` in Deno reads them only at each handshake,
+ * which would then fail, so a bad file would start a server nobody can reach.
+ */
+function checkCertificate(tls: { cert: string; key: string }): void {
+  // The same rustls parsing as the handshakes', without a socket or a permission.
+  Deno.createHttpClient({ cert: tls.cert, key: tls.key }).close();
 }
 
 /** Listens on one address, as `Deno.listen` would throw on failure. */
