@@ -139,6 +139,15 @@ Deno.test({
   },
 });
 
+/**
+ * Deno's WebSocket, typed with its `client` option (the DOM library's
+ * declaration, which the project's type check also loads, lacks it).
+ */
+const TlsWebSocket = WebSocket as unknown as new (
+  url: string,
+  options: { client: Deno.HttpClient },
+) => WebSocket;
+
 /** A WSS client trusting the test CA: JSON control messages and binary output, in order. */
 class TlsSocket implements AsyncDisposable {
   readonly socket: WebSocket;
@@ -148,7 +157,7 @@ class TlsSocket implements AsyncDisposable {
   readonly #arrived = new Wakeup();
 
   constructor(url: string, client: Deno.HttpClient) {
-    this.socket = new WebSocket(url, { client });
+    this.socket = new TlsWebSocket(url, { client });
     this.socket.binaryType = "arraybuffer";
     const opened = Promise.withResolvers<void>();
     const closed = Promise.withResolvers<CloseEvent>();
