@@ -1,15 +1,11 @@
 /**
  * The errors a command reports to the person who typed it: one line on
  * stderr, no stack trace, and an exit status. The parsers of addresses,
- * sizes and durations throw {@linkcode UsageError}, naming the flag, and
- * {@linkcode explainListenError} turns an address that cannot be listened
- * on into one, for the commands and the service they start alike.
+ * sizes and durations throw {@linkcode UsageError}, naming the flag;
+ * `listen_error.ts` turns an address that cannot be listened on into one.
  *
  * @module
  */
-
-import { formatHostPort, type HostPort } from "./address.ts";
-import { describeError } from "./log.ts";
 
 /**
  * A failure a command reports as one line on stderr, without a stack trace,
@@ -84,45 +80,4 @@ export function missingPermission(error: unknown): string | undefined {
   if (kind === undefined) return `a Deno permission is missing: ${error.message}`;
   // The compiled binary has the permissions it needs: only `deno run` lacks them.
   return `Deno's ${kind} permission is missing: run with --allow-${kind} (deno task start does)`;
-}
-
-/** What {@linkcode explainListenError} needs to know about the address. */
-export interface ListenAttempt {
-  /** The flag that gave the address, such as `--admin`. */
-  flag: string;
-  /** The address it was asked for. */
-  addr: HostPort;
-}
-
-/**
- * Turns a listen failure into a one-line usage error naming the flag and
- * the address.
- *
- * @param error What `Deno.listen` or `Deno.serve` threw.
- * @param attempt The flag and the address.
- * @returns The usage error to throw.
- *
- * @example
- * ```ts
- * import { explainListenError } from "./errors.ts";
- *
- * const error = explainListenError(new Deno.errors.AddrInUse("in use"), {
- *   flag: "--admin",
- *   addr: { hostname: "127.0.0.1", port: 9010 },
- * });
- * console.assert(error.message === "--admin: cannot listen on 127.0.0.1:9010: address already in use");
- * ```
- */
-export function explainListenError(error: unknown, attempt: ListenAttempt): UsageError {
-  const prefix = `${attempt.flag}: cannot listen on ${formatHostPort(attempt.addr)}`;
-  if (error instanceof Deno.errors.AddrInUse) {
-    return new UsageError(`${prefix}: address already in use`);
-  }
-  if (error instanceof Deno.errors.PermissionDenied) {
-    return new UsageError(`${prefix}: permission denied`);
-  }
-  if (error instanceof Deno.errors.AddrNotAvailable) {
-    return new UsageError(`${prefix}: address not available on this machine`);
-  }
-  return new UsageError(`${prefix}: ${missingPermission(error) ?? describeError(error)}`);
 }

@@ -119,27 +119,81 @@ Deno.test("GET /metrics exposes the figures in Prometheus text format", async ()
   assert.equal(headers.get("content-type"), "text/plain; version=0.0.4; charset=utf-8");
   assertNoSecrets([text], "/metrics");
   const lines = text.trimEnd().split("\n");
+  const types = new Map<string, string>();
   const names = new Set<string>();
   for (const line of lines) {
     if (line.startsWith("# HELP ") || line.startsWith("# TYPE ")) {
-      assert.match(line, /^# (HELP|TYPE) socketproxy_[a-z_]+ \S/);
+      assert.match(line, /^# (HELP|TYPE) (socketproxy|process)_[a-z_]+ \S/);
+      const [, kind, name = "", type = ""] = line.split(" ");
+      if (kind === "TYPE") types.set(name, type);
       continue;
     }
-    const match = /^(socketproxy_[a-z_]+)(\{[a-z_]+="[^"]*"(,[a-z_]+="[^"]*")*\})? (-?[0-9.e+]+)$/
-      .exec(line);
+    const match =
+      /^((?:socketproxy|process)_[a-z_]+)(\{[a-z_]+="[^"]*"(,[a-z_]+="[^"]*")*\})? (-?[0-9.e+]+)$/
+        .exec(line);
     assert.ok(match, `sample line: ${line}`);
     names.add(match[1] ?? "");
   }
   for (const name of names) {
-    assert.ok(
-      lines.includes(`# TYPE ${name} ${name.endsWith("_total") ? "counter" : "gauge"}`),
-      name,
-    );
+    const histogram = /^(.*)_(bucket|sum|count)$/.exec(name)?.[1];
+    if (histogram !== undefined && types.get(histogram) === "histogram") continue;
+    assert.equal(types.get(name), name.endsWith("_total") ? "counter" : "gauge", name);
   }
   assert.ok(lines.includes('socketproxy_sessions{state="attached"} 1'));
   assert.ok(lines.includes("socketproxy_sessions_created_total 1"));
   assert.ok(lines.includes("socketproxy_input_bytes_total 3"));
   assert.ok(lines.includes("socketproxy_output_bytes_total 3"));
+});
+
+Deno.test("GET /metrics times resumes, polls and destination connects, and has the process figures", async () => {
+  await using destination = echoDestination();
+  await using service = await startService(destination.port);
+  const created = await (async () => {
+    using client = await TestClient.connect(service.port);
+    return await client.hello("NEW");
+  })();
+  await service.logs.waitFor("session.detached");
+  {
+    using poll = await TestClient.connect(service.port);
+    await poll.hello(`RESUME ${created.id} ${created.secret} 0`);
+  }
+  await service.logs.waitFor(
+    "session.detached",
+    () => service.logs.events("session.detached").length === 2,
+  );
+  const { text } = await get(`${service.admin}/metrics`);
+  const value = (line: string): number => {
+    const found = text.split("\n").find((sample) => sample.startsWith(`${line} `));
+    assert.ok(found, `no sample ${line}`);
+    return Number(found.slice(line.length + 1));
+  };
+  for (
+    const name of [
+      "resume_duration_seconds",
+      "poll_duration_seconds",
+      "destination_connect_seconds",
+    ]
+  ) {
+    const full = `socketproxy_${name}`;
+    assert.ok(text.includes(`# TYPE ${full} histogram\n`), name);
+    assert.equal(value(`${full}_count`), 1, `${name}: one observation`);
+    assert.equal(value(`${full}_bucket{le="+Inf"}`), 1);
+    assert.ok(value(`${full}_sum`) >= 0);
+    // Cumulative: each bucket holds at least the one before it.
+    const buckets = [
+      ...text.matchAll(new RegExp(`^${full}_bucket\\{le="([^"]+)"\\} (\\d+)$`, "gm")),
+    ]
+      .map((match) => Number(match[2]));
+    assert.equal(buckets.length, 12, "the 11 default buckets and +Inf");
+    for (let i = 1; i < buckets.length; i++) assert.ok((buckets[i] ?? 0) >= (buckets[i - 1] ?? 0));
+  }
+  const now = Date.now() / 1000;
+  const started = value("process_start_time_seconds");
+  assert.ok(started > now - 24 * 3600 && started <= now, `start time ${started}`);
+  assert.ok(value("process_resident_memory_bytes") > 1024 * 1024);
+  assert.ok(value("process_open_fds") > 3);
+  assert.ok(value("process_cpu_seconds_total") > 0);
+  assert.ok(value("process_max_fds") >= value("process_open_fds"));
 });
 
 Deno.test("GET /health answers 200 while serving and 503 while stopping", async () => {

@@ -24,6 +24,7 @@ import { HostCheck, originAllowed } from "../http/browser_guard.ts";
 import { describeError, type Logger, RateLimitedLog } from "../log.ts";
 import { formatMetrics, METRICS_CONTENT_TYPE } from "./metrics.ts";
 import type { StatusReport } from "../proxy/status_report.ts";
+import type { Timings } from "../proxy/counters.ts";
 import { sleep } from "../_io.ts";
 import { AuthThrottle } from "../throttle.ts";
 import { type HttpRequestInfo, HttpServer } from "../http/server.ts";
@@ -32,6 +33,8 @@ import { type HttpRequestInfo, HttpServer } from "../http/server.ts";
 export interface AdminBackend {
   /** Takes a status report. */
   report(): StatusReport;
+  /** The server's duration histograms, for `/metrics`. */
+  timings?(): Timings;
   /** Closes a session; `false` when there is none with this id. */
   closeSession(id: string): boolean;
   /** Whether the server is shutting down. */
@@ -219,7 +222,7 @@ function route(method: string, path: string, backend: AdminBackend): Response {
     case "/status":
       return json(200, backend.report());
     case "/metrics":
-      return new Response(formatMetrics(backend.report()), {
+      return new Response(formatMetrics(backend.report(), backend.timings?.()), {
         headers: { "content-type": METRICS_CONTENT_TYPE },
       });
     default: {

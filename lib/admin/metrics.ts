@@ -6,15 +6,18 @@
  * @module
  */
 
-import { formatPrometheus } from "../prometheus.ts";
+import { formatPrometheus, type Metric, processMetrics } from "../prometheus.ts";
 import type { StatusReport } from "../proxy/status_report.ts";
+import type { Timings } from "../proxy/counters.ts";
 
 export { METRICS_CONTENT_TYPE } from "../prometheus.ts";
 
 /**
- * Formats a status report as Prometheus metrics, all named `socketproxy_*`.
+ * Formats a status report as Prometheus metrics, named `socketproxy_*`,
+ * with the server's duration histograms and the standard `process_*` figures.
  *
  * @param report The report.
+ * @param timings The server's duration histograms.
  * @returns The exposition text.
  *
  * @example
@@ -25,9 +28,11 @@ export { METRICS_CONTENT_TYPE } from "../prometheus.ts";
  * // socketproxy_sessions{state="attached"} 1
  * ```
  */
-export function formatMetrics(report: StatusReport): string {
+export function formatMetrics(report: StatusReport, timings?: Timings): string {
   const { totals, limits } = report;
   return formatPrometheus([
+    ...(timings ? timingMetrics(timings) : []),
+    ...processMetrics(),
     {
       name: "info",
       type: "gauge",
@@ -124,4 +129,28 @@ export function formatMetrics(report: StatusReport): string {
       samples: limits.bufferBytes,
     },
   ]);
+}
+
+/** The server's duration histograms, in seconds. */
+function timingMetrics(timings: Timings): Metric[] {
+  return [
+    {
+      name: "resume_duration_seconds",
+      type: "histogram",
+      help: "RESUME hellos: the hello read to the reply written, in seconds.",
+      samples: timings.resume,
+    },
+    {
+      name: "poll_duration_seconds",
+      type: "histogram",
+      help: "Acknowledged attachments (polls): attached to detached, in seconds.",
+      samples: timings.poll,
+    },
+    {
+      name: "destination_connect_seconds",
+      type: "histogram",
+      help: "Destination connects of NEW hellos that succeeded, in seconds.",
+      samples: timings.connect,
+    },
+  ];
 }

@@ -7,7 +7,7 @@
  */
 
 import { AdminServer } from "./api.ts";
-import { explainListenError } from "../errors.ts";
+import { explainListenError } from "../listen_error.ts";
 import type { ServerConfig } from "../proxy/config.ts";
 import type { Logger } from "../log.ts";
 import { ProxyServer, type ProxyServerOptions } from "../proxy/server.ts";
@@ -76,6 +76,7 @@ export class Service implements AsyncDisposable {
         logger,
         backend: {
           report: () => service.report(),
+          timings: () => proxy.counters.timings,
           closeSession: (id) => service.closeSession(id),
           stopping: () => service.stopping,
         },

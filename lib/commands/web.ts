@@ -20,7 +20,8 @@ import {
 } from "./config.ts";
 import { formatHostPort, type HostPort, parseHostPort } from "../address.ts";
 import { SERVER_DEFAULTS } from "../proxy/config.ts";
-import { explainListenError, UsageError } from "../errors.ts";
+import { UsageError } from "../errors.ts";
+import { explainListenError } from "../listen_error.ts";
 import { type LogFormat, Logger, type LogLevel } from "../log.ts";
 import { SIGNAL_EXIT_STATUS, watchStopSignals } from "./signals.ts";
 import { VERSION } from "../version.ts";

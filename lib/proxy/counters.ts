@@ -1,9 +1,22 @@
 /**
  * Server-wide counters, kept as plain numbers that the byte path increments
- * and the status report reads.
+ * and the status report reads, and the durations the server measures, as
+ * histograms for the admin port's `/metrics`.
  *
  * @module
  */
+
+import { Histogram } from "../prometheus.ts";
+
+/** Durations the server measures, in seconds. */
+export interface Timings {
+  /** A `RESUME`: its hello read to its reply written (the guessing throttle's waits included). */
+  resume: Histogram;
+  /** An acknowledged attachment (a poll): attached to detached. */
+  poll: Histogram;
+  /** A `NEW`'s destination connect, when it succeeds. */
+  connect: Histogram;
+}
 
 /** Totals since the server started. */
 export interface Counters {
@@ -23,6 +36,8 @@ export interface Counters {
   gaps: number;
   /** Hellos refused for an unknown id or a wrong secret. */
   authFailures: number;
+  /** Durations, as histograms. */
+  readonly timings: Timings;
 }
 
 /**
@@ -40,5 +55,6 @@ export function newCounters(): Counters {
     sessionsExpired: 0,
     gaps: 0,
     authFailures: 0,
+    timings: { resume: new Histogram(), poll: new Histogram(), connect: new Histogram() },
   };
 }

@@ -73,6 +73,11 @@ export interface FramedAttachmentOptions {
   leftover: Uint8Array;
   /** How long to read on after `E destination-closed` for a last `A`, in ms. */
   closedLinger: number;
+  /**
+   * Called once the reply line is written.
+   * @default {nothing}
+   */
+  onReplySent?: () => void;
 }
 
 /** How long the connection stays open after another `E`, for the client to close first, in ms. */
@@ -104,6 +109,7 @@ export class FramedAttachment {
   readonly #closedLinger: number;
   readonly #reader: FrameReader;
   #reply: Uint8Array | null;
+  #onReplySent: (() => void) | null;
   /** The next output offset to send. */
   #position: number;
   /** The client's latest acknowledgement. */
@@ -140,6 +146,7 @@ export class FramedAttachment {
     this.#window = options.window;
     this.#closedLinger = options.closedLinger;
     this.#reply = options.reply;
+    this.#onReplySent = options.onReplySent ?? null;
     this.#position = this.#acked = options.from;
     this.#toldIn = this.#written = this.#received = host.inputBytes;
     this.#reader = new FrameReader(options.conn, {
@@ -191,6 +198,8 @@ export class FramedAttachment {
         const length = this.#batch();
         if (length > 0) {
           await writeAll(this.#conn, this.#sendBuffer.subarray(0, length));
+          this.#onReplySent?.();
+          this.#onReplySent = null;
           if (this.#endSent) await this.#afterEnd();
         } else {
           await host.nextEvent();

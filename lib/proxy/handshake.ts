@@ -97,6 +97,7 @@ export async function handshake(conn: Deno.Conn, options: HandshakeOptions): Pro
   const client = { peer, host: (conn.remoteAddr as Deno.NetAddr).hostname, signal: options.signal };
   try {
     const { hello, leftover } = await readHello(conn, options.timeout);
+    const helloAt = performance.now();
     switch (hello.verb) {
       case "NEW": {
         const session = await store.create(peer);
@@ -108,7 +109,13 @@ export async function handshake(conn: Deno.Conn, options: HandshakeOptions): Pro
       }
       case "RESUME": {
         const session = await store.authenticate(hello, client);
-        session.attach(conn, { peer, ack: hello.ack, framed: hello.framed ?? false, leftover });
+        session.attach(conn, {
+          peer,
+          ack: hello.ack,
+          framed: hello.framed ?? false,
+          leftover,
+          helloAt,
+        });
         return;
       }
       case "CLOSE": {

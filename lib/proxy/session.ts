@@ -84,6 +84,10 @@ interface Attachment {
   wakeReceiver: (() => void) | null;
   /** A framed attachment's own pumps; `null` for version 1. */
   framed: FramedAttachment | null;
+  /** When the hello was read, until the reply is written (`performance.now()`); `null`: not measured. */
+  helloAt: number | null;
+  /** When it attached (`performance.now()`). */
+  attachedAt: number;
 }
 
 /** Input read from a client; `buffer` is reused for reads once the chunk is written. */
@@ -113,6 +117,12 @@ export interface AttachOptions {
    * @default {false}
    */
   framed?: boolean;
+  /**
+   * When the hello was read (`performance.now()`): the time to the reply
+   * written counts in the resume histogram.
+   * @default {not measured}
+   */
+  helloAt?: number;
   /**
    * Input the client sent after the hello, forwarded first.
    * @default {no input}
@@ -349,6 +359,8 @@ export class Session {
       draining: false,
       inputDone: false,
       wakeReceiver: null,
+      helloAt: options.helloAt ?? null,
+      attachedAt: performance.now(),
       framed: framed
         ? new FramedAttachment(this.#framedHost, {
           conn,
@@ -358,6 +370,7 @@ export class Session {
           reply: encoder.encode(reply),
           leftover,
           closedLinger: this.#closedLinger,
+          onReplySent: () => this.#replySent(attachment),
         })
         : null,
     };
@@ -409,6 +422,13 @@ export class Session {
   /** Resolves once every pump of this session has stopped. */
   async settled(): Promise<void> {
     while (this.#tasks.size > 0) await Promise.allSettled(this.#tasks);
+  }
+
+  /** The reply is written: a resume's latency is known. */
+  #replySent(attachment: Attachment): void {
+    if (attachment.helloAt === null) return;
+    this.#counters.timings.resume.observeSince(attachment.helloAt);
+    attachment.helloAt = null;
   }
 
   /** What a framed attachment may use of this session: see {@linkcode FramedHost}. */
@@ -491,9 +511,11 @@ export class Session {
           at += view.length;
         }
         await writeAll(attachment.conn, first);
+        this.#replySent(attachment);
         this.#sent(attachment, pending);
       } else {
         await writeAll(attachment.conn, reply);
+        this.#replySent(attachment);
       }
       while (this.#attachment === attachment) {
         if (attachment.position < buffer.end) {
@@ -671,6 +693,9 @@ export class Session {
   #detach(attachment: Attachment, reason: string, error?: unknown): void {
     if (this.#attachment !== attachment) return;
     this.#attachment = null;
+    if (attachment.mode === "acknowledged") {
+      this.#counters.timings.poll.observeSince(attachment.attachedAt);
+    }
     this.#detachedAt = Date.now();
     this.#holdOutput();
     this.#expireWhenClosed();

@@ -173,7 +173,9 @@ export class SessionStore {
     this.#shutdown.signal.addEventListener("abort", shutdown, { once: true });
     let conn: Deno.Conn;
     try {
+      const started = performance.now();
       conn = await this.#connect(destination, attempt.signal);
+      this.#options.counters.timings.connect.observeSince(started);
     } catch (error) {
       const reason = timedOut
         ? `timed out after ${connectTimeout} ms`
