@@ -33,6 +33,7 @@ import { OutputBuffer } from "./output_buffer.ts";
 import { formatReply, MAX_HELLO_BYTES, ProtocolError, type SessionState } from "../protocol.ts";
 import type { EndReason } from "../frames.ts";
 import { FramedAttachment, type FramedHost } from "./framed_attachment.ts";
+import type { SessionTrace } from "../telemetry.ts";
 
 /**
  * How an attachment paces output: `acknowledged` (`RESUME` with `<ack>`,
@@ -146,6 +147,12 @@ export interface SessionOptions {
   logger: Logger;
   /** Server-wide counters this session adds its bytes and gaps to. */
   counters: Counters;
+  /**
+   * The session's OpenTelemetry span: told each attach, detach, takeover
+   * and the end.
+   * @default {none}
+   */
+  trace?: SessionTrace;
   /** Receives attach, detach and end notices. */
   events: SessionEvents;
   /**
@@ -231,6 +238,7 @@ export class Session {
   /** Ends the session while it is detached with its destination closed. */
   #closedTimer: ReturnType<typeof setTimeout> | undefined;
   readonly #closedLinger: number;
+  readonly #trace: SessionTrace | null;
   /** What framed attachments use of this session. */
   readonly #framedHost: FramedHost;
 
@@ -249,6 +257,7 @@ export class Session {
     this.#events = options.events;
     this.#closedTimeout = options.closedTimeout ?? CLOSED_TIMEOUT;
     this.#closedLinger = options.closedLinger ?? CLOSED_LINGER;
+    this.#trace = options.trace ?? null;
     this.#framedHost = this.#newFramedHost();
     this.#track(this.#readDestination());
   }
@@ -334,6 +343,7 @@ export class Session {
       release(previous, "taken-over");
       this.#outputArrived.wake(); // its sender may be waiting for output
       this.#logger.info("session.taken_over", { id: this.id, peer: previous.peer, by: peer });
+      this.#trace?.event("session.taken_over", { peer: previous.peer, by: peer });
     }
     const mode: DeliveryMode = framed ? "framed" : ack === undefined ? "streaming" : "acknowledged";
     const from = ack ?? buffer.sent;
@@ -387,6 +397,7 @@ export class Session {
       pending: buffer.end - from,
       state: this.#state,
     });
+    this.#trace?.event("session.attached", { peer, mode, from });
     this.#events.attached(this);
     if (attachment.framed) {
       this.#track(attachment.framed.run());
@@ -416,6 +427,7 @@ export class Session {
     this.#outputArrived.wake();
     this.#roomFreed.wake();
     this.#logger.info("session.closed", { id: this.id, reason, peer: attachment?.peer });
+    this.#trace?.end(reason);
     this.#events.ended(this);
   }
 
@@ -708,6 +720,11 @@ export class Session {
       error: error === undefined ? undefined : describeError(error),
       sent: attachment.framed?.position ?? attachment.position,
     });
+    this.#trace?.event("session.detached", {
+      peer: attachment.peer,
+      reason,
+      sent: attachment.framed?.position ?? attachment.position,
+    });
     this.#events.detached(this);
   }
 
@@ -751,6 +768,7 @@ export class Session {
         peer: this.#attachment?.peer,
         output: this.#buffer.end,
       });
+      this.#trace?.event("destination.closed", { output: this.#buffer.end });
     }
     this.#expireWhenClosed();
   }

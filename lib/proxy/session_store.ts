@@ -6,6 +6,7 @@
  * @module
  */
 
+import { startSessionTrace } from "../telemetry.ts";
 import { formatHostPort, type HostPort } from "../address.ts";
 import type { Counters } from "./counters.ts";
 import { newSecret, newSessionId, secretsEqual } from "./credentials.ts";
@@ -207,6 +208,11 @@ export class SessionStore {
       logger,
       counters: this.#options.counters,
       events: this.#events,
+      trace: startSessionTrace({
+        "socketproxy.session.id": id,
+        "socketproxy.destination": formatHostPort(destination),
+        "client.address": peer,
+      }),
       ...(this.#options.handshakeTimeout === undefined
         ? {}
         : { closedLinger: this.#options.handshakeTimeout }),
