@@ -326,6 +326,17 @@ Deno.test("an upgrade that is not a GET is refused", async () => {
   }
 });
 
+Deno.test("HttpServer offers an upgrade only for a GET: any other method's handler gets none", async () => {
+  await using server = await serveEcho();
+  for (const method of ["POST", "PUT"]) {
+    using client = await TestClient.connect(server.port);
+    const answer = await requestUpgrade(client, server.port, { method });
+    assert.equal(answer.status, 400, `${method}: the handler was offered no upgrade`);
+    assert.equal(answer.headers.get("sec-websocket-accept"), null, method);
+  }
+  assert.equal(server.sockets.length, 0);
+});
+
 Deno.test("RFC 6455's sample frames: a masked Hello is echoed unmasked, a masked ping gets its pong", async () => {
   await using server = await serveEcho();
   using ws = await open(server);

@@ -602,7 +602,9 @@ async function answerUpgrade(
     writeRaw(socket, new Response("Bad request target or Host\n", { status: 400 }), serve);
     return;
   }
-  const wantsWebSocket = String(incoming.headers.upgrade).toLowerCase() === "websocket";
+  // RFC 6455 4.1: the opening handshake is a GET; any other method is not one.
+  const wantsWebSocket = incoming.method === "GET" &&
+    String(incoming.headers.upgrade).toLowerCase() === "websocket";
   let response: Response;
   try {
     response = await serve.handler(request, {
