@@ -8,15 +8,24 @@
  * @module
  */
 
+import { parseIp } from "./ip.ts";
+
 /** Longest hello accepted, in bytes, LF included. */
 export const MAX_HELLO_BYTES = 512;
 
-/** `NEW [framed]`: create a session. */
+/** `NEW [framed] [to=<name>] [from=<address>]`: create a session. */
 export interface NewHello {
   /** The verb. */
   verb: "NEW";
   /** `NEW framed` (version 2): attach framed from offset 0; absent for version 1. */
   framed?: true;
+  /** `to=<name>`: which of the server's named destinations; absent for its default. */
+  to?: string;
+  /**
+   * `from=<address>`: the end user's address, from a gateway (`<ipv4>`,
+   * `<ipv4>:<port>`, `[<ipv6>]` or `[<ipv6>]:<port>`), as sent.
+   */
+  from?: string;
 }
 
 /** `RESUME <id> <secret> [<ack>]`, or `RESUME <id> <secret> <ack> framed`: attach to a session. */
@@ -77,6 +86,8 @@ export type ErrorCode =
   | "timeout"
   | "unreachable"
   | "busy"
+  | "untrusted"
+  | "unknown-destination"
   | "gap"
   | "ack";
 
@@ -97,29 +108,32 @@ export class ProtocolError extends Error {
   readonly code: ErrorCode;
   /** For `gap`: the lowest offset retained; for `ack`: the offset sent so far. */
   readonly offset: number | undefined;
+  /** The word after the code: the offset of `gap` and `ack`, the name of `unknown-destination`. */
+  readonly argument: string | undefined;
 
   /**
    * Creates a protocol error.
    *
    * @param code The error code.
    * @param message Free text for the peer: ASCII, one line, never a secret.
-   * @param offset The offset `gap` and `ack` carry.
+   * @param argument The offset `gap` and `ack` carry, the name `unknown-destination` does.
    */
-  constructor(code: ErrorCode, message: string, offset?: number) {
+  constructor(code: ErrorCode, message: string, argument?: number | string) {
     super(message);
     this.name = "ProtocolError";
     this.code = code;
-    this.offset = offset;
+    this.offset = typeof argument === "number" ? argument : undefined;
+    this.argument = argument === undefined ? undefined : String(argument);
   }
 
   /**
    * Formats the error as the line the server sends.
    *
-   * @returns `ERR <code> [<offset>] <text>\n`.
+   * @returns `ERR <code> [<argument>] <text>\n`.
    */
   line(): string {
-    const offset = this.offset === undefined ? "" : ` ${this.offset}`;
-    return `ERR ${this.code}${offset} ${this.message.replace(/[^\x20-\x7e]/g, "?")}\n`;
+    const argument = this.argument === undefined ? "" : ` ${this.argument}`;
+    return `ERR ${this.code}${argument} ${this.message.replace(/[^\x20-\x7e]/g, "?")}\n`;
   }
 }
 
@@ -188,6 +202,40 @@ export class BusyError extends ProtocolError {
   }
 }
 
+/**
+ * `ERR untrusted`: `NEW from=<address>` from a peer the server does not
+ * trust with end users' addresses; no session exists.
+ */
+export class UntrustedError extends ProtocolError {
+  /**
+   * Creates the error for `ERR untrusted`.
+   *
+   * @param message The server's text.
+   */
+  constructor(message: string) {
+    super("untrusted", message);
+    this.name = "UntrustedError";
+  }
+}
+
+/** `ERR unknown-destination <name>`: `NEW to=<name>` named no destination of the server's. */
+export class UnknownDestinationError extends ProtocolError {
+  /** The name the hello gave. */
+  readonly destination: string;
+
+  /**
+   * Creates the error for `ERR unknown-destination <name>`.
+   *
+   * @param message The server's text.
+   * @param destination The name.
+   */
+  constructor(message: string, destination: string) {
+    super("unknown-destination", message, destination);
+    this.name = "UnknownDestinationError";
+    this.destination = destination;
+  }
+}
+
 /** `ERR gap <lowest>`: the acknowledged offset is older than the output retained. */
 export class GapError extends ProtocolError {
   /** The lowest offset the client can resume from; the bytes before it are lost. */
@@ -229,10 +277,15 @@ export class AckError extends ProtocolError {
  *
  * @param code The error code.
  * @param message The free text.
- * @param offset The offset of `gap` and `ack`.
+ * @param argument The offset of `gap` and `ack`, the name of `unknown-destination`.
  * @returns An instance of the matching subclass of {@linkcode ProtocolError}.
  */
-export function protocolError(code: ErrorCode, message: string, offset?: number): ProtocolError {
+export function protocolError(
+  code: ErrorCode,
+  message: string,
+  argument?: number | string,
+): ProtocolError {
+  const offset = typeof argument === "number" ? argument : undefined;
   switch (code) {
     case "auth":
       return new AuthError(message);
@@ -244,6 +297,12 @@ export function protocolError(code: ErrorCode, message: string, offset?: number)
       return new UnreachableError(message);
     case "busy":
       return new BusyError(message);
+    case "untrusted":
+      return new UntrustedError(message);
+    case "unknown-destination":
+      return typeof argument === "string"
+        ? new UnknownDestinationError(message, argument)
+        : new ProtocolError(code, message);
     case "gap":
       return offset === undefined
         ? new ProtocolError(code, message)
@@ -262,6 +321,62 @@ export const SECRET_PATTERN: RegExp = /^[A-Za-z0-9_-]{22,64}$/;
 const OFFSET = /^\d{1,16}$/;
 /** The word that makes a hello framed (version 2). */
 const FRAMED = "framed";
+/** A destination name: 1 to 64 chars of `[A-Za-z0-9_.-]`. */
+export const DESTINATION_NAME_PATTERN: RegExp = /^[A-Za-z0-9_.-]{1,64}$/;
+const FROM_ADDRESS = /^(?:(\d{1,3}(?:\.\d{1,3}){3})|\[([0-9A-Fa-f:.]{2,45})\])(?::(\d{1,5}))?$/;
+
+/**
+ * Parses the address of a `from=` hello option: `<ipv4>`, `<ipv4>:<port>`,
+ * `[<ipv6>]` or `[<ipv6>]:<port>`.
+ *
+ * @param text The address.
+ * @returns The IP address text (without brackets) and the port, or `null`
+ * for no port; `null` when `text` is not such an address.
+ *
+ * @example
+ * ```ts
+ * import { parseFromAddress } from "./protocol.ts";
+ *
+ * console.assert(parseFromAddress("[2001:db8::7]:4000")?.port === 4000);
+ * console.assert(parseFromAddress("192.0.2.7")?.port === null);
+ * console.assert(parseFromAddress("example.com") === null);
+ * ```
+ */
+export function parseFromAddress(text: string): { ip: string; port: number | null } | null {
+  const match = FROM_ADDRESS.exec(text);
+  if (!match) return null;
+  const ip = match[1] ?? match[2] ?? "";
+  const parsed = parseIp(ip);
+  if (!parsed || (match[1] !== undefined) !== (parsed.family === 4)) return null;
+  if (match[3] === undefined) return { ip, port: null };
+  const port = Number(match[3]);
+  return port >= 1 && port <= 65535 && !match[3].startsWith("0") ? { ip, port } : null;
+}
+
+/** Parses `NEW`'s options: each of `framed`, `to=`, `from=` at most once, in any order. */
+function parseNewOptions(args: string[]): NewHello {
+  const hello: NewHello = { verb: "NEW" };
+  for (const option of args) {
+    if (option === FRAMED && !hello.framed) {
+      hello.framed = true;
+    } else if (option.startsWith("to=") && hello.to === undefined) {
+      const name = option.slice(3);
+      if (!DESTINATION_NAME_PATTERN.test(name)) {
+        throw badRequest("to= takes a destination name: 1 to 64 of A-Z a-z 0-9 _ . -");
+      }
+      hello.to = name;
+    } else if (option.startsWith("from=") && hello.from === undefined) {
+      const address = option.slice(5);
+      if (!parseFromAddress(address)) {
+        throw badRequest("from= takes <ipv4>[:<port>] or [<ipv6>][:<port>]");
+      }
+      hello.from = address;
+    } else {
+      throw badRequest(`NEW takes framed, to= and from=, each at most once`);
+    }
+  }
+  return hello;
+}
 const PRINTABLE = /^[\x20-\x7e]*$/;
 const VERB = /^[A-Za-z]{1,16}$/;
 const HTTP_REQUEST = /^[A-Z]{3,7} \S+ HTTP\/\d/;
@@ -304,9 +419,7 @@ export function parseHello(line: string): Hello {
   const [verb = "", ...args] = line.split(" ");
   switch (verb) {
     case "NEW":
-      if (args.length === 1 && args[0] === FRAMED) return { verb, framed: true };
-      if (args.length !== 0) throw badRequest("NEW takes no arguments but framed");
-      return { verb };
+      return parseNewOptions(args);
     case "RESUME": {
       const framed = args.length === 4 && args[3] === FRAMED;
       if (framed) args.pop();
@@ -351,7 +464,9 @@ export function parseHello(line: string): Hello {
 export function formatHello(hello: Hello): string {
   switch (hello.verb) {
     case "NEW":
-      return hello.framed ? "NEW framed\n" : "NEW\n";
+      return `NEW${hello.framed ? " framed" : ""}${
+        hello.to === undefined ? "" : ` to=${hello.to}`
+      }${hello.from === undefined ? "" : ` from=${hello.from}`}\n`;
     case "RESUME":
       if (hello.framed && hello.ack === undefined) {
         throw new TypeError("A framed RESUME needs an ack");
@@ -421,9 +536,13 @@ export function parseReply(line: string): Reply | { bye: string } {
   } else if (word === "BYE" && fields.length === 2 && ID_PATTERN.test(first)) {
     return { bye: first };
   } else if (word === "ERR" && isErrorCode(first)) {
-    const offset = first === "gap" || first === "ack" ? decimal(second) : undefined;
-    const message = fields.slice(offset === undefined ? 2 : 3).join(" ");
-    throw protocolError(first, message, offset);
+    const argument = first === "gap" || first === "ack"
+      ? decimal(second)
+      : first === "unknown-destination" && DESTINATION_NAME_PATTERN.test(second)
+      ? second
+      : undefined;
+    const message = fields.slice(argument === undefined ? 2 : 3).join(" ");
+    throw protocolError(first, message, argument);
   }
   // Only the first word: the rest of a malformed OK line may carry a secret.
   throw new SyntaxError(`Not a socketproxy reply: "${(word ?? "").slice(0, 40)}..."`);
@@ -441,6 +560,8 @@ const ERROR_CODES: readonly string[] = [
   "timeout",
   "unreachable",
   "busy",
+  "untrusted",
+  "unknown-destination",
   "gap",
   "ack",
 ];

@@ -92,6 +92,8 @@ function fakeReport(stopping: boolean): StatusReport {
     ackFloor: 0,
     sent: 20,
     destination: "open",
+    destinationName: "default",
+    endUser: null,
   });
   return {
     version: "0.0.0-fuzz",
@@ -101,6 +103,13 @@ function fakeReport(stopping: boolean): StatusReport {
     proxy: "127.0.0.1:1",
     admin: "127.0.0.1:2",
     destination: "127.0.0.1:3",
+    destinations: [{
+      name: "default",
+      address: "127.0.0.1:3",
+      sendProxy: null,
+      sessionsOpen: 2,
+      sessionsCreated: 2,
+    }],
     limits: {
       bufferBytes: 4096,
       idleTimeoutMs: 1000,

@@ -40,6 +40,10 @@ export const HELLO_CORPUS: readonly string[] = [
   "NEW",
   "NEW\r",
   "NEW framed",
+  "NEW to=mud",
+  "NEW from=192.0.2.7:4000 to=game.main framed",
+  "NEW framed from=[2001:db8::1]",
+  "NEW from=[::ffff:192.0.2.7]:65535",
   `RESUME ${FUZZ_ID} ${FUZZ_SECRET} 7 framed`,
   `RESUME ${FUZZ_ID} ${FUZZ_SECRET}`,
   `RESUME ${FUZZ_ID} ${FUZZ_SECRET} 0`,
@@ -88,12 +92,15 @@ function helloProblem(hello: Hello, line: string): string | null {
   const fields = text.split(" ");
   const keys = Object.keys(hello).sort().join(",");
   switch (hello.verb) {
-    case "NEW":
-      if (
-        !(text === "NEW" && keys === "verb") &&
-        !(text === "NEW framed" && keys === "framed,verb" && hello.framed === true)
-      ) return `accepted as NEW: ${JSON.stringify(hello)}`;
+    case "NEW": {
+      // The options as given, in any order, each once: the same set formatHello writes.
+      const given = fields.slice(1).sort().join(" ");
+      const read = formatHello(hello).slice(0, -1).split(" ").slice(1).sort().join(" ");
+      if (fields[0] !== "NEW" || given !== read || !validNewOptions(fields.slice(1))) {
+        return `accepted as NEW: ${JSON.stringify(hello)}`;
+      }
       return null;
+    }
     case "CLOSE":
       if (keys !== "id,secret,verb" || fields.length !== 3) return `odd CLOSE ${keys}`;
       break;
@@ -139,9 +146,52 @@ type Outcome = { hello: Hello } | { error: string };
  * most 2^53 - 1), which the protocol leaves open.
  */
 const VALID_HELLO =
-  /^(?:NEW(?: framed)?|RESUME [A-Za-z0-9_-]{1,64} [A-Za-z0-9_-]{22,64}(?: (\d{1,16})(?: framed)?)?|CLOSE [A-Za-z0-9_-]{1,64} [A-Za-z0-9_-]{22,64})\r?$/;
+  /^(?:RESUME [A-Za-z0-9_-]{1,64} [A-Za-z0-9_-]{22,64}(?: (\d{1,16})(?: framed)?)?|CLOSE [A-Za-z0-9_-]{1,64} [A-Za-z0-9_-]{22,64})\r?$/;
+
+/** An IPv4 address, each part 0 to 255 without leading zeros. */
+const IPV4_TEXT =
+  /^(?:25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)(?:\.(?:25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)){3}$/;
+const PORT_TEXT = /^(?:[1-9]\d{0,4})$/;
+
+/** A `from=` address: `<ipv4>[:<port>]` or `[<ipv6>][:<port>]`; IPv6 judged by the URL parser. */
+function validFromAddress(text: string): boolean {
+  const bracketed = /^\[([0-9A-Fa-f:.]+)\](?::(.*))?$/.exec(text);
+  const [host, port] = bracketed ? [bracketed[1] ?? "", bracketed[2]] : [
+    text.split(":")[0] ?? "",
+    text.includes(":") ? text.split(":").slice(1).join(":") : undefined,
+  ];
+  if (port !== undefined && !(PORT_TEXT.test(port) && Number(port) <= 65535)) return false;
+  if (!bracketed) return IPV4_TEXT.test(host);
+  if (IPV4_TEXT.test(host) || !host.includes(":")) return false;
+  try {
+    new URL(`http://[${host}]/`);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+/** `NEW`'s options: `framed`, `to=<name>`, `from=<address>`, each at most once, any order. */
+function validNewOptions(options: string[]): boolean {
+  const seen = new Set<string>();
+  for (const option of options) {
+    const kind = option === "framed" ? "framed" : option.split("=")[0] ?? "";
+    if (seen.has(kind)) return false;
+    seen.add(kind);
+    if (kind === "framed") continue;
+    const value = option.slice(kind.length + 1);
+    if (kind === "to" && /^[A-Za-z0-9_.-]{1,64}$/.test(value)) continue;
+    if (kind === "from" && validFromAddress(value)) continue;
+    return false;
+  }
+  return true;
+}
 
 function validHello(line: string): boolean {
+  const text = line.endsWith("\r") ? line.slice(0, -1) : line;
+  if (text === "NEW" || text.startsWith("NEW ")) {
+    return !text.includes("  ") && validNewOptions(text.split(" ").slice(1));
+  }
   const match = VALID_HELLO.exec(line);
   return match !== null && (match[1] === undefined || Number(match[1]) <= Number.MAX_SAFE_INTEGER);
 }

@@ -7,6 +7,8 @@ import {
   parseReply,
   ProtocolError,
   type Reply,
+  UnknownDestinationError,
+  UntrustedError,
 } from "../lib/protocol.ts";
 
 const ID = "AbC-123_xyz";
@@ -275,7 +277,7 @@ Deno.test("parseReply reads BYE with the session id", () => {
 });
 
 Deno.test("parseReply throws the ProtocolError of each ERR code without an offset", () => {
-  for (const code of ["auth", "bad-request", "timeout", "unreachable", "busy"]) {
+  for (const code of ["auth", "bad-request", "timeout", "unreachable", "busy", "untrusted"]) {
     assertErrReply(`ERR ${code} something went wrong`, code, undefined, "something went wrong");
   }
 });
@@ -409,4 +411,62 @@ Deno.test("parseReply keeps the whole message of an ERR gap without an offset", 
     assert.equal(error.message, "some text");
     return true;
   });
+});
+
+Deno.test("NEW takes framed, to= and from= in any order, each once", () => {
+  assert.deepEqual(parseHello("NEW to=mud"), { verb: "NEW", to: "mud" });
+  assert.deepEqual(parseHello("NEW from=192.0.2.7:4000 to=game.main-2 framed"), {
+    verb: "NEW",
+    from: "192.0.2.7:4000",
+    to: "game.main-2",
+    framed: true,
+  });
+  for (
+    const from of ["192.0.2.7", "[2001:db8::1]", "[2001:db8::1]:65535", "[::ffff:192.0.2.7]:1"]
+  ) {
+    assert.equal((parseHello(`NEW from=${from}`) as { from?: string }).from, from);
+  }
+  for (
+    const line of [
+      "NEW to=mud to=mud",
+      "NEW framed framed",
+      "NEW from=192.0.2.7 from=192.0.2.8",
+      "NEW to=",
+      "NEW to=" + "a".repeat(65),
+      "NEW to=m/d",
+      "NEW from=example.com",
+      "NEW from=192.0.2.256",
+      "NEW from=192.0.2.7:0",
+      "NEW from=192.0.2.7:65536",
+      "NEW from=192.0.2.7:04000",
+      "NEW from=2001:db8::1",
+      "NEW from=[192.0.2.7]",
+      "NEW from=[2001:db8::1::2]",
+      "NEW via=gateway",
+      "NEW TO=mud",
+      `RESUME ${ID} ${SECRET} 0 to=mud`,
+      `CLOSE ${ID} ${SECRET} framed`,
+    ]
+  ) assertBadRequest(line);
+});
+
+Deno.test("formatHello writes NEW's options, and they read back", () => {
+  const hello: Hello = { verb: "NEW", framed: true, to: "mud", from: "[2001:db8::1]:7" };
+  assert.equal(formatHello(hello), "NEW framed to=mud from=[2001:db8::1]:7\n");
+  assert.deepEqual(parseHello(formatHello(hello).slice(0, -1)), hello);
+});
+
+Deno.test("ERR untrusted and ERR unknown-destination <name> parse to their typed errors", () => {
+  assert.throws(() => parseReply("ERR untrusted from= needs --trust-from"), UntrustedError);
+  assert.throws(
+    () => parseReply("ERR unknown-destination bbs no destination named bbs"),
+    (error: unknown) => {
+      assert.ok(error instanceof UnknownDestinationError);
+      assert.equal(error.destination, "bbs");
+      assert.equal(error.message, "no destination named bbs");
+      return true;
+    },
+  );
+  const written = new UnknownDestinationError("no destination named bbs", "bbs").line();
+  assert.equal(written, "ERR unknown-destination bbs no destination named bbs\n");
 });

@@ -137,7 +137,8 @@ Deno.test("with OTEL_DENO=true, each session is a span with its lifecycle as eve
       (found.attributes ?? []).map(({ key, value }) => [key, value.stringValue]),
     );
     assert.equal(attributes.get("socketproxy.session.id"), reply.id);
-    assert.equal(attributes.get("socketproxy.destination"), `127.0.0.1:${destination.port}`);
+    assert.equal(attributes.get("socketproxy.destination"), "default");
+    assert.equal(attributes.get("server.address"), `127.0.0.1:${destination.port}`);
     assert.match(attributes.get("client.address") ?? "", /^127\.0\.0\.1:\d+$/);
     assert.match(attributes.get("socketproxy.session.end_reason") ?? "", /^closed by client/);
     const events = (found.events ?? []).map((event) => event.name);

@@ -57,6 +57,23 @@ export function formatMetrics(report: StatusReport, timings?: Timings): string {
       ],
     },
     {
+      name: "destination_sessions",
+      type: "gauge",
+      help: "Sessions open now, by destination (default: the positional one).",
+      samples: report.destinations.map((
+        target,
+      ) => [{ destination: target.name }, target.sessionsOpen]),
+    },
+    {
+      name: "destination_sessions_created_total",
+      type: "counter",
+      help: "Sessions created, by destination.",
+      samples: report.destinations.map((target) => [
+        { destination: target.name },
+        target.sessionsCreated,
+      ]),
+    },
+    {
       name: "sessions_created_total",
       type: "counter",
       help: "Sessions created.",

@@ -13,7 +13,9 @@ import {
   GapError,
   HandshakeTimeoutError,
   ProtocolError,
+  UnknownDestinationError,
   UnreachableError,
+  UntrustedError,
 } from "../protocol.ts";
 
 export {
@@ -24,7 +26,9 @@ export {
   GapError,
   HandshakeTimeoutError,
   ProtocolError,
+  UnknownDestinationError,
   UnreachableError,
+  UntrustedError,
 } from "../protocol.ts";
 
 /** The proxy could not be reached at all. */
@@ -151,6 +155,16 @@ export function meaningOf(error: unknown): ErrorMeaning | null {
   if (error instanceof BusyError) return meaning(503, "busy", "is at its session limit");
   if (error instanceof UnreachableError) {
     return meaning(502, "unreachable", "cannot reach its destination");
+  }
+  if (error instanceof UnknownDestinationError) {
+    return meaning(404, "unknown_destination", `has no destination named ${error.destination}`);
+  }
+  if (error instanceof UntrustedError) {
+    return meaning(
+      502,
+      "untrusted",
+      "does not trust this client with end users' addresses (its --trust-from)",
+    );
   }
   if (error instanceof HandshakeTimeoutError) {
     return meaning(502, "proxy_error", "timed out our hello");

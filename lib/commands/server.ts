@@ -25,7 +25,11 @@ import {
   tokenFromEnvironment,
 } from "./config.ts";
 import { formatHostPort, type HostPort, isLoopbackHost, parseHostPort } from "../address.ts";
-import { SERVER_DEFAULTS, type ServerConfig } from "../proxy/config.ts";
+import { type NamedDestination, SERVER_DEFAULTS, type ServerConfig } from "../proxy/config.ts";
+import type { ProxyHeaderVersion } from "../proxy/proxy_header.ts";
+import { DEFAULT_DESTINATION } from "../proxy/session_store.ts";
+import { DESTINATION_NAME_PATTERN } from "../protocol.ts";
+import { parseRange } from "../ip.ts";
 import { UsageError } from "../errors.ts";
 import { type LogFields, Logger } from "../log.ts";
 import { Service } from "../admin/service.ts";
@@ -38,12 +42,24 @@ import {
 import { VERSION } from "../version.ts";
 
 /** The help text of `socketproxy server`. */
-export const SERVER_USAGE = `Usage: socketproxy server [options] DEST_HOST:DEST_PORT
+export const SERVER_USAGE = `Usage: socketproxy server [options] [DEST_HOST:DEST_PORT]
 
 Runs the proxy: clients connect to the proxy port, and each session keeps
-one connection to DEST_HOST:DEST_PORT open across client connections.
+one connection to DEST_HOST:DEST_PORT (the default destination) or to a
+named one (NEW to=NAME) open across client connections. Give DEST, or
+--destination at least once, or both.
 
 Options:
+  --destination=NAME=HOST:PORT[,send-proxy=v1|v2]
+                                  a named destination, for NEW to=NAME
+                                  (repeatable); its own PROXY header choice
+  --send-proxy=v1|v2              write a PROXY protocol header (HAProxy's,
+                                  text v1 or binary v2) with the client's
+                                  address to DEST before any byte (default: none)
+  --trust-from=CIDR,...|none      peers whose NEW from=ADDRESS (the end user's
+                                  address, from a gateway) is believed; others
+                                  get ERR untrusted (default
+                                  127.0.0.0/8,::1/128: this machine)
   --proxy=[HOST][:PORT]           where clients connect (default localhost:9009)
   --admin=[HOST][:PORT]|off       the management port (default localhost:9010)
   --buffer=SIZE                   retained output per session; bytes, or with
@@ -68,6 +84,9 @@ Options:
 DURATION is a number with ms, s, m or h; a bare number counts seconds.`;
 
 const FLAGS = {
+  destination: { type: "string", multiple: true },
+  "send-proxy": { type: "string" },
+  "trust-from": { type: "string", multiple: true },
   proxy: { type: "string" },
   admin: { type: "string" },
   buffer: { type: "string" },
@@ -152,12 +171,83 @@ export function parseServerArgs(args: string[]): ServerConfig | "help" {
   );
   const tls = certificateOptions(value("tls-cert"), value("tls-key"));
   if (tls) config.tls = tls;
+  const sendProxy = value("send-proxy");
+  if (sendProxy !== undefined) config.sendProxy = parseProxyVersion(sendProxy, "--send-proxy");
+  config.destinations = parseDestinations(listFlag(flags, "destination"), config.sendProxy);
+  const trust = listFlag(flags, "trust-from");
+  if (trust.length > 0) config.trustFrom = parseTrustFrom(trust);
   const [dest, ...extra] = flags.positionals;
-  if (dest === undefined) throw new UsageError("missing DEST_HOST:DEST_PORT");
+  if (dest === undefined && config.destinations.length === 0) {
+    throw new UsageError("missing DEST_HOST:DEST_PORT (or --destination=NAME=HOST:PORT)");
+  }
   if (extra.length > 0) {
     throw new UsageError(`expected one DEST_HOST:DEST_PORT, got also "${extra.join(" ")}"`);
   }
-  return { ...config, destination: parseHostPort(dest, "DEST_HOST:DEST_PORT") };
+  return {
+    ...config,
+    destination: dest === undefined ? null : parseHostPort(dest, "DEST_HOST:DEST_PORT"),
+  };
+}
+
+function parseProxyVersion(text: string, what: string): ProxyHeaderVersion {
+  if (text === "v1" || text === "v2") return text;
+  throw new UsageError(`${what}: expected v1 or v2, not "${text}"`);
+}
+
+/** `--destination=NAME=HOST:PORT[,send-proxy=v1|v2]`, each name once. */
+function parseDestinations(
+  texts: string[],
+  sendProxy: ProxyHeaderVersion | null,
+): NamedDestination[] {
+  const named: NamedDestination[] = [];
+  for (const text of texts) {
+    const [spec = "", ...options] = text.split(",");
+    const equals = spec.indexOf("=");
+    const name = spec.slice(0, Math.max(0, equals));
+    if (equals < 0 || !DESTINATION_NAME_PATTERN.test(name)) {
+      throw new UsageError(
+        `--destination: expected NAME=HOST:PORT (NAME: 1 to 64 of A-Z a-z 0-9 _ . -), not "${text}"`,
+      );
+    }
+    if (name === DEFAULT_DESTINATION) {
+      throw new UsageError(
+        `--destination: "${name}" is the positional DEST's name; choose another`,
+      );
+    }
+    if (named.some((other) => other.name === name)) {
+      throw new UsageError(`--destination: ${name} is given twice`);
+    }
+    let own = sendProxy;
+    for (const option of options) {
+      const [key, choice = ""] = option.split("=");
+      if (key !== "send-proxy") {
+        throw new UsageError(
+          `--destination ${name}: unknown option "${option}" (send-proxy=v1|v2)`,
+        );
+      }
+      own = parseProxyVersion(choice, `--destination ${name}: send-proxy`);
+    }
+    const addr = parseHostPort(spec.slice(equals + 1), `--destination ${name}`);
+    named.push({ name, addr, sendProxy: own });
+  }
+  return named;
+}
+
+/** `--trust-from`: CIDR ranges, comma-separated or repeated; `none` trusts nobody. */
+function parseTrustFrom(texts: string[]): string[] {
+  const ranges = texts.flatMap((text) => text.split(","));
+  if (ranges.includes("none")) {
+    if (ranges.length > 1) throw new UsageError("--trust-from: none cannot go with ranges");
+    return [];
+  }
+  for (const range of ranges) {
+    if (!parseRange(range)) {
+      throw new UsageError(
+        `--trust-from: "${range}" is not an address or CIDR range (10.0.0.0/8, 2001:db8::/32)`,
+      );
+    }
+  }
+  return ranges;
 }
 
 /**
@@ -219,7 +309,11 @@ export async function serverCommand(args: string[]): Promise<number> {
     version: VERSION,
     proxy: formatHostPort(service.proxy.addr),
     admin: service.admin ? formatHostPort(service.admin.addr) : "off",
-    destination: formatHostPort(config.destination),
+    destination: config.destination ? formatHostPort(config.destination) : "none",
+    destinations: config.destinations.length === 0
+      ? undefined
+      : config.destinations.map((named) => `${named.name}=${formatHostPort(named.addr)}`).join(","),
+    send_proxy: config.sendProxy ?? undefined,
     buffer: config.bufferSize,
     max_sessions: config.maxSessions,
     admin_token: config.adminToken === null ? "none" : "required",

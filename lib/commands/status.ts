@@ -80,8 +80,14 @@ function table(rows: string[][]): string[] {
  */
 export function formatStatus(report: StatusReport): string {
   const { totals, limits } = report;
+  // A server before named destinations sends no `destinations`.
+  const named = (report.destinations ?? []).filter((target) => target.name !== "default");
+  const where = [
+    ...report.destination === null ? [] : [report.destination],
+    ...named.map((target) => `${target.name}=${target.address}`),
+  ].join(", ");
   const lines = [
-    `socketproxy ${report.version} ${report.status} on ${report.proxy} for ${report.destination}, up ${
+    `socketproxy ${report.version} ${report.status} on ${report.proxy} for ${where}, up ${
       formatAge(report.uptimeSeconds)
     }`,
     `sessions:    ${totals.sessionsOpen} open of ${limits.maxSessions} (${totals.sessionsAttached} attached, ${totals.sessionsDetached} detached, ${totals.sessionsDestinationClosed} destination closed); ${totals.sessionsCreated} created, ${totals.sessionsEnded} ended, ${totals.sessionsExpired} expired`,

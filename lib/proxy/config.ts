@@ -6,11 +6,31 @@
 
 import type { HostPort } from "../address.ts";
 import type { LogFormat, LogLevel } from "../log.ts";
+import type { ProxyHeaderVersion } from "./proxy_header.ts";
+
+/** A destination `NEW to=<name>` picks (`server --destination=NAME=HOST:PORT`). */
+export interface NamedDestination {
+  /** Its name: 1 to 64 of `[A-Za-z0-9_.-]`. */
+  name: string;
+  /** Its address. */
+  addr: HostPort;
+  /** The PROXY header it is sent, or `null` for none. */
+  sendProxy: ProxyHeaderVersion | null;
+}
 
 /** Everything the proxy server needs to run. */
 export interface ServerConfig {
-  /** Where the server reaches the destination on `NEW`. */
-  destination: HostPort;
+  /**
+   * Where the server reaches the destination on `NEW` without `to=`;
+   * `null` when there are only named ones (then `NEW` alone is refused).
+   */
+  destination: HostPort | null;
+  /** The PROXY protocol header sent to the default destination, or `null` for none. */
+  sendProxy: ProxyHeaderVersion | null;
+  /** Named destinations, for `NEW to=<name>`. */
+  destinations: readonly NamedDestination[];
+  /** CIDR ranges of the peers whose `NEW from=` is believed; empty trusts nobody. */
+  trustFrom: readonly string[];
   /** Where clients connect. */
   proxy: HostPort;
   /** The management port, or `null` when disabled. */
@@ -51,4 +71,7 @@ export const SERVER_DEFAULTS: Readonly<Omit<ServerConfig, "destination">> = {
   adminToken: null,
   adminAllowHosts: [],
   tls: null,
+  sendProxy: null,
+  destinations: [],
+  trustFrom: ["127.0.0.0/8", "::1/128"],
 };

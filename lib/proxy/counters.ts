@@ -38,6 +38,8 @@ export interface Counters {
   authFailures: number;
   /** Durations, as histograms. */
   readonly timings: Timings;
+  /** Sessions created, by destination name. */
+  readonly sessionsByDestination: Map<string, number>;
 }
 
 /**
@@ -56,5 +58,6 @@ export function newCounters(): Counters {
     gaps: 0,
     authFailures: 0,
     timings: { resume: new Histogram(), poll: new Histogram(), connect: new Histogram() },
+    sessionsByDestination: new Map(),
   };
 }

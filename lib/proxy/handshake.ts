@@ -100,7 +100,13 @@ export async function handshake(conn: Deno.Conn, options: HandshakeOptions): Pro
     const helloAt = performance.now();
     switch (hello.verb) {
       case "NEW": {
-        const session = await store.create(peer);
+        const session = await store.create({
+          peer,
+          remote: conn.remoteAddr as Deno.NetAddr,
+          local: conn.localAddr as Deno.NetAddr,
+          ...(hello.to === undefined ? {} : { to: hello.to }),
+          ...(hello.from === undefined ? {} : { from: hello.from }),
+        });
         session.attach(
           conn,
           hello.framed ? { peer, ack: 0, framed: true, leftover } : { peer, leftover },

@@ -8,18 +8,34 @@
 
 import { closeQuietly } from "../_io.ts";
 import type { HostPort } from "../address.ts";
-import type { ServerConfig } from "./config.ts";
+import type { NamedDestination, ServerConfig } from "./config.ts";
 import { type Counters, newCounters } from "./counters.ts";
 import { handshake } from "./handshake.ts";
 import { acceptLoop } from "./listener.ts";
 import { listenLoopbacks } from "../listen.ts";
 import { describeError, type Logger } from "../log.ts";
-import { type ConnectFunction, SessionStore } from "./session_store.ts";
+import {
+  type ConnectFunction,
+  DEFAULT_DESTINATION,
+  DEFAULT_TRUST_FROM,
+  SessionStore,
+} from "./session_store.ts";
 import type { AuthThrottleOptions } from "../throttle.ts";
 
 /** Options for {@linkcode ProxyServer.listen}. */
-export interface ProxyServerOptions
-  extends Omit<ServerConfig, "admin" | "adminToken" | "logLevel" | "logFormat" | "tls"> {
+export interface ProxyServerOptions extends
+  Omit<
+    ServerConfig,
+    | "admin"
+    | "adminToken"
+    | "logLevel"
+    | "logFormat"
+    | "tls"
+    | "sendProxy"
+    | "destinations"
+    | "trustFrom"
+  >,
+  Partial<Pick<ServerConfig, "sendProxy" | "destinations" | "trustFrom">> {
   /**
    * TLS on the proxy port.
    * @default {null: plain TCP}
@@ -61,8 +77,10 @@ export class ProxyServer implements AsyncDisposable {
   readonly store: SessionStore;
   /** Totals since the server started. */
   readonly counters: Counters = newCounters();
-  /** Where sessions connect. */
-  readonly destination: HostPort;
+  /** Where sessions connect by default; `null` when there are only named ones. */
+  readonly destination: HostPort | null;
+  /** Every destination, the default (`default`) first. */
+  readonly destinations: readonly NamedDestination[];
   /** The proxy port's listeners: two for `localhost`, 127.0.0.1's first. */
   readonly #listeners: readonly [ProxyListener, ...ProxyListener[]];
   readonly #logger: Logger;
@@ -81,8 +99,20 @@ export class ProxyServer implements AsyncDisposable {
     this.#logger = options.logger;
     this.#handshakeTimeout = options.handshakeTimeout;
     this.destination = options.destination;
+    const fallback = options.destination;
+    this.destinations = [
+      ...fallback
+        ? [{ name: DEFAULT_DESTINATION, addr: fallback, sendProxy: options.sendProxy ?? null }]
+        : [],
+      ...options.destinations ?? [],
+    ];
     const storeOptions = {
       destination: options.destination,
+      sendProxy: options.sendProxy ?? null,
+      destinations: new Map(
+        (options.destinations ?? []).map((named) => [named.name, named] as const),
+      ),
+      trustFrom: options.trustFrom ?? DEFAULT_TRUST_FROM,
       bufferSize: options.bufferSize,
       idleTimeout: options.idleTimeout,
       connectTimeout: options.connectTimeout,

@@ -148,6 +148,17 @@ export interface SessionOptions {
   /** Server-wide counters this session adds its bytes and gaps to. */
   counters: Counters;
   /**
+   * The name of the destination, for status and logs.
+   * @default {"default"}
+   */
+  destinationName?: string;
+  /**
+   * Whom the session is for: the end user's address a trusted gateway gave
+   * (`from=`), or the address of the client that created it.
+   * @default {unknown: `null`}
+   */
+  client?: string;
+  /**
    * The session's OpenTelemetry span: told each attach, detach, takeover
    * and the end.
    * @default {none}
@@ -239,6 +250,10 @@ export class Session {
   #closedTimer: ReturnType<typeof setTimeout> | undefined;
   readonly #closedLinger: number;
   readonly #trace: SessionTrace | null;
+  /** The name of the destination. */
+  readonly destinationName: string;
+  /** Whom the session is for: a gateway's `from=`, or the creating client's address. */
+  readonly client: string | null;
   /** What framed attachments use of this session. */
   readonly #framedHost: FramedHost;
 
@@ -258,6 +273,8 @@ export class Session {
     this.#closedTimeout = options.closedTimeout ?? CLOSED_TIMEOUT;
     this.#closedLinger = options.closedLinger ?? CLOSED_LINGER;
     this.#trace = options.trace ?? null;
+    this.destinationName = options.destinationName ?? "default";
+    this.client = options.client ?? null;
     this.#framedHost = this.#newFramedHost();
     this.#track(this.#readDestination());
   }

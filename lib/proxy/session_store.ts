@@ -11,7 +11,10 @@ import { formatHostPort, type HostPort } from "../address.ts";
 import type { Counters } from "./counters.ts";
 import { newSecret, newSessionId, secretsEqual } from "./credentials.ts";
 import { describeError, type Logger } from "../log.ts";
-import { ProtocolError } from "../protocol.ts";
+import { parseFromAddress, ProtocolError } from "../protocol.ts";
+import { inRange, type IpRange, parseIp, parseRange } from "../ip.ts";
+import { proxyHeader, type ProxyHeaderVersion } from "./proxy_header.ts";
+import { writeAll } from "../_io.ts";
 import { Session, type SessionEvents } from "./session.ts";
 import { sleep } from "../_io.ts";
 import { AuthThrottle, type AuthThrottleOptions } from "../throttle.ts";
@@ -19,10 +22,56 @@ import { AuthThrottle, type AuthThrottleOptions } from "../throttle.ts";
 /** Opens a connection to the destination; the signal aborts the attempt. */
 export type ConnectFunction = (destination: HostPort, signal: AbortSignal) => Promise<Deno.Conn>;
 
+/** A destination sessions connect to, and how. */
+export interface DestinationTarget {
+  /** Its address. */
+  addr: HostPort;
+  /**
+   * The PROXY protocol header written to it before any byte, or `null` for none.
+   * @default {null}
+   */
+  sendProxy?: ProxyHeaderVersion | null;
+}
+
+/** The name of the destination a `NEW` without `to=` connects to, in logs, status and metrics. */
+export const DEFAULT_DESTINATION = "default";
+
+/** The peers trusted with `from=` when not told: the machine's own loopback addresses. */
+export const DEFAULT_TRUST_FROM: readonly string[] = ["127.0.0.0/8", "::1/128"];
+
+/** Who asks for a session, and for which destination. */
+export interface CreateRequest {
+  /** The client connection's address, for logs (`host:port`). */
+  peer: string;
+  /** The client connection's remote address: whom `--trust-from` judges. */
+  remote?: Deno.NetAddr;
+  /** The address the client connected to: the PROXY header's destination. */
+  local?: Deno.NetAddr;
+  /** `to=<name>`: a named destination. */
+  to?: string;
+  /** `from=<address>`: the end user's address, believed only from a trusted peer. */
+  from?: string;
+}
+
 /** Options for {@linkcode SessionStore}. */
 export interface SessionStoreOptions {
-  /** Where sessions connect. */
-  destination: HostPort;
+  /** Where sessions connect by default (`NEW` without `to=`); `null` for no default. */
+  destination: HostPort | null;
+  /**
+   * The PROXY protocol header for the default destination.
+   * @default {null: none}
+   */
+  sendProxy?: ProxyHeaderVersion | null;
+  /**
+   * Named destinations, for `NEW to=<name>`.
+   * @default {none}
+   */
+  destinations?: ReadonlyMap<string, DestinationTarget>;
+  /**
+   * CIDR ranges of the peers whose `from=` is believed; empty trusts nobody.
+   * @default {DEFAULT_TRUST_FROM}
+   */
+  trustFrom?: readonly string[];
   /** Per-session retained-output limit, in bytes. */
   bufferSize: number;
   /** How long a session may stay detached, in ms; 0 means forever. */
@@ -95,6 +144,7 @@ export class SessionStore {
   #sweeper: ReturnType<typeof setInterval> | undefined;
   readonly #sweepEvery: number;
   readonly #shutdown = new AbortController();
+  readonly #trustFrom: readonly IpRange[];
   readonly #throttle: AuthThrottle;
   readonly #events: SessionEvents;
   #connecting = 0;
@@ -108,6 +158,11 @@ export class SessionStore {
     this.#options = options;
     this.#connect = options.connect ?? connectTcp;
     this.#throttle = new AuthThrottle(options.throttle);
+    this.#trustFrom = (options.trustFrom ?? DEFAULT_TRUST_FROM).map((text) => {
+      const range = parseRange(text);
+      if (!range) throw new TypeError(`Not a CIDR range: ${text}`);
+      return range;
+    });
     // Sessions expire within a tenth of the idle timeout (at most a second) of it.
     this.#sweepEvery = Math.min(1000, Math.max(10, options.idleTimeout / 10));
     this.#events = {
@@ -150,13 +205,46 @@ export class SessionStore {
   /**
    * Connects to the destination and creates a session.
    *
-   * @param peer The address of the client asking, for logs.
+   * @param request Who asks (the peer, for logs; its addresses, for
+   * `--trust-from` and the PROXY header), and the hello's `to=` and `from=`.
    * @returns The session and its secret, for the reply.
-   * @throws {ProtocolError} `busy` at the session limit, `unreachable` when
-   * the destination cannot be reached in time.
+   * @throws {ProtocolError} `untrusted` for a `from=` from a peer not
+   * trusted, `unknown-destination` for a `to=` the server does not have,
+   * `busy` at the session limit, `unreachable` when the destination cannot
+   * be reached in time.
    */
-  async create(peer: string): Promise<Session> {
-    const { destination, connectTimeout, maxSessions, logger } = this.#options;
+  async create(request: CreateRequest | string): Promise<Session> {
+    const { peer, to, from, remote, local } = typeof request === "string"
+      ? { peer: request } as CreateRequest
+      : request;
+    const { connectTimeout, maxSessions, logger } = this.#options;
+    if (from !== undefined && !this.#trusted(remote)) {
+      logger.warn("session.untrusted", { peer, from });
+      throw new ProtocolError(
+        "untrusted",
+        "from= is believed only from the peers of the server's --trust-from",
+      );
+    }
+    const name = to ?? DEFAULT_DESTINATION;
+    const fallback = this.#options.destination;
+    const target: DestinationTarget | undefined = to !== undefined
+      ? this.#options.destinations?.get(to)
+      : fallback
+      ? { addr: fallback, sendProxy: this.#options.sendProxy ?? null }
+      : undefined;
+    if (!target) {
+      logger.warn("session.unknown_destination", { peer, to: name });
+      throw new ProtocolError(
+        "unknown-destination",
+        to === undefined
+          ? "this server has only named destinations: NEW to=<name>"
+          : `no destination named ${name}`,
+        name,
+      );
+    }
+    const destination = target.addr;
+    /** Whom the session is for: the end user a trusted gateway named, or the peer. */
+    const client = from ?? peer;
     if (this.#sessions.size + this.#connecting >= maxSessions) {
       logger.warn("session.busy", { peer, limit: maxSessions });
       throw new ProtocolError("busy", `session limit of ${maxSessions} reached`);
@@ -184,8 +272,9 @@ export class SessionStore {
         ? "server shutting down"
         : describeError(error);
       logger.warn("destination.unreachable", {
-        peer,
-        destination: formatHostPort(destination),
+        peer: client,
+        destination: name,
+        address: formatHostPort(destination),
         error: reason,
       });
       throw new ProtocolError("unreachable", `cannot reach the destination: ${reason}`);
@@ -198,6 +287,22 @@ export class SessionStore {
       conn.close();
       throw new ProtocolError("unreachable", "server shutting down");
     }
+    if (target.sendProxy) {
+      try {
+        await writeAll(
+          conn,
+          proxyHeader(target.sendProxy, endpoint(from ?? remote ?? peer), endpoint(local)),
+        );
+      } catch (error) {
+        conn.close();
+        logger.warn("destination.unreachable", {
+          peer: client,
+          destination: name,
+          error: `the PROXY header could not be written: ${describeError(error)}`,
+        });
+        throw new ProtocolError("unreachable", "cannot reach the destination: it closed");
+      }
+    }
     let id = newSessionId();
     while (this.#sessions.has(id)) id = newSessionId();
     const session = new Session({
@@ -208,19 +313,36 @@ export class SessionStore {
       logger,
       counters: this.#options.counters,
       events: this.#events,
+      destinationName: name,
+      client,
       trace: startSessionTrace({
         "socketproxy.session.id": id,
-        "socketproxy.destination": formatHostPort(destination),
-        "client.address": peer,
+        "socketproxy.destination": name,
+        "server.address": formatHostPort(destination),
+        "client.address": client,
       }),
       ...(this.#options.handshakeTimeout === undefined
         ? {}
         : { closedLinger: this.#options.handshakeTimeout }),
     });
     this.#sessions.set(id, session);
-    this.#options.counters.sessionsCreated++;
-    logger.info("session.created", { id, peer, destination: formatHostPort(destination) });
+    const counters = this.#options.counters;
+    counters.sessionsCreated++;
+    counters.sessionsByDestination.set(name, (counters.sessionsByDestination.get(name) ?? 0) + 1);
+    logger.info("session.created", {
+      id,
+      peer: client,
+      via: from === undefined ? undefined : peer,
+      destination: name,
+      address: formatHostPort(destination),
+    });
     return session;
+  }
+
+  /** Whether a peer's `from=` is believed. */
+  #trusted(remote: Deno.NetAddr | undefined): boolean {
+    const address = remote ? parseIp(remote.hostname) : null;
+    return address !== null && this.#trustFrom.some((range) => inRange(address, range));
   }
 
   /**
@@ -319,4 +441,18 @@ export class SessionStore {
       session.close("idle timeout");
     }
   }
+}
+
+/** An address as the PROXY header takes it: a `from=` (port 0 when it has none), a peer, or a local address. */
+function endpoint(address: string | Deno.NetAddr | undefined): { ip: string; port: number } {
+  if (address === undefined) return { ip: "0.0.0.0", port: 0 };
+  if (typeof address !== "string") return { ip: address.hostname, port: address.port };
+  const parsed = parseFromAddress(address);
+  if (parsed) return { ip: parsed.ip, port: parsed.port ?? 0 };
+  // A peer, host:port as peerAddress writes it.
+  const colon = address.lastIndexOf(":");
+  return {
+    ip: address.slice(0, colon).replace(/^\[|\]$/g, ""),
+    port: Number(address.slice(colon + 1)),
+  };
 }

@@ -38,6 +38,24 @@ export interface SessionReport {
   sent: number;
   /** Whether the destination connection is `open` or `closed`. */
   destination: "open" | "closed";
+  /** The name of the destination (`default` for the positional one). */
+  destinationName: string;
+  /** Whom the session is for: the end user's address a gateway gave, or the creating client's. */
+  endUser: string | null;
+}
+
+/** One destination in the report. */
+export interface DestinationReport {
+  /** Its name: `default` for the positional one. */
+  name: string;
+  /** Its address. */
+  address: string;
+  /** The PROXY header it is sent: `v1`, `v2`, or `null`. */
+  sendProxy: "v1" | "v2" | null;
+  /** Sessions open now. */
+  sessionsOpen: number;
+  /** Sessions created since the server started. */
+  sessionsCreated: number;
 }
 
 /** The whole report. */
@@ -54,8 +72,10 @@ export interface StatusReport {
   proxy: string;
   /** The admin port's address. */
   admin: string | null;
-  /** The destination sessions connect to. */
-  destination: string;
+  /** The destination sessions connect to without `to=`; `null` when there are only named ones. */
+  destination: string | null;
+  /** Every destination, the default (`default`) first: address, PROXY header, sessions. */
+  destinations: DestinationReport[];
   /** The limits in force. */
   limits: {
     bufferBytes: number;
@@ -124,14 +144,27 @@ export interface ServerIdentity {
 export interface StatusSource {
   /** Where the server listens. */
   readonly addr: HostPort;
-  /** Where it reaches the destination. */
-  readonly destination: HostPort;
+  /** Where it reaches the default destination. */
+  readonly destination: HostPort | null;
+  /** Every destination, the default first. */
+  readonly destinations: readonly {
+    name: string;
+    addr: HostPort;
+    sendProxy: "v1" | "v2" | null;
+  }[];
   /** Client connections open now, in a hello or attached. */
   readonly connections: number;
   /** The server's running totals. */
   readonly counters: Counters;
   /** The open sessions. */
-  readonly store: { list(): readonly { readonly id: string; stats(): SessionStats }[] };
+  readonly store: {
+    list(): readonly {
+      readonly id: string;
+      readonly destinationName: string;
+      readonly client: string | null;
+      stats(): SessionStats;
+    }[];
+  };
 }
 
 /**
@@ -163,6 +196,8 @@ export function collectStatus(
       ackFloor: stats.floor,
       sent: stats.sent,
       destination: stats.state,
+      destinationName: session.destinationName,
+      endUser: session.client,
     };
   });
   const counters = server.counters;
@@ -175,7 +210,14 @@ export function collectStatus(
     status: stopping ? "stopping" : "serving",
     proxy: formatHostPort(server.addr),
     admin: identity.admin ? formatHostPort(identity.admin) : null,
-    destination: formatHostPort(server.destination),
+    destination: server.destination ? formatHostPort(server.destination) : null,
+    destinations: server.destinations.map((target) => ({
+      name: target.name,
+      address: formatHostPort(target.addr),
+      sendProxy: target.sendProxy,
+      sessionsOpen: sessions.filter((session) => session.destinationName === target.name).length,
+      sessionsCreated: counters.sessionsByDestination.get(target.name) ?? 0,
+    })),
     limits: identity.limits,
     totals: {
       sessionsOpen: sessions.length,
