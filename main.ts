@@ -11,6 +11,7 @@ import { describeError } from "./lib/log.ts";
 import { clientCommand } from "./lib/commands/client.ts";
 import { closeCommand } from "./lib/commands/close.ts";
 import { demoCommand } from "./lib/commands/demo.ts";
+import { drainCommand } from "./lib/commands/drain.ts";
 import { serverCommand } from "./lib/commands/server.ts";
 import { statusCommand } from "./lib/commands/status.ts";
 import { VERSION } from "./lib/version.ts";
@@ -23,9 +24,10 @@ connections, so web gateways and polling clients can hold a telnet-style
 session open.
 
 Commands:
-  server DEST_HOST:DEST_PORT   run the proxy server
+  server [DEST_HOST:DEST_PORT] run the proxy server
   status                       show a running server's sessions and totals
   close ID                     close one session of a running server
+  drain                        drain a running server: no new sessions, then exit
   client                       a test client: a connection per line typed
   web                          the HTTP gateway and browser terminal
   demo                         a demo service, the proxy and the gateway in one process
@@ -38,6 +40,7 @@ const COMMANDS: Record<string, (args: string[]) => Promise<number>> = {
   server: serverCommand,
   status: statusCommand,
   close: closeCommand,
+  drain: drainCommand,
   client: clientCommand,
   web: webCommand,
   demo: demoCommand,

@@ -100,6 +100,7 @@ function fakeReport(stopping: boolean): StatusReport {
     started: "2026-01-01T00:00:00.000Z",
     uptimeSeconds: 60,
     status: stopping ? "stopping" : "serving",
+    node: null,
     proxy: "127.0.0.1:1",
     admin: "127.0.0.1:2",
     destination: "127.0.0.1:3",

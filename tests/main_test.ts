@@ -38,7 +38,8 @@ Deno.test("--version prints the version from deno.json, after any command too", 
 Deno.test("--help lists the commands, server --help every flag", async () => {
   const top = await runMain(["--help"]);
   assert.equal(top.code, 0);
-  assert.match(top.stdout, /server DEST_HOST:DEST_PORT/);
+  assert.match(top.stdout, /server \[DEST_HOST:DEST_PORT\]/);
+  assert.match(top.stdout, /^  drain /m);
   const server = await runMain(["server", "--help"]);
   assert.equal(server.code, 0);
   for (
@@ -51,6 +52,11 @@ Deno.test("--help lists the commands, server --help every flag", async () => {
       "--connect-timeout",
       "--max-sessions",
       "--log-level",
+      "--destination",
+      "--send-proxy",
+      "--trust-from",
+      "--node",
+      "--drain-timeout",
     ]
   ) {
     assert.match(server.stdout, new RegExp(`${flag}=`), flag);

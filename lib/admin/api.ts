@@ -39,6 +39,10 @@ export interface AdminBackend {
   closeSession(id: string): boolean;
   /** Whether the server is shutting down. */
   stopping(): boolean;
+  /** Whether the server is draining: it takes no new sessions. */
+  draining?(): boolean;
+  /** Starts a drain; says how many sessions it waits for, and how long at most. */
+  drain?(): { sessions: number; timeoutMs: number };
 }
 
 /** Options for {@linkcode adminHandler} and {@linkcode AdminServer.listen}. */
@@ -79,6 +83,8 @@ const ROUTES: Record<string, string[]> = {
   "/status": ["GET", "HEAD"],
   "/metrics": ["GET", "HEAD"],
   "/health": ["GET", "HEAD"],
+  "/ready": ["GET", "HEAD"],
+  "/drain": ["POST"],
 };
 
 function json(status: number, body: unknown, headers: Record<string, string> = {}): Response {
@@ -213,10 +219,12 @@ function route(method: string, path: string, backend: AdminBackend): Response {
   }
   const methods = ROUTES[path];
   if (!methods) {
-    return failure(404, "not_found", `No such path: try /status, /metrics, /health`);
+    return failure(404, "not_found", `No such path: try /status, /metrics, /health, /ready`);
   }
   if (!methods.includes(method)) {
-    return failure(405, "method_not_allowed", `Use GET on ${path}`, { allow: methods.join(", ") });
+    return failure(405, "method_not_allowed", `Use ${methods[0]} on ${path}`, {
+      allow: methods.join(", "),
+    });
   }
   switch (path) {
     case "/status":
@@ -225,9 +233,22 @@ function route(method: string, path: string, backend: AdminBackend): Response {
       return new Response(formatMetrics(backend.report(), backend.timings?.()), {
         headers: { "content-type": METRICS_CONTENT_TYPE },
       });
+    case "/drain": {
+      if (!backend.drain) return failure(404, "not_found", "This server cannot drain");
+      if (backend.stopping()) return failure(503, "stopping", "The server is stopping");
+      const { sessions, timeoutMs } = backend.drain();
+      return json(202, { status: "draining", sessions, timeoutMs });
+    }
+    case "/ready": {
+      // Whether to send new sessions here: not while draining or stopping.
+      const state = backend.stopping() ? "stopping" : backend.draining?.() ? "draining" : "serving";
+      return json(state === "serving" ? 200 : 503, { status: state });
+    }
     default: {
+      // Alive: 200 while draining too, so that nothing restarts a draining server.
       const stopping = backend.stopping();
-      return json(stopping ? 503 : 200, { status: stopping ? "stopping" : "serving" });
+      const state = stopping ? "stopping" : backend.draining?.() ? "draining" : "serving";
+      return json(stopping ? 503 : 200, { status: state });
     }
   }
 }

@@ -36,8 +36,14 @@ export function formatMetrics(report: StatusReport, timings?: Timings): string {
     {
       name: "info",
       type: "gauge",
-      help: "Version of the running server.",
-      samples: [[{ version: report.version }, 1]],
+      help: "Version of the running server, and its node name (empty without --node).",
+      samples: [[{ version: report.version, node: report.node ?? "" }, 1]],
+    },
+    {
+      name: "draining",
+      type: "gauge",
+      help: "1 while the server drains (takes no new sessions), else 0.",
+      samples: report.status === "draining" ? 1 : 0,
     },
     {
       name: "uptime_seconds",

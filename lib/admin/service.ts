@@ -41,10 +41,14 @@ export class Service implements AsyncDisposable {
   readonly #config: ServerConfig;
   readonly #startedAt = Date.now();
   #stopping: Promise<void> | null = null;
+  #draining: Promise<void> | null = null;
+  readonly #stopped = Promise.withResolvers<void>();
+  readonly #logger: Logger;
 
-  private constructor(config: ServerConfig, proxy: ProxyServer) {
+  private constructor(config: ServerConfig, proxy: ProxyServer, logger: Logger) {
     this.#config = config;
     this.proxy = proxy;
+    this.#logger = logger;
   }
 
   /**
@@ -67,7 +71,7 @@ export class Service implements AsyncDisposable {
     } catch (error) {
       throw explainListenError(error, { flag: "--proxy", addr: config.proxy });
     }
-    const service = new Service(config, proxy);
+    const service = new Service(config, proxy, logger);
     if (config.admin === null) return service;
     try {
       service.#admin = await AdminServer.listen(config.admin, {
@@ -79,6 +83,11 @@ export class Service implements AsyncDisposable {
           timings: () => proxy.counters.timings,
           closeSession: (id) => service.closeSession(id),
           stopping: () => service.stopping,
+          draining: () => service.draining,
+          drain: () => {
+            void service.drain();
+            return { sessions: proxy.store.size, timeoutMs: config.drainTimeout };
+          },
         },
       });
     } catch (error) {
@@ -96,6 +105,42 @@ export class Service implements AsyncDisposable {
   /** Whether {@linkcode Service.stop} has begun. */
   get stopping(): boolean {
     return this.#stopping !== null;
+  }
+
+  /** Resolves once the service has stopped, however it was asked to (a signal, a drain). */
+  get stopped(): Promise<void> {
+    return this.#stopped.promise;
+  }
+
+  /** Whether {@linkcode Service.drain} has begun (and the service not yet stopping). */
+  get draining(): boolean {
+    return this.#draining !== null && this.#stopping === null;
+  }
+
+  /**
+   * Drains the server, for a rolling update: `NEW` is refused with
+   * `ERR busy draining` (the admin API's `/ready` answers 503, `/health`
+   * stays 200), resumes are served until the sessions end; at the drain
+   * timeout the rest are closed (framed clients are told
+   * `server-stopping`). Then the service stops. Idempotent.
+   *
+   * @returns Resolves once the service has stopped.
+   */
+  drain(): Promise<void> {
+    this.#draining ??= (async () => {
+      const store = this.proxy.store;
+      store.drain();
+      const timeout = this.#config.drainTimeout;
+      this.#logger.info("server.draining", { sessions: store.size, timeout_ms: timeout });
+      const deadline = AbortSignal.timeout(timeout);
+      await store.emptied(deadline);
+      this.#logger.info("server.drained", {
+        sessions_left: store.size,
+        reason: store.size === 0 ? "all sessions ended" : "drain timeout",
+      });
+      await this.stop();
+    })();
+    return this.#draining;
   }
 
   /**
@@ -117,6 +162,8 @@ export class Service implements AsyncDisposable {
         maxSessions: config.maxSessions,
       },
       stopping: this.stopping,
+      draining: this.draining,
+      node: config.node,
     });
   }
 
@@ -148,6 +195,7 @@ export class Service implements AsyncDisposable {
         await Promise.race([admin, new Promise((resolve) => (timer = setTimeout(resolve, 300)))]);
         clearTimeout(timer);
       }
+      this.#stopped.resolve();
     })();
     return this.#stopping;
   }

@@ -88,7 +88,7 @@ function describeFetchError(error: unknown): string {
 /** Options for {@linkcode adminRequest}. */
 export interface AdminRequestOptions {
   /** The HTTP method. */
-  method: "GET" | "DELETE";
+  method: "GET" | "DELETE" | "POST";
   /** The path, such as `/status`. */
   path: string;
   /** The bearer token, if any. */

@@ -30,6 +30,7 @@ import type { ProxyHeaderVersion } from "../proxy/proxy_header.ts";
 import { DEFAULT_DESTINATION } from "../proxy/session_store.ts";
 import { DESTINATION_NAME_PATTERN } from "../protocol.ts";
 import { parseRange } from "../ip.ts";
+import { NODE_PATTERN } from "../proxy/credentials.ts";
 import { UsageError } from "../errors.ts";
 import { type LogFields, Logger } from "../log.ts";
 import { Service } from "../admin/service.ts";
@@ -56,6 +57,12 @@ Options:
   --send-proxy=v1|v2              write a PROXY protocol header (HAProxy's,
                                   text v1 or binary v2) with the client's
                                   address to DEST before any byte (default: none)
+  --node=NAME                     start every session id with NAME_ (1 to 24 of
+                                  A-Z a-z 0-9 -), so that routers in a cluster
+                                  can find this server from the id
+  --drain-timeout=DURATION        how long a drain (socketproxy drain) waits for
+                                  sessions to end before closing the rest and
+                                  exiting (default 10m)
   --trust-from=CIDR,...|none      peers whose NEW from=ADDRESS (the end user's
                                   address, from a gateway) is believed; others
                                   get ERR untrusted (default
@@ -87,6 +94,8 @@ const FLAGS = {
   destination: { type: "string", multiple: true },
   "send-proxy": { type: "string" },
   "trust-from": { type: "string", multiple: true },
+  node: { type: "string" },
+  "drain-timeout": { type: "string" },
   proxy: { type: "string" },
   admin: { type: "string" },
   buffer: { type: "string" },
@@ -174,6 +183,17 @@ export function parseServerArgs(args: string[]): ServerConfig | "help" {
   const sendProxy = value("send-proxy");
   if (sendProxy !== undefined) config.sendProxy = parseProxyVersion(sendProxy, "--send-proxy");
   config.destinations = parseDestinations(listFlag(flags, "destination"), config.sendProxy);
+  const node = value("node");
+  if (node !== undefined) {
+    if (!NODE_PATTERN.test(node)) {
+      throw new UsageError(`--node: 1 to 24 characters of A-Z a-z 0-9 -, not "${node}"`);
+    }
+    config.node = node;
+  }
+  const drainTimeout = value("drain-timeout");
+  if (drainTimeout !== undefined) {
+    config.drainTimeout = positiveDuration(drainTimeout, "--drain-timeout");
+  }
   const trust = listFlag(flags, "trust-from");
   if (trust.length > 0) config.trustFrom = parseTrustFrom(trust);
   const [dest, ...extra] = flags.positionals;
@@ -314,6 +334,7 @@ export async function serverCommand(args: string[]): Promise<number> {
       ? undefined
       : config.destinations.map((named) => `${named.name}=${formatHostPort(named.addr)}`).join(","),
     send_proxy: config.sendProxy ?? undefined,
+    node: config.node ?? undefined,
     buffer: config.bufferSize,
     max_sessions: config.maxSessions,
     admin_token: config.adminToken === null ? "none" : "required",
@@ -321,11 +342,14 @@ export async function serverCommand(args: string[]): Promise<number> {
     file_reads: fileReads,
   });
 
-  const signal = await signals.first;
-  logger.info("server.stopping", { signal, sessions: service.proxy.store.size });
-  await stopByDeadline(() => service.stop(), () => {
-    logger.warn("server.stop_deadline", { after_ms: STOP_DEADLINE_MS });
-  });
+  // A signal, or the end of a drain (socketproxy drain), which stops the service itself.
+  const signal = await Promise.race([signals.first, service.stopped.then(() => null)]);
+  if (signal !== null) {
+    logger.info("server.stopping", { signal, sessions: service.proxy.store.size });
+    await stopByDeadline(() => service.stop(), () => {
+      logger.warn("server.stop_deadline", { after_ms: STOP_DEADLINE_MS });
+    });
+  }
   const totals = service.proxy.counters;
   logger.info("server.stopped", {
     sessions_created: totals.sessionsCreated,

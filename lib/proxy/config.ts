@@ -31,6 +31,10 @@ export interface ServerConfig {
   destinations: readonly NamedDestination[];
   /** CIDR ranges of the peers whose `NEW from=` is believed; empty trusts nobody. */
   trustFrom: readonly string[];
+  /** The node name session ids start with (`NODE_<random>`), for routing in a cluster; `null` for none. */
+  node: string | null;
+  /** How long a drain (`POST /drain`) waits for sessions to end before closing the rest, in ms. */
+  drainTimeout: number;
   /** Where clients connect. */
   proxy: HostPort;
   /** The management port, or `null` when disabled. */
@@ -74,4 +78,6 @@ export const SERVER_DEFAULTS: Readonly<Omit<ServerConfig, "destination">> = {
   sendProxy: null,
   destinations: [],
   trustFrom: ["127.0.0.0/8", "::1/128"],
+  node: null,
+  drainTimeout: 600_000,
 };

@@ -17,17 +17,42 @@ function randomToken(bytes: number): string {
   return btoa(binary).replaceAll("+", "-").replaceAll("/", "_").replace(/=+$/, "");
 }
 
+/** A node name (`server --node`): 1 to 24 of `[A-Za-z0-9-]`, so that `NAME_` cannot be part of the random part. */
+export const NODE_PATTERN: RegExp = /^[A-Za-z0-9-]{1,24}$/;
+
 /**
  * Creates an unguessable session id: 16 characters of `[A-Za-z0-9_-]`,
- * never starting with `-`.
+ * never starting with `-`; with a node name, `NODE_` before them (at most
+ * 41 characters), so that a router can tell the node from the id alone.
  *
+ * @param node The server's node name, or none.
  * @returns A new id.
  */
-export function newSessionId(): string {
+export function newSessionId(node?: string | null): string {
   // An id starting with "-" would read as an option on command lines (socketproxy close ID).
   let id = randomToken(ID_BYTES);
   while (id.startsWith("-")) id = randomToken(ID_BYTES);
-  return id;
+  return node ? `${node}_${id}` : id;
+}
+
+/**
+ * The node a session id names (`NODE_<random>`), or `null` for an id without one.
+ *
+ * @param id A session id.
+ * @returns The node name.
+ *
+ * @example
+ * ```ts
+ * import { nodeOf } from "./credentials.ts";
+ *
+ * console.assert(nodeOf("eu-1_q3Zx0b9XkP2Lm7Rt") === "eu-1");
+ * console.assert(nodeOf("q3Zx0b9XkP2Lm7Rt") === null);
+ * ```
+ */
+export function nodeOf(id: string): string | null {
+  const underscore = id.indexOf("_");
+  const node = underscore < 0 ? "" : id.slice(0, underscore);
+  return NODE_PATTERN.test(node) && id.length - underscore - 1 === 16 ? node : null;
 }
 
 /**

@@ -34,8 +34,10 @@ export interface ProxyServerOptions extends
     | "sendProxy"
     | "destinations"
     | "trustFrom"
+    | "node"
+    | "drainTimeout"
   >,
-  Partial<Pick<ServerConfig, "sendProxy" | "destinations" | "trustFrom">> {
+  Partial<Pick<ServerConfig, "sendProxy" | "destinations" | "trustFrom" | "node">> {
   /**
    * TLS on the proxy port.
    * @default {null: plain TCP}
@@ -113,6 +115,7 @@ export class ProxyServer implements AsyncDisposable {
         (options.destinations ?? []).map((named) => [named.name, named] as const),
       ),
       trustFrom: options.trustFrom ?? DEFAULT_TRUST_FROM,
+      node: options.node ?? null,
       bufferSize: options.bufferSize,
       idleTimeout: options.idleTimeout,
       connectTimeout: options.connectTimeout,

@@ -14,9 +14,8 @@ import { describeError, type Logger } from "../log.ts";
 import { parseFromAddress, ProtocolError } from "../protocol.ts";
 import { inRange, type IpRange, parseIp, parseRange } from "../ip.ts";
 import { proxyHeader, type ProxyHeaderVersion } from "./proxy_header.ts";
-import { writeAll } from "../_io.ts";
 import { Session, type SessionEvents } from "./session.ts";
-import { sleep } from "../_io.ts";
+import { sleep, Wakeup, writeAll } from "../_io.ts";
 import { AuthThrottle, type AuthThrottleOptions } from "../throttle.ts";
 
 /** Opens a connection to the destination; the signal aborts the attempt. */
@@ -67,6 +66,11 @@ export interface SessionStoreOptions {
    * @default {none}
    */
   destinations?: ReadonlyMap<string, DestinationTarget>;
+  /**
+   * The node name session ids start with (`NODE_<random>`), or none.
+   * @default {null}
+   */
+  node?: string | null;
   /**
    * CIDR ranges of the peers whose `from=` is believed; empty trusts nobody.
    * @default {DEFAULT_TRUST_FROM}
@@ -145,6 +149,9 @@ export class SessionStore {
   readonly #sweepEvery: number;
   readonly #shutdown = new AbortController();
   readonly #trustFrom: readonly IpRange[];
+  #draining = false;
+  /** Woken whenever a session ends. */
+  readonly #ended = new Wakeup();
   readonly #throttle: AuthThrottle;
   readonly #events: SessionEvents;
   #connecting = 0;
@@ -172,6 +179,7 @@ export class SessionStore {
         this.#attachedOrEnded(session);
         this.#sessions.delete(session.id);
         this.#options.counters.sessionsEnded++;
+        this.#ended.wake();
         this.#settling.add(session);
         session.settled().finally(() => this.#settling.delete(session));
       },
@@ -218,6 +226,9 @@ export class SessionStore {
       ? { peer: request } as CreateRequest
       : request;
     const { connectTimeout, maxSessions, logger } = this.#options;
+    if (this.#draining) {
+      throw new ProtocolError("busy", "draining: this server takes no new sessions, try another");
+    }
     if (from !== undefined && !this.#trusted(remote)) {
       logger.warn("session.untrusted", { peer, from });
       throw new ProtocolError(
@@ -282,6 +293,7 @@ export class SessionStore {
       clearTimeout(timer);
       this.#shutdown.signal.removeEventListener("abort", shutdown);
       this.#connecting--;
+      this.#ended.wake();
     }
     if (this.#shutdown.signal.aborted) {
       conn.close();
@@ -303,8 +315,9 @@ export class SessionStore {
         throw new ProtocolError("unreachable", "cannot reach the destination: it closed");
       }
     }
-    let id = newSessionId();
-    while (this.#sessions.has(id)) id = newSessionId();
+    const node = this.#options.node ?? null;
+    let id = newSessionId(node);
+    while (this.#sessions.has(id)) id = newSessionId(node);
     const session = new Session({
       id,
       secret: newSecret(),
@@ -337,6 +350,36 @@ export class SessionStore {
       address: formatHostPort(destination),
     });
     return session;
+  }
+
+  /** Whether {@linkcode SessionStore.drain} was called: `NEW` is refused. */
+  get draining(): boolean {
+    return this.#draining;
+  }
+
+  /**
+   * Stops taking new sessions: `NEW` answers `ERR busy draining`, resumes
+   * are served as before.
+   */
+  drain(): void {
+    this.#draining = true;
+  }
+
+  /**
+   * Resolves once no session is open (or connecting), or `signal` aborts.
+   *
+   * @param signal Stops the wait.
+   */
+  async emptied(signal?: AbortSignal): Promise<void> {
+    const stop = (): void => this.#ended.wake();
+    signal?.addEventListener("abort", stop, { once: true });
+    try {
+      while (!signal?.aborted && (this.#sessions.size > 0 || this.#connecting > 0)) {
+        await this.#ended.wait();
+      }
+    } finally {
+      signal?.removeEventListener("abort", stop);
+    }
   }
 
   /** Whether a peer's `from=` is believed. */

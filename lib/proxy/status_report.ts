@@ -66,8 +66,10 @@ export interface StatusReport {
   started: string;
   /** Seconds since the server started. */
   uptimeSeconds: number;
-  /** `serving`, or `stopping` during shutdown. */
-  status: "serving" | "stopping";
+  /** `serving`; `draining` (no new sessions, resumes served); `stopping` during shutdown. */
+  status: "serving" | "draining" | "stopping";
+  /** The node name session ids start with, or `null`. */
+  node: string | null;
   /** Where clients connect. */
   proxy: string;
   /** The admin port's address. */
@@ -176,7 +178,7 @@ export interface StatusSource {
  */
 export function collectStatus(
   server: StatusSource,
-  identity: ServerIdentity & { stopping?: boolean },
+  identity: ServerIdentity & { stopping?: boolean; draining?: boolean; node?: string | null },
 ): StatusReport {
   const stopping = identity.stopping ?? false;
   const now = Date.now();
@@ -207,7 +209,8 @@ export function collectStatus(
     version: identity.version,
     started: new Date(identity.startedAt).toISOString(),
     uptimeSeconds: (now - identity.startedAt) / 1000,
-    status: stopping ? "stopping" : "serving",
+    status: stopping ? "stopping" : identity.draining ? "draining" : "serving",
+    node: identity.node ?? null,
     proxy: formatHostPort(server.addr),
     admin: identity.admin ? formatHostPort(identity.admin) : null,
     destination: server.destination ? formatHostPort(server.destination) : null,

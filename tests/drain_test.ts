@@ -1,0 +1,160 @@
+/**
+ * For a cluster: node-tagged session ids (`server --node`), and draining
+ * for rolling updates (`POST /drain`): `NEW` refused with `ERR busy`,
+ * `/ready` 503 while `/health` stays 200, resumes served until the
+ * sessions end, the rest closed at the drain timeout with
+ * `E server-stopping`, then the server stops.
+ */
+
+import assert from "node:assert/strict";
+import { newSessionId, nodeOf } from "../lib/proxy/credentials.ts";
+import { FrameReader } from "../lib/frames.ts";
+import { writeAll } from "../lib/_io.ts";
+import {
+  Destination,
+  issuedSecrets,
+  runMain,
+  ServerProcess,
+  startServer,
+  startService,
+  TestClient,
+  WAIT_MS,
+  withDeadline,
+} from "./_helpers.ts";
+
+async function answer(
+  url: string,
+  init?: RequestInit,
+): Promise<{ status: number; body: Record<string, unknown> }> {
+  const response = await fetch(url, init);
+  return { status: response.status, body: await response.json() };
+}
+
+Deno.test("server --node makes every id NODE_<random>, and the node can be read back from it", async () => {
+  await using destination = new Destination();
+  await using proxy = startServer(destination.port, { node: "eu-1" });
+  using client = await TestClient.connect(proxy.port);
+  const reply = await client.hello("NEW");
+  issuedSecrets.add(reply.secret);
+  assert.match(reply.id, /^eu-1_[A-Za-z0-9_-]{16}$/);
+  assert.equal(nodeOf(reply.id), "eu-1");
+  assert.equal(nodeOf(newSessionId()), null, "an id without a node");
+  const longest = newSessionId("n".repeat(24));
+  assert.ok(longest.length <= 64 && nodeOf(longest) === "n".repeat(24));
+});
+
+Deno.test("a drain refuses NEW, keeps serving resumes, answers /ready 503 and /health 200, and stops once the sessions end", async () => {
+  await using destination = new Destination();
+  await using service = await startService(destination.port, { node: "a" });
+  using first = await TestClient.connect(service.port);
+  const session = await first.hello("NEW");
+  issuedSecrets.add(session.secret);
+  first.close();
+  assert.equal((await answer(`${service.admin}/ready`)).status, 200);
+  const drain = await answer(`${service.admin}/drain`, { method: "POST" });
+  assert.deepEqual(drain, {
+    status: 202,
+    body: { status: "draining", sessions: 1, timeoutMs: 600_000 },
+  });
+  assert.deepEqual(await answer(`${service.admin}/ready`), {
+    status: 503,
+    body: { status: "draining" },
+  });
+  assert.deepEqual(await answer(`${service.admin}/health`), {
+    status: 200,
+    body: { status: "draining" },
+  });
+  const report = await answer(`${service.admin}/status`);
+  assert.equal(report.body.status, "draining");
+  assert.equal(report.body.node, "a");
+  const metrics = await (await fetch(`${service.admin}/metrics`)).text();
+  assert.ok(metrics.includes("socketproxy_draining 1\n"));
+  assert.ok(metrics.includes('socketproxy_info{version="'));
+  assert.ok(metrics.includes('node="a"'));
+  using refused = await TestClient.connect(service.port);
+  await refused.write("NEW\n");
+  assert.match(await refused.readLine(), /^ERR busy draining/);
+  {
+    using resumed = await TestClient.connect(service.port);
+    const again = await resumed.hello(`RESUME ${session.id} ${session.secret} 0`);
+    assert.equal(again.id, session.id, "resumes are served while draining");
+  }
+  // The last session ends: the drain is over and the server stops.
+  using closer = await TestClient.connect(service.port);
+  await closer.write(`CLOSE ${session.id} ${session.secret}\n`);
+  assert.equal(await closer.readLine(), `BYE ${session.id}`);
+  await service.service.drain();
+  assert.equal(service.service.stopping, true);
+  await service.logs.waitFor("server.drained", (fields) => fields.reason === "all sessions ended");
+  await assert.rejects(TestClient.connect(service.port), "the proxy port is closed");
+});
+
+Deno.test("at the drain timeout the sessions left are closed, a framed client told server-stopping", async () => {
+  await using destination = new Destination();
+  await using service = await startService(destination.port, { drainTimeout: 200 });
+  const conn = await Deno.connect({ hostname: "127.0.0.1", port: service.port });
+  await writeAll(conn, new TextEncoder().encode("NEW framed\n"));
+  // The reply line, then frames.
+  const first = new Uint8Array(1024);
+  let filled = 0;
+  while (!first.subarray(0, filled).includes(10)) {
+    const read = await conn.read(first.subarray(filled));
+    if (read === null) throw new Error("no reply");
+    filled += read;
+  }
+  const lf = first.indexOf(10);
+  const reply = new TextDecoder().decode(first.subarray(0, lf));
+  issuedSecrets.add(reply.split(" ")[2] ?? "");
+  const reader = new FrameReader(conn, {
+    direction: "to-client",
+    leftover: first.slice(lf + 1, filled),
+  });
+  const stopped = service.service.drain();
+  let end = null;
+  for (let round = 0; round < 10 && end === null; round++) {
+    const frame = await reader.next();
+    if (frame === null) break;
+    if (frame.type === "E") end = frame.reason;
+  }
+  conn.close();
+  assert.equal(end, "server-stopping");
+  await stopped;
+  await service.logs.waitFor("server.drained", (fields) => fields.reason === "drain timeout");
+});
+
+Deno.test("POST /drain needs POST, and the admin token like everything else", async () => {
+  await using destination = new Destination();
+  await using service = await startService(destination.port, { adminToken: "t".repeat(32) });
+  assert.equal((await answer(`${service.admin}/drain`)).status, 401);
+  const get = await fetch(`${service.admin}/drain`, {
+    headers: { authorization: `Bearer ${"t".repeat(32)}` },
+  });
+  assert.equal(get.status, 405);
+  assert.match(await get.text(), /Use POST on \/drain/);
+  assert.equal(service.service.draining, false);
+});
+
+Deno.test("socketproxy drain: the server stops taking sessions and, with none open, exits 0 by itself", async () => {
+  await using destination = new Destination();
+  await using server = new ServerProcess([
+    "--proxy=127.0.0.1:0",
+    "--admin=127.0.0.1:0",
+    "--node=n1",
+    "--drain-timeout=30s",
+    `127.0.0.1:${destination.port}`,
+  ]);
+  const adminPort = await server.adminPort;
+  const drained = await runMain(["drain", `--admin=127.0.0.1:${adminPort}`]);
+  assert.equal(drained.code, 0, drained.stderr);
+  assert.match(
+    drained.stdout,
+    /is draining: 0 sessions open; the rest close in at most 30 s, then it exits/,
+  );
+  const status = await withDeadline(server.child.status, WAIT_MS, "the server's exit");
+  assert.equal(status.code, 0);
+  await server.waitFor((line) => line.includes("server.drained"));
+  assert.ok(server.lines.some((line) => line.includes("server.stopped")));
+  const misuse = await runMain(["server", "--node=no_underscores", "h:1"]);
+  assert.equal(misuse.code, 2);
+  assert.match(misuse.stderr, /--node: 1 to 24 characters of A-Z a-z 0-9 -/);
+});
