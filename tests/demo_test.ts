@@ -361,7 +361,8 @@ Deno.test("main.ts demo runs the demo service, proxy and gateway; SIGINT stops a
 });
 
 Deno.test("main.ts demo stops at once even with a long poll waiting in the gateway", async () => {
-  await using demo = new DemoProcess(ANY_PORTS);
+  // Debug: a poll's attach is logged at that level.
+  await using demo = new DemoProcess([...ANY_PORTS, "--log-level=debug"]);
   const ports = await demo.ports();
   const base = `http://127.0.0.1:${ports.web}`;
   const created = await fetch(`${base}/api/sessions`, { method: "POST" });

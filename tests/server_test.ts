@@ -656,3 +656,25 @@ Deno.test("a small buffer still keeps most of what it streamed, for a resume a l
   assert.equal(reply.pending, 32 * 1024);
   assert.deepEqual(data, output.subarray(output.length - 32 * 1024));
 });
+
+Deno.test("a poll's attach and detach are logged at debug level, a stream's at info", async () => {
+  await using destination = new Destination();
+  await using proxy = startServer(destination.port);
+  const session = await (async () => {
+    using client = await TestClient.connect(proxy.port);
+    return await client.hello("NEW");
+  })();
+  await proxy.logs.waitFor("session.detached");
+  {
+    using polled = await TestClient.connect(proxy.port);
+    await polled.hello(`RESUME ${session.id} ${session.secret} 0`);
+  }
+  await proxy.logs.waitFor(
+    "session.detached",
+    (fields) => proxy.logs.events("session.detached").length === 2 && fields.id === session.id,
+  );
+  const levels = (event: string) => proxy.logs.events(event).map((record) => record.level);
+  assert.deepEqual(levels("session.attached"), ["info", "debug"]);
+  assert.deepEqual(levels("session.detached"), ["info", "debug"]);
+  assert.deepEqual(levels("session.created"), ["info"]);
+});

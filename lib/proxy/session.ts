@@ -406,7 +406,9 @@ export class Session {
     this.#lastAttachedAt = Date.now();
     this.#detachedAt = null;
     clearTimeout(this.#closedTimer);
-    this.#logger.info("session.attached", {
+    // A poll attaches and detaches for every request: at debug level, so
+    // that a busy server does not spend its time writing them.
+    this.#logger.log(mode === "acknowledged" ? "debug" : "info", "session.attached", {
       id: this.id,
       peer,
       mode,
@@ -730,7 +732,7 @@ export class Session {
     this.#expireWhenClosed();
     release(attachment, "closed");
     this.#outputArrived.wake();
-    this.#logger.info("session.detached", {
+    this.#logger.log(attachment.mode === "acknowledged" ? "debug" : "info", "session.detached", {
       id: this.id,
       peer: attachment.peer,
       reason,
