@@ -5,6 +5,7 @@
  * message's `input` and every binary frame go to it, `{"type":"in"}` is sent
  * per `maxInput` bytes written, and what the destination sends comes back
  * as binary frames, reading nothing more while over 1 MiB waits to go out.
+ * Acknowledgements are ignored: nothing is kept to resume from.
  * No sessions, no resume. The WebSocket benchmark runs it as the baseline.
  *
  *     deno run --allow-net bench/minimal_ws_relay.ts PORT DESTINATION_PORT
@@ -35,10 +36,13 @@ Deno.serve({ hostname: "127.0.0.1", port, onListen() {} }, (request) => {
       }
     }).catch(() => socket.close());
   };
+  let first = true;
   socket.onmessage = (event) => {
     if (typeof event.data !== "string") return write(new Uint8Array(event.data));
+    if (!first) return; // {"type":"ack"}
+    first = false;
     const { input } = JSON.parse(event.data);
-    const attached = { type: "attached", from: 0, in: 0, state: "open" };
+    const attached = { type: "attached", v: 2, from: 0, in: 0, state: "open" };
     socket.send(JSON.stringify({ ...attached, maxInput: MAX_INPUT, window: 2 * MAX_INPUT }));
     if (typeof input === "string" && input) write(Uint8Array.fromBase64(input));
   };

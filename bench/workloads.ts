@@ -753,10 +753,11 @@ async function within<T>(promise: Promise<T>, ms: number, what: string): Promise
 }
 
 /**
- * A browser-side WebSocket client of the gateway's protocol: sends the
- * first message (with `input`), waits for `{"type":"attached"}`, hands
- * binary frames to `onBytes`, and sends input within the gateway's window
- * of unconfirmed input, waiting for `{"type":"in"}` when it is full.
+ * A browser-side WebSocket client of the gateway's protocol (version 2):
+ * sends the first message (with `input`), waits for `{"type":"attached"}`,
+ * hands binary frames to `onBytes` and acknowledges them as the page does
+ * (at half a window, and once it has taken what arrived), and sends input
+ * within the window, waiting for `{"type":"in"}` when it is full.
  */
 class WsClient {
   readonly socket: WebSocket;
@@ -768,6 +769,10 @@ class WsClient {
   window = 0;
   sent: number;
   confirmed = 0;
+  /** The output offset received, and the latest acknowledged. */
+  received = 0;
+  acked = 0;
+  #ackTimer: ReturnType<typeof setTimeout> | undefined;
   #room: (() => void) | null = null;
 
   constructor(url: string, first: { secret: string; ack: number; input: Uint8Array }) {
@@ -788,11 +793,15 @@ class WsClient {
       failed.reject(error);
     };
     socket.onopen = () => {
-      socket.send(JSON.stringify({ ...first, input: first.input.toBase64() }));
+      socket.send(JSON.stringify({ v: 2, ...first, input: first.input.toBase64() }));
     };
     socket.onmessage = (event) => {
       if (typeof event.data !== "string") {
-        this.onBytes(new Uint8Array(event.data));
+        const bytes = new Uint8Array(event.data);
+        this.onBytes(bytes);
+        this.received += bytes.length;
+        if (this.received - this.acked >= this.window / 2) this.#acknowledge();
+        else this.#ackTimer ??= setTimeout(() => this.#acknowledge(), 0);
         return;
       }
       const message = JSON.parse(event.data);
@@ -800,12 +809,13 @@ class WsClient {
         this.maxInput = message.maxInput;
         this.window = message.window;
         this.confirmed = message.in;
+        this.received = this.acked = message.from;
         attached.resolve();
       } else if (message.type === "in") {
         this.confirmed = message.in;
         this.#room?.();
         this.#room = null;
-      } else if (message.type !== "closed") {
+      } else if (message.type !== "end") {
         fail(event.data);
       }
     };
@@ -827,7 +837,16 @@ class WsClient {
     }
   }
 
+  #acknowledge(): void {
+    clearTimeout(this.#ackTimer);
+    this.#ackTimer = undefined;
+    if (this.received <= this.acked || this.socket.readyState !== WebSocket.OPEN) return;
+    this.acked = this.received;
+    this.socket.send(JSON.stringify({ type: "ack", ack: this.received }));
+  }
+
   close(): void {
+    clearTimeout(this.#ackTimer);
     this.socket.onclose = null;
     this.socket.close();
   }

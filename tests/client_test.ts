@@ -144,7 +144,7 @@ Deno.test("output lost with a dropped connection is fetched again, exactly", asy
   assert.equal(session.received, 15);
 });
 
-Deno.test("a stream behind a small, full buffer catches up exactly before it streams: no gap of its own", async () => {
+Deno.test("a stream behind a small, full buffer resumes exactly where this client stands: no gap of its own", async () => {
   const total = 256 * 1024;
   const output = randomBytes(total, 23);
   await using destination = new Destination();
@@ -159,16 +159,13 @@ Deno.test("a stream behind a small, full buffer catches up exactly before it str
   await doomed.hello(`RESUME ${session.id} ${session.secret} 0`);
   await doomed.readExactly(1000);
   doomed.close();
-  // A streaming hello first would let the server release that output, and
-  // the full buffer would at once take the room: the catch-up would meet a gap.
-  await using connection = await session.connect("streaming");
   const received = new Uint8Array(total);
+  const stop = new AbortController();
   await withDeadline(
     (async () => {
-      for (let round = 0; session.received < total && round < total; round++) {
-        const chunk = await connection.read();
-        if (chunk === null) break;
+      for await (const chunk of session.stream({ signal: stop.signal })) {
         received.set(chunk, session.received - chunk.length);
+        if (session.received === total) stop.abort();
       }
     })(),
     WAIT_MS,
@@ -180,20 +177,22 @@ Deno.test("a stream behind a small, full buffer catches up exactly before it str
   await writing;
 });
 
-Deno.test("input written to a connection that died is resent after the reconnect", async () => {
+Deno.test("input given while another client has the session is kept, and resent once", async () => {
   await using destination = new Destination();
   await using proxy = startServer(destination.port);
   const session = await created(proxy.port);
   using dest = new TestClient(await destination.accepted());
-  const connection = await session.connect("streaming");
-  // Another client takes over: the server closes the library's connection,
-  // and the library, not yet knowing, writes input into it.
+  const stream = session.stream();
+  const first = stream.next(); // attaches
+  await proxy.logs.waitFor("session.attached", (fields) => fields.mode === "framed");
+  // Another client takes over: the server tells the stream so, and it ends.
   using thief = await TestClient.connect(proxy.port);
   await thief.hello(`RESUME ${session.id} ${session.secret}`);
-  await proxy.logs.waitFor("session.taken_over");
+  const ended = await first;
+  assert.deepEqual(ended, { done: true, value: "taken-over" });
+  assert.equal(session.streamEnd, "taken-over");
   session.send("must arrive once");
   await session.flush();
-  assert.equal(await connection.read(), null, "the server had closed it");
   thief.close();
   await proxy.logs.waitFor(
     "session.detached",
@@ -214,7 +213,7 @@ Deno.test("a poll cut short hands out what it read and counts only that", async 
   assert.equal(decoder.decode(await session.poll()), "ABCD");
   assert.equal(session.received, 4);
   const again = ClientSession.resume({ id, secret }, { ...at(fake.port), ack: 0 });
-  const connection = await again.connect("exact");
+  const connection = await again.connect();
   await assert.rejects(connection.readExactly(10), ConnectionLostError);
   assert.equal(again.received, 0, "nothing counted that was not handed out");
   const held = await connection.read();
@@ -249,8 +248,6 @@ Deno.test(
     const output = randomBytes(total, 70);
     const input = randomBytes(total, 71);
     await using destination = new Destination();
-    // Streaming attachments retain what they were sent as far as the buffer
-    // has room: room for everything makes every resume exact.
     await using proxy = startServer(destination.port, { bufferSize: 2 * total });
     const session = await created(proxy.port);
     using dest = new TestClient(await destination.accepted());
@@ -272,10 +269,20 @@ Deno.test(
         sent += size;
       }
       const before = session.received;
-      const connection = await session.connect(random() < 0.5 ? "exact" : "streaming");
-      assert.equal(session.received, before, "what the library holds back is not received yet");
       // All output is on its way: whatever the connection does not have yet, it will be sent.
       const want = Math.min(total - before, Math.floor(random() * 48 * 1024));
+      if (want > 0 && random() < 0.5) {
+        // A stream, stopped abruptly once it has handed out about what was wanted.
+        const stop = new AbortController();
+        for await (const chunk of session.stream({ signal: stop.signal })) {
+          received.set(chunk, session.received - chunk.length);
+          if (session.received - before >= want) stop.abort();
+          else if (random() < 0.5) await session.flush();
+        }
+        continue;
+      }
+      const connection = await session.connect();
+      assert.equal(session.received, before, "what the library holds back is not received yet");
       const chunk = await connection.readExactly(want);
       received.set(chunk, before);
       if (random() < 0.5) await session.flush();
@@ -473,7 +480,7 @@ Deno.test("skipGap hands out the output held below the gap before jumping", asyn
   const secret = "S".repeat(32);
   await using fake = replyingWith(`OK ${id} ${secret} 0 0 10 open\nABCD`);
   const session = ClientSession.resume({ id, secret }, { ...at(fake.port), ack: 0 });
-  const connection = await session.connect("exact");
+  const connection = await session.connect();
   // Cut short: the four bytes read are held for the next reader.
   await assert.rejects(connection.readExactly(10), ConnectionLostError);
   assert.equal(session.skipGap(new GapError("released", 100)), 96);
@@ -630,15 +637,14 @@ Deno.test("ERR bad-request and ERR timeout from the real server parse to their t
   }
 });
 
-Deno.test("a long stream keeps its unconfirmed input bounded, and output exact", async () => {
+Deno.test("a long stream keeps its input within one window, on one connection, and output exact", async () => {
   const total = 4 * 1024 * 1024;
   const chunk = 16 * 1024;
-  const limit = 64 * 1024;
+  const window = 256 * 1024;
   const input = randomBytes(total, 11);
   await using destination = echoDestination();
-  await using proxy = startServer(destination.port, { bufferSize: 256 * 1024 });
-  const session = await ClientSession.create({ ...at(proxy.port), maxUnconfirmed: limit });
-  issuedSecrets.add(session.secret);
+  await using proxy = startServer(destination.port, { bufferSize: window });
+  const session = await created(proxy.port);
   const received = new Uint8Array(total);
   let most = 0;
   const stop = new AbortController();
@@ -659,12 +665,14 @@ Deno.test("a long stream keeps its unconfirmed input bounded, and output exact",
       next = stream.next();
     }
   } finally {
-    await stream.return(undefined);
+    await stream.return("detached");
   }
   await sending;
   assert.equal(session.received, total);
   assert.equal(firstDifference(received, input), -1, "output");
-  assert.ok(most <= limit + chunk, `unconfirmed input reached ${most} bytes`);
-  assert.ok(proxy.logs.events("session.attached").length > 4, "the stream re-attached");
+  assert.ok(most <= window + chunk, `unconfirmed input reached ${most} bytes`);
+  const attached = proxy.logs.events("session.attached");
+  assert.equal(attached.length, 2, "create, then one framed connection");
+  assert.equal(attached[1]?.fields.mode, "framed");
   assert.equal(proxy.server.counters.gaps, 0);
 });

@@ -250,13 +250,13 @@ Deno.test("the open WebSockets gauge goes up while a socket is open and back dow
   const attached = Promise.withResolvers<Record<string, unknown>>();
   socket.onclose = () => closed.resolve();
   socket.onmessage = (event) => attached.resolve(JSON.parse(event.data));
-  socket.onopen = () => socket.send(JSON.stringify({ secret: session.secret, ack: 0 }));
+  socket.onopen = () => socket.send(JSON.stringify({ v: 2, secret: session.secret, ack: 0 }));
   try {
     assert.equal((await withDeadline(attached.promise, WAIT_MS, "attached")).type, "attached");
     assert.equal(await sample(gateway, "socketproxy_web_websockets"), 1);
     const streaming = await proxy.logs.waitFor(
       "session.attached",
-      (fields) => fields.mode === "streaming" && !earlier.has(fields.peer),
+      (fields) => fields.mode === "framed" && !earlier.has(fields.peer),
     );
     socket.close();
     await withDeadline(closed.promise, WAIT_MS, "the socket closing");

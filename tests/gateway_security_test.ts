@@ -48,7 +48,7 @@ Deno.test("a WebSocket whose first message has inputAt beyond the session's inpu
     });
   });
   socket.addEventListener("open", () => {
-    socket.send(JSON.stringify({ secret: session.secret, ack: 0, inputAt: 1000 }));
+    socket.send(JSON.stringify({ v: 2, secret: session.secret, ack: 0, inputAt: 1000 }));
   });
   const error = await withDeadline(message, WAIT_MS, "the error message");
   assert.equal(error.type, "error");

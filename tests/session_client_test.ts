@@ -8,6 +8,9 @@ import { gatewayHandler, type GatewayLimits } from "../lib/gateway/mod.ts";
 import { HttpServer } from "../lib/http/server.ts";
 import { BrowserSession, type Status, type Transport } from "../web/session_client.ts";
 import { Wakeup } from "../lib/_io.ts";
+import { Forwarder } from "./_forwarder.ts";
+import { startStack } from "./_stack.ts";
+import { concatBytes } from "../lib/bytes.ts";
 import {
   decoder,
   Destination,
@@ -226,6 +229,12 @@ for (const transport of ["websocket", "longpoll"] as const) {
     assert.equal(storage.items.size, 0, "nothing left to resume");
     await proxy.logs.waitFor("session.closed");
     assert.deepEqual(gateway.logs.events("web.auth_failed"), [], "no hello after the end");
+    if (transport === "websocket") {
+      const polls = gateway.logs.events("web.request").filter((record) =>
+        record.fields.path === "/api/sessions/{id}/poll"
+      );
+      assert.deepEqual(polls, [], "the acknowledgement went on the socket: no final poll");
+    }
   });
 }
 
@@ -272,7 +281,8 @@ Deno.test("input the gateway refuses for good is dropped with a notice, not retr
 
 Deno.test("websocket: typing far past the input limit keeps the stored input small, and a reload goes on", async () => {
   await using destination = new Destination();
-  await using proxy = startServer(destination.port);
+  // The window: how much input may be unconfirmed.
+  await using proxy = startServer(destination.port, { bufferSize: 8192 });
   await using gateway = await serveGateway(proxy.port, { limits: { maxInput: 4096 } });
   const storage = new MemoryStorage();
   const typed = randomBytes(96 * 1024, 12);
@@ -377,7 +387,7 @@ Deno.test("the first session is retried while the proxy is away, showing reconne
   await view.session.stopped();
 });
 
-for (const transport of ["websocket", "longpoll"] as const) {
+for (const transport of ["longpoll"] as const) {
   Deno.test(`${transport}: two windows on one session exchange it at most once, then one stops until resumed`, async () => {
     await using destination = new Destination();
     await using proxy = startServer(destination.port);
@@ -457,6 +467,11 @@ Deno.test("websocket: a page back at a closed session with all its output ends i
   await first.wait((text) => text === "bye");
   first.session.stop(); // a reload, during which the destination closes
   await first.session.stopped();
+  // The gateway has ended its proxy connection (the session creation's was the first).
+  await proxy.logs.waitFor(
+    "session.detached",
+    () => proxy.logs.events("session.detached").length === 2,
+  );
   dest.close();
   await proxy.logs.waitFor("destination.closed");
   const second = page(gateway.base, storage, "websocket");
@@ -466,4 +481,208 @@ Deno.test("websocket: a page back at a closed session with all its output ends i
   assert.equal(storage.items.size, 0, "nothing left to resume");
   await proxy.logs.waitFor("session.closed");
   assert.deepEqual(gateway.logs.events("web.auth_failed"), [], "no hello after the end");
+});
+
+Deno.test("websocket: a window whose session another takes over is told so at once, stops, and takes it back when resumed", async () => {
+  await using destination = new Destination();
+  await using proxy = startServer(destination.port);
+  await using gateway = await serveGateway(proxy.port);
+  const stopped = new Wakeup();
+  const storage = new MemoryStorage();
+  const options = {
+    onStatus(status: Status) {
+      if (status === "taken-over") stopped.wake();
+    },
+  };
+  const first = page(gateway.base, storage, "websocket", options);
+  await first.session.start();
+  using dest = new TestClient(await destination.accepted());
+  await dest.write("one ");
+  await first.wait((text) => text === "one ");
+  // A duplicated tab: a copy of the first window's storage, the same session.
+  const copy = new MemoryStorage();
+  for (const [key, value] of storage.items) copy.items.set(key, value);
+  const second = page(gateway.base, copy, "websocket", options);
+  await second.session.start();
+  await withDeadline(first.session.stopped(), WAIT_MS, "the first window stopping");
+  assert.deepEqual(
+    [first.statuses.at(-1), first.details.at(-1)],
+    ["taken-over", "taken over by another window"],
+  );
+  await second.wait(() => second.statuses.at(-1) === "connected");
+  assert.equal(proxy.logs.events("session.taken_over").length, 1, "no exchange back and forth");
+  await dest.write("two");
+  await second.wait((text) => text === "two");
+  second.session.send(encoder.encode("from the second"));
+  assert.equal(decoder.decode(await dest.readExactly(15)), "from the second");
+  assert.equal(first.statuses.filter((status) => status === "taken-over").length, 1);
+
+  // Resuming in the first window takes the session back; the second stops in turn. Input
+  // given at once goes out whole: the session's count, which includes the second window's
+  // input, is not taken as this window's.
+  await first.session.resume();
+  first.session.send(encoder.encode("resumed"));
+  assert.equal(decoder.decode(await dest.readExactly(7)), "resumed");
+  await withDeadline(second.session.stopped(), WAIT_MS, "the second window stopping");
+  assert.equal(second.statuses.at(-1), "taken-over");
+  await dest.write("three");
+  await first.wait((text) => text.endsWith("three"));
+  // What the second window took, and acknowledged, was its own: the proxy has let it go.
+  assert.equal(first.output, "one three");
+  assert.ok(first.details.includes("3 bytes of output were lost"), first.details.join("; "));
+  assert.equal(proxy.logs.events("session.taken_over").length, 2);
+  first.session.stop();
+  await first.session.stopped();
+});
+
+Deno.test("websocket: a session closed elsewhere ends the page, which does not reconnect", async () => {
+  await using destination = new Destination();
+  await using proxy = startServer(destination.port);
+  await using gateway = await serveGateway(proxy.port);
+  const storage = new MemoryStorage();
+  const view = page(gateway.base, storage, "websocket");
+  await view.session.start();
+  using _dest = new TestClient(await destination.accepted());
+  await view.wait(() => view.statuses.at(-1) === "connected");
+  const stored = JSON.parse(storage.getItem("socketproxy-session") ?? "{}");
+  const answer = await fetch(`${gateway.base}api/sessions/${stored.id}`, {
+    method: "DELETE",
+    body: JSON.stringify({ secret: stored.secret }),
+  });
+  assert.equal(answer.status, 200);
+  await answer.body?.cancel();
+  await withDeadline(view.session.stopped(), WAIT_MS, "the page stopping");
+  assert.deepEqual(
+    [view.statuses.at(-1), view.details.at(-1)],
+    ["ended", "the session was closed"],
+  );
+  assert.equal(storage.items.size, 0, "nothing left to resume");
+  assert.deepEqual(gateway.logs.events("web.auth_failed"), [], "no hello after the end");
+});
+
+Deno.test("websocket: a stopping server ends the page with a notice; it does not reconnect", async () => {
+  await using stack = await startStack();
+  const storage = new MemoryStorage();
+  const view = page(`${stack.url}/`, storage, "websocket");
+  await view.session.start();
+  using dest = new TestClient(await stack.destination.accepted());
+  await dest.write("before");
+  await view.wait((text) => text === "before");
+  await stack.server.stop();
+  await withDeadline(view.session.stopped(), WAIT_MS, "the page stopping");
+  assert.deepEqual(
+    [view.statuses.at(-1), view.details.at(-1)],
+    ["ended", "server stopped: sessions did not survive"],
+  );
+  assert.ok(!view.statuses.includes("reconnecting"), view.statuses.join());
+  assert.equal(storage.items.size, 0, "nothing left to resume");
+});
+
+/** Records what pages send on their WebSockets, while `fn` runs. */
+async function recordingWebSockets(
+  fn: (sent: { messages: unknown[]; arrived: Wakeup }) => Promise<void>,
+): Promise<void> {
+  const record = { messages: [] as unknown[], arrived: new Wakeup() };
+  const Original = globalThis.WebSocket;
+  globalThis.WebSocket = class extends Original {
+    override send(data: string | ArrayBufferLike | Blob | ArrayBufferView): void {
+      record.messages.push(typeof data === "string" ? JSON.parse(data) : data);
+      record.arrived.wake();
+      super.send(data);
+    }
+  };
+  try {
+    await fn(record);
+  } finally {
+    globalThis.WebSocket = Original;
+  }
+}
+
+/** The offsets of the acknowledgements among `messages`. */
+function acks(messages: unknown[]): number[] {
+  return messages.flatMap((message) => {
+    const ack = message as { type?: string; ack?: number };
+    return ack.type === "ack" && typeof ack.ack === "number" ? [ack.ack] : [];
+  });
+}
+
+Deno.test("websocket: the page acknowledges output as it takes it: when it has taken all, and past half a window", async () => {
+  await recordingWebSockets(async (sent) => {
+    await using destination = new Destination();
+    await using proxy = startServer(destination.port, { bufferSize: 8192 });
+    await using gateway = await serveGateway(proxy.port);
+    const view = page(gateway.base, new MemoryStorage(), "websocket");
+    await view.session.start();
+    using dest = new TestClient(await destination.accepted());
+    // A little output, far below half the window: acknowledged once taken.
+    await dest.write("a".repeat(100));
+    await view.wait((text) => text.length === 100);
+    for (let round = 0; !acks(sent.messages).includes(100); round++) {
+      assert.ok(round < 100, "bounded");
+      await withDeadline(sent.arrived.wait(), WAIT_MS, "the acknowledgement of 100 bytes");
+    }
+    // Far more than the window: it flows only because the page acknowledges as it goes.
+    const flood = encoder.encode("b".repeat(64 * 1024));
+    const writing = dest.write(flood);
+    await view.wait((text) => text.length === 100 + flood.length);
+    await writing;
+    const offsets = acks(sent.messages);
+    assert.ok(offsets.length >= flood.length / 8192, `${offsets.length} acknowledgements`);
+    assert.deepEqual(offsets, [...offsets].sort((a, b) => a - b), "in order");
+    // What it has taken when it stops is acknowledged too, at once.
+    await dest.write("z");
+    await view.wait((text) => text.endsWith("z"));
+    view.session.stop();
+    assert.equal(acks(sent.messages).at(-1), 100 + flood.length + 1);
+    await view.session.stopped();
+  });
+});
+
+Deno.test("websocket: a dropped proxy connection mid-paste and mid-burst reconnects; input and output exact", async () => {
+  await using destination = new Destination();
+  await using proxy = startServer(destination.port, { bufferSize: 8192 });
+  await using forwarder = new Forwarder(proxy.port);
+  await using gateway = await serveGateway(forwarder.port, { limits: { maxInput: 4096 } });
+  const received: Uint8Array[] = [];
+  let receivedBytes = 0;
+  const statuses: Status[] = [];
+  const output = new Wakeup();
+  const session = new BrowserSession({
+    base: gateway.base,
+    storage: new MemoryStorage(),
+    transport: "websocket",
+    onOutput(bytes) {
+      received.push(bytes.slice());
+      receivedBytes += bytes.length;
+      output.wake();
+    },
+    onStatus(status) {
+      statuses.push(status);
+    },
+  });
+  await session.start();
+  using dest = new TestClient(await destination.accepted());
+  const paste = randomBytes(96 * 1024, 14);
+  const burst = randomBytes(2 * 1024 * 1024, 15);
+  session.send(paste);
+  const writing = dest.write(burst);
+  const head = await dest.readExactly(16 * 1024);
+  // The network between the gateway and the proxy drops: neither side ended it.
+  forwarder.cut();
+  const tail = await dest.readExactly(paste.length - head.length);
+  assert.equal(firstDifference(concatBytes([head, tail]), paste), -1, "the paste once, in order");
+  for (let round = 0; receivedBytes < burst.length; round++) {
+    assert.ok(round < 100_000, "bounded");
+    await withDeadline(output.wait(), WAIT_MS, `output, having ${receivedBytes}`);
+  }
+  await writing;
+  assert.equal(firstDifference(concatBytes(received), burst), -1, "the burst once, in order");
+  assert.ok(statuses.includes("reconnecting"), statuses.join());
+  const framed = forwarder.hellos.filter((hello) => hello.endsWith(" framed"));
+  assert.ok(framed.length >= 2, `reattached: ${forwarder.hellos.length} hellos`);
+  // Nothing more than the paste reached the destination.
+  session.send(encoder.encode("end"));
+  assert.equal(decoder.decode(await dest.readExactly(3)), "end");
+  session.stop();
+  await session.stopped();
 });

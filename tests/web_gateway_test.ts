@@ -1,6 +1,8 @@
 /**
  * The HTTP gateway: every route and error, long-polls, lost responses,
- * floods, gateway restarts and WebSocket resumes, against a real server.
+ * floods, gateway restarts, and the WebSocket's browser protocol (version
+ * 2): resumes, end reasons, takeovers, input and acknowledgements, against
+ * a real server.
  */
 
 import assert from "node:assert/strict";
@@ -8,6 +10,8 @@ import type { GatewayLimits, GatewayOptions } from "../lib/gateway/mod.ts";
 import { gatewayHandler, WebGateway } from "../lib/gateway/mod.ts";
 import { AuthThrottle } from "../lib/throttle.ts";
 import { WEB_ASSETS } from "../lib/gateway/mod.ts";
+import { concatBytes } from "../lib/bytes.ts";
+import { encodeFrame } from "../lib/frames.ts";
 import { Wakeup } from "../lib/_io.ts";
 import {
   assertNoSecrets,
@@ -24,6 +28,8 @@ import {
   WAIT_MS,
   withDeadline,
 } from "./_helpers.ts";
+import { hello, RawSocket, TestSocket, wsUrl } from "./_gateway_socket.ts";
+import { newSession as newStackSession, startStack } from "./_stack.ts";
 
 interface TestGateway extends AsyncDisposable {
   url: string;
@@ -445,273 +451,6 @@ Deno.test("the page and its assets are served with their types, revalidated by E
   assert.doesNotMatch(page, /(src|href)="\//, "only relative URLs, so a path prefix works");
 });
 
-/** A WebSocket client for tests: JSON control messages and binary output, in order. */
-class TestSocket implements AsyncDisposable {
-  readonly socket: WebSocket;
-  readonly #messages: (string | Uint8Array)[] = [];
-  readonly #arrived = new Wakeup();
-  readonly opened: Promise<void>;
-  readonly closed: Promise<CloseEvent>;
-
-  constructor(url: string) {
-    this.socket = new WebSocket(url);
-    this.socket.binaryType = "arraybuffer";
-    const opened = Promise.withResolvers<void>();
-    const closed = Promise.withResolvers<CloseEvent>();
-    this.opened = opened.promise;
-    this.closed = closed.promise;
-    this.socket.onopen = () => opened.resolve();
-    this.socket.onerror = () => opened.reject(new Error("WebSocket failed"));
-    this.socket.onclose = (event) => {
-      closed.resolve(event);
-      this.#arrived.wake();
-    };
-    this.socket.onmessage = (event) => {
-      this.#messages.push(typeof event.data === "string" ? event.data : new Uint8Array(event.data));
-      this.#arrived.wake();
-    };
-  }
-
-  async next(): Promise<string | Uint8Array | null> {
-    while (this.#messages.length === 0) {
-      if (this.socket.readyState === WebSocket.CLOSED) return null;
-      await withDeadline(this.#arrived.wait(), WAIT_MS, "a WebSocket message");
-    }
-    return this.#messages.shift() ?? null;
-  }
-
-  async control(): Promise<Record<string, unknown>> {
-    const message = await this.next();
-    assert.equal(typeof message, "string", `expected a control message, got ${message}`);
-    return JSON.parse(message as string);
-  }
-
-  async bytes(count: number): Promise<Uint8Array> {
-    const out = new Uint8Array(count);
-    let have = 0;
-    while (have < count) {
-      const message = await this.next();
-      assert.ok(message instanceof Uint8Array, `expected output, got ${message}`);
-      out.set(message, have);
-      have += message.length;
-    }
-    assert.equal(have, count, "no more than asked for");
-    return out;
-  }
-
-  async [Symbol.asyncDispose](): Promise<void> {
-    if (this.socket.readyState !== WebSocket.CLOSED) this.socket.close();
-    await this.closed;
-  }
-}
-
-function wsUrl(gateway: TestGateway, id: string): string {
-  return `${gateway.url.replace("http:", "ws:")}/api/sessions/${id}/ws`;
-}
-
-Deno.test("a WebSocket relays both ways and resumes exactly after a forced disconnect", async () => {
-  await using destination = new Destination();
-  await using proxy = startServer(destination.port);
-  await using gateway = await startGateway(proxy.port);
-  const session = await newSession(gateway);
-  using dest = new TestClient(await destination.accepted());
-  let ack = 0;
-  {
-    await using socket = new TestSocket(wsUrl(gateway, session.id));
-    await socket.opened;
-    socket.socket.send(
-      JSON.stringify({ secret: session.secret, ack, inputAt: 0, input: base64("typed ") }),
-    );
-    const attached = await socket.control();
-    assert.deepEqual([attached.type, attached.from, attached.in, attached.state], [
-      "attached",
-      0,
-      0,
-      "open",
-    ]);
-    socket.socket.send(encoder.encode("more"));
-    assert.equal(decoder.decode(await dest.readExactly(10)), "typed more");
-    await dest.write("first half;");
-    ack += (await socket.bytes(11)).length;
-    await dest.write("second half, in flight when the socket dies;");
-  }
-  // The socket was closed with output possibly unread: resume from what was seen.
-  await using again = new TestSocket(wsUrl(gateway, session.id));
-  await again.opened;
-  again.socket.send(JSON.stringify({ secret: session.secret, ack, inputAt: 10 }));
-  const attached = await again.control();
-  assert.deepEqual([attached.from, attached.in], [11, 10]);
-  assert.equal(
-    decoder.decode(await again.bytes(44)),
-    "second half, in flight when the socket dies;",
-  );
-});
-
-Deno.test("a WebSocket says when the destination closes, after its last output", async () => {
-  await using destination = new Destination();
-  await using proxy = startServer(destination.port);
-  await using gateway = await startGateway(proxy.port);
-  const session = await newSession(gateway);
-  const dest = await destination.accepted();
-  await using socket = new TestSocket(wsUrl(gateway, session.id));
-  await socket.opened;
-  socket.socket.send(JSON.stringify({ secret: session.secret, ack: 0 }));
-  assert.equal((await socket.control()).type, "attached");
-  const hellos = proxy.logs.events("session.attached").length;
-  await dest.write(encoder.encode("goodbye"));
-  dest.close();
-  assert.equal(decoder.decode(await socket.bytes(7)), "goodbye");
-  // The proxy ended the connection; the gateway does not ask why (that would be a takeover).
-  assert.deepEqual(await socket.control(), { type: "dropped", ack: 7 });
-  assert.equal((await socket.closed).code, 4001);
-  assert.equal(proxy.logs.events("session.attached").length, hellos, "no hello to find out");
-  // The gateway acknowledged nothing: a page that lost those bytes with the socket gets them.
-  const again = await poll(gateway, session, { ack: 0 });
-  assert.deepEqual([decoder.decode(again.data), again.ack, again.state], ["goodbye", 7, "closed"]);
-  assert.equal(proxy.server.store.size, 1, "the session waits for the page's own ack");
-  // The page attaches again at everything it has, and learns that the destination closed.
-  await using reattached = new TestSocket(wsUrl(gateway, session.id));
-  await reattached.opened;
-  reattached.socket.send(JSON.stringify({ secret: session.secret, ack: 7 }));
-  const attached = await reattached.control();
-  assert.deepEqual([attached.type, attached.from, attached.state], ["attached", 7, "closed"]);
-  const closed = await reattached.control();
-  assert.deepEqual([closed.type, closed.ack], ["closed", 7]);
-  assert.equal((await reattached.closed).code, 1000);
-  if (closed.ended !== true) {
-    // The page's final poll, at everything it has, ends the session.
-    const last = await poll(gateway, session, { ack: 7 });
-    assert.deepEqual([last.data.length, last.ack, last.state], [0, 7, "closed"]);
-  }
-  await proxy.logs.waitFor("session.closed");
-});
-
-Deno.test("a second WebSocket takes the session over; the first is told dropped and does not take it back", async () => {
-  await using destination = new Destination();
-  await using proxy = startServer(destination.port);
-  await using gateway = await startGateway(proxy.port);
-  const session = await newSession(gateway);
-  using dest = new TestClient(await destination.accepted());
-  await using first = new TestSocket(wsUrl(gateway, session.id));
-  await first.opened;
-  first.socket.send(JSON.stringify({ secret: session.secret, ack: 0 }));
-  assert.equal((await first.control()).type, "attached");
-  await using second = new TestSocket(wsUrl(gateway, session.id));
-  await second.opened;
-  second.socket.send(JSON.stringify({ secret: session.secret, ack: 0 }));
-  assert.equal((await second.control()).type, "attached");
-  const hellos = proxy.logs.events("session.attached").length;
-  assert.deepEqual(await first.control(), { type: "dropped", ack: 0 });
-  assert.equal((await first.closed).code, 4001);
-  // The second is still attached: output and input go through it.
-  await dest.write("for the second");
-  assert.equal(decoder.decode(await second.bytes(14)), "for the second");
-  second.socket.send(encoder.encode("typed"));
-  assert.equal(decoder.decode(await dest.readExactly(5)), "typed");
-  assert.equal(proxy.logs.events("session.taken_over").length, 1);
-  assert.equal(proxy.logs.events("session.attached").length, hellos, "the first asked nothing");
-});
-
-/**
- * A stand-in proxy that answers every hello `OK ... <in> 0 0 open` with the
- * input count it is given, then reads until the client closes its side and
- * closes too. It never takes input in: as after a takeover, which drops
- * what the old connection had not handed on.
- */
-function forgetfulProxy(id: string, secret: string) {
-  const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
-  const hellos: string[] = [];
-  const answering: Promise<void>[] = [];
-  async function answer(conn: Deno.Conn): Promise<void> {
-    const buffer = new Uint8Array(64 * 1024);
-    let text = "";
-    try {
-      while (!text.includes("\n")) {
-        const count = await conn.read(buffer);
-        if (count === null) return;
-        text += decoder.decode(buffer.subarray(0, count));
-      }
-      hellos.push(text.slice(0, text.indexOf("\n")).replace(secret, "<secret>"));
-      await conn.write(encoder.encode(`OK ${id} ${secret} 0 0 0 open\n`));
-      while (await conn.read(buffer) !== null);
-    } catch {
-      // The gateway went: nothing to answer.
-    } finally {
-      conn.close();
-    }
-  }
-  const accepting = (async () => {
-    for await (const conn of listener) answering.push(answer(conn));
-  })();
-  return {
-    port: listener.addr.port,
-    hellos,
-    async [Symbol.asyncDispose]() {
-      listener.close();
-      await accepting;
-      await Promise.all(answering);
-    },
-  };
-}
-
-Deno.test("a WebSocket whose input the proxy did not take in before its connection ended is dropped, not confirmed", async () => {
-  const session = { id: "forgetful", secret: "F".repeat(24) };
-  issuedSecrets.add(session.secret);
-  await using proxy = forgetfulProxy(session.id, session.secret);
-  await using gateway = await startGateway(proxy.port, { maxInput: 4096 });
-  await using socket = new TestSocket(wsUrl(gateway, session.id));
-  await socket.opened;
-  socket.socket.send(JSON.stringify({ secret: session.secret, ack: 0, inputAt: 0 }));
-  assert.equal((await socket.control()).type, "attached");
-  // A full message: the gateway half-closes to have it confirmed, and attaches again.
-  socket.socket.send(new Uint8Array(4096));
-  // The reply does not count the input: the connection ended for another reason.
-  assert.deepEqual(await socket.control(), { type: "dropped", ack: 0 });
-  assert.equal((await socket.closed).code, 4001);
-  assert.ok(
-    proxy.hellos.every((hello) => hello.startsWith(`RESUME ${session.id} <secret>`)),
-    proxy.hellos.join("; "),
-  );
-});
-
-Deno.test("a WebSocket that never sends its first message is closed", async () => {
-  await using destination = new Destination();
-  await using proxy = startServer(destination.port);
-  await using gateway = await startGateway(proxy.port, {}, { firstMessageTimeout: 50 });
-  const session = await newSession(gateway);
-  using _dest = new TestClient(await destination.accepted());
-  const hellos = proxy.logs.events("session.attached").length;
-  await using silent = new TestSocket(wsUrl(gateway, session.id));
-  await silent.opened;
-  const message = await silent.control();
-  assert.deepEqual([message.type, message.error], ["error", "timeout"]);
-  const closed = await silent.closed;
-  assert.deepEqual([closed.code, closed.reason], [4000, "timeout"]);
-  assert.equal(proxy.logs.events("session.attached").length, hellos);
-});
-
-Deno.test("WebSocket errors: a bad first message and a wrong secret end the socket with a reason", async () => {
-  await using destination = echoDestination();
-  await using proxy = startServer(destination.port);
-  await using gateway = await startGateway(proxy.port);
-  const session = await newSession(gateway);
-  const cases: [first: string, error: string][] = [
-    ["not json", "bad_request"],
-    [JSON.stringify({ secret: "D".repeat(32), ack: 0 }), "auth"],
-  ];
-  for (const [first, error] of cases) {
-    await using socket = new TestSocket(wsUrl(gateway, session.id));
-    await socket.opened;
-    socket.socket.send(first);
-    const message = await socket.control();
-    assert.deepEqual([message.type, message.error], ["error", error]);
-    assert.equal((await socket.closed).code, 4000);
-  }
-  const guessed = await gateway.logs.waitFor("web.auth_failed");
-  assert.equal(guessed.fields.path, "/api/sessions/{id}/ws");
-  assert.equal(guessed.fields.failures, 1);
-});
-
 Deno.test("only a wrong secret's answer is held back, per browser; the right one never waits", async () => {
   await using destination = echoDestination();
   // The gateway's throttle waits a minute per failure: a held answer would outlast the
@@ -798,17 +537,419 @@ Deno.test("only a wrong secret's answer is held back, per browser; the right one
   assertNoSecrets(logs.lines, "the gateway log");
 });
 
-Deno.test("WebSocket input is confirmed as it goes: the gateway holds at most a window of it", async () => {
+// The WebSocket: version 2 of the browser protocol, on one framed proxy connection.
+
+Deno.test("a WebSocket relays both ways and resumes exactly after a forced disconnect", async () => {
   await using destination = new Destination();
   await using proxy = startServer(destination.port);
+  await using gateway = await startGateway(proxy.port);
+  const session = await newSession(gateway);
+  using dest = new TestClient(await destination.accepted());
+  let ack = 0;
+  {
+    await using socket = new TestSocket(wsUrl(gateway.url, session.id));
+    const attached = await socket.attach(session.secret, ack, {
+      inputAt: 0,
+      input: base64("typed "),
+    });
+    assert.deepEqual(attached, {
+      type: "attached",
+      v: 2,
+      from: 0,
+      in: 0,
+      state: "open",
+      window: 1024 ** 2,
+      maxInput: 64 * 1024,
+    });
+    socket.socket.send(encoder.encode("more"));
+    assert.equal(decoder.decode(await dest.readExactly(10)), "typed more");
+    await dest.write("first half;");
+    ack += (await socket.bytes(11)).length;
+    await dest.write("second half, in flight when the socket dies;");
+  }
+  // The socket was closed with output possibly unread: resume from what was seen.
+  await using again = new TestSocket(wsUrl(gateway.url, session.id));
+  const attached = await again.attach(session.secret, ack, { inputAt: 10 });
+  assert.deepEqual([attached.from, attached.in], [11, 10]);
+  assert.equal(
+    decoder.decode(await again.bytes(44)),
+    "second half, in flight when the socket dies;",
+  );
+  assert.equal(
+    proxy.logs.events("session.attached").filter(({ fields }) => fields.mode === "framed").length,
+    2,
+    "one framed connection per socket",
+  );
+});
+
+Deno.test("a WebSocket reset after 64 KiB of a 2 MiB burst resumes exactly at the page's ack", async () => {
+  await using stack = await startStack();
+  const session = await newStackSession(stack.url);
+  using dest = new TestClient(await stack.destination.accepted());
+  const burst = randomBytes(2 * 1024 * 1024, 21);
+  const SEEN = 64 * 1024;
+  const writing = dest.write(burst);
+  {
+    using raw = await RawSocket.open(stack.port, session.id);
+    await raw.sendText(hello(session.secret, 0));
+    const attached = await raw.next();
+    assert.ok(!(attached instanceof Uint8Array) && attached.type === "attached");
+    const seen: Uint8Array[] = [];
+    for (let have = 0; have < SEEN;) {
+      const message = await raw.next();
+      assert.ok(message instanceof Uint8Array, `output, not ${JSON.stringify(message)}`);
+      seen.push(message);
+      have += message.length;
+    }
+    const first = concatBytes(seen).subarray(0, SEEN);
+    assert.equal(firstDifference(first, burst.subarray(0, SEEN)), -1);
+    // Output unread in the connection: closing it now resets it, no close handshake.
+    raw.reset();
+  }
+  await using again = new TestSocket(wsUrl(stack.url, session.id));
+  const attached = await again.attach(session.secret, SEEN);
+  assert.equal(attached.from, SEEN, "no gap");
+  const rest = await again.bytes(burst.length - SEEN, { ack: true });
+  assert.equal(firstDifference(rest, burst.subarray(SEEN)), -1, "the rest, byte for byte, once");
+  await writing;
+});
+
+Deno.test("WebSocket input across a reset: what the proxy has is not sent again, the rest is, once", async () => {
+  await using stack = await startStack();
+  const session = await newStackSession(stack.url);
+  using dest = new TestClient(await stack.destination.accepted());
+  {
+    using raw = await RawSocket.open(stack.port, session.id);
+    await raw.sendText(hello(session.secret, 0, { inputAt: 0, input: base64("abc") }));
+    const attached = await raw.next();
+    assert.ok(!(attached instanceof Uint8Array) && attached.type === "attached");
+    assert.equal(decoder.decode(await dest.readExactly(3)), "abc");
+    // Reset before the page could read {"type":"in"}: it keeps "abc" and sends it again.
+    raw.reset();
+  }
+  await using again = new TestSocket(wsUrl(stack.url, session.id));
+  const attached = await again.attach(session.secret, 0, { inputAt: 0, input: base64("abcdef") });
+  assert.equal(attached.in, 3);
+  again.socket.send(encoder.encode("ghi"));
+  assert.equal(decoder.decode(await dest.readExactly(6)), "defghi", "abc once, nothing doubled");
+  let confirmed = 0;
+  for (let round = 0; confirmed < 9; round++) {
+    assert.ok(round < 10, "bounded");
+    const message = await again.nextControl();
+    assert.equal(message.type, "in");
+    confirmed = Number(message.in);
+  }
+  assert.equal(confirmed, 9);
+});
+
+Deno.test("a WebSocket says when the destination closes, after its last output; the page's ack ends the session", async () => {
+  await using destination = new Destination();
+  await using proxy = startServer(destination.port);
+  await using gateway = await startGateway(proxy.port);
+  const session = await newSession(gateway);
+  const dest = await destination.accepted();
+  await using socket = new TestSocket(wsUrl(gateway.url, session.id));
+  await socket.attach(session.secret, 0);
+  await dest.write(encoder.encode("goodbye"));
+  dest.close();
+  assert.equal(decoder.decode(await socket.bytes(7)), "goodbye");
+  assert.deepEqual(await socket.control(), {
+    type: "end",
+    reason: "destination-closed",
+    in: 0,
+    sent: 7,
+  });
+  assert.equal(proxy.server.store.size, 1, "the session waits for the page's acknowledgement");
+  socket.send({ type: "ack", ack: 7 });
+  assert.equal((await socket.closed).code, 1000);
+  await proxy.logs.waitFor("session.closed");
+});
+
+Deno.test("a WebSocket that leaves without acknowledging the end loses nothing; reattaching at the end ends the session", async () => {
+  await using destination = new Destination();
+  await using proxy = startServer(destination.port);
+  await using gateway = await startGateway(proxy.port);
+  const session = await newSession(gateway);
+  const dest = await destination.accepted();
+  {
+    await using socket = new TestSocket(wsUrl(gateway.url, session.id));
+    await socket.attach(session.secret, 0);
+    await dest.write(encoder.encode("goodbye"));
+    dest.close();
+    assert.equal(decoder.decode(await socket.bytes(7)), "goodbye");
+    assert.equal((await socket.control()).reason, "destination-closed");
+  }
+  // The gateway acknowledged nothing: a page that lost those bytes with the socket gets them.
+  const again = await poll(gateway, session, { ack: 0 });
+  assert.deepEqual([decoder.decode(again.data), again.ack, again.state], ["goodbye", 7, "closed"]);
+  assert.equal(proxy.server.store.size, 1, "the session waits for the page's own ack");
+  // The page attaches again at everything it has: that acknowledges the end.
+  await using reattached = new TestSocket(wsUrl(gateway.url, session.id));
+  const attached = await reattached.attach(session.secret, 7);
+  assert.deepEqual([attached.from, attached.state], [7, "closed"]);
+  assert.deepEqual(await reattached.control(), {
+    type: "end",
+    reason: "destination-closed",
+    in: 0,
+    sent: 7,
+  });
+  assert.equal((await reattached.closed).code, 1000);
+  await proxy.logs.waitFor("session.closed");
+});
+
+Deno.test("a second WebSocket takes the session over; the first is told taken-over and does not take it back", async () => {
+  await using destination = new Destination();
+  await using proxy = startServer(destination.port);
+  await using gateway = await startGateway(proxy.port);
+  const session = await newSession(gateway);
+  using dest = new TestClient(await destination.accepted());
+  await using first = new TestSocket(wsUrl(gateway.url, session.id));
+  await first.attach(session.secret, 0, { inputAt: 0, input: base64("x") });
+  assert.equal(decoder.decode(await dest.readExactly(1)), "x");
+  await dest.write("seen by the first");
+  await first.bytes(17, { ack: true });
+  await using second = new TestSocket(wsUrl(gateway.url, session.id));
+  const attached = await second.attach(session.secret, 17, { inputAt: 1 });
+  assert.equal(attached.in, 1);
+  const hellos = proxy.logs.events("session.attached").length;
+  assert.deepEqual(await first.control(), { type: "end", reason: "taken-over", in: 1, sent: 17 });
+  assert.equal((await first.closed).code, 1000);
+  // The second is still attached: output and input go through it.
+  await dest.write("for the second");
+  assert.equal(decoder.decode(await second.bytes(14)), "for the second");
+  second.socket.send(encoder.encode("typed"));
+  assert.equal(decoder.decode(await dest.readExactly(5)), "typed");
+  assert.equal(proxy.logs.events("session.taken_over").length, 1);
+  assert.equal(proxy.logs.events("session.attached").length, hellos, "the first asked nothing");
+});
+
+Deno.test('a WebSocket\'s {"type":"close"} ends the session, and so does a DELETE from elsewhere: end closed', async () => {
+  await using destination = echoDestination();
+  await using proxy = startServer(destination.port);
+  await using gateway = await startGateway(proxy.port);
+  const closing = await newSession(gateway);
+  const deleted = await newSession(gateway);
+  await using socket = new TestSocket(wsUrl(gateway.url, closing.id));
+  await socket.attach(closing.secret, 0);
+  socket.send({ type: "close" });
+  assert.deepEqual(await socket.control(), { type: "end", reason: "closed", in: 0, sent: 0 });
+  assert.equal((await socket.closed).code, 1000);
+  await using other = new TestSocket(wsUrl(gateway.url, deleted.id));
+  await other.attach(deleted.secret, 0);
+  const answer = await call(`${gateway.url}/api/sessions/${deleted.id}`, "DELETE", {
+    secret: deleted.secret,
+  });
+  assert.equal(answer.status, 200);
+  assert.deepEqual(await other.control(), { type: "end", reason: "closed", in: 0, sent: 0 });
+  assert.equal((await other.closed).code, 1000);
+  assert.equal(proxy.server.store.size, 0);
+});
+
+Deno.test("a WebSocket is told server-stopping when the proxy server stops", async () => {
+  await using stack = await startStack();
+  const session = await newStackSession(stack.url);
+  using dest = new TestClient(await stack.destination.accepted());
+  await using socket = new TestSocket(wsUrl(stack.url, session.id));
+  await socket.attach(session.secret, 0, { inputAt: 0, input: base64("hi") });
+  assert.equal(decoder.decode(await dest.readExactly(2)), "hi");
+  await dest.write("last words");
+  await socket.bytes(10, { ack: true });
+  await stack.server.stop();
+  assert.deepEqual(await socket.control(), {
+    type: "end",
+    reason: "server-stopping",
+    in: 2,
+    sent: 10,
+  });
+  assert.equal((await socket.closed).code, 1000);
+});
+
+/**
+ * A stand-in proxy that answers every hello with a framed reply, `OK <id>
+ * <secret> 0 0 0 open 65536`, then plays `then`: `drop` reads until input
+ * comes and closes without an `E` (as a proxy that crashes does);
+ * `protocol-error` sends `E protocol-error` and reads until the client closes;
+ * `hold` answers nothing until released.
+ */
+function framedStub(id: string, secret: string, then: "drop" | "protocol-error" | "hold") {
+  const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+  const hellos: string[] = [];
+  const heard = new Wakeup();
+  const released = Promise.withResolvers<void>();
+  const answering: Promise<void>[] = [];
+  async function answer(conn: Deno.Conn): Promise<void> {
+    const buffer = new Uint8Array(64 * 1024);
+    let text = "";
+    try {
+      while (!text.includes("\n")) {
+        const count = await conn.read(buffer);
+        if (count === null) return;
+        text += decoder.decode(buffer.subarray(0, count));
+      }
+      hellos.push(text.slice(0, text.indexOf("\n")).replace(secret, "<secret>"));
+      heard.wake();
+      if (then === "hold") return await released.promise;
+      await conn.write(encoder.encode(`OK ${id} ${secret} 0 0 0 open 65536\n`));
+      if (then === "drop") {
+        if (text.endsWith("\n")) await conn.read(buffer);
+        return;
+      }
+      await conn.write(encodeFrame({ type: "E", in: 0, sent: 0, reason: "protocol-error" }));
+      while (await conn.read(buffer) !== null);
+    } catch {
+      // The gateway went: nothing to answer.
+    } finally {
+      conn.close();
+    }
+  }
+  const accepting = (async () => {
+    for await (const conn of listener) answering.push(answer(conn));
+  })();
+  return {
+    port: listener.addr.port,
+    hellos,
+    /** Waits until `count` hellos have come. */
+    async heard(count: number): Promise<void> {
+      for (let round = 0; hellos.length < count; round++) {
+        assert.ok(round < 100, "bounded");
+        await withDeadline(heard.wait(), WAIT_MS, `hello number ${count}`);
+      }
+    },
+    /** `hold`: closes the held connections, unanswered. */
+    release(): void {
+      released.resolve();
+    },
+    async [Symbol.asyncDispose]() {
+      released.resolve();
+      listener.close();
+      await accepting;
+      await Promise.all(answering);
+    },
+  };
+}
+
+Deno.test("a proxy connection that ends without an E is told as dropped; its input was not confirmed", async () => {
+  const session = { id: "dropping", secret: "F".repeat(24) };
+  issuedSecrets.add(session.secret);
+  await using proxy = framedStub(session.id, session.secret, "drop");
+  await using gateway = await startGateway(proxy.port, { maxInput: 4096 });
+  await using socket = new TestSocket(wsUrl(gateway.url, session.id));
+  const attached = await socket.attach(session.secret, 0, { inputAt: 0 });
+  assert.equal(attached.window, 65536);
+  socket.socket.send(new Uint8Array(4096));
+  // No {"type":"in"} first: the proxy never said it took the input.
+  assert.deepEqual(await socket.nextControl(), { type: "end", reason: "dropped", sent: 0 });
+  assert.equal((await socket.closed).code, 1000);
+  assert.deepEqual(proxy.hellos, [`RESUME ${session.id} <secret> 0 framed`]);
+});
+
+Deno.test("the proxy's E protocol-error reaches the browser as an end", async () => {
+  const session = { id: "strict", secret: "H".repeat(24) };
+  issuedSecrets.add(session.secret);
+  await using proxy = framedStub(session.id, session.secret, "protocol-error");
+  await using gateway = await startGateway(proxy.port);
+  await using socket = new TestSocket(wsUrl(gateway.url, session.id));
+  await socket.attach(session.secret, 0);
+  assert.deepEqual(await socket.control(), {
+    type: "end",
+    reason: "protocol-error",
+    in: 0,
+    sent: 0,
+  });
+  assert.equal((await socket.closed).code, 1000);
+});
+
+Deno.test("a WebSocket that never sends its first message is closed", async () => {
+  await using destination = new Destination();
+  await using proxy = startServer(destination.port);
+  await using gateway = await startGateway(proxy.port, {}, { firstMessageTimeout: 50 });
+  const session = await newSession(gateway);
+  using _dest = new TestClient(await destination.accepted());
+  const hellos = proxy.logs.events("session.attached").length;
+  await using silent = new TestSocket(wsUrl(gateway.url, session.id));
+  await silent.opened;
+  const message = await silent.control();
+  assert.deepEqual([message.type, message.error], ["error", "timeout"]);
+  const closed = await silent.closed;
+  assert.deepEqual([closed.code, closed.reason], [4000, "timeout"]);
+  assert.equal(proxy.logs.events("session.attached").length, hellos);
+});
+
+Deno.test('a first message without "v":2 is refused with the versions the gateway speaks, before any hello', async () => {
+  await using destination = echoDestination();
+  await using proxy = startServer(destination.port);
+  await using gateway = await startGateway(proxy.port);
+  const session = await newSession(gateway);
+  const hellos = proxy.logs.events("session.attached").length;
+  for (const version of [{}, { v: 1 }, { v: "2" }, { v: 3 }]) {
+    await using socket = new TestSocket(wsUrl(gateway.url, session.id));
+    await socket.opened;
+    socket.send({ ...version, secret: session.secret, ack: 0 });
+    const message = await socket.control();
+    assert.deepEqual(
+      [message.type, message.error, message.versions],
+      ["error", "unsupported_version", [2]],
+      JSON.stringify(version),
+    );
+    assert.match(String(message.message), /version 2/);
+    const closed = await socket.closed;
+    assert.deepEqual([closed.code, closed.reason], [4000, "unsupported_version"]);
+  }
+  assert.equal(proxy.logs.events("session.attached").length, hellos);
+});
+
+Deno.test("WebSocket errors: a bad first message and a wrong secret end the socket with a reason", async () => {
+  await using destination = echoDestination();
+  await using proxy = startServer(destination.port);
+  await using gateway = await startGateway(proxy.port);
+  const session = await newSession(gateway);
+  const cases: [first: string, error: string][] = [
+    ["not json", "bad_request"],
+    [JSON.stringify({ v: 2, secret: session.secret }), "bad_request"],
+    [hello("D".repeat(32), 0), "auth"],
+  ];
+  for (const [first, error] of cases) {
+    await using socket = new TestSocket(wsUrl(gateway.url, session.id));
+    await socket.opened;
+    socket.socket.send(first);
+    const message = await socket.control();
+    assert.deepEqual([message.type, message.error], ["error", error]);
+    assert.equal((await socket.closed).code, 4000);
+  }
+  const guessed = await gateway.logs.waitFor("web.auth_failed");
+  assert.equal(guessed.fields.path, "/api/sessions/{id}/ws");
+  assert.equal(guessed.fields.failures, 1);
+});
+
+Deno.test("an acknowledgement beyond the output the WebSocket was sent ends it", async () => {
+  await using destination = new Destination();
+  await using proxy = startServer(destination.port);
+  await using gateway = await startGateway(proxy.port);
+  const session = await newSession(gateway);
+  using dest = new TestClient(await destination.accepted());
+  await using socket = new TestSocket(wsUrl(gateway.url, session.id));
+  await socket.attach(session.secret, 0);
+  await dest.write("abc");
+  await socket.bytes(3);
+  socket.send({ type: "ack", ack: 3 });
+  socket.send({ type: "ack", ack: 4 });
+  const message = await socket.control();
+  assert.deepEqual([message.type, message.error, message.sent], ["error", "ack", 3]);
+  assert.equal((await socket.closed).code, 4000);
+  // The proxy never heard the wrong one: the session is there, and resumes at the right one.
+  await using again = new TestSocket(wsUrl(gateway.url, session.id));
+  assert.equal((await again.attach(session.secret, 3)).from, 3);
+});
+
+Deno.test("WebSocket input is confirmed as it goes: the page keeps at most a window of it", async () => {
+  await using destination = new Destination();
+  await using proxy = startServer(destination.port, { bufferSize: 8192 });
   await using gateway = await startGateway(proxy.port, { maxInput: 4096 });
   const session = await newSession(gateway);
   using dest = new TestClient(await destination.accepted());
-  await using socket = new TestSocket(wsUrl(gateway, session.id));
-  await socket.opened;
-  socket.socket.send(JSON.stringify({ secret: session.secret, ack: 0, inputAt: 0 }));
-  const attached = await socket.control();
-  assert.deepEqual([attached.type, attached.maxInput, attached.window], ["attached", 4096, 8192]);
+  await using socket = new TestSocket(wsUrl(gateway.url, session.id));
+  const attached = await socket.attach(session.secret, 0, { inputAt: 0 });
+  assert.deepEqual([attached.maxInput, attached.window], [4096, 8192]);
   const input = randomBytes(128 * 1024, 9);
   const arrived = dest.readExactly(input.length);
   // A page: never more than the window unconfirmed, waiting for {"type":"in"} when it is full.
@@ -818,7 +959,7 @@ Deno.test("WebSocket input is confirmed as it goes: the gateway holds at most a 
   while (sent < input.length) {
     assert.ok(confirmations < 1000, "bounded");
     if (sent - confirmed + 1024 > 8192) {
-      const message = await socket.control();
+      const message = await socket.nextControl();
       assert.equal(message.type, "in");
       assert.ok(Number(message.in) > confirmed && Number(message.in) <= sent);
       confirmed = Number(message.in);
@@ -834,22 +975,52 @@ Deno.test("WebSocket input is confirmed as it goes: the gateway holds at most a 
 
 Deno.test("a WebSocket that sends past its window of unconfirmed input is ended", async () => {
   await using destination = new Destination();
-  await using proxy = startServer(destination.port);
+  await using proxy = startServer(destination.port, { bufferSize: 8192 });
   await using gateway = await startGateway(proxy.port, { maxInput: 4096 });
   const session = await newSession(gateway);
   using _dest = new TestClient(await destination.accepted());
-  await using socket = new TestSocket(wsUrl(gateway, session.id));
-  await socket.opened;
-  socket.socket.send(JSON.stringify({ secret: session.secret, ack: 0, inputAt: 0 }));
-  assert.equal((await socket.control()).type, "attached");
+  await using socket = new TestSocket(wsUrl(gateway.url, session.id));
+  await socket.attach(session.secret, 0, { inputAt: 0 });
   // Far more than the window at once, without waiting for confirmations.
   for (let i = 0; i < 100; i++) socket.socket.send(new Uint8Array(4096));
-  let message = await socket.control();
-  for (let i = 0; i < 100 && message.type === "in"; i++) message = await socket.control();
+  const message = await socket.control();
   assert.deepEqual([message.type, message.error, message.window], [
     "error",
     "too_much_input",
     8192,
   ]);
-  await socket.closed;
+  assert.equal((await socket.closed).code, 4000);
+});
+
+Deno.test("a WebSocket message the protocol does not have ends the socket", async () => {
+  await using destination = echoDestination();
+  await using proxy = startServer(destination.port);
+  await using gateway = await startGateway(proxy.port);
+  const session = await newSession(gateway);
+  for (const message of [{ type: "what" }, { ack: 0 }, { input: 7 }]) {
+    await using socket = new TestSocket(wsUrl(gateway.url, session.id));
+    await socket.attach(session.secret, 0);
+    socket.send(message);
+    const error = await socket.control();
+    assert.deepEqual([error.type, error.error], ["error", "bad_request"], JSON.stringify(message));
+    assert.equal((await socket.closed).code, 4000);
+  }
+});
+
+Deno.test("a WebSocket message before attached ends the socket", async () => {
+  const session = { id: "slow", secret: "J".repeat(24) };
+  issuedSecrets.add(session.secret);
+  await using proxy = framedStub(session.id, session.secret, "hold");
+  await using gateway = await startGateway(proxy.port);
+  await using early = new TestSocket(wsUrl(gateway.url, session.id));
+  await early.opened;
+  early.socket.send(hello(session.secret, 0));
+  // The proxy holds its reply until the test is done: the gateway is attaching.
+  await proxy.heard(1);
+  early.socket.send(encoder.encode("too soon"));
+  const error = await early.control();
+  assert.deepEqual([error.type, error.error], ["error", "bad_request"]);
+  assert.equal((await early.closed).code, 4000);
+  proxy.release();
+  await gateway.logs.waitFor("web.proxy_error");
 });

@@ -8,8 +8,9 @@
  * Input: terminal keystrokes (character mode, when the server echoes) or
  * the line input (line mode) -> telnet escaping -> session.
  *
- * When another window is using the session, this one stops and says so; a
- * click or a key resumes the session here.
+ * When another window takes the session over, this one stops and says so;
+ * a click or a key takes it back here. When the session ends (the
+ * destination closed, it was closed, the server stopped), the page says why.
  *
  * @module
  */
@@ -106,7 +107,7 @@ function takeUpTelnet(): void {
   if (naws.length > 0) session.send(naws);
 }
 
-/** Another window is using the session: a click or a key takes it back. */
+/** Another window took the session over: a click or a key takes it back. */
 let takenOver = false;
 
 function showStatus(status: Status, text: string): void {

@@ -9,16 +9,20 @@
  * exactly once, in order, whatever the transport: every chunk carries the
  * offset it starts at, and what was already handed over is skipped.
  *
- * When the proxy ends the page's connection while the session is open
- * (a WebSocket's `{"type":"dropped"}`, a poll's `"dropped": true`), either
- * the destination closed or another window took the session over, and only
- * attaching again tells which, taking it over in turn. So the page attaches
- * again once, at once: a closed destination then says `closed`, and a
- * window that took over loses the session back. If that happens again
- * within {@linkcode BrowserSessionOptions.contestWindow} of the re-attach,
- * another window wants the session too: the page stops (status
- * `taken-over`) until {@linkcode BrowserSession.resume}. Two windows so
- * exchange the session at most once, and the one that lost it last stops.
+ * Over a WebSocket (version 2 of the gateway's browser protocol, see
+ * docs/gateway.md) the page acknowledges output as it hands it over, so the
+ * proxy keeps everything the page may not have, and the gateway says why a
+ * connection ends: the destination closed, the session was closed, the
+ * server is stopping (the page says so and stops), or another window took
+ * the session over (the page stops, status `taken-over`, until
+ * {@linkcode BrowserSession.resume}). A socket dropped for any other reason
+ * is reconnected, with a backoff.
+ *
+ * A poll cannot tell a takeover from a closed destination (`"dropped":
+ * true`), and only attaching again tells which, taking it over in turn. So
+ * the poll transport attaches again once, at once; if it is dropped again
+ * within {@linkcode BrowserSessionOptions.contestWindow}, another window
+ * wants the session too, and the page stops until resumed.
  *
  * This file runs in the browser (bundled into `web/dist/app.js`) and in
  * Deno's tests: it uses only `fetch`, `WebSocket` and a storage object.
@@ -67,8 +71,8 @@ export interface BrowserSessionOptions {
   /** Receives problems worth showing that do not end the session (input refused). */
   onNotice?(message: string): void;
   /**
-   * After attaching again by itself because the proxy dropped the
-   * connection, how long another drop means another window is using the
+   * Polls only: after attaching again by itself because the proxy dropped
+   * a poll, how long another drop means another window is using the
    * session (the page then stops), in ms.
    * @default {10000}
    */
@@ -93,6 +97,26 @@ function fromBase64(text: string): Uint8Array {
   const bytes = new Uint8Array(binary.length);
   for (let i = 0; i < binary.length; i++) bytes[i] = binary.charCodeAt(i);
   return bytes;
+}
+
+/** The version of the gateway's WebSocket protocol the page speaks. */
+const WEBSOCKET_VERSION = 2;
+
+/** One WebSocket, from its open to its close. */
+interface SocketLink {
+  socket: WebSocket;
+  /** The socket opened (a failure to open counts towards falling back). */
+  opened: boolean;
+  /** The input the first message carried, in bytes. */
+  firstInput: number;
+  /** The output offset the next binary message starts at, once attached. */
+  offset: number | null;
+  /** The latest output offset acknowledged on this socket (`ack` of the first message at first). */
+  acked: number;
+  /** The session input offset this socket has sent up to. */
+  sent: number;
+  /** An acknowledgement due once the page has taken what arrived. */
+  ackTimer: ReturnType<typeof setTimeout> | undefined;
 }
 
 /** An answer from the gateway that was not a success. */
@@ -131,26 +155,24 @@ export class BrowserSession {
   #transport: Transport;
   readonly #auto: boolean;
   #stopped = false;
-  #socket: WebSocket | null = null;
-  /** The offset the next WebSocket frame starts at, once attached. */
-  #socketOffset: number | null = null;
-  /** The session input offset this socket has sent up to. */
-  #socketSent = 0;
+  #link: SocketLink | null = null;
   #socketFailures = 0;
   #pollFailures = 0;
   /** The gateway's limit on input per request or message. */
   #maxInput = DEFAULT_MAX_INPUT;
-  /** How much input a WebSocket may have unconfirmed, as the gateway said. */
-  #window = 2 * DEFAULT_MAX_INPUT;
+  /**
+   * The WebSocket window, as the gateway said: how much input may be
+   * unconfirmed, and how much output the proxy sends beyond the latest
+   * acknowledgement.
+   */
+  #window = DEFAULT_MAX_INPUT;
   /** When auto fell back from WebSocket (`performance.now()`). */
   #fellBackAt = 0;
-  /** The destination closed: one last poll acknowledges the output and ends the session. */
-  #finishing = false;
   #pollRequest: AbortController | null = null;
   #wake: (() => void) | null = null;
   #backoff = 0;
   #loop: Promise<void> | null = null;
-  /** When the page last attached again by itself after a drop (`performance.now()`). */
+  /** When the page last polled again by itself after a dropped poll (`performance.now()`). */
   #reattachedAt: number | null = null;
   /** The session input offset this page has put on the wire up to, on any transport. */
   #sentTo = 0;
@@ -182,7 +204,6 @@ export class BrowserSession {
   /** Resumes the remembered session, or creates one, and starts relaying. */
   async start(): Promise<void> {
     this.#stopped = false;
-    this.#finishing = false;
     this.#reattachedAt = null;
     this.#stored = this.#load();
     if (this.#stored) {
@@ -205,8 +226,8 @@ export class BrowserSession {
     if (!this.#stored || bytes.length === 0) return;
     this.#queue = concatBytes([this.#queue, bytes]);
     this.#save();
-    if (this.#socket) {
-      this.#sendOnSocket();
+    if (this.#link) {
+      this.#sendOnSocket(this.#link);
     } else if (this.#transport !== "websocket") {
       // A poll with the input now; the gateway ends the older, waiting one.
       this.#pollRequest?.abort();
@@ -246,8 +267,12 @@ export class BrowserSession {
   /** Stops relaying; the session stays alive on the server. */
   stop(): void {
     this.#stopped = true;
-    this.#socket?.close(1000, "page stopped");
-    this.#socket = null;
+    if (this.#link) {
+      // What the page has taken is acknowledged, so that the proxy need not keep it.
+      this.#acknowledge(this.#link);
+      this.#link.socket.close(1000, "page stopped");
+    }
+    this.#link = null;
     this.#pollRequest?.abort();
     this.#wake?.();
   }
@@ -351,10 +376,10 @@ export class BrowserSession {
   }
 
   /**
-   * The proxy ended the connection while the session was open: the
-   * destination closed, or another window took over. Attaches again at
-   * once, unless this is the second drop soon after doing so: then another
-   * window is using the session, and this one stops.
+   * The proxy ended a poll while the session was open: the destination
+   * closed, or another window took over. Polls again at once, unless this
+   * is the second drop soon after doing so: then another window is using
+   * the session, and this one stops.
    */
   #dropped(): void {
     const now = performance.now();
@@ -379,8 +404,7 @@ export class BrowserSession {
   #run(): void {
     this.#loop = (async () => {
       while (!this.#stopped) {
-        if (this.#finishing) await this.#poll();
-        else if (this.#transport === "websocket") await this.#webSocket();
+        if (this.#transport === "websocket") await this.#webSocket();
         else await this.#poll();
         if (this.#stopped) break;
         await this.#chooseTransport();
@@ -450,10 +474,7 @@ export class BrowserSession {
   #handle(error: GatewayError, input: number): void {
     switch (error.code) {
       case "auth":
-        this.#ended(
-          "ended",
-          this.#finishing ? "the destination closed the session" : "the session no longer exists",
-        );
+        this.#ended("ended", "the session no longer exists");
         return;
       case "gap": {
         const lowest = Number(error.body.lowest);
@@ -484,27 +505,6 @@ export class BrowserSession {
     }
   }
 
-  /** Sends queued input on the attached WebSocket, in pieces, within the gateway's window. */
-  #sendOnSocket(): void {
-    const socket = this.#socket;
-    const stored = this.#stored;
-    if (!socket || !stored || this.#socketOffset === null || socket.readyState !== WebSocket.OPEN) {
-      return;
-    }
-    const end = stored.inputAt + this.#queue.length;
-    let sent = Math.max(this.#socketSent, stored.inputAt);
-    while (sent < end) {
-      const room = this.#window - (sent - stored.inputAt);
-      const size = Math.min(this.#maxInput, room, end - sent);
-      if (size <= 0) break; // the gateway's {"type":"in"} makes room
-      const from = sent - stored.inputAt;
-      socket.send(this.#queue.slice(from, from + size));
-      sent += size;
-    }
-    this.#socketSent = sent;
-    this.#sentTo = Math.max(this.#sentTo, sent);
-  }
-
   #webSocket(): Promise<void> {
     const stored = this.#stored;
     if (!stored) return Promise.resolve();
@@ -512,74 +512,136 @@ export class BrowserSession {
     this.#options.onStatus(this.#backoff > 0 ? "reconnecting" : "connecting", "WebSocket");
     const socket = new WebSocket(this.#url(`api/sessions/${stored.id}/ws`, "ws"));
     socket.binaryType = "arraybuffer";
-    this.#socket = socket;
-    this.#socketOffset = null;
-    let opened = false;
-    let dropped = false;
-    let first = 0;
-    socket.onopen = () => {
-      opened = true;
-      first = this.#rebase ? 0 : Math.min(this.#queue.length, this.#maxInput);
-      this.#socketSent = stored.inputAt + first;
-      this.#sentTo = Math.max(this.#sentTo, this.#socketSent);
-      socket.send(JSON.stringify({
-        secret: stored.secret,
-        ack: stored.ack,
-        inputAt: stored.inputAt,
-        input: toBase64(this.#queue.subarray(0, first)),
-      }));
+    const link: SocketLink = {
+      socket,
+      opened: false,
+      firstInput: 0,
+      offset: null,
+      acked: stored.ack,
+      sent: stored.inputAt,
+      ackTimer: undefined,
     };
+    this.#link = link;
+    socket.onopen = () => this.#hello(link, stored);
     socket.onmessage = (event) => {
-      if (typeof event.data !== "string") {
-        const bytes = new Uint8Array(event.data as ArrayBuffer);
-        if (this.#socketOffset === null) return;
-        this.#deliver(this.#socketOffset, bytes);
-        this.#socketOffset += bytes.length;
-        return;
-      }
-      const message = JSON.parse(event.data);
-      if (message.type === "attached") {
-        this.#socketOffset = message.from;
-        this.#rebase = false;
-        if (Number.isSafeInteger(message.maxInput)) this.#maxInput = message.maxInput;
-        if (Number.isSafeInteger(message.window)) this.#window = message.window;
-        this.#confirm(message.in);
-        this.#backoff = 0;
-        this.#socketFailures = 0;
-        this.#options.onStatus("connected", "WebSocket");
-        this.#sendOnSocket();
-      } else if (message.type === "in") {
-        this.#confirm(message.in);
-        this.#sendOnSocket();
-      } else if (message.type === "closed") {
-        if (message.ended === true) {
-          // Attaching at this page's ack acknowledged all output: the session is over.
-          this.#ended("ended", "the destination closed the session");
-          return;
-        }
-        // All output is here; the final poll acknowledges it, which ends the session.
-        this.#finishing = true;
-        socket.close(1000, "destination closed");
-      } else if (message.type === "dropped") {
-        dropped = true;
-        this.#dropped();
-      } else if (message.type === "error") {
-        this.#handle(new GatewayError(0, message), this.#socketOffset === null ? first : 0);
-      }
+      if (typeof event.data === "string") this.#onSocketMessage(link, JSON.parse(event.data));
+      else this.#onSocketOutput(link, new Uint8Array(event.data as ArrayBuffer));
     };
     socket.onclose = () => {
-      if (this.#socket === socket) this.#socket = null;
-      if (!opened) this.#socketFailures++;
-      if (this.#backoff === 0 && !this.#stopped && !this.#finishing && !dropped) this.#failed();
+      clearTimeout(link.ackTimer);
+      if (this.#link === link) this.#link = null;
+      if (!link.opened) this.#socketFailures++;
+      if (this.#backoff === 0 && !this.#stopped) this.#failed();
       resolve();
     };
     return promise;
   }
 
+  /** The first message: where the page is, with input from where the session's stands. */
+  #hello(link: SocketLink, stored: Stored): void {
+    link.opened = true;
+    link.firstInput = this.#rebase ? 0 : Math.min(this.#queue.length, this.#maxInput, this.#window);
+    link.sent = stored.inputAt + link.firstInput;
+    this.#sentTo = Math.max(this.#sentTo, link.sent);
+    link.socket.send(JSON.stringify({
+      v: WEBSOCKET_VERSION,
+      secret: stored.secret,
+      ack: stored.ack,
+      inputAt: stored.inputAt,
+      input: toBase64(this.#queue.subarray(0, link.firstInput)),
+    }));
+  }
+
+  /**
+   * Output: handed over, then acknowledged, at once when half a window is
+   * unacknowledged and otherwise once the page has taken what arrived, so
+   * that the proxy releases it promptly and never waits on the page.
+   */
+  #onSocketOutput(link: SocketLink, bytes: Uint8Array): void {
+    if (link.offset === null) return;
+    this.#deliver(link.offset, bytes);
+    link.offset += bytes.length;
+    if (link.offset - link.acked >= this.#window / 2) this.#acknowledge(link);
+    else link.ackTimer ??= setTimeout(() => this.#acknowledge(link), 0);
+  }
+
+  /** Acknowledges all the output this socket has handed over. */
+  #acknowledge(link: SocketLink): void {
+    clearTimeout(link.ackTimer);
+    link.ackTimer = undefined;
+    const offset = link.offset;
+    if (offset === null || offset <= link.acked || link.socket.readyState !== WebSocket.OPEN) {
+      return;
+    }
+    link.acked = offset;
+    link.socket.send(JSON.stringify({ type: "ack", ack: offset }));
+  }
+
+  #onSocketMessage(link: SocketLink, message: Record<string, unknown>): void {
+    switch (message.type) {
+      case "attached":
+        link.offset = link.acked = Number(message.from);
+        this.#rebase = false;
+        if (Number.isSafeInteger(message.maxInput)) this.#maxInput = Number(message.maxInput);
+        if (Number.isSafeInteger(message.window)) this.#window = Number(message.window);
+        this.#confirm(Number(message.in));
+        this.#backoff = 0;
+        this.#socketFailures = 0;
+        this.#options.onStatus("connected", "WebSocket");
+        this.#sendOnSocket(link);
+        return;
+      case "in":
+        this.#confirm(Number(message.in));
+        this.#sendOnSocket(link);
+        return;
+      case "end":
+        return this.#socketEnded(link, String(message.reason));
+      case "error":
+        this.#handle(new GatewayError(0, message), link.offset === null ? link.firstInput : 0);
+    }
+  }
+
+  /**
+   * The gateway says why the socket ends. After `dropped` or
+   * `protocol-error` the session is still there: the close reconnects.
+   */
+  #socketEnded(link: SocketLink, reason: string): void {
+    switch (reason) {
+      case "destination-closed":
+        // All its output is here: acknowledging it ends the session.
+        this.#acknowledge(link);
+        return this.#ended("ended", "the destination closed the session");
+      case "closed":
+        return this.#ended("ended", "the session was closed");
+      case "server-stopping":
+        return this.#ended("ended", "server stopped: sessions did not survive");
+      case "taken-over":
+        return this.#ended("taken-over", "taken over by another window");
+    }
+  }
+
+  /** Sends queued input on the attached WebSocket, in pieces, within the window. */
+  #sendOnSocket(link: SocketLink): void {
+    const stored = this.#stored;
+    if (!stored || link.offset === null || link.socket.readyState !== WebSocket.OPEN) return;
+    const end = stored.inputAt + this.#queue.length;
+    let sent = Math.max(link.sent, stored.inputAt);
+    while (sent < end) {
+      const room = this.#window - (sent - stored.inputAt);
+      const size = Math.min(this.#maxInput, room, end - sent);
+      if (size <= 0) break; // the gateway's {"type":"in"} makes room
+      const from = sent - stored.inputAt;
+      link.socket.send(this.#queue.slice(from, from + size));
+      sent += size;
+    }
+    link.sent = sent;
+    this.#sentTo = Math.max(this.#sentTo, sent);
+  }
+
   async #poll(): Promise<void> {
     const stored = this.#stored;
     if (!stored) return;
-    const long = this.#transport === "longpoll" && !this.#finishing;
+    const long = this.#transport === "longpoll";
     const queued = this.#queue.length;
     const input = this.#rebase ? 0 : Math.min(queued, this.#maxInput);
     // Input left for the next request: do not wait for output first.
@@ -622,9 +684,7 @@ export class BrowserSession {
         this.#dropped();
         return;
       }
-      if (!this.#finishing) {
-        this.#options.onStatus("connected", long ? "long-polling" : "polling");
-      }
+      this.#options.onStatus("connected", long ? "long-polling" : "polling");
     } catch {
       if (this.#stopped) return;
       // send() cuts a waiting poll short to send its input at once: not a failure.
@@ -641,7 +701,7 @@ export class BrowserSession {
       clearTimeout(deadline);
       if (this.#pollRequest === request) this.#pollRequest = null;
     }
-    if (!long && !this.#finishing && !this.#stopped && this.#queue.length === 0) {
+    if (!long && !this.#stopped && this.#queue.length === 0) {
       await this.#sleep(this.#options.pollInterval ?? 1000);
     }
   }

@@ -30,15 +30,6 @@ export interface ClientOptions {
    * @default {undefined: plain TCP}
    */
   tls?: { caCerts?: string[] };
-  /**
-   * Most input a {@linkcode ClientSession.stream} keeps unconfirmed, in
-   * bytes. Past it, the stream re-attaches (a new connection, after the old
-   * one has handed over all its output) to learn from the reply how much
-   * input the server received, drops that, and resends the rest: memory
-   * stays bounded however much is piped through.
-   * @default {262144}
-   */
-  maxUnconfirmed?: number;
 }
 
 /** Where a client looks for the proxy when not told. */

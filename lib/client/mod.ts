@@ -42,16 +42,27 @@ export {
   ProtocolError,
   ProxyUnavailableError,
   SessionEndedError,
+  UnknownDestinationError,
   UnreachableError,
+  UntrustedError,
 } from "./errors.ts";
 export type { HostPort } from "../address.ts";
 export type { ErrorCode, Reply, SessionState } from "../protocol.ts";
 export type { ClientOptions } from "./handshake.ts";
+export type { EndReason } from "../frames.ts";
 export { ClientConnection } from "./connection.ts";
+export {
+  FramedConnection,
+  type FramedEvent,
+  type FramedReply,
+  type FramedTarget,
+  isVersion1Refusal,
+} from "./framed.ts";
 export {
   ClientSession,
   type CreateOptions,
   type PollOptions,
   type ResumeOptions,
+  type StreamEnd,
   type StreamOptions,
 } from "./session.ts";

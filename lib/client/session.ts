@@ -8,18 +8,21 @@
  * @module
  */
 
-import { closeQuietly } from "../_io.ts";
+import { closeQuietly, Wakeup } from "../_io.ts";
 import { concatBytes } from "../bytes.ts";
 import {
   AuthError,
   type GapError,
   type Hello,
   ID_PATTERN,
+  type Reply,
   SECRET_PATTERN,
   type SessionState,
 } from "../protocol.ts";
 import { ClientConnection } from "./connection.ts";
 import { ConnectionLostError, InputOffsetError, SessionEndedError } from "./errors.ts";
+import { FramedConnection, isVersion1Refusal } from "./framed.ts";
+import { type EndReason, MAX_DATA_PAYLOAD } from "../frames.ts";
 import { type ClientOptions, DEFAULT_PROXY, DEFAULT_TIMEOUT_MS, handshake } from "./handshake.ts";
 import type { HostPort } from "../address.ts";
 
@@ -39,6 +42,18 @@ export interface CreateOptions extends ClientOptions {
    * @default {true}
    */
   readFirstOutput?: boolean;
+  /**
+   * `NEW to=<name>`: which of the server's named destinations.
+   * @default {the server's default destination}
+   */
+  to?: string;
+  /**
+   * `NEW from=<address>`: the end user's address, for a gateway the server
+   * trusts (`<ipv4>[:<port>]` or `[<ipv6>][:<port>]`); from a peer it does
+   * not trust, `create` throws {@linkcode UntrustedError}.
+   * @default {none}
+   */
+  from?: string;
 }
 
 /** Options for {@linkcode ClientSession.resume}: where the session stands. */
@@ -88,7 +103,34 @@ export interface StreamOptions {
   signal?: AbortSignal;
 }
 
-const DEFAULT_MAX_UNCONFIRMED = 256 * 1024;
+/**
+ * How a {@linkcode ClientSession.stream} ended: the value the generator
+ * returns, also kept as {@linkcode ClientSession.streamEnd}.
+ *
+ * - `detached`: the signal aborted, or the caller stopped reading; the
+ *   session stays on the server.
+ * - `taken-over`: another client attached to the session; it stays open.
+ * - `destination-closed`: the destination closed and all its output was
+ *   received and acknowledged: the session has ended.
+ * - `closed`: the session was closed (`CLOSE`, the admin API).
+ * - `server-stopping`: the server is shutting down; sessions do not survive it.
+ * - `dropped`: only against a server that speaks version 1 alone: the server
+ *   ended a poll early, and nothing on the wire tells why.
+ */
+export type StreamEnd =
+  | "detached"
+  | "taken-over"
+  | "destination-closed"
+  | "closed"
+  | "server-stopping"
+  | "dropped";
+
+/** How long each poll of a stream waits for output, against a version 1 server, in ms. */
+const FALLBACK_POLL_MS = 25_000;
+/** Connections in a row that may drop without an `E` and without progress before a stream gives up. */
+const MAX_DROPS = 3;
+/** Most input handed to one framed write. */
+const MAX_INPUT_WRITE = 4 * MAX_DATA_PAYLOAD;
 const encoder = new TextEncoder();
 const EMPTY = new Uint8Array(0);
 
@@ -115,7 +157,6 @@ export class ClientSession {
   readonly #proxy: HostPort;
   readonly #timeout: number;
   readonly #tls: ClientOptions["tls"];
-  readonly #maxUnconfirmed: number;
   /**
    * Output taken from the server: the `<ack>` of the next resume. `null`
    * until known: a session resumed without an offset takes the server's.
@@ -138,12 +179,15 @@ export class ClientSession {
   #last: ClientConnection | null = null;
   #lastAcknowledged = false;
   #writing: Promise<void> = Promise.resolve();
-  /** The connection a {@linkcode ClientSession.stream} reads, which may be re-attached. */
-  #streaming: ClientConnection | null = null;
-  /** While a stream attaches or re-attaches: settles once it has (or has given up). */
+  /** The framed connection a {@linkcode ClientSession.stream} reads, while it is attached. */
+  #framed: FramedConnection | null = null;
+  /** While a stream attaches: settles once it has (or has given up). */
   #attaching: PromiseWithResolvers<void> | null = null;
-  /** A stream connection half-closed to re-attach once it has handed over its output. */
-  #retiring: ClientConnection | null = null;
+  /** Woken when input goes out on the framed connection, or it ends. */
+  readonly #inputMoved = new Wakeup();
+  /** The server refused a framed hello: it speaks version 1 only. */
+  #version1Only = false;
+  #streamEnd: StreamEnd | null = null;
 
   private constructor(
     credentials: { id: string; secret: string },
@@ -154,7 +198,6 @@ export class ClientSession {
     this.#proxy = options.proxy ?? DEFAULT_PROXY;
     this.#timeout = options.timeout ?? DEFAULT_TIMEOUT_MS;
     this.#tls = options.tls;
-    this.#maxUnconfirmed = options.maxUnconfirmed ?? DEFAULT_MAX_UNCONFIRMED;
     this.#taken = options.received;
     this.#inputBase = options.inputBase;
   }
@@ -176,9 +219,15 @@ export class ClientSession {
    * @throws {ProxyUnavailableError} When no proxy answers.
    * @throws {UnreachableError} When the proxy cannot reach the destination.
    * @throws {BusyError} At the proxy's session limit.
+   * @throws {UnknownDestinationError} For a `to` the server does not have.
+   * @throws {UntrustedError} For a `from` the server does not believe from this client.
    */
   static async create(options: CreateOptions = {}): Promise<ClientSession> {
-    const { conn, reply, early } = await handshake(options, { verb: "NEW" });
+    const { conn, reply, early } = await handshake(options, {
+      verb: "NEW",
+      ...(options.to === undefined ? {} : { to: options.to }),
+      ...(options.from === undefined ? {} : { from: options.from }),
+    });
     if ("bye" in reply) {
       closeQuietly(conn);
       throw new ConnectionLostError("the server answered NEW with BYE");
@@ -258,11 +307,11 @@ export class ClientSession {
   }
 
   /**
-   * Whether the server, not this client, ended the last connection: the
-   * destination closed and all its output was sent, another client took
-   * the session over, or the server stopped. Nothing on the wire tells
-   * which; the next reply's `state` tells whether the destination closed
-   * (but a hello takes the session back from a client that took it over).
+   * Whether the server, not this client, ended the last version 1
+   * connection (a poll): the destination closed and all its output was
+   * sent, another client took the session over, or the server stopped.
+   * Nothing on a version 1 wire tells which; a stream, framed, is told:
+   * see {@linkcode ClientSession.streamEnd}.
    */
   get detachedByServer(): boolean {
     return this.#last?.closedByServer ?? false;
@@ -314,6 +363,11 @@ export class ClientSession {
     return this.#undelivered;
   }
 
+  /** How the last {@linkcode ClientSession.stream} ended; `null` before one has, and while one runs. */
+  get streamEnd(): StreamEnd | null {
+    return this.#streamEnd;
+  }
+
   /** Whether {@linkcode ClientSession.received} is known (false for a session resumed without `ack`, before it connects). */
   get offsetKnown(): boolean {
     return this.#taken !== null;
@@ -321,9 +375,10 @@ export class ClientSession {
 
   /**
    * Queues input for the destination. It is written at once when a
-   * connection is attached, and kept until a later reply confirms it, so
-   * nothing is lost if the connection drops. Once a reply has said the
-   * destination closed, input is counted as
+   * connection is attached (a stream's, within the server's window), and
+   * kept until the server confirms it (a reply's `<in>`, a stream's `I`),
+   * so nothing is lost if the connection drops. Once the server has said
+   * the destination closed, input is counted as
    * {@linkcode ClientSession.undelivered} instead.
    *
    * @param data Bytes, or text sent as UTF-8.
@@ -337,55 +392,29 @@ export class ClientSession {
     }
     this.#unconfirmed.push(bytes);
     this.#unconfirmedBytes += bytes.length;
-    const live = this.#live;
-    if (!live) return;
-    this.#write(live, bytes);
-    if (live === this.#streaming && this.#unconfirmedBytes > this.#maxUnconfirmed) {
-      this.#retire(live);
-    }
+    if (this.#framed) this.#sendFramed(this.#framed);
+    else if (this.#live) this.#write(this.#live, bytes);
   }
 
   /**
-   * Attaches a connection. `exact` resumes at the received offset
-   * (acknowledged delivery: at most the server's `--buffer` beyond it on
-   * this connection); `streaming` asks for output without limit. Before a
-   * streaming hello, which lets the server release all output it has sent
-   * to any connection, the library catches up exactly: it resumes at the
-   * received offset, half-closes, and holds all that connection is sent
-   * (at most `--buffer`) for the next read. So output an earlier connection
-   * was sent but never delivered is fetched before the server may release
-   * it, and this client causes no gap of its own.
+   * Attaches a connection exactly, as a poll does: it resumes at the
+   * received offset (acknowledged delivery: at most the server's
+   * `--buffer` beyond it on this connection). A session resumed without an
+   * offset asks, this once, for the output no client has been sent yet,
+   * and counts from there.
    *
-   * @param mode How to attach.
-   * @returns The attached connection; close it to detach. When the catch-up
-   * finds the destination closed, it is that connection, already drained:
-   * reads hand out what it held, then end.
+   * @returns The attached connection; close it to detach.
    * @throws {GapError} When output this client has not received was released.
    * @throws {AuthError} When the session is unknown or ended.
    * @throws {SessionEndedError} When the session is known to have ended: no hello is sent.
    */
-  async connect(mode: "exact" | "streaming" = "exact"): Promise<ClientConnection> {
+  async connect(): Promise<ClientConnection> {
     if (this.#taken === null) {
       const first = await this.#attach(undefined);
       this.#taken = first.reply.from;
       return first;
     }
-    if (mode === "exact") return await this.#attach(this.#taken);
-    // Only another client sending output meanwhile (a takeover) can leave
-    // the streaming hello ahead of what the catch-up fetched.
-    for (let attempt = 0; attempt < 10; attempt++) {
-      const from = this.#taken;
-      // Output only: input waits for the streaming connection, so that no
-      // write can fail on this half-closed one and cut the catch-up short.
-      const exact = await this.#attach(from, { input: false });
-      await this.#drain(exact, from);
-      // The destination closed: all its output is held, nothing more will come.
-      if (exact.reply.state === "closed") return exact;
-      const connection = await this.#attach(undefined);
-      if (connection.reply.from === this.#taken) return connection;
-      connection.close();
-    }
-    throw new ConnectionLostError("could not attach in streaming mode: the output keeps moving on");
+    return await this.#attach(this.#taken);
   }
 
   /**
@@ -415,7 +444,7 @@ export class ClientSession {
       for (let held = this.takeBacklog(); held; held = this.takeBacklog()) await take(held);
       return concatBytes(parts);
     }
-    await using connection = await this.connect("exact");
+    await using connection = await this.connect();
     // An abort (the caller went away) ends the poll with what it has read.
     const abort = (): void => connection.close();
     signal?.addEventListener("abort", abort, { once: true });
@@ -451,14 +480,17 @@ export class ClientSession {
   /**
    * Resolves once all input given so far has been written to a connection
    * (or there is none to write it to). While a
-   * {@linkcode ClientSession.stream} attaches or re-attaches, it waits for
-   * that first; the re-attach needs the stream to be read meanwhile.
+   * {@linkcode ClientSession.stream} attaches, it waits for that first; a
+   * stream's input waits for the window the server's `I` frames open, so
+   * awaiting this after each {@linkcode ClientSession.send} keeps the input
+   * held here within one window.
    */
   async flush(): Promise<void> {
-    // One attach is enough: the connection it makes is written all input
-    // not yet confirmed, so what was given before this call is then queued
-    // in #writing. A later re-attach concerns only input given later.
     await this.#attaching?.promise;
+    for (let framed = this.#framed; framed && !framed.closed; framed = this.#framed) {
+      if (framed.inputSent >= this.#inputEnd()) break;
+      await this.#inputMoved.wait();
+    }
     await this.#writing;
   }
 
@@ -478,42 +510,78 @@ export class ClientSession {
   }
 
   /**
-   * Stays attached, yielding output as it arrives, until the server closes
-   * the connection or `signal` aborts. Input given to
-   * {@linkcode ClientSession.send} meanwhile is written at once; when more
-   * than `maxUnconfirmed` of it is unconfirmed, the stream re-attaches to
-   * trim it, without losing or repeating output.
+   * Stays attached, yielding output as it arrives, over one framed
+   * (version 2) connection: output is acknowledged as it is taken (each
+   * chunk once the next is asked for), input given to
+   * {@linkcode ClientSession.send} is written within the server's window
+   * and kept until the server's `I` confirms it, and a connection that
+   * drops is attached again where it stood, resending what was not
+   * confirmed. It ends when the server says why (`E`), or `signal` aborts;
+   * the generator returns the {@linkcode StreamEnd}.
+   *
+   * Against a server that refuses framed hellos (version 1 only), it polls
+   * instead: long polls, exact both ways.
    *
    * @param options `signal` ends the stream (detaching, not ending the session).
-   * @returns The output, chunk by chunk.
+   * @returns The output, chunk by chunk; then how the stream ended.
+   * @throws {ConnectionLostError} When the connection keeps dropping.
+   * @throws {ProxyUnavailableError} When a re-attach finds no server.
+   * @throws {GapError} When output this client has not received was released.
+   * @throws {AuthError} When the session is unknown or ended.
    */
-  async *stream(options: StreamOptions = {}): AsyncGenerator<Uint8Array> {
+  async *stream(options: StreamOptions = {}): AsyncGenerator<Uint8Array, StreamEnd> {
     const { signal } = options;
-    if (signal?.aborted) return;
-    let connection: ClientConnection | null = null;
+    this.#streamEnd = null;
+    let framed: FramedConnection | null = null;
     const abort = (): void => {
-      connection?.close();
-      this.#retiring?.close();
+      framed?.close();
+      this.#live?.close();
     };
     signal?.addEventListener("abort", abort, { once: true });
+    let end: StreamEnd = "detached";
     try {
-      connection = await this.#attachStream();
-      while (!signal?.aborted) {
-        const chunk = await connection.read();
-        if (chunk !== null) {
-          yield chunk;
-          continue;
-        }
-        if (this.#retiring !== connection || signal?.aborted) return;
-        // The retired connection has handed over all its output: attach anew.
-        connection = await this.#attachStream();
+      for (let held = this.takeBacklog(); held && !signal?.aborted; held = this.takeBacklog()) {
+        yield held;
       }
+      if (this.#version1Only) return end = yield* this.#pollStream(signal);
+      for (let drops = 0; !signal?.aborted;) {
+        const before = this.#progress();
+        let ended: StreamEnd | null = null;
+        let attached = true;
+        try {
+          framed = await this.#attachFramed();
+        } catch (error) {
+          // A connection lost in the handshake is a drop like any other.
+          if (!(error instanceof ConnectionLostError) || signal?.aborted) throw error;
+          attached = false;
+        }
+        if (framed === null) return end = yield* this.#pollStream(signal);
+        if (attached) {
+          // What the drain of a first attach at an unknown offset held comes first.
+          for (let held = this.takeBacklog(); held && !signal?.aborted; held = this.takeBacklog()) {
+            yield held;
+          }
+          if (signal?.aborted) break;
+          ended = yield* this.#readFramed(framed);
+        }
+        if (ended !== null) return end = ended;
+        if (signal?.aborted) break;
+        // Dropped without an E: attach again where it stood, unless it keeps failing.
+        drops = this.#progress() === before ? drops + 1 : 0;
+        if (drops >= MAX_DROPS) {
+          throw new ConnectionLostError(
+            `the connection to the server dropped ${drops} times in a row without progress`,
+          );
+        }
+      }
+      return end;
     } finally {
       signal?.removeEventListener("abort", abort);
-      connection?.close();
-      this.#streaming = null;
-      this.#retiring = null;
+      framed?.close();
+      this.#framed = null;
       this.#attached();
+      this.#inputMoved.wake();
+      this.#streamEnd = end;
       await this.#writing;
     }
   }
@@ -629,47 +697,78 @@ export class ClientSession {
       closeQuietly(conn);
       throw new ConnectionLostError("the server answered RESUME with BYE");
     }
+    this.#takeReply(reply, () => closeQuietly(conn));
+    const connection = new ClientConnection({ conn, reply, early }, this);
+    if (options.input) this.#live = connection;
+    this.#last = connection;
+    this.#lastAcknowledged = ack !== undefined;
+    // Acknowledged, closed, nothing pending: the server ends the session
+    // right after this reply.
+    if (reply.state === "closed" && ack !== undefined && reply.pending === 0) this.#ended = true;
+    // Resend what the server has not received, before any new input.
+    if (options.input) { for (const bytes of this.#unconfirmed) this.#write(connection, bytes); }
+    return connection;
+  }
+
+  /**
+   * Attaches a stream's framed connection at the received offset, sending
+   * the input not yet confirmed; `null` from a server that speaks version
+   * 1 only. A session resumed without an offset first learns it with a
+   * version 1 attach, drained like `create`'s, so nothing is skipped.
+   */
+  async #attachFramed(): Promise<FramedConnection | null> {
+    this.#attaching ??= Promise.withResolvers<void>();
+    try {
+      this.#live?.close();
+      if (this.#taken === null) {
+        const first = await this.#attach(undefined, { input: false });
+        this.#taken = first.reply.from;
+        await this.#drain(first, first.reply.from);
+      }
+      if (this.#ended) throw new SessionEndedError(`session ${this.id} has ended: no hello sent`);
+      let framed: FramedConnection;
+      try {
+        framed = await FramedConnection.open(this.#options(), {
+          verb: "RESUME",
+          id: this.id,
+          secret: this.secret,
+          ack: this.#taken,
+        });
+      } catch (error) {
+        if (error instanceof AuthError) this.#ended = true;
+        if (!isVersion1Refusal(error)) throw error;
+        this.#version1Only = true;
+        return null;
+      }
+      this.#takeReply(framed.reply, () => framed.close());
+      this.#framed = framed;
+      this.#sendFramed(framed);
+      return framed;
+    } finally {
+      this.#attached();
+    }
+  }
+
+  /**
+   * Takes in a reply's `<in>` and `<state>`: confirms input, and gives up
+   * what a closed destination will never receive.
+   *
+   * @throws {InputOffsetError} When the caller's record of the input is
+   * ahead of the server's (sending would put input at the wrong offset);
+   * `close` has closed the connection.
+   */
+  #takeReply(reply: Reply, close: () => void): void {
     if (this.#inputBase !== null && reply.in < this.#inputBase) {
-      // The caller's record is ahead of the server's: sending would put the
-      // input at the wrong offset.
-      closeQuietly(conn);
+      close();
       throw new InputOffsetError(
         `the session has ${reply.in} bytes of input, not ${this.#inputBase}`,
         reply.in,
       );
     }
     this.#state = reply.state;
-    const connection = new ClientConnection({ conn, reply, early }, this);
-    if (options.input) this.#live = connection;
-    this.#last = connection;
-    this.#lastAcknowledged = ack !== undefined;
     this.#confirm(reply.in);
-    if (reply.state === "closed") {
-      // The server drops input once the destination has closed: what it
-      // has not received never will be.
-      this.#undelivered += this.#unconfirmedBytes;
-      this.#unconfirmed = [];
-      this.#unconfirmedBytes = 0;
-      // Acknowledged, closed, nothing pending: the server ends the session
-      // right after this reply.
-      if (ack !== undefined && reply.pending === 0) this.#ended = true;
-    }
-    // Resend what the server has not received, before any new input.
-    if (options.input) { for (const bytes of this.#unconfirmed) this.#write(connection, bytes); }
-    return connection;
-  }
-
-  /** Attaches the connection a stream reads, and lets those waiting in flush() go on. */
-  async #attachStream(): Promise<ClientConnection> {
-    this.#attaching ??= Promise.withResolvers<void>();
-    try {
-      const connection = await this.connect("streaming");
-      this.#streaming = connection;
-      return connection;
-    } finally {
-      this.#retiring = null;
-      this.#attached();
-    }
+    // The server drops input once the destination has closed.
+    if (reply.state === "closed") this.#giveUpInput();
   }
 
   #attached(): void {
@@ -679,18 +778,141 @@ export class ClientSession {
   }
 
   /**
-   * Retires a stream connection to learn how much input the server has
-   * received: half-closing it makes the server stop releasing what it sent
-   * there, send what it has, and detach; the stream reads all of it, then
-   * attaches anew, and that reply's `<in>` trims the input kept. Input
-   * given meanwhile waits for the new connection.
+   * Reads a framed connection until it ends: yields output, acknowledging
+   * what was taken; confirms input on `I`.
+   *
+   * @returns How the server ended it, or `null` when it dropped without saying.
    */
-  #retire(connection: ClientConnection): void {
-    if (this.#retiring) return;
-    this.#retiring = connection;
-    this.#live = null;
-    this.#attaching ??= Promise.withResolvers<void>();
-    this.#writing = this.#writing.then(() => connection.closeWrite());
+  async *#readFramed(framed: FramedConnection): AsyncGenerator<Uint8Array, StreamEnd | null> {
+    const window = framed.reply.window;
+    while (true) {
+      // Everything yielded so far was taken: acknowledge it when half a
+      // window waits, or before waiting for the network.
+      const taken = this.received;
+      if (
+        taken - framed.acknowledged >= window / 2 ||
+        (!framed.buffered && taken > framed.acknowledged)
+      ) {
+        void framed.acknowledge(Math.min(taken, framed.received));
+      }
+      const event = await framed.next();
+      if (event === null) {
+        this.#framed = null;
+        this.#inputMoved.wake();
+        return null;
+      }
+      switch (event.type) {
+        case "output":
+          this.countReceived(event.bytes.length);
+          yield event.bytes;
+          break;
+        case "input":
+          this.#confirm(event.count);
+          this.#sendFramed(framed);
+          break;
+        case "end":
+          return await this.#endFramed(framed, event.reason, event.in);
+      }
+    }
+  }
+
+  /** The server's `E`: what it means for the session. */
+  async #endFramed(framed: FramedConnection, reason: EndReason, input: number): Promise<StreamEnd> {
+    this.#framed = null;
+    this.#confirm(input);
+    this.#inputMoved.wake();
+    switch (reason) {
+      case "destination-closed":
+        // All its output has been yielded: acknowledging it ends the session.
+        this.#state = "closed";
+        this.#giveUpInput();
+        await framed.acknowledge(this.received);
+        this.#ended = this.received === framed.received;
+        framed.close();
+        return "destination-closed";
+      case "taken-over":
+        framed.close();
+        return "taken-over";
+      case "closed":
+      case "server-stopping":
+        framed.close();
+        this.#state = "closed";
+        this.#ended = true;
+        this.#giveUpInput();
+        return reason;
+      case "protocol-error":
+        framed.close();
+        throw new ConnectionLostError(
+          "the server ended the stream for a protocol error of this client",
+        );
+    }
+  }
+
+  /**
+   * A stream against a server that speaks version 1 only: long polls, each
+   * exact both ways (output from the received offset, input from `<in>`).
+   */
+  async *#pollStream(signal: AbortSignal | undefined): AsyncGenerator<Uint8Array, StreamEnd> {
+    while (!signal?.aborted) {
+      if (this.#ended) return "destination-closed";
+      let output: Uint8Array;
+      try {
+        output = await this.poll({ wait: FALLBACK_POLL_MS, ...(signal ? { signal } : {}) });
+      } catch (error) {
+        if (error instanceof SessionEndedError) return "destination-closed";
+        throw error;
+      }
+      if (output.length > 0) yield output;
+      else if (this.droppedByServer) return "dropped";
+    }
+    return "detached";
+  }
+
+  /** Writes the input not yet written on `framed`, as far as its window allows. */
+  #sendFramed(framed: FramedConnection): void {
+    const end = this.#inputEnd();
+    for (let room = framed.inputRoom; room > 0 && framed.inputSent < end; room = framed.inputRoom) {
+      const start = framed.inputSent - (this.#inputBase ?? 0);
+      const bytes = this.#unconfirmedSlice(start, Math.min(room, MAX_INPUT_WRITE));
+      if (bytes.length === 0) break;
+      this.#writing = framed.sendInput(bytes).then(() => this.#inputMoved.wake());
+    }
+  }
+
+  /** The input offset after the last byte given to {@linkcode ClientSession.send}. */
+  #inputEnd(): number {
+    return (this.#inputBase ?? 0) + this.#unconfirmedBytes;
+  }
+
+  /** Up to `max` bytes of the unconfirmed input, from `start` bytes into it. */
+  #unconfirmedSlice(start: number, max: number): Uint8Array {
+    const parts: Uint8Array[] = [];
+    let skip = start;
+    let left = max;
+    for (const bytes of this.#unconfirmed) {
+      if (left === 0) break;
+      if (skip >= bytes.length) {
+        skip -= bytes.length;
+        continue;
+      }
+      const part = bytes.subarray(skip, skip + left);
+      skip = 0;
+      left -= part.length;
+      parts.push(part);
+    }
+    return parts.length === 1 ? parts[0] ?? EMPTY : concatBytes(parts);
+  }
+
+  /** Output and input so far: a stream that drops without changing it made no progress. */
+  #progress(): string {
+    return `${this.received} ${this.#inputBase}`;
+  }
+
+  /** The server will never receive the input not yet confirmed. */
+  #giveUpInput(): void {
+    this.#undelivered += this.#unconfirmedBytes;
+    this.#unconfirmed = [];
+    this.#unconfirmedBytes = 0;
   }
 
   /**

@@ -19,12 +19,14 @@ import {
   type PollOptions,
   ProtocolError,
   ProxyUnavailableError,
+  type StreamEnd,
+  UnknownDestinationError,
 } from "../client/mod.ts";
 import { CommandError, UsageError } from "../errors.ts";
 import { formatHostPort, type HostPort, parseHostPort } from "../address.ts";
 import { parseCount, parseDuration, tlsOptions } from "./config.ts";
 import { SERVER_DEFAULTS } from "../proxy/config.ts";
-import { ID_PATTERN, SECRET_PATTERN } from "../protocol.ts";
+import { DESTINATION_NAME_PATTERN, ID_PATTERN, SECRET_PATTERN } from "../protocol.ts";
 import { SIGNAL_EXIT_STATUS, watchStopSignals } from "./signals.ts";
 import { concatBytes } from "../bytes.ts";
 
@@ -41,6 +43,9 @@ stdout; when stdout's reader goes away (| head), the client detaches.
 
 Options:
   --proxy=[HOST][:PORT]   the proxy (default localhost:9009)
+  --to=NAME               open the session to the server's destination NAME
+                          (server --destination=NAME=HOST:PORT) instead of
+                          its default
   --session=ID:SECRET     resume this session instead of creating one
   --ack=N                 with --session: output bytes already received, to
                           resume exactly (default: the output no client
@@ -57,6 +62,7 @@ Options:
 
 const FLAGS = {
   proxy: { type: "string" },
+  to: { type: "string" },
   session: { type: "string" },
   ack: { type: "string" },
   stream: { type: "boolean" },
@@ -74,6 +80,8 @@ export interface ClientConfig {
   proxy: HostPort;
   /** An existing session to resume, or `null` to create one. */
   session: { id: string; secret: string } | null;
+  /** The named destination a new session is for; `undefined` for the server's default. */
+  to: string | undefined;
   /** Output already received from the resumed session; `undefined`: what no client was sent. */
   ack: number | undefined;
   /** Stay attached instead of a connection per line. */
@@ -116,11 +124,19 @@ export function parseClientArgs(args: string[]): ClientConfig | "help" {
     session = { id, secret };
   }
   if (ackText !== undefined && session === null) throw new UsageError("--ack needs --session");
+  const to = stringFlag(flags, "to");
+  if (to !== undefined && session !== null) {
+    throw new UsageError("--to names a new session's destination: it cannot go with --session");
+  }
+  if (to !== undefined && !DESTINATION_NAME_PATTERN.test(to)) {
+    throw new UsageError("--to: a destination name is 1 to 64 characters of A-Z a-z 0-9 _ . -");
+  }
   return {
     proxy: proxyText === undefined
       ? SERVER_DEFAULTS.proxy
       : parseHostPort(proxyText, "--proxy", { defaults: SERVER_DEFAULTS.proxy }),
     session,
+    to,
     ack: ackText === undefined ? undefined : parseCount(ackText, "--ack", 0),
     stream: flags.values.stream === true,
     wait: waitText === undefined ? 500 : parseDuration(waitText, "--wait"),
@@ -197,7 +213,8 @@ function explain(error: unknown, config: ClientConfig): CommandError | null {
       1,
     );
   }
-  const detail = error instanceof AuthError || !(error instanceof ProtocolError)
+  const detail = error instanceof AuthError || error instanceof UnknownDestinationError ||
+      !(error instanceof ProtocolError)
     ? ""
     : `: ${error.message}`;
   return new CommandError(`${formatHostPort(config.proxy)} ${meaning.phrase}${detail}`, 1);
@@ -243,7 +260,11 @@ type Ending =
   /** A reply said the destination closed. */
   | "closed"
   /** The proxy closed a connection, and a hello to learn why could take the session from another client. */
-  | "dropped";
+  | "dropped"
+  /** The proxy said another client took the session over (a stream, framed). */
+  | "taken-over"
+  /** The proxy said the session has ended: closed, or the proxy is stopping (a stream, framed). */
+  | "ended";
 
 /** What the client can say when the proxy closed a connection early. */
 const DROPPED =
@@ -326,8 +347,8 @@ async function streamMode(
   const input = Deno.stdin.readable.getReader();
   let linger: ReturnType<typeof setTimeout> | undefined;
   let reading: Promise<void> | null = null;
-  /** Whether this side ended the stream (or the server did). */
-  let detached = false;
+  /** How the stream ended, as the library tells it. */
+  let end = "detached" as StreamEnd;
   async function readInput(): Promise<void> {
     try {
       for (let next = await input.read(); !next.done; next = await input.read()) {
@@ -354,18 +375,21 @@ async function streamMode(
         // then on, so that flush() waits for the connection.
         let next = chunks.next();
         reading ??= readInput();
-        for (let chunk = await next; !chunk.done; chunk = await next) {
+        for (let chunk = await next;; chunk = await next) {
+          if (chunk.done) {
+            end = chunk.value;
+            break;
+          }
           await output.write(chunk.value);
           next = chunks.next();
         }
-        detached = detach.signal.aborted;
       } finally {
-        await chunks.return(undefined);
+        await chunks.return("detached");
       }
     });
   } catch (error) {
     if (!(error instanceof OutputClosed)) throw error;
-    detached = true;
+    end = "detached";
   } finally {
     stop.removeEventListener("abort", onStop);
     detach.abort();
@@ -373,15 +397,27 @@ async function streamMode(
     await reading;
     clearTimeout(linger);
   }
-  if (detached) return "detached";
-  if (session.state === "closed") {
-    status("the destination closed the session");
-    return "closed";
+  switch (end) {
+    case "detached":
+      return "detached";
+    case "destination-closed":
+      status("the destination closed the session");
+      return "closed";
+    case "taken-over":
+      status("another client took the session over");
+      return "taken-over";
+    case "closed":
+      status(`session ${session.id} was closed on the proxy`);
+      return "ended";
+    case "server-stopping":
+      status("the proxy is stopping: the session does not survive it");
+      return "ended";
+    case "dropped":
+      // Only from a version 1 proxy, polled: asking why would be a RESUME,
+      // which takes the session back from a client that just took it over.
+      status(DROPPED);
+      return "dropped";
   }
-  // Asking the proxy why would be a RESUME, which takes the session back
-  // from a client that just took it over: say what it may be instead.
-  status(DROPPED);
-  return "dropped";
 }
 
 /**
@@ -414,6 +450,7 @@ export async function clientCommand(args: string[]): Promise<number> {
       session = await ClientSession.create({
         proxy: config.proxy,
         ...(config.tls ? { tls: config.tls } : {}),
+        ...(config.to === undefined ? {} : { to: config.to }),
       });
       status(`opened session ${session.id}`);
     }
@@ -469,8 +506,8 @@ async function farewell(
   output: Output,
   ending: Ending,
 ): Promise<void> {
-  // After a drop, any hello would take the session back from whoever took it.
-  const mayAsk = ending !== "dropped" && !session.ended;
+  // After a drop or a takeover, any hello would take the session back from whoever took it.
+  const mayAsk = ending !== "dropped" && ending !== "taken-over" && !session.ended;
   if (mayAsk && session.state !== "closed" && session.unconfirmed > 0) {
     // Input typed but not yet confirmed: one more try to get it through.
     const more = await session.poll({ signal: AbortSignal.timeout(5000) }).catch(() => null);
@@ -494,7 +531,14 @@ async function farewell(
     if (!session.ended) hint(session, "the rest of the output waits");
     return;
   }
-  hint(session, ending === "dropped" ? "the session may still be open" : "session left open");
+  hint(
+    session,
+    ending === "dropped"
+      ? "the session may still be open"
+      : ending === "taken-over"
+      ? "the other client has the session"
+      : "session left open",
+  );
 }
 
 function ignoreOutputClosed(error: unknown): void {

@@ -1,12 +1,17 @@
 /**
- * The WebSocket relay: one browser socket, attached to a session through
- * the client library. Output goes to the browser as binary frames, input
- * comes back as binary frames, and JSON text messages say what happened.
+ * The WebSocket relay: one browser socket on one framed (version 2) proxy
+ * connection. The browser's first message resumes the session at its
+ * `ack`; then `D` frames go to the browser as binary messages, `I` and `E`
+ * as JSON, and the browser's input, acknowledgements and close go to the
+ * proxy as `D`, `A` and `C`. The relay keeps no output or input of its
+ * own: the proxy retains output until the browser acknowledges it, and the
+ * browser keeps its input until an `in` message confirms it. See
+ * docs/gateway.md for the browser protocol.
  *
  * @module
  */
 
-import { type ClientConnection, ClientSession } from "../client/mod.ts";
+import { FramedConnection, type FramedEvent, InputOffsetError } from "../client/mod.ts";
 import type { HostPort } from "../address.ts";
 import type { ServerWebSocket, WebSocketMessage } from "../http/websocket.ts";
 import { describeError, type Logger } from "../log.ts";
@@ -14,11 +19,15 @@ import type { GatewayMetrics } from "./metrics.ts";
 import {
   type ClientAddress,
   type GatewayLimits,
+  HttpError,
   httpErrorFor,
   inputOf,
   offsetOf,
   secretOf,
 } from "./requests.ts";
+
+/** The versions of the browser protocol this relay speaks. */
+export const BROWSER_PROTOCOL_VERSIONS: readonly number[] = [2];
 
 /**
  * Once this much WebSocket output waits to go out, the proxy is not read
@@ -42,223 +51,308 @@ export interface RelayContext {
   onAuthFailed: () => Promise<void>;
 }
 
+/** What the first message asks for. */
+interface FirstMessage {
+  secret: string;
+  ack: number;
+  inputAt: number | undefined;
+  input: Uint8Array;
+}
+
+/** What the browser is told when the proxy connection ends: `E`'s fields, or `dropped`. */
+type EndMessage = Extract<FramedEvent, { type: "end" }> | {
+  type: "end";
+  reason: "dropped";
+  sent: number;
+};
+
 /**
- * Runs one WebSocket: the first message (JSON `{"secret","ack","inputAt"?,"input"?}`)
- * attaches, then output goes to the browser as binary frames and binary
- * frames from it are input. Text messages from the gateway are JSON:
- * `{"type":"attached","from","in","state","maxInput","window"}`,
- * `{"type":"in","in"}` (the proxy has the session's input up to `in`),
- * `{"type":"closed","ack","ended"}` (the destination closed and all its
- * output was sent; `ended` when attaching at `ack` acknowledged it all and
- * so ended the session, otherwise the page's own final poll at `ack` does),
- * `{"type":"dropped","ack"}` (the proxy ended the connection while
- * the session was open: the destination closed, or another window took
- * the session over; `ack` is the output sent so far),
- * `{"type":"error","error","message",...}`.
+ * Where a relay is: waiting for the first message, opening the proxy
+ * connection, relaying, waiting for the last acknowledgement after the
+ * destination closed, or done.
+ */
+type Phase = "first" | "attaching" | "attached" | "ending" | "done";
+
+/**
+ * Runs one WebSocket until it closes. See {@linkcode WebSocketRelay}.
  *
- * On `dropped` the gateway does not ask the proxy which it was: any hello
- * would take the session over, and two windows (or a stale relay) asking
- * would end each other. The page decides whether to attach again.
- *
- * Input is kept (for resending) until the proxy confirms it, which only a
- * reply does: once `maxInput` bytes are unconfirmed the gateway ends its
- * connection gracefully, attaches again and passes the confirmation on. The
- * browser keeps at most `window` bytes unconfirmed; more ends the socket,
- * so no browser makes the gateway hold more than that.
+ * @param socket The upgraded socket.
+ * @param context The session id, the proxy, limits, logs and metrics.
  */
 export function relay(socket: ServerWebSocket, context: RelayContext): void {
-  const { id, clientOptions, limits, logger, address } = context;
-  const window = 2 * limits.maxInput;
-  let session: ClientSession | null = null;
-  /** The attached connection, once there is one. */
-  let connection: ClientConnection | null = null;
-  /** The proxy is confirming the input (see `confirm`). */
-  let confirming = false;
-  /** The connection this side ended (half-closed) to have its input confirmed. */
-  let halfClosed: ClientConnection | null = null;
-  /** Input that arrived while confirming, and its size. */
-  const held: Uint8Array[] = [];
-  let heldBytes = 0;
-  let closed = false;
-  // A socket that never says what it wants is not held open.
-  const firstMessage = setTimeout(() => {
-    fail(
-      "timeout",
-      `No first message within ${context.firstMessageTimeout} ms: send {"secret","ack"} at once`,
-    );
-  }, context.firstMessageTimeout);
-  context.metrics.webSocketOpened();
-  socket.onclose = () => {
-    context.metrics.webSocketClosed();
-    closed = true;
-    clearTimeout(firstMessage);
-    connection?.close();
-  };
-  /** Sends a control message, unless the socket is going. */
-  function tell(message: Record<string, unknown>): boolean {
-    if (!socket.open) return false;
-    socket.send(JSON.stringify(message));
-    return true;
+  new WebSocketRelay(socket, context);
+}
+
+/** One WebSocket and its framed proxy connection. */
+class WebSocketRelay {
+  readonly #socket: ServerWebSocket;
+  readonly #context: RelayContext;
+  #phase: Phase = "first";
+  #framed: FramedConnection | null = null;
+  /** The output offset the browser has been sent up to. */
+  #sent = 0;
+  /** The latest input count the browser was told: `attached`'s `in`, then each `in`. */
+  #toldIn = 0;
+  /** The latest write to the proxy: the connection is closed only after it. */
+  #writing: Promise<void> = Promise.resolve();
+  /** The first message's deadline, then the wait for the last acknowledgement. */
+  #timer: ReturnType<typeof setTimeout>;
+
+  constructor(socket: ServerWebSocket, context: RelayContext) {
+    this.#socket = socket;
+    this.#context = context;
+    // A socket that never says what it wants is not held open.
+    this.#timer = setTimeout(() => {
+      this.#fail(
+        "timeout",
+        `No first message within ${context.firstMessageTimeout} ms: send {"v":2,"secret","ack"} at once`,
+      );
+    }, context.firstMessageTimeout);
+    context.metrics.webSocketOpened();
+    socket.onmessage = (message) => this.#receive(message);
+    socket.onclose = () => {
+      context.metrics.webSocketClosed();
+      this.#finish();
+    };
   }
-  function fail(code: string, message: string, extra: Record<string, unknown> = {}): void {
-    if (tell({ type: "error", error: code, message, ...extra })) socket.close(4000, code);
-  }
-  /** The proxy ended the connection of an open session; only a takeover could tell why. */
-  function dropped(session: ClientSession): void {
-    connection?.close();
-    if (tell({ type: "dropped", ack: session.received })) {
-      socket.close(4001, "dropped by the proxy");
+
+  #receive(message: WebSocketMessage): void {
+    try {
+      switch (this.#phase) {
+        case "first":
+          clearTimeout(this.#timer);
+          this.#phase = "attaching";
+          void this.#run(message);
+          return;
+        case "attaching":
+          throw new HttpError(400, "bad_request", 'Send nothing more before {"type":"attached"}');
+        case "attached":
+        case "ending":
+          return this.#take(message);
+      }
+    } catch (error) {
+      void this.#failWith(error);
     }
   }
-  socket.onmessage = (message: WebSocketMessage) => {
-    if (session === null) {
-      clearTimeout(firstMessage);
-      void start(message);
+
+  /** Attaches, then relays the proxy's frames until the connection ends. */
+  async #run(first: WebSocketMessage): Promise<void> {
+    try {
+      const framed = await this.#attach(this.#firstMessage(first));
+      if (framed) await this.#pump(framed);
+    } catch (error) {
+      await this.#failWith(error);
+    }
+  }
+
+  /** Opens the framed connection at the browser's `ack` and forwards the first input. */
+  async #attach(hello: FirstMessage): Promise<FramedConnection | null> {
+    const { id, clientOptions, limits } = this.#context;
+    const framed = await FramedConnection.open(clientOptions, {
+      verb: "RESUME",
+      id,
+      secret: hello.secret,
+      ack: hello.ack,
+    });
+    this.#framed = framed;
+    if (this.#done) {
+      framed.close();
+      return null;
+    }
+    const { reply } = framed;
+    if (hello.inputAt !== undefined && hello.inputAt > reply.in) {
+      throw new InputOffsetError(
+        `the session has ${reply.in} bytes of input, not ${hello.inputAt}`,
+        reply.in,
+      );
+    }
+    this.#sent = reply.from;
+    this.#toldIn = reply.in;
+    this.#phase = "attached";
+    const { from, state, window } = reply;
+    this.#tell({
+      type: "attached",
+      v: 2,
+      from,
+      in: reply.in,
+      state,
+      window,
+      maxInput: limits.maxInput,
+    });
+    // What the proxy already has of the input is not sent again.
+    this.#input(hello.input.subarray(hello.inputAt === undefined ? 0 : reply.in - hello.inputAt));
+    return framed;
+  }
+
+  /** Relays the proxy's frames to the browser: output as binary messages, `I` and `E` as JSON. */
+  async #pump(framed: FramedConnection): Promise<void> {
+    for (let event = await framed.next(); !this.#done; event = await framed.next()) {
+      if (event === null) return this.#end({ type: "end", reason: "dropped", sent: this.#sent });
+      if (event.type === "end") return this.#end(event);
+      if (event.type === "input") {
+        this.#toldIn = Math.max(this.#toldIn, event.count);
+        this.#tell({ type: "in", in: event.count });
+        continue;
+      }
+      this.#socket.send(event.bytes);
+      this.#sent = event.offset + event.bytes.length;
+      if (this.#socket.bufferedAmount > WS_HIGH_WATER) await this.#socket.drained(WS_LOW_WATER);
+    }
+  }
+
+  /** Reads the first message: `{"v":2,"secret","ack","inputAt"?,"input"?}`. */
+  #firstMessage(first: WebSocketMessage): FirstMessage {
+    const { limits } = this.#context;
+    let body: Record<string, unknown>;
+    try {
+      if (typeof first !== "string" || first.length > limits.maxBody) throw new Error();
+      body = JSON.parse(first);
+      if (typeof body !== "object" || body === null || Array.isArray(body)) throw new Error();
+    } catch {
+      throw new HttpError(
+        400,
+        "bad_request",
+        'The first message must be JSON: {"v":2,"secret","ack"}',
+      );
+    }
+    if (!BROWSER_PROTOCOL_VERSIONS.includes(body.v as number)) {
+      throw new HttpError(
+        400,
+        "unsupported_version",
+        `This gateway speaks version 2 of the WebSocket protocol only: the first message must say "v":2`,
+        { versions: BROWSER_PROTOCOL_VERSIONS },
+      );
+    }
+    return {
+      secret: secretOf(body),
+      ack: offsetOf(body, "ack", true) ?? 0,
+      inputAt: offsetOf(body, "inputAt", false),
+      input: inputOf(body, limits),
+    };
+  }
+
+  /** A message from the attached browser: input, an acknowledgement, or a close. */
+  #take(message: WebSocketMessage): void {
+    if (typeof message !== "string") return this.#input(message);
+    let body: Record<string, unknown> | null = null;
+    try {
+      body = JSON.parse(message);
+    } catch {
+      // Not JSON: refused below.
+    }
+    if (body?.type === "ack") return this.#acknowledge(offsetOf(body, "ack", true) ?? 0);
+    if (body?.type === "close") {
+      this.#writing = this.#framed?.closeSession() ?? this.#writing;
       return;
     }
-    const bytes = typeof message === "string" ? decodeInputMessage(message) : message;
-    if (bytes === null) {
-      return fail("bad_request", 'Messages after the first are binary input or {"input"}');
+    if (typeof body?.input === "string" && body.type === undefined) {
+      return this.#input(inputOf(body, this.#context.limits));
     }
-    if (bytes.length > limits.maxInput) {
-      return fail("too_large", `Input is limited to ${limits.maxInput} bytes per message`, {
-        maxInput: limits.maxInput,
+    throw new HttpError(
+      400,
+      "bad_request",
+      'Messages after the first are binary input, {"input"}, {"type":"ack","ack"} or {"type":"close"}',
+    );
+  }
+
+  /** Input to the proxy, within the window beyond the latest count the browser was told. */
+  #input(bytes: Uint8Array): void {
+    const framed = this.#framed;
+    // Once the destination has closed, the proxy drops input anyway.
+    if (framed === null || this.#phase !== "attached" || bytes.length === 0) return;
+    const { maxInput } = this.#context.limits;
+    if (bytes.length > maxInput) {
+      throw new HttpError(413, "too_large", `Input is limited to ${maxInput} bytes per message`, {
+        maxInput,
       });
     }
-    if (session.unconfirmed + heldBytes + bytes.length > window) {
-      return fail(
+    const window = framed.reply.window;
+    if (framed.inputSent + bytes.length - this.#toldIn > window) {
+      throw new HttpError(
+        400,
         "too_much_input",
         `At most ${window} bytes of input may wait for confirmation ({"type":"in"})`,
         { window },
       );
     }
-    if (confirming) {
-      held.push(bytes);
-      heldBytes += bytes.length;
-      return;
+    this.#writing = framed.sendInput(bytes);
+  }
+
+  /** The browser has the output up to `offset`: the proxy may release it. */
+  #acknowledge(offset: number): void {
+    const framed = this.#framed;
+    if (framed === null) return;
+    if (offset > this.#sent) {
+      throw new HttpError(409, "ack", `Only ${this.#sent} bytes of output were sent`, {
+        sent: this.#sent,
+      });
     }
-    session.send(bytes);
-    if (session.unconfirmed >= limits.maxInput) void confirm();
-  };
+    this.#writing = framed.acknowledge(offset);
+    if (this.#phase === "ending" && offset >= this.#sent) this.#finish(1000, "destination-closed");
+  }
 
   /**
-   * Has the proxy confirm the input: once all of it is written, this side
-   * of the connection is closed, so the proxy takes it all in, hands on the
-   * output it has and ends the connection; the pump then attaches again,
-   * and the reply says where the input stands. Input arriving meanwhile is
-   * held back until then. A connection the proxy ended before this side
-   * did was not ended for this: the pump treats it as dropped.
+   * The proxy's `E`, or the connection's end without one (`dropped`). After
+   * `destination-closed` the proxy reads on for the browser's last
+   * acknowledgement, which ends the session: the socket stays open for it,
+   * as long as the proxy would wait for a hello.
    */
-  async function confirm(): Promise<void> {
-    const current = connection;
-    if (confirming || current === null || closed) return;
-    confirming = true;
-    await session?.flush();
-    if (current.closed || connection !== current) return;
-    halfClosed = current;
-    await current.closeWrite();
+  #end(end: EndMessage): void {
+    this.#tell(end);
+    const framed = this.#framed;
+    if (end.reason !== "destination-closed" || (framed?.acknowledged ?? 0) >= end.sent) {
+      return this.#finish(1000, end.reason);
+    }
+    this.#phase = "ending";
+    this.#timer = setTimeout(
+      () => this.#finish(1000, end.reason),
+      this.#context.clientOptions.timeout,
+    );
   }
 
-  function decodeInputMessage(text: string): Uint8Array | null {
-    try {
-      const message = JSON.parse(text);
-      return typeof message?.input === "string" ? Uint8Array.fromBase64(message.input) : null;
-    } catch {
-      return null;
+  /** Answers an error as `{"type":"error",...}`, as the same error of a poll is answered. */
+  async #failWith(error: unknown): Promise<void> {
+    const { logger, address, metrics } = this.#context;
+    const http = httpErrorFor(error);
+    if (!http) {
+      logger.error("web.error", { path: "ws", error: describeError(error), ...address });
+      return this.#fail("internal", "The gateway failed; see its log");
     }
-  }
-
-  async function start(first: WebSocketMessage): Promise<void> {
-    let body: Record<string, unknown>;
-    try {
-      if (typeof first !== "string" || first.length > limits.maxBody) throw new Error();
-      body = JSON.parse(first);
-      if (typeof body !== "object" || body === null) throw new Error();
-    } catch {
-      return fail("bad_request", 'The first message must be JSON: {"secret","ack"}');
-    }
-    try {
-      const ack = offsetOf(body, "ack", false);
-      const inputAt = offsetOf(body, "inputAt", false);
-      session = ClientSession.resume({ id, secret: secretOf(body) }, {
-        ...clientOptions,
-        ...(ack === undefined ? {} : { ack }),
-        ...(inputAt === undefined ? {} : { inputAt }),
+    metrics.failed(http);
+    if (http.status >= 500) {
+      logger.warn("web.proxy_error", {
+        path: "/api/sessions/{id}/ws",
+        error: http.code,
+        detail: describeError(error),
+        ...address,
       });
-      session.send(inputOf(body, limits));
-      await pump(session);
-    } catch (error) {
-      const http = httpErrorFor(error);
-      if (http) context.metrics.failed(http);
-      if (!http) logger.error("web.error", { path: "ws", error: describeError(error), ...address });
-      if (http?.status === 401) await context.onAuthFailed();
-      fail(
-        http?.code ?? "internal",
-        http?.message ?? "The gateway failed; see its log",
-        http?.extra,
-      );
-    } finally {
-      connection?.close();
     }
+    if (http.status === 401) await this.#context.onAuthFailed();
+    this.#fail(http.code, http.message, http.extra);
   }
 
-  /** Attaches in streaming mode; false when the browser left meanwhile. */
-  async function attach(session: ClientSession): Promise<boolean> {
-    connection = await session.connect("streaming");
-    if (closed) connection.close();
-    return !closed;
+  #fail(code: string, message: string, extra: Record<string, unknown> = {}): void {
+    this.#tell({ type: "error", error: code, message, ...extra });
+    this.#finish(4000, code);
   }
 
-  /** Waits while the browser is slow to take output, reading nothing from the proxy. */
-  async function drain(): Promise<void> {
-    if (socket.bufferedAmount > WS_HIGH_WATER) await socket.drained(WS_LOW_WATER);
+  /** Whether the relay has ended (a getter, so that a check after an await is not narrowed away). */
+  get #done(): boolean {
+    return this.#phase === "done";
   }
 
-  async function pump(session: ClientSession): Promise<void> {
-    if (!await attach(session)) return;
-    tell({
-      type: "attached",
-      from: session.received,
-      in: session.inputConfirmed,
-      state: connection?.reply.state,
-      maxInput: limits.maxInput,
-      window,
-    });
-    while (connection !== null) {
-      for (let chunk = await connection.read(); chunk !== null; chunk = await connection.read()) {
-        if (!socket.open) return;
-        socket.send(chunk);
-        await drain();
-      }
-      if (closed) return;
-      const ended = connection;
-      if (confirming && halfClosed === ended) {
-        if (!await attach(session)) return;
-        // All input written before the half-close was taken in before a
-        // detach for it; some missing means the proxy ended the connection
-        // for another reason (a takeover), and this attach took it back.
-        if (session.unconfirmed > 0 && connection.reply.state === "open") {
-          return dropped(session);
-        }
-        confirming = false;
-        halfClosed = null;
-        tell({ type: "in", in: session.inputConfirmed });
-        for (const bytes of held.splice(0)) session.send(bytes);
-        heldBytes = 0;
-        if (session.unconfirmed >= limits.maxInput) void confirm();
-        continue;
-      }
-      // The proxy ended a connection of a session that was open: the
-      // destination closed since, or a newer client took over.
-      if (ended.reply.state === "open") return dropped(session);
-      // The destination closed and all its output was sent. Unless the
-      // attach itself acknowledged it all (at the browser's own ack),
-      // nothing here did: the browser's final poll ends the session, once it
-      // has the bytes (or the idle timeout does).
-      if (tell({ type: "closed", ack: session.received, ended: session.ended })) {
-        socket.close(1000, "destination closed");
-      }
-      return;
-    }
+  /** Sends a control message, unless the socket is going. */
+  #tell(message: Record<string, unknown>): void {
+    if (!this.#done && this.#socket.open) this.#socket.send(JSON.stringify(message));
+  }
+
+  /** Ends the relay: the socket (with `code`, if still open) and, once its writes are out, the proxy connection. */
+  #finish(code?: number, reason = ""): void {
+    if (this.#phase === "done") return;
+    this.#phase = "done";
+    clearTimeout(this.#timer);
+    if (code !== undefined) this.#socket.close(code, reason);
+    const framed = this.#framed;
+    if (framed) void this.#writing.then(() => framed.close());
   }
 }
