@@ -1,0 +1,81 @@
+/**
+ * The protocol's tables and the code agree: every error code, frame type
+ * and end reason in docs/protocol.md (and in the contract,
+ * ../shared/PROTOCOL.md, where a checkout has it beside) is one the code
+ * has, and the code has no other.
+ */
+
+import assert from "node:assert/strict";
+import { END_REASONS, frameSize } from "../lib/frames.ts";
+import { ProtocolError, protocolError } from "../lib/protocol.ts";
+
+const DOCS = new URL("../docs/protocol.md", import.meta.url);
+const CONTRACT = new URL("../../shared/PROTOCOL.md", import.meta.url);
+const contract = await Deno.readTextFile(CONTRACT).catch(() => null);
+
+/** The first-column words of every table whose header's first cell is `header`. */
+function firstColumn(markdown: string, header: string): string[] {
+  const words: string[] = [];
+  let inTable = false;
+  for (const line of markdown.split("\n")) {
+    if (!line.startsWith("|")) {
+      inTable = false;
+      continue;
+    }
+    const first = line.split("|")[1]?.trim() ?? "";
+    if (first === header) {
+      inTable = true;
+      continue;
+    }
+    if (!inTable || /^-+$/.test(first)) continue;
+    // `gap <lowest>` -> gap
+    const word = /^`([^` ]+)/.exec(first)?.[1];
+    if (word) words.push(word);
+  }
+  return words;
+}
+
+function check(markdown: string, where: string): void {
+  const codes = firstColumn(markdown, "code");
+  assert.ok(codes.length >= 9, `${where}: the error table`);
+  for (const code of codes) {
+    // protocolError builds the typed error of every code the parser knows.
+    const error = protocolError(code as never, "text", code === "unknown-destination" ? "x" : 1);
+    assert.ok(error instanceof ProtocolError && error.code === code, `${where}: ERR ${code}`);
+  }
+  assert.deepEqual(
+    new Set(codes),
+    new Set([
+      "auth",
+      "bad-request",
+      "timeout",
+      "unreachable",
+      "busy",
+      "untrusted",
+      "unknown-destination",
+      "gap",
+      "ack",
+    ]),
+    `${where}: the error codes are the code's`,
+  );
+  const types = firstColumn(markdown, "type");
+  assert.deepEqual(types.sort(), ["A", "C", "D", "E", "I"], `${where}: the frame types`);
+  // frameSize knows each type's encoding.
+  assert.ok(frameSize({ type: "C" }) === 5 && frameSize({ type: "A", offset: 1 }) === 13);
+  const reasons = firstColumn(markdown, "reason");
+  assert.deepEqual(reasons, [...END_REASONS], `${where}: the end reasons, in order`);
+}
+
+Deno.test("docs/protocol.md's error codes, frame types and end reasons are the code's", async () => {
+  check(await Deno.readTextFile(DOCS), "docs/protocol.md");
+});
+
+Deno.test({
+  name: contract
+    ? "the contract's (../shared/PROTOCOL.md) error codes, frame types and end reasons are the code's"
+    : "the contract's tables are the code's (skipped: ../shared/PROTOCOL.md is not beside this checkout)",
+  ignore: contract === null,
+  fn() {
+    check(contract ?? "", "PROTOCOL.md");
+  },
+});
