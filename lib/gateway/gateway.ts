@@ -33,8 +33,8 @@
  * @module
  */
 
-import { ClientSession } from "../client/mod.ts";
-import type { HostPort } from "../address.ts";
+import { ClientSession, UntrustedError } from "../client/mod.ts";
+import { formatHostPort, type HostPort } from "../address.ts";
 import { describeError, type Logger, RateLimitedLog } from "../log.ts";
 import { ID_PATTERN } from "../protocol.ts";
 import { sleep } from "../_io.ts";
@@ -43,6 +43,7 @@ import {
   browserAddress,
   type ClientAddress,
   clientAddress,
+  endUserAddress,
   GATEWAY_LIMITS,
   type GatewayLimits,
   HttpError,
@@ -65,6 +66,8 @@ import {
   type HttpTimeouts,
 } from "../http/server.ts";
 
+/** After the server refuses a `from=` (`ERR untrusted`), the gateway stops sending one for this long. */
+const UNTRUSTED_PAUSE_MS = 5 * 60_000;
 /** Options for {@linkcode gatewayHandler}. */
 export interface GatewayOptions {
   /** The socketproxy server. */
@@ -155,6 +158,8 @@ export function gatewayHandler(
   const allowOrigins = options.allowOrigins ?? [];
   const refusals = new RateLimitedLog(logger);
   const metrics = options.metrics ?? new GatewayMetrics();
+  /** When the server last answered a from= with ERR untrusted (performance.now()). */
+  let fromRefusedAt = -Infinity;
 
   /**
    * The checks against hostile pages, before any route: a `Host` this
@@ -214,8 +219,30 @@ export function gatewayHandler(
     if (browser !== undefined) await sleep(throttle.delay(browser), stopping);
   }
 
-  async function create(): Promise<Response> {
-    const session = await ClientSession.create(clientOptions);
+  /**
+   * Creates a session for a browser, naming it to the server (`NEW from=`),
+   * unless the server has refused that lately: then without, after one
+   * warning that says what to set.
+   */
+  async function create(request: Request, info: HttpRequestInfo | undefined): Promise<Response> {
+    const from = endUserAddress(request, info);
+    let session: ClientSession | null = null;
+    if (from !== undefined && performance.now() - fromRefusedAt > UNTRUSTED_PAUSE_MS) {
+      try {
+        session = await ClientSession.create({ ...clientOptions, from });
+      } catch (error) {
+        if (!(error instanceof UntrustedError)) throw error;
+        if (fromRefusedAt === -Infinity) {
+          logger.warn("web.untrusted", {
+            proxy: formatHostPort(clientOptions.proxy),
+            hint:
+              "the server does not trust this gateway with browsers' addresses: add this gateway's address to its --trust-from, or it sees every player as the gateway",
+          });
+        }
+        fromRefusedAt = performance.now();
+      }
+    }
+    session ??= await ClientSession.create(clientOptions);
     return json(201, { id: session.id, secret: session.secret }, {
       location: `sessions/${session.id}`,
     });
@@ -275,7 +302,7 @@ export function gatewayHandler(
       if (method !== "POST") {
         throw new HttpError(405, "method_not_allowed", "Use POST", { allow: "POST" });
       }
-      return create();
+      return create(request, info);
     }
     const match = SESSION_PATH.exec(path);
     if (match) {

@@ -7,6 +7,7 @@
  * @module
  */
 
+import { parseIp } from "../ip.ts";
 import type { HttpRequestInfo } from "../http/server.ts";
 import { concatBytes } from "../bytes.ts";
 import { meaningOf } from "../client/mod.ts";
@@ -177,6 +178,30 @@ export function routeOf(path: string): string {
 }
 
 const LOOPBACK = /^(127\.\d+\.\d+\.\d+|::1|::ffff:127\.\d+\.\d+\.\d+)$/;
+
+/**
+ * The browser's address as a `from=` hello option takes it: the peer's
+ * address and port, or (behind a reverse proxy on this host) the last
+ * `X-Forwarded-For` entry, which has no port; `undefined` when that is not
+ * an IP address.
+ *
+ * @param request The request.
+ * @param info Where it came from.
+ * @returns `<ipv4>[:<port>]` or `[<ipv6>][:<port>]`.
+ */
+export function endUserAddress(
+  request: Request,
+  info: Pick<HttpRequestInfo, "remoteAddr"> | undefined,
+): string | undefined {
+  const peer = info?.remoteAddr;
+  if (!peer) return undefined;
+  const forwarded = LOOPBACK.test(peer.hostname) ? forwardedFor(request) : undefined;
+  const host = forwarded ?? peer.hostname;
+  const ip = parseIp(host);
+  if (!ip) return undefined;
+  const text = ip.family === 6 ? `[${host}]` : host;
+  return forwarded === undefined ? `${text}:${peer.port}` : text;
+}
 
 /**
  * The browser's address, as far as it can be trusted: the peer's, unless
