@@ -214,7 +214,11 @@ Deno.test({
         await rememberSecrets(page);
         const heard = destination.heard[0];
         assert.ok(heard);
-        assert.equal(heard.terminalType, "xterm-256color", "TTYPE answered");
+        assert.equal(
+          heard.terminalType,
+          "SOCKETPROXY",
+          "TTYPE answered: the client name first (MTTS)",
+        );
         assert.ok(
           heard.sizes.length > 0 && (heard.sizes[0]?.[0] ?? 0) > 40,
           `NAWS sent: ${heard.sizes}`,
@@ -391,7 +395,7 @@ Deno.test({
       await rememberSecrets(page);
       const fresh = destination.heard[1];
       assert.ok(fresh, "a new destination connection");
-      assert.equal(fresh.terminalType, "xterm-256color", "TTYPE negotiated anew");
+      assert.equal(fresh.terminalType, "SOCKETPROXY", "TTYPE negotiated anew");
       assert.ok(fresh.sizes.length > 0, "NAWS negotiated anew, with the window's size");
       assert.equal(proxy.server.store.size, 1, "the ended session is gone");
     });
