@@ -5,9 +5,11 @@
  *     deno task bench                 # everything (a few minutes)
  *     deno task bench --quick         # smaller runs, for a look
  *     deno task bench --json=bench.json
- *     deno task bench ws              # only these parts (throughput, polls, resume, scale,
- *                                     # gateway, ws); the same as --only=ws
+ *     deno task bench ws              # only these parts (throughput, framed, polls, resume,
+ *                                     # scale, gateway, ws); the same as --only=ws
  *
+ * The framed part takes BENCH_FRAMED_MIB (MiB each way, default 256, 32
+ * with --quick) and BENCH_FRAMED_ECHOES (default 2000).
  * The WebSocket part (ws) takes BENCH_WS_MIB (MiB each way a run, default
  * 64, 16 with --quick), BENCH_WS_ECHOES (64-byte echoes a run, default 2000)
  * and BENCH_WS_ROUNDS (default 5, 1 with --quick) from the environment.
@@ -33,6 +35,7 @@ import {
   throughput,
   webSocketRelay,
 } from "./workloads.ts";
+import { framedComparison } from "./framed.ts";
 
 const { values, positionals } = parseArgs({
   args: Deno.args,
@@ -41,7 +44,7 @@ const { values, positionals } = parseArgs({
   allowPositionals: true,
 });
 const quick = values.quick === true;
-const PARTS = ["throughput", "polls", "resume", "scale", "gateway", "ws"];
+const PARTS = ["throughput", "framed", "polls", "resume", "scale", "gateway", "ws"];
 const only = new Set(
   values.only?.split(",") ?? (positionals.length > 0 ? positionals : PARTS),
 );
@@ -146,6 +149,43 @@ if (only.has("throughput")) {
           "1.00",
         ]
         : ["socat -b 131072", "not installed", "", "", "", "", ""],
+    ],
+  );
+}
+
+if (only.has("framed")) {
+  const mib = fromEnv("BENCH_FRAMED_MIB", quick ? 32 : 256);
+  const echoes = fromEnv("BENCH_FRAMED_ECHOES", 2000);
+  const rounds = quick ? 1 : 3;
+  const { v1, framed } = await framedComparison(mib * 2 ** 20, echoes, rounds);
+  results.framed = { mib, echoes, rounds, v1, framed };
+  const ratio = (a: number, b: number): string => fixed(a / b, 2);
+  table(
+    `Framed (version 2) beside version 1 streaming: one session through one server, ${mib} MiB each way, ` +
+      `${echoes} echoes of 64 bytes; ${rounds} interleaved rounds: best throughput, median percentiles`,
+    ["attachment", "output MB/s", "input MB/s", "echo p50 ms", "echo p99 ms"],
+    [
+      [
+        "v1 streaming",
+        fixed(v1.output),
+        fixed(v1.input),
+        fixed(v1.echoP50, 3),
+        fixed(v1.echoP99, 3),
+      ],
+      [
+        "framed",
+        fixed(framed.output),
+        fixed(framed.input),
+        fixed(framed.echoP50, 3),
+        fixed(framed.echoP99, 3),
+      ],
+      [
+        "framed / v1",
+        ratio(framed.output, v1.output),
+        ratio(framed.input, v1.input),
+        ratio(framed.echoP50, v1.echoP50),
+        ratio(framed.echoP99, v1.echoP99),
+      ],
     ],
   );
 }

@@ -183,7 +183,10 @@ export async function echo(conn: Deno.Conn): Promise<void> {
 }
 
 /** A raw client connection that has sent its hello and read its reply. */
-async function attach(port: number, hello: string): Promise<{ conn: Deno.TcpConn; early: number }> {
+export async function attach(
+  port: number,
+  hello: string,
+): Promise<{ conn: Deno.TcpConn; early: number }> {
   const conn = await Deno.connect({ hostname: "127.0.0.1", port });
   conn.setNoDelay(true);
   await writeAll(conn, encoder.encode(hello));
