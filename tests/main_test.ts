@@ -39,7 +39,7 @@ Deno.test("--help lists the commands, server --help every flag", async () => {
   const top = await runMain(["--help"]);
   assert.equal(top.code, 0);
   assert.match(top.stdout, /server \[DEST_HOST:DEST_PORT\]/);
-  assert.match(top.stdout, /^  drain /m);
+  assert.match(top.stdout, /^ {2}drain /m);
   const server = await runMain(["server", "--help"]);
   assert.equal(server.code, 0);
   for (
