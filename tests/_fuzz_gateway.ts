@@ -112,7 +112,7 @@ const STUB_TIMEOUT_MS = 500;
 
 /** The hello a request must make the gateway send, and what the request carried. */
 type ProxyCall =
-  | { verb: "NEW" }
+  | { verb: "NEW"; from?: string }
   | { verb: "CLOSE"; id: string; secret: string }
   | {
     verb: "RESUME";
@@ -321,7 +321,7 @@ function stubAnswer(fuzzer: Fuzzer, call: ProxyCall): StubAnswer {
 function helloOf(call: ProxyCall): string {
   switch (call.verb) {
     case "NEW":
-      return "NEW";
+      return call.from === undefined ? "NEW" : `NEW from=${call.from}`;
     case "CLOSE":
       return `CLOSE ${call.id} ${call.secret}`;
     case "RESUME":
@@ -632,7 +632,11 @@ export async function fuzzGateway(
       await discardBody(request);
       return { input, skipped: true, problem: null };
     }
-    const call = typeof expected === "number" ? null : expected;
+    const call = typeof expected === "number"
+      ? null
+      : expected.verb === "NEW"
+      ? withFrom(request, info)
+      : expected;
     if (call !== null) answer = stubAnswer(fuzzer, call);
     stub.answer = answer;
     logs.length = 0;
@@ -709,4 +713,33 @@ function gatewayProblem(
     leakProblem(request, status === 201 ? [...headerTexts(response), ...logs] : [text, ...logs], [
       STUB_SECRET,
     ]);
+}
+
+/**
+ * `NEW`, as the gateway names the browser (docs/gateway.md, "The player's
+ * address"): `from=` its peer's address and port, or behind a proxy on its
+ * own machine the last X-Forwarded-For entry, with no port; no `from=`
+ * when that entry is not an IP address.
+ */
+function withFrom(request: Request, info: Deno.ServeHandlerInfo<Deno.NetAddr>): ProxyCall {
+  const { hostname, port } = info.remoteAddr;
+  const loopback = hostname === "::1" || /^(::ffff:)?127\./.test(hostname);
+  const forwarded = loopback
+    ? request.headers.get("x-forwarded-for")?.split(",").at(-1)?.trim() || undefined
+    : undefined;
+  const host = forwarded ?? hostname;
+  const v4 = /^\d{1,3}(\.\d{1,3}){3}$/.test(host) &&
+    host.split(".").every((part) => Number(part) <= 255 && !/^0\d/.test(part));
+  let v6 = false;
+  if (!v4 && host.includes(":") && /^[0-9A-Fa-f:.]+$/.test(host)) {
+    try {
+      new URL(`http://[${host}]/`);
+      v6 = true;
+    } catch {
+      // Not IPv6.
+    }
+  }
+  if (!v4 && !v6) return { verb: "NEW" };
+  const address = v6 ? `[${host}]` : host;
+  return { verb: "NEW", from: forwarded === undefined ? `${address}:${port}` : address };
 }
