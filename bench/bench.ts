@@ -8,8 +8,9 @@
  *     deno task bench ws              # only these parts (throughput, framed, polls, resume,
  *                                     # scale, gateway, ws); the same as --only=ws
  *
- * The framed part takes BENCH_FRAMED_MIB (MiB each way, default 256, 32
- * with --quick) and BENCH_FRAMED_ECHOES (default 2000).
+ * The framed part takes BENCH_FRAMED_MIB (MiB each way a run, default 256,
+ * 64 with --quick), BENCH_FRAMED_ECHOES (64-byte echoes a run, default 2000)
+ * and BENCH_FRAMED_ROUNDS (default 5, 3 with --quick) from the environment.
  * The WebSocket part (ws) takes BENCH_WS_MIB (MiB each way a run, default
  * 64, 16 with --quick), BENCH_WS_ECHOES (64-byte echoes a run, default 2000)
  * and BENCH_WS_ROUNDS (default 5, 1 with --quick) from the environment.
@@ -35,7 +36,7 @@ import {
   throughput,
   webSocketRelay,
 } from "./workloads.ts";
-import { framedComparison } from "./framed.ts";
+import { framedComparison, type FramedFigures } from "./framed.ts";
 
 const { values, positionals } = parseArgs({
   args: Deno.args,
@@ -154,38 +155,45 @@ if (only.has("throughput")) {
 }
 
 if (only.has("framed")) {
-  const mib = fromEnv("BENCH_FRAMED_MIB", quick ? 32 : 256);
+  const mib = fromEnv("BENCH_FRAMED_MIB", quick ? 64 : 256);
   const echoes = fromEnv("BENCH_FRAMED_ECHOES", 2000);
-  const rounds = quick ? 1 : 3;
-  const { v1, framed } = await framedComparison(mib * 2 ** 20, echoes, rounds);
-  results.framed = { mib, echoes, rounds, v1, framed };
-  const ratio = (a: number, b: number): string => fixed(a / b, 2);
+  const rounds = fromEnv("BENCH_FRAMED_ROUNDS", quick ? 3 : 5);
+  const buffer = "4m";
+  const { medians, rounds: perRound } = await framedComparison({
+    bytes: mib * 2 ** 20,
+    echoes,
+    rounds,
+    buffer,
+  });
+  results.framed = { bytes: mib * 2 ** 20, echoes, rounds, buffer, medians, perRound };
+  const { v1 } = medians;
+  const row = (name: string, figures: FramedFigures): string[] => [
+    name,
+    fixed(figures.output),
+    fixed(figures.input),
+    fixed(figures.echoP50ms, 3),
+    fixed(figures.echoP99ms, 3),
+  ];
+  const ratios = (name: string, figures: FramedFigures): string[] => [
+    name,
+    fixed(figures.output / v1.output, 2),
+    fixed(figures.input / v1.input, 2),
+    fixed(figures.echoP50ms / v1.echoP50ms, 2),
+    fixed(figures.echoP99ms / v1.echoP99ms, 2),
+  ];
   table(
-    `Framed (version 2) beside version 1 streaming: one session through one server, ${mib} MiB each way, ` +
-      `${echoes} echoes of 64 bytes; ${rounds} interleaved rounds: best throughput, median percentiles`,
+    `1b. Framed (version 2) beside version 1 streaming, one server (--buffer=${buffer}, the window), ` +
+      `median of ${rounds} interleaved round${rounds === 1 ? "" : "s"}:\n` +
+      `   output and input of ${mib} MiB a run, MB/s; ${echoes} echoes of 64 bytes a run, ms. ` +
+      "framed: a client on lib/frames.ts (A every half window, input within the window);\n" +
+      "   FramedConnection: the client library's",
     ["attachment", "output MB/s", "input MB/s", "echo p50 ms", "echo p99 ms"],
     [
-      [
-        "v1 streaming",
-        fixed(v1.output),
-        fixed(v1.input),
-        fixed(v1.echoP50, 3),
-        fixed(v1.echoP99, 3),
-      ],
-      [
-        "framed",
-        fixed(framed.output),
-        fixed(framed.input),
-        fixed(framed.echoP50, 3),
-        fixed(framed.echoP99, 3),
-      ],
-      [
-        "framed / v1",
-        ratio(framed.output, v1.output),
-        ratio(framed.input, v1.input),
-        ratio(framed.echoP50, v1.echoP50),
-        ratio(framed.echoP99, v1.echoP99),
-      ],
+      row("v1 streaming", v1),
+      row("framed", medians.framed),
+      row("FramedConnection", medians.framedConnection),
+      ratios("framed / v1", medians.framed),
+      ratios("FramedConnection / v1", medians.framedConnection),
     ],
   );
 }
