@@ -398,7 +398,7 @@ const MAIN = new URL("../main.ts", import.meta.url).pathname;
 /** The permissions `deno task start` grants. */
 export const RUN_PERMISSIONS = [
   "--allow-net",
-  "--allow-env=SOCKETPROXY_ADMIN_TOKEN",
+  "--allow-env=SOCKETPROXY_*",
   "--allow-read",
 ];
 

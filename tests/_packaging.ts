@@ -16,6 +16,20 @@ export function permissionFlags(args: readonly string[]): string[] {
   return args.filter((arg) => /^(--allow-|--deny-|-A$|--permission-set|-P)/.test(arg)).sort();
 }
 
+/**
+ * Splits a shell command line into words as a POSIX shell does for the
+ * quoting the docs and the workflow use: blanks separate, single and double
+ * quotes group and are removed (`'--allow-env=SOCKETPROXY_*'`, quoted so
+ * that no shell expands the `*`).
+ */
+export function shellWords(line: string): string[] {
+  const words: string[] = [];
+  for (const match of line.trim().matchAll(/(?:'[^']*'|"[^"]*"|[^\s'"]+)+/g)) {
+    words.push(match[0].replace(/'([^']*)'|"([^"]*)"/g, "$1$2"));
+  }
+  return words;
+}
+
 /** The permission flags of a task of `deno.json` (`start`, `compile`), sorted. */
 export function taskPermissions(task: "start" | "compile"): string[] {
   return permissionFlags(denoJson.tasks[task].split(" "));

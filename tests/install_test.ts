@@ -10,14 +10,14 @@
 import assert from "node:assert/strict";
 import denoJson from "../deno.json" with { type: "json" };
 import { decoder } from "./_helpers.ts";
-import { permissionFlags, ROOT, taskPermissions } from "./_packaging.ts";
+import { permissionFlags, ROOT, shellWords, taskPermissions } from "./_packaging.ts";
 
 const DOC = await Deno.readTextFile(`${ROOT}docs/install.md`);
 
 /** The `deno install -g -n socketproxy ...` lines of the install page, split into words. */
 const INSTALL_LINES: string[][] = DOC.split("\n")
   .filter((line) => line.startsWith("    deno install -g -n socketproxy "))
-  .map((line) => line.trim().split(/\s+/));
+  .map(shellWords);
 
 const LOCAL = INSTALL_LINES.find((args) => args.at(-1) === "./main.ts");
 const JSR = INSTALL_LINES.find((args) => args.at(-1)?.startsWith("jsr:"));
@@ -88,7 +88,7 @@ Deno.test({
       const script = await Deno.readTextFile(`${root}/bin/socketproxy`);
       const run = /^exec deno run (.*)$/m.exec(script)?.[1];
       assert.ok(run, script);
-      assert.deepEqual(permissionFlags(run.split(" ")), taskPermissions("start"), script);
+      assert.deepEqual(permissionFlags(shellWords(run)), taskPermissions("start"), script);
       assert.ok(run.endsWith(`'file://${ROOT}main.ts' "$@"`), script);
 
       const version = await runInstalled(root, ["--version"]);

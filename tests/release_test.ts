@@ -7,7 +7,7 @@
 
 import assert from "node:assert/strict";
 import denoJson from "../deno.json" with { type: "json" };
-import { permissionFlags, ROOT, taskPermissions } from "./_packaging.ts";
+import { permissionFlags, ROOT, shellWords, taskPermissions } from "./_packaging.ts";
 
 const WORKFLOW = await Deno.readTextFile(`${ROOT}.github/workflows/release.yml`);
 
@@ -24,7 +24,7 @@ function compileCommand(): string[] {
   const lines = WORKFLOW.split("\n").filter((line) => /\bdeno compile\b/.test(line));
   assert.equal(lines.length, 1, "one deno compile line in release.yml");
   const line = lines[0] ?? "";
-  return line.slice(line.indexOf("deno compile")).trim().split(/\s+/);
+  return shellWords(line.slice(line.indexOf("deno compile")));
 }
 
 Deno.test("the release workflow runs on pushed v* tags", () => {

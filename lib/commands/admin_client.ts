@@ -6,25 +6,39 @@
  * @module
  */
 
-import { type ParsedFlags, stringFlag } from "./cli.ts";
+import type { Settings, SettingSpec } from "./settings.ts";
 import {
   canReadTokenVariable,
   fetchBlockedPort,
   parseAdminToken,
   TOKEN_UNREADABLE_HINT,
   TOKEN_VARIABLE,
-  tokenFromEnvironment,
 } from "./config.ts";
 import { CommandError, missingPermission, UsageError } from "../errors.ts";
 import { formatHostPort, type HostPort, parseHostPort } from "../address.ts";
 import { SERVER_DEFAULTS } from "../proxy/config.ts";
 
-/** Flags of the commands that talk to the admin port. */
-export const ADMIN_CLIENT_FLAGS = {
-  admin: { type: "string" },
-  "admin-token": { type: "string" },
-  help: { type: "boolean", short: "h" },
-} as const;
+/** The settings of the commands that talk to the admin port: `status`, `close`, `drain`. */
+export const ADMIN_CLIENT_SETTINGS = [
+  {
+    name: "admin",
+    kind: "string",
+    value: "[HOST][:PORT]",
+    help: "the server's admin port",
+    default: "localhost:9010",
+  },
+  {
+    name: "admin-token",
+    kind: "string",
+    value: "TOKEN",
+    help: `the admin token, if the server requires one; also ${TOKEN_VARIABLE}`,
+    secret: true,
+    aliases: [TOKEN_VARIABLE],
+  },
+] as const satisfies readonly SettingSpec[];
+
+/** The name of a setting every admin client has. */
+export type AdminClientSetting = (typeof ADMIN_CLIENT_SETTINGS)[number]["name"];
 
 const DEFAULT_ADMIN: HostPort = SERVER_DEFAULTS.admin ?? { hostname: "localhost", port: 9010 };
 
@@ -39,33 +53,37 @@ export interface AdminTarget {
 }
 
 /**
- * Reads `--admin` and `--admin-token` (or the environment's token).
+ * Reads `--admin` and `--admin-token` (or `--admin-token-file`, or the
+ * environment's token), from the command line, the environment or the file.
  *
- * @param flags Parsed flags including {@linkcode ADMIN_CLIENT_FLAGS}.
+ * @param settings Resolved settings including {@linkcode ADMIN_CLIENT_SETTINGS}.
  * @returns The target.
  * @throws {UsageError} When `--admin` is not an address, is `off`, or is a
  * port `fetch` refuses.
  */
-export function adminTarget(flags: ParsedFlags): AdminTarget {
-  const text = stringFlag(flags, "admin");
+export function adminTarget<Name extends string>(
+  settings: Settings<Name | AdminClientSetting>,
+): AdminTarget {
+  const text = settings.string("admin");
+  const what = settings.label("admin");
   if (text === "off") {
     throw new UsageError(
-      "--admin=off: no admin port to ask; give the server's admin address (default localhost:9010)",
+      `${what}=off: no admin port to ask; give the server's admin address (default localhost:9010)`,
     );
   }
   const admin = text === undefined
     ? DEFAULT_ADMIN
-    : parseHostPort(text, "--admin", { defaults: DEFAULT_ADMIN });
+    : parseHostPort(text, what, { defaults: DEFAULT_ADMIN });
   const blocked = fetchBlockedPort(admin.port);
   if (blocked !== undefined) {
     throw new UsageError(
-      `--admin: ${blocked}, so no admin port can be asked there (a server refuses it)`,
+      `${what}: ${blocked}, so no admin port can be asked there (a server refuses it)`,
     );
   }
-  const flag = stringFlag(flags, "admin-token");
-  const token = flag === undefined
-    ? tokenFromEnvironment()
-    : parseAdminToken(flag, "--admin-token");
+  const given = settings.string("admin-token");
+  const token = given === undefined
+    ? undefined
+    : parseAdminToken(given, settings.label("admin-token"));
   return { admin, token, where: formatHostPort(admin) };
 }
 

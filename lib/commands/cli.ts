@@ -24,16 +24,23 @@ export interface ParsedFlags {
  *
  * @param args The arguments after the subcommand.
  * @param options The flags accepted.
+ * @param parsing `allowNegative: true` also takes `--no-NAME` for a
+ * boolean flag, as `false`.
  * @returns The values and positionals.
  * @throws {UsageError} For an unknown flag or a missing or unexpected value.
  */
-export function parseFlags(args: string[], options: FlagSpec): ParsedFlags {
+export function parseFlags(
+  args: string[],
+  options: FlagSpec,
+  parsing: { allowNegative?: boolean } = {},
+): ParsedFlags {
   try {
     const { values, positionals } = parseArgs({
       args,
       options,
       strict: true,
       allowPositionals: true,
+      allowNegative: parsing.allowNegative ?? false,
     });
     return { values: values as ParsedFlags["values"], positionals };
   } catch (error) {

@@ -8,7 +8,9 @@
  * @module
  */
 
-import { parseFlags, printOut, stringFlag } from "./cli.ts";
+import { printOut } from "./cli.ts";
+import { defineCommand, type ResolveOptions, resolveSettings } from "./settings.ts";
+import { formatUsage } from "./usage.ts";
 import {
   AckError,
   AuthError,
@@ -30,49 +32,87 @@ import { DESTINATION_NAME_PATTERN, ID_PATTERN, SECRET_PATTERN } from "../protoco
 import { SIGNAL_EXIT_STATUS, watchStopSignals } from "./signals.ts";
 import { concatBytes } from "../bytes.ts";
 
-/** The help text of `socketproxy client`. */
-export const CLIENT_USAGE = `Usage: socketproxy client [options]
-
-A test client for a socketproxy server. It opens a session (or resumes one)
+/** The settings of `socketproxy client`: its flags, variables and file keys. */
+export const CLIENT_COMMAND = defineCommand({
+  command: "client",
+  summary: "a test client: a connection per line typed",
+  intro: `A test client for a socketproxy server. It opens a session (or resumes one)
 and then, for every line read from stdin, makes a new connection, resumes
 the session exactly, sends the line, prints the output the session has
 pending and whatever arrives in a short wait, and disconnects. An empty
 line just polls. Ctrl-C or the end of input leaves the session open and
 prints how to come back to it. Status messages go to stderr, output to
-stdout; when stdout's reader goes away (| head), the client detaches.
+stdout; when stdout's reader goes away (| head), the client detaches.`,
+  settings: [
+    {
+      name: "proxy",
+      kind: "string",
+      value: "[HOST][:PORT]",
+      help: "the proxy",
+      default: "localhost:9009",
+    },
+    {
+      name: "to",
+      kind: "string",
+      value: "NAME",
+      help: "open the session to the server's destination NAME (server " +
+        "--destination=NAME=HOST:PORT) instead of its default",
+    },
+    {
+      name: "session",
+      kind: "string",
+      value: "ID:SECRET",
+      help: "resume this session instead of creating one",
+      secret: true,
+    },
+    {
+      name: "ack",
+      kind: "string",
+      value: "N",
+      help: "with --session: output bytes already received, to resume exactly " +
+        "(default: the output no client has been sent yet)",
+    },
+    {
+      name: "stream",
+      kind: "boolean",
+      help: "stay attached: stdin goes to the destination as it is read, output to " +
+        "stdout, until end of input or Ctrl-C",
+    },
+    {
+      name: "wait",
+      kind: "string",
+      value: "DURATION",
+      help: "how long to collect output after each line, or after the end of input " +
+        "with --stream",
+      default: "500ms",
+    },
+    { name: "crlf", kind: "boolean", help: "end each line sent with CR LF instead of LF" },
+    {
+      name: "tls",
+      kind: "boolean",
+      help: "speak TLS to the proxy (a server run with --tls-cert)",
+    },
+    {
+      name: "ca",
+      kind: "string",
+      value: "FILE",
+      help: "also trust this PEM certificate; implies --tls",
+      complete: "file",
+    },
+    {
+      name: "close",
+      kind: "boolean",
+      help: "end the session when done instead of leaving it open",
+    },
+  ],
+  notes: "DURATION is a number with ms, s, m or h; a bare number counts seconds.",
+});
 
-Options:
-  --proxy=[HOST][:PORT]   the proxy (default localhost:9009)
-  --to=NAME               open the session to the server's destination NAME
-                          (server --destination=NAME=HOST:PORT) instead of
-                          its default
-  --session=ID:SECRET     resume this session instead of creating one
-  --ack=N                 with --session: output bytes already received, to
-                          resume exactly (default: the output no client
-                          has been sent yet)
-  --stream                stay attached: stdin goes to the destination as it
-                          is read, output to stdout, until end of input or Ctrl-C
-  --wait=DURATION         how long to collect output after each line, or
-                          after the end of input with --stream (default 500ms)
-  --crlf                  end each line sent with CR LF instead of LF
-  --tls                   speak TLS to the proxy (a server run with --tls-cert)
-  --ca=FILE               also trust this PEM certificate; implies --tls
-  --close                 end the session when done instead of leaving it open
-  -h, --help              show this help`;
+/** The help text of `socketproxy client`. */
+export const CLIENT_USAGE: string = formatUsage(CLIENT_COMMAND);
 
-const FLAGS = {
-  proxy: { type: "string" },
-  to: { type: "string" },
-  session: { type: "string" },
-  ack: { type: "string" },
-  stream: { type: "boolean" },
-  wait: { type: "string" },
-  crlf: { type: "boolean" },
-  tls: { type: "boolean" },
-  ca: { type: "string" },
-  close: { type: "boolean" },
-  help: { type: "boolean", short: "h" },
-} as const;
+/** The name of a setting of `socketproxy client`. */
+export type ClientSetting = (typeof CLIENT_COMMAND.settings)[number]["name"];
 
 /** What the client was asked to do. */
 export interface ClientConfig {
@@ -97,52 +137,74 @@ export interface ClientConfig {
 }
 
 /**
- * Parses the arguments of `socketproxy client`.
+ * Parses the arguments of `socketproxy client`, with the environment and
+ * `--config` file behind them.
  *
  * @param args The arguments after `client`.
+ * @param options Where variables are read (the process's environment by default).
  * @returns The configuration, or `"help"`.
- * @throws {UsageError} For any invalid flag or value.
+ * @throws {UsageError} For any invalid flag, variable, file or value.
+ *
+ * @example
+ * ```ts
+ * import { parseClientArgs } from "./client.ts";
+ * import { environmentOf } from "./settings.ts";
+ *
+ * const config = parseClientArgs(["--stream"], {
+ *   env: environmentOf({ SOCKETPROXY_CLIENT_PROXY: "example.com:9009" }),
+ * });
+ * console.assert(config !== "help" && config.stream && config.proxy.hostname === "example.com");
+ * ```
  */
-export function parseClientArgs(args: string[]): ClientConfig | "help" {
-  const flags = parseFlags(args, FLAGS);
-  if (flags.values.help) return "help";
-  if (flags.positionals.length > 0) {
-    throw new UsageError(`unexpected argument "${flags.positionals[0]}"`);
-  }
-  const proxyText = stringFlag(flags, "proxy");
-  const sessionText = stringFlag(flags, "session");
-  const ackText = stringFlag(flags, "ack");
-  const waitText = stringFlag(flags, "wait");
+export function parseClientArgs(
+  args: string[],
+  options: ResolveOptions = {},
+): ClientConfig | "help" {
+  const settings = resolveSettings(CLIENT_COMMAND, args, options);
+  if (settings.help) return "help";
+  const label = (name: ClientSetting): string => settings.label(name);
+  const proxyText = settings.string("proxy");
+  const sessionText = settings.string("session");
+  const ackText = settings.string("ack");
+  const waitText = settings.string("wait");
   let session: ClientConfig["session"] = null;
   if (sessionText !== undefined) {
     const colon = sessionText.indexOf(":");
     const id = sessionText.slice(0, colon);
     const secret = sessionText.slice(colon + 1);
     if (colon < 0 || !ID_PATTERN.test(id) || !SECRET_PATTERN.test(secret)) {
-      throw new UsageError("--session: expected ID:SECRET, as printed when a session opens");
+      throw new UsageError(
+        `${label("session")}: expected ID:SECRET, as printed when a session opens`,
+      );
     }
     session = { id, secret };
   }
-  if (ackText !== undefined && session === null) throw new UsageError("--ack needs --session");
-  const to = stringFlag(flags, "to");
+  if (ackText !== undefined && session === null) {
+    throw new UsageError(`${label("ack")} needs --session`);
+  }
+  const to = settings.string("to");
   if (to !== undefined && session !== null) {
-    throw new UsageError("--to names a new session's destination: it cannot go with --session");
+    throw new UsageError(
+      `${label("to")} names a new session's destination: it cannot go with --session`,
+    );
   }
   if (to !== undefined && !DESTINATION_NAME_PATTERN.test(to)) {
-    throw new UsageError("--to: a destination name is 1 to 64 characters of A-Z a-z 0-9 _ . -");
+    throw new UsageError(
+      `${label("to")}: a destination name is 1 to 64 characters of A-Z a-z 0-9 _ . -`,
+    );
   }
   return {
     proxy: proxyText === undefined
       ? SERVER_DEFAULTS.proxy
-      : parseHostPort(proxyText, "--proxy", { defaults: SERVER_DEFAULTS.proxy }),
+      : parseHostPort(proxyText, label("proxy"), { defaults: SERVER_DEFAULTS.proxy }),
     session,
     to,
-    ack: ackText === undefined ? undefined : parseCount(ackText, "--ack", 0),
-    stream: flags.values.stream === true,
-    wait: waitText === undefined ? 500 : parseDuration(waitText, "--wait"),
-    newline: flags.values.crlf ? "\r\n" : "\n",
-    close: flags.values.close === true,
-    tls: tlsOptions(flags.values.tls === true, stringFlag(flags, "ca")),
+    ack: ackText === undefined ? undefined : parseCount(ackText, label("ack"), 0),
+    stream: settings.boolean("stream"),
+    wait: waitText === undefined ? 500 : parseDuration(waitText, label("wait")),
+    newline: settings.boolean("crlf") ? "\r\n" : "\n",
+    close: settings.boolean("close"),
+    tls: tlsOptions(settings.boolean("tls"), settings.string("ca"), label("ca")),
   };
 }
 

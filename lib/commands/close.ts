@@ -6,28 +6,31 @@
  */
 
 import {
-  ADMIN_CLIENT_FLAGS,
+  ADMIN_CLIENT_SETTINGS,
   adminRequest,
   adminTarget,
   answerError,
   readAnswer,
 } from "./admin_client.ts";
-import { parseFlags, printOut } from "./cli.ts";
+import { printOut } from "./cli.ts";
+import { defineCommand, resolveSettings } from "./settings.ts";
+import { formatUsage } from "./usage.ts";
 import { CommandError, UsageError } from "../errors.ts";
 import { ID_PATTERN } from "../protocol.ts";
 
-/** The help text of `socketproxy close`. */
-export const CLOSE_USAGE = `Usage: socketproxy close [options] ID
-
-Closes session ID on a running server: its destination connection is
+/** The settings of `socketproxy close`: its flags, variables and file keys. */
+export const CLOSE_COMMAND = defineCommand({
+  command: "close",
+  summary: "close one session of a running server",
+  intro: `Closes session ID on a running server: its destination connection is
 closed, its buffered output freed and any attached client disconnected.
-Find ids with "socketproxy status".
+Find ids with "socketproxy status".`,
+  positional: { name: "id", value: "ID", help: "the session's id" },
+  settings: ADMIN_CLIENT_SETTINGS,
+});
 
-Options:
-  --admin=[HOST][:PORT]   the server's admin port (default localhost:9010)
-  --admin-token=TOKEN     the admin token, if the server requires one
-                          (default: $SOCKETPROXY_ADMIN_TOKEN)
-  -h, --help              show this help`;
+/** The help text of `socketproxy close`. */
+export const CLOSE_USAGE: string = formatUsage(CLOSE_COMMAND);
 
 /**
  * Runs `socketproxy close`.
@@ -37,22 +40,19 @@ Options:
  * @throws {CommandError} When the session is unknown or the admin port cannot be asked (exit 1), or the arguments are wrong (exit 2).
  */
 export async function closeCommand(args: string[]): Promise<number> {
-  const flags = parseFlags(args, ADMIN_CLIENT_FLAGS);
-  if (flags.values.help) {
+  const settings = resolveSettings(CLOSE_COMMAND, args);
+  if (settings.help) {
     printOut(CLOSE_USAGE);
     return 0;
   }
-  const [id, ...extra] = flags.positionals;
+  const [id] = settings.positionals;
   if (id === undefined) throw new UsageError("missing the session ID (see socketproxy status)");
-  if (extra.length > 0) {
-    throw new UsageError(`expected one session ID, got also "${extra.join(" ")}"`);
-  }
   if (!ID_PATTERN.test(id)) {
     throw new UsageError(
       `"${id}" is not a session ID (1 to 64 of A-Z, a-z, 0-9, _ and -; see socketproxy status)`,
     );
   }
-  const { admin, token, where } = adminTarget(flags);
+  const { admin, token, where } = adminTarget(settings);
   const response = await adminRequest(admin, {
     method: "DELETE",
     path: `/sessions/${id}`,

@@ -311,6 +311,32 @@ export function dropFileReads(): "on" | "off" {
 }
 
 /**
+ * Reads a text file named by a setting (a TLS file, a token file, the
+ * `--config` file).
+ *
+ * @param path The file.
+ * @param what Where its name came from, for error messages.
+ * @returns Its text.
+ * @throws {UsageError} When it cannot be read, naming the file and why.
+ */
+export function readTextFile(path: string, what: string): string {
+  try {
+    return Deno.readTextFileSync(path);
+  } catch (error) {
+    const reason = error instanceof Deno.errors.NotFound
+      ? "no such file"
+      : error instanceof Deno.errors.PermissionDenied || error instanceof Deno.errors.NotCapable
+      ? "permission denied"
+      : error instanceof Deno.errors.IsADirectory
+      ? "a directory"
+      : error instanceof Error
+      ? error.message
+      : String(error);
+    throw new UsageError(`${what}: cannot read "${path}": ${reason}`);
+  }
+}
+
+/**
  * Reads a PEM file named on the command line.
  *
  * @param path The file.
@@ -319,19 +345,7 @@ export function dropFileReads(): "on" | "off" {
  * @throws {UsageError} When it cannot be read or holds no PEM block.
  */
 export function readPemFile(path: string, what: string): string {
-  let text: string;
-  try {
-    text = Deno.readTextFileSync(path);
-  } catch (error) {
-    const reason = error instanceof Deno.errors.NotFound
-      ? "no such file"
-      : error instanceof Deno.errors.PermissionDenied || error instanceof Deno.errors.NotCapable
-      ? "permission denied"
-      : error instanceof Error
-      ? error.message
-      : String(error);
-    throw new UsageError(`${what}: cannot read "${path}": ${reason}`);
-  }
+  const text = readTextFile(path, what);
   if (!/-----BEGIN [A-Z ]+-----/.test(text)) {
     throw new UsageError(`${what}: "${path}" holds no PEM data`);
   }
@@ -343,14 +357,16 @@ export function readPemFile(path: string, what: string): string {
  *
  * @param tls Whether `--tls` was given.
  * @param ca The `--ca` file, if any.
+ * @param what Where the `--ca` file's name came from, for error messages.
  * @returns The options, or `undefined` for plain TCP.
  * @throws {UsageError} When the CA file cannot be read.
  */
 export function tlsOptions(
   tls: boolean,
   ca: string | undefined,
+  what = "--ca",
 ): { caCerts?: string[] } | undefined {
-  if (ca !== undefined) return { caCerts: [readPemFile(ca, "--ca")] };
+  if (ca !== undefined) return { caCerts: [readPemFile(ca, what)] };
   return tls ? {} : undefined;
 }
 
@@ -360,18 +376,20 @@ export function tlsOptions(
  *
  * @param cert The `--tls-cert` file, if given.
  * @param key The `--tls-key` file, if given.
+ * @param labels Where the two names came from, for error messages.
  * @returns Both PEM texts, or `undefined` when neither flag was given.
  * @throws {UsageError} When only one is given, or a file cannot be read.
  */
 export function certificateOptions(
   cert: string | undefined,
   key: string | undefined,
+  labels: { cert: string; key: string } = { cert: "--tls-cert", key: "--tls-key" },
 ): { cert: string; key: string } | undefined {
   if ((cert === undefined) !== (key === undefined)) {
     throw new UsageError("--tls-cert and --tls-key go together: give both, or neither");
   }
   if (cert === undefined || key === undefined) return undefined;
-  return { cert: readPemFile(cert, "--tls-cert"), key: readPemFile(key, "--tls-key") };
+  return { cert: readPemFile(cert, labels.cert), key: readPemFile(key, labels.key) };
 }
 
 /**

@@ -7,14 +7,11 @@
  * @module
  */
 
-import { parseFlags, printOut, stringFlag } from "./cli.ts";
-import {
-  dropFileReads,
-  fetchBlockedPort,
-  parseLogFormat,
-  parseLogLevel,
-  tokenFromEnvironment,
-} from "./config.ts";
+import { printOut } from "./cli.ts";
+import { defineCommand, type ResolveOptions, resolveSettings } from "./settings.ts";
+import { formatUsage } from "./usage.ts";
+import { LOG_SETTINGS, readLogSettings } from "./log_settings.ts";
+import { dropFileReads, fetchBlockedPort, tokenFromEnvironment } from "./config.ts";
 import { formatHostPort, type HostPort, parseHostPort } from "../address.ts";
 import { SERVER_DEFAULTS } from "../proxy/config.ts";
 import { UsageError } from "../errors.ts";
@@ -31,32 +28,43 @@ import {
 } from "./signals.ts";
 import { VERSION } from "../version.ts";
 
-/** The help text of `socketproxy demo`. */
-export const DEMO_USAGE = `Usage: socketproxy demo [options]
-
-Runs a small built-in telnet service (on 127.0.0.1, any free port), the
+/** The settings of `socketproxy demo`: its flags, variables and file keys. */
+export const DEMO_COMMAND = defineCommand({
+  command: "demo",
+  summary: "a demo service, the proxy and the gateway in one process",
+  intro: `Runs a small built-in telnet service (on 127.0.0.1, any free port), the
 proxy in front of it, and the web gateway in front of the proxy, in one
 process: open the gateway's page in a browser, or connect to the proxy with
-nc or "socketproxy client". Ctrl-C stops all three.
+nc or "socketproxy client". Ctrl-C stops all three.`,
+  settings: [
+    {
+      name: "proxy",
+      kind: "string",
+      value: "[HOST][:PORT]",
+      help: "where clients connect",
+      default: "localhost:9009",
+    },
+    {
+      name: "admin",
+      kind: "string",
+      value: "[HOST][:PORT]",
+      help: "the proxy's admin API",
+      default: "localhost:9010",
+    },
+    {
+      name: "web",
+      kind: "string",
+      value: "[HOST][:PORT]",
+      help: "where browsers connect",
+      default: "localhost:8080",
+    },
+    ...LOG_SETTINGS,
+  ],
+  notes: "Port 0 picks a free port; the lines printed at the start show the ports.",
+});
 
-Options:
-  --proxy=[HOST][:PORT]    where clients connect (default localhost:9009)
-  --admin=[HOST][:PORT]    the proxy's admin API (default localhost:9010)
-  --web=[HOST][:PORT]      where browsers connect (default localhost:8080)
-  --log-level=LEVEL        debug, info, warn or error (default info)
-  --log-format=FORMAT      text or json (default text)
-  -h, --help               show this help
-
-Port 0 picks a free port; the lines printed at the start show the ports.`;
-
-const FLAGS = {
-  proxy: { type: "string" },
-  admin: { type: "string" },
-  web: { type: "string" },
-  "log-level": { type: "string" },
-  "log-format": { type: "string" },
-  help: { type: "boolean", short: "h" },
-} as const;
+/** The help text of `socketproxy demo`. */
+export const DEMO_USAGE: string = formatUsage(DEMO_COMMAND);
 
 /** Where the demo's parts listen, and its logging. */
 export interface DemoConfig {
@@ -85,11 +93,13 @@ export const DEMO_DEFAULTS: Readonly<DemoConfig> = {
 const DEMO_SERVICE_ADDR: HostPort = { hostname: "127.0.0.1", port: 0 };
 
 /**
- * Parses the arguments of `socketproxy demo`.
+ * Parses the arguments of `socketproxy demo`, with the environment and
+ * `--config` file behind them.
  *
  * @param args The arguments after `demo`.
+ * @param options Where variables are read (the process's environment by default).
  * @returns The configuration, or `"help"` when help was asked for.
- * @throws {UsageError} For any invalid flag, value or argument.
+ * @throws {UsageError} For any invalid flag, variable, file, value or argument.
  *
  * @example
  * ```ts
@@ -99,17 +109,14 @@ const DEMO_SERVICE_ADDR: HostPort = { hostname: "127.0.0.1", port: 0 };
  * console.assert(config !== "help" && config.web.port === 0 && config.proxy.port === 9009);
  * ```
  */
-export function parseDemoArgs(args: string[]): DemoConfig | "help" {
-  const flags = parseFlags(args, FLAGS);
-  if (flags.values.help) return "help";
-  if (flags.positionals.length > 0) {
-    throw new UsageError(`unexpected argument "${flags.positionals[0]}"`);
-  }
+export function parseDemoArgs(args: string[], options: ResolveOptions = {}): DemoConfig | "help" {
+  const settings = resolveSettings(DEMO_COMMAND, args, options);
+  if (settings.help) return "help";
   const config: DemoConfig = { ...DEMO_DEFAULTS };
   for (const name of ["proxy", "admin", "web"] as const) {
-    const text = stringFlag(flags, name);
+    const text = settings.string(name);
     if (text === undefined) continue;
-    config[name] = parseHostPort(text, `--${name}`, {
+    config[name] = parseHostPort(text, settings.label(name), {
       defaults: DEMO_DEFAULTS[name],
       allowPortZero: true,
     });
@@ -118,12 +125,11 @@ export function parseDemoArgs(args: string[]): DemoConfig | "help" {
   // both must be ports that fetch and browsers will open.
   for (const name of ["admin", "web"] as const) {
     const blocked = fetchBlockedPort(config[name].port);
-    if (blocked !== undefined) throw new UsageError(`--${name}: ${blocked}; choose another`);
+    if (blocked !== undefined) {
+      throw new UsageError(`${settings.label(name)}: ${blocked}; choose another`);
+    }
   }
-  const level = stringFlag(flags, "log-level");
-  if (level !== undefined) config.logLevel = parseLogLevel(level, "--log-level");
-  const format = stringFlag(flags, "log-format");
-  if (format !== undefined) config.logFormat = parseLogFormat(format, "--log-format");
+  Object.assign(config, readLogSettings(settings));
   return config;
 }
 

@@ -7,29 +7,30 @@
  */
 
 import {
-  ADMIN_CLIENT_FLAGS,
+  ADMIN_CLIENT_SETTINGS,
   adminRequest,
   adminTarget,
   answerError,
   readAnswer,
 } from "./admin_client.ts";
-import { parseFlags, printOut } from "./cli.ts";
-import { UsageError } from "../errors.ts";
+import { printOut } from "./cli.ts";
+import { defineCommand, resolveSettings } from "./settings.ts";
+import { formatUsage } from "./usage.ts";
 
-/** The help text of `socketproxy drain`. */
-export const DRAIN_USAGE = `Usage: socketproxy drain [options]
-
-Drains a running server, for a rolling update: it answers NEW with
+/** The settings of `socketproxy drain`: its flags, variables and file keys. */
+export const DRAIN_COMMAND = defineCommand({
+  command: "drain",
+  summary: "drain a running server: no new sessions, then exit",
+  intro: `Drains a running server, for a rolling update: it answers NEW with
 ERR busy draining (its /ready answers 503, so a load balancer sends new
 sessions elsewhere), keeps serving resumes until its sessions end, closes
 the rest at its --drain-timeout (default 10m), and exits 0. Returns at
-once; "socketproxy status" shows the state.
+once; "socketproxy status" shows the state.`,
+  settings: ADMIN_CLIENT_SETTINGS,
+});
 
-Options:
-  --admin=[HOST][:PORT]   the server's admin port (default localhost:9010)
-  --admin-token=TOKEN     the admin token, if the server requires one
-                          (default: $SOCKETPROXY_ADMIN_TOKEN)
-  -h, --help              show this help`;
+/** The help text of `socketproxy drain`. */
+export const DRAIN_USAGE: string = formatUsage(DRAIN_COMMAND);
 
 /**
  * Runs `socketproxy drain`.
@@ -39,15 +40,12 @@ Options:
  * @throws {CommandError} When the admin port cannot be asked (exit 1), or the arguments are wrong (exit 2).
  */
 export async function drainCommand(args: string[]): Promise<number> {
-  const flags = parseFlags(args, ADMIN_CLIENT_FLAGS);
-  if (flags.values.help) {
+  const settings = resolveSettings(DRAIN_COMMAND, args);
+  if (settings.help) {
     printOut(DRAIN_USAGE);
     return 0;
   }
-  if (flags.positionals.length > 0) {
-    throw new UsageError(`unexpected argument "${flags.positionals[0]}"`);
-  }
-  const { admin, token, where } = adminTarget(flags);
+  const { admin, token, where } = adminTarget(settings);
   const response = await adminRequest(admin, { method: "POST", path: "/drain", token });
   const answer = await readAnswer(response, where);
   if (!response.ok) throw answerError(answer, where);

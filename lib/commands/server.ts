@@ -6,7 +6,10 @@
  * @module
  */
 
-import { listFlag, parseFlags, printOut, stringFlag } from "./cli.ts";
+import { printOut } from "./cli.ts";
+import { defineCommand, type ResolveOptions, resolveSettings, type Settings } from "./settings.ts";
+import { formatUsage } from "./usage.ts";
+import { LOG_SETTINGS, readLogSettings } from "./log_settings.ts";
 import {
   canReadTokenVariable,
   certificateOptions,
@@ -16,13 +19,10 @@ import {
   parseAllowHost,
   parseCount,
   parseDuration,
-  parseLogFormat,
-  parseLogLevel,
   parseSize,
   positiveDuration,
   TOKEN_UNREADABLE_HINT,
   TOKEN_VARIABLE,
-  tokenFromEnvironment,
 } from "./config.ts";
 import { formatHostPort, type HostPort, isLoopbackHost, parseHostPort } from "../address.ts";
 import { type NamedDestination, SERVER_DEFAULTS, type ServerConfig } from "../proxy/config.ts";
@@ -42,170 +42,273 @@ import {
 } from "./signals.ts";
 import { VERSION } from "../version.ts";
 
-/** The help text of `socketproxy server`. */
-export const SERVER_USAGE = `Usage: socketproxy server [options] [DEST_HOST:DEST_PORT]
-
-Runs the proxy: clients connect to the proxy port, and each session keeps
+/** The settings of `socketproxy server`: its flags, variables and file keys. */
+export const SERVER_COMMAND = defineCommand({
+  command: "server",
+  summary: "run the proxy server",
+  intro: `Runs the proxy: clients connect to the proxy port, and each session keeps
 one connection to DEST_HOST:DEST_PORT (the default destination) or to a
 named one (NEW to=NAME) open across client connections. Give DEST, or
---destination at least once, or both.
+--destination at least once, or both.`,
+  positional: {
+    name: "dest",
+    value: "DEST_HOST:DEST_PORT",
+    help: "the default destination",
+    optional: true,
+    configurable: true,
+  },
+  check: true,
+  settings: [
+    {
+      name: "destination",
+      kind: "list",
+      value: "NAME=HOST:PORT[,send-proxy=v1|v2]",
+      help: "a named destination, for NEW to=NAME (repeatable); its own PROXY header choice",
+      continues: /^send-proxy=/,
+    },
+    {
+      name: "send-proxy",
+      kind: "string",
+      value: "v1|v2",
+      help: "write a PROXY protocol header (HAProxy's, text v1 or binary v2) with the " +
+        "client's address to DEST before any byte",
+      default: "none",
+      complete: ["v1", "v2"],
+    },
+    {
+      name: "node",
+      kind: "string",
+      value: "NAME",
+      help: "start every session id with NAME_ (1 to 24 of A-Z a-z 0-9 -), so that " +
+        "routers in a cluster can find this server from the id",
+    },
+    {
+      name: "drain-timeout",
+      kind: "string",
+      value: "DURATION",
+      help: "how long a drain (socketproxy drain) waits for sessions to end before " +
+        "closing the rest and exiting",
+      default: "10m",
+    },
+    {
+      name: "trust-from",
+      kind: "list",
+      value: "CIDR,...|none",
+      help: "peers whose NEW from=ADDRESS (the end user's address, from a gateway) is " +
+        "believed; others get ERR untrusted",
+      default: "127.0.0.0/8,::1/128",
+    },
+    {
+      name: "proxy",
+      kind: "string",
+      value: "[HOST][:PORT]",
+      help: "where clients connect",
+      default: "localhost:9009",
+    },
+    {
+      name: "admin",
+      kind: "string",
+      value: "[HOST][:PORT]|off",
+      help: "the management port",
+      default: "localhost:9010",
+    },
+    {
+      name: "buffer",
+      kind: "string",
+      value: "SIZE",
+      help: "retained output per session; bytes, or with a k, m or g suffix",
+      default: "1m",
+    },
+    {
+      name: "idle-timeout",
+      kind: "string",
+      value: "DURATION",
+      help: "close sessions detached this long; 0 = never",
+      default: "1h",
+    },
+    {
+      name: "handshake-timeout",
+      kind: "string",
+      value: "DURATION",
+      help: "time allowed for a complete hello",
+      default: "10s",
+    },
+    {
+      name: "connect-timeout",
+      kind: "string",
+      value: "DURATION",
+      help: "time allowed to reach DEST",
+      default: "10s",
+    },
+    {
+      name: "max-sessions",
+      kind: "string",
+      value: "N",
+      help: "NEW beyond this answers ERR busy",
+      default: "10000",
+    },
+    {
+      name: "admin-token",
+      kind: "string",
+      value: "TOKEN",
+      help: `require "Authorization: Bearer TOKEN" on the admin port; also ${TOKEN_VARIABLE} ` +
+        "(prefer it, or --admin-token-file: flags show in ps)",
+      secret: true,
+      aliases: [TOKEN_VARIABLE],
+    },
+    {
+      name: "allow-host",
+      kind: "list",
+      value: "NAME",
+      help: "a host name the admin port answers for, besides loopback names and IP " +
+        "addresses (repeatable; .example.com: every name under it)",
+    },
+    {
+      name: "tls-cert",
+      kind: "string",
+      value: "FILE",
+      help: "TLS on the proxy port: its PEM certificate chain (with --tls-key)",
+      complete: "file",
+    },
+    {
+      name: "tls-key",
+      kind: "string",
+      value: "FILE",
+      help: "the private key of --tls-cert (both or neither)",
+      complete: "file",
+    },
+    ...LOG_SETTINGS,
+  ],
+  notes: "DURATION is a number with ms, s, m or h; a bare number counts seconds.",
+});
 
-Options:
-  --destination=NAME=HOST:PORT[,send-proxy=v1|v2]
-                                  a named destination, for NEW to=NAME
-                                  (repeatable); its own PROXY header choice
-  --send-proxy=v1|v2              write a PROXY protocol header (HAProxy's,
-                                  text v1 or binary v2) with the client's
-                                  address to DEST before any byte (default: none)
-  --node=NAME                     start every session id with NAME_ (1 to 24 of
-                                  A-Z a-z 0-9 -), so that routers in a cluster
-                                  can find this server from the id
-  --drain-timeout=DURATION        how long a drain (socketproxy drain) waits for
-                                  sessions to end before closing the rest and
-                                  exiting (default 10m)
-  --trust-from=CIDR,...|none      peers whose NEW from=ADDRESS (the end user's
-                                  address, from a gateway) is believed; others
-                                  get ERR untrusted (default
-                                  127.0.0.0/8,::1/128: this machine)
-  --proxy=[HOST][:PORT]           where clients connect (default localhost:9009)
-  --admin=[HOST][:PORT]|off       the management port (default localhost:9010)
-  --buffer=SIZE                   retained output per session; bytes, or with
-                                  a k, m or g suffix (default 1m)
-  --idle-timeout=DURATION         close sessions detached this long; 0 = never
-                                  (default 1h)
-  --handshake-timeout=DURATION    time allowed for a complete hello (default 10s)
-  --connect-timeout=DURATION      time allowed to reach DEST (default 10s)
-  --max-sessions=N                NEW beyond this answers ERR busy (default 10000)
-  --admin-token=TOKEN             require "Authorization: Bearer TOKEN" on the
-                                  admin port (default: $SOCKETPROXY_ADMIN_TOKEN;
-                                  prefer the variable: flags show in ps)
-  --allow-host=NAME               a host name the admin port answers for, besides
-                                  loopback names and IP addresses (repeatable;
-                                  .example.com: every name under it)
-  --tls-cert=FILE, --tls-key=FILE TLS on the proxy port: PEM certificate chain
-                                  and private key (both or neither)
-  --log-level=LEVEL               debug, info, warn or error (default info)
-  --log-format=FORMAT             text or json (default text)
-  -h, --help                      show this help
+/** The help text of `socketproxy server`. */
+export const SERVER_USAGE: string = formatUsage(SERVER_COMMAND);
 
-DURATION is a number with ms, s, m or h; a bare number counts seconds.`;
-
-const FLAGS = {
-  destination: { type: "string", multiple: true },
-  "send-proxy": { type: "string" },
-  "trust-from": { type: "string", multiple: true },
-  node: { type: "string" },
-  "drain-timeout": { type: "string" },
-  proxy: { type: "string" },
-  admin: { type: "string" },
-  buffer: { type: "string" },
-  "idle-timeout": { type: "string" },
-  "handshake-timeout": { type: "string" },
-  "connect-timeout": { type: "string" },
-  "max-sessions": { type: "string" },
-  "admin-token": { type: "string" },
-  "allow-host": { type: "string", multiple: true },
-  "tls-cert": { type: "string" },
-  "tls-key": { type: "string" },
-  "log-level": { type: "string" },
-  "log-format": { type: "string" },
-  help: { type: "boolean", short: "h" },
-} as const;
+/** The name of a setting of `socketproxy server`. */
+export type ServerSetting = (typeof SERVER_COMMAND.settings)[number]["name"];
 
 /**
- * Parses the arguments of `socketproxy server`.
+ * Parses the arguments of `socketproxy server`, with the environment and
+ * `--config` file behind them.
  *
  * @param args The arguments after `server`.
+ * @param options Where variables are read (the process's environment by default).
  * @returns The configuration, or `"help"` when help was asked for.
- * @throws {UsageError} For any invalid flag, value or argument.
+ * @throws {UsageError} For any invalid flag, variable, file, value or argument.
  *
  * @example
  * ```ts
  * import { parseServerArgs } from "./server.ts";
+ * import { environmentOf } from "./settings.ts";
  *
- * const config = parseServerArgs(["--buffer=64k", "example.com:23"]);
- * console.assert(config !== "help" && config.bufferSize === 65536);
+ * const config = parseServerArgs(["--buffer=64k", "example.com:23"], {
+ *   env: environmentOf({ SOCKETPROXY_SERVER_BUFFER: "4m", SOCKETPROXY_SERVER_MAX_SESSIONS: "50" }),
+ * });
+ * console.assert(config !== "help" && config.bufferSize === 65536 && config.maxSessions === 50);
  * ```
  */
-export function parseServerArgs(args: string[]): ServerConfig | "help" {
-  const flags = parseFlags(args, FLAGS);
-  if (flags.values.help) return "help";
+export function parseServerArgs(
+  args: string[],
+  options: ResolveOptions = {},
+): ServerConfig | "help" {
+  const settings = resolveSettings(SERVER_COMMAND, args, options);
+  return settings.help ? "help" : serverConfig(settings);
+}
+
+/**
+ * Turns resolved settings into the server's configuration.
+ *
+ * @param settings The settings of `socketproxy server`.
+ * @returns The configuration.
+ * @throws {UsageError} For any invalid value, naming where it came from.
+ */
+export function serverConfig(settings: Settings<ServerSetting>): ServerConfig {
   // The flags first: "--buffer h:1" (a size forgotten) then says what is
   // wrong with "h:1" as a size, rather than that DEST is missing.
   const config: Omit<ServerConfig, "destination"> = { ...SERVER_DEFAULTS };
-  const value = (name: keyof typeof FLAGS): string | undefined => stringFlag(flags, name);
+  const value = (name: ServerSetting): string | undefined => settings.string(name);
+  const label = (name: ServerSetting): string => settings.label(name);
   const listenAt = (text: string, what: string, defaults: HostPort): HostPort =>
     parseHostPort(text, what, { defaults, allowPortZero: true });
   const proxy = value("proxy");
-  if (proxy !== undefined) config.proxy = listenAt(proxy, "--proxy", SERVER_DEFAULTS.proxy);
+  if (proxy !== undefined) config.proxy = listenAt(proxy, label("proxy"), SERVER_DEFAULTS.proxy);
   const admin = value("admin");
   if (admin === "off") config.admin = null;
   else if (admin !== undefined) {
-    config.admin = listenAt(admin, "--admin", SERVER_DEFAULTS.admin ?? SERVER_DEFAULTS.proxy);
+    config.admin = listenAt(
+      admin,
+      label("admin"),
+      SERVER_DEFAULTS.admin ?? SERVER_DEFAULTS.proxy,
+    );
     const blocked = fetchBlockedPort(config.admin.port);
     if (blocked !== undefined) {
       throw new UsageError(
-        `--admin: ${blocked}, so status and close could not reach it; choose another`,
+        `${label("admin")}: ${blocked}, so status and close could not reach it; choose another`,
       );
     }
   }
   const buffer = value("buffer");
   if (buffer !== undefined) {
-    config.bufferSize = parseSize(buffer, "--buffer");
-    if (config.bufferSize === 0) throw new UsageError("--buffer: must be at least 1 byte");
+    config.bufferSize = parseSize(buffer, label("buffer"));
+    if (config.bufferSize === 0) {
+      throw new UsageError(`${label("buffer")}: must be at least 1 byte`);
+    }
   }
   const idle = value("idle-timeout");
-  if (idle !== undefined) config.idleTimeout = parseDuration(idle, "--idle-timeout");
+  if (idle !== undefined) config.idleTimeout = parseDuration(idle, label("idle-timeout"));
   const handshake = value("handshake-timeout");
   if (handshake !== undefined) {
-    config.handshakeTimeout = positiveDuration(handshake, "--handshake-timeout");
+    config.handshakeTimeout = positiveDuration(handshake, label("handshake-timeout"));
   }
   const connect = value("connect-timeout");
   if (connect !== undefined) {
-    config.connectTimeout = positiveDuration(connect, "--connect-timeout");
+    config.connectTimeout = positiveDuration(connect, label("connect-timeout"));
   }
   const max = value("max-sessions");
-  if (max !== undefined) config.maxSessions = parseCount(max, "--max-sessions", 1);
-  const level = value("log-level");
-  if (level !== undefined) config.logLevel = parseLogLevel(level, "--log-level");
-  const format = value("log-format");
-  if (format !== undefined) config.logFormat = parseLogFormat(format, "--log-format");
-  const flag = value("admin-token");
-  const token = flag === undefined
-    ? tokenFromEnvironment()
-    : parseAdminToken(flag, "--admin-token");
-  if (token !== undefined) config.adminToken = token;
-  config.adminAllowHosts = listFlag(flags, "allow-host").map((name) =>
-    parseAllowHost(name, "--allow-host")
+  if (max !== undefined) config.maxSessions = parseCount(max, label("max-sessions"), 1);
+  Object.assign(config, readLogSettings(settings));
+  const token = value("admin-token");
+  if (token !== undefined) config.adminToken = parseAdminToken(token, label("admin-token"));
+  config.adminAllowHosts = settings.list("allow-host").map((name) =>
+    parseAllowHost(name, label("allow-host"))
   );
-  const tls = certificateOptions(value("tls-cert"), value("tls-key"));
+  const tls = certificateOptions(value("tls-cert"), value("tls-key"), {
+    cert: label("tls-cert"),
+    key: label("tls-key"),
+  });
   if (tls) config.tls = tls;
   const sendProxy = value("send-proxy");
-  if (sendProxy !== undefined) config.sendProxy = parseProxyVersion(sendProxy, "--send-proxy");
-  config.destinations = parseDestinations(listFlag(flags, "destination"), config.sendProxy);
+  if (sendProxy !== undefined) {
+    config.sendProxy = parseProxyVersion(sendProxy, label("send-proxy"));
+  }
+  config.destinations = parseDestinations(
+    settings.list("destination"),
+    config.sendProxy,
+    label("destination"),
+  );
   const node = value("node");
   if (node !== undefined) {
     if (!NODE_PATTERN.test(node)) {
-      throw new UsageError(`--node: 1 to 24 characters of A-Z a-z 0-9 -, not "${node}"`);
+      throw new UsageError(
+        `${label("node")}: 1 to 24 characters of A-Z a-z 0-9 -, not "${node}"`,
+      );
     }
     config.node = node;
   }
   const drainTimeout = value("drain-timeout");
   if (drainTimeout !== undefined) {
-    config.drainTimeout = positiveDuration(drainTimeout, "--drain-timeout");
+    config.drainTimeout = positiveDuration(drainTimeout, label("drain-timeout"));
   }
-  const trust = listFlag(flags, "trust-from");
-  if (trust.length > 0) config.trustFrom = parseTrustFrom(trust);
-  const [dest, ...extra] = flags.positionals;
+  const trust = settings.list("trust-from");
+  if (trust.length > 0) config.trustFrom = parseTrustFrom(trust, label("trust-from"));
+  const [dest] = settings.positionals;
   if (dest === undefined && config.destinations.length === 0) {
     throw new UsageError("missing DEST_HOST:DEST_PORT (or --destination=NAME=HOST:PORT)");
   }
-  if (extra.length > 0) {
-    throw new UsageError(`expected one DEST_HOST:DEST_PORT, got also "${extra.join(" ")}"`);
-  }
   return {
     ...config,
-    destination: dest === undefined ? null : parseHostPort(dest, "DEST_HOST:DEST_PORT"),
+    destination: dest === undefined ? null : parseHostPort(dest, settings.positionalLabel()),
   };
 }
 
@@ -218,6 +321,7 @@ function parseProxyVersion(text: string, what: string): ProxyHeaderVersion {
 function parseDestinations(
   texts: string[],
   sendProxy: ProxyHeaderVersion | null,
+  what: string,
 ): NamedDestination[] {
   const named: NamedDestination[] = [];
   for (const text of texts) {
@@ -226,44 +330,44 @@ function parseDestinations(
     const name = spec.slice(0, Math.max(0, equals));
     if (equals < 0 || !DESTINATION_NAME_PATTERN.test(name)) {
       throw new UsageError(
-        `--destination: expected NAME=HOST:PORT (NAME: 1 to 64 of A-Z a-z 0-9 _ . -), not "${text}"`,
+        `${what}: expected NAME=HOST:PORT (NAME: 1 to 64 of A-Z a-z 0-9 _ . -), not "${text}"`,
       );
     }
     if (name === DEFAULT_DESTINATION) {
       throw new UsageError(
-        `--destination: "${name}" is the positional DEST's name; choose another`,
+        `${what}: "${name}" is the positional DEST's name; choose another`,
       );
     }
     if (named.some((other) => other.name === name)) {
-      throw new UsageError(`--destination: ${name} is given twice`);
+      throw new UsageError(`${what}: ${name} is given twice`);
     }
     let own = sendProxy;
     for (const option of options) {
       const [key, choice = ""] = option.split("=");
       if (key !== "send-proxy") {
         throw new UsageError(
-          `--destination ${name}: unknown option "${option}" (send-proxy=v1|v2)`,
+          `${what} ${name}: unknown option "${option}" (send-proxy=v1|v2)`,
         );
       }
-      own = parseProxyVersion(choice, `--destination ${name}: send-proxy`);
+      own = parseProxyVersion(choice, `${what} ${name}: send-proxy`);
     }
-    const addr = parseHostPort(spec.slice(equals + 1), `--destination ${name}`);
+    const addr = parseHostPort(spec.slice(equals + 1), `${what} ${name}`);
     named.push({ name, addr, sendProxy: own });
   }
   return named;
 }
 
 /** `--trust-from`: CIDR ranges, comma-separated or repeated; `none` trusts nobody. */
-function parseTrustFrom(texts: string[]): string[] {
+function parseTrustFrom(texts: string[], what: string): string[] {
   const ranges = texts.flatMap((text) => text.split(","));
   if (ranges.includes("none")) {
-    if (ranges.length > 1) throw new UsageError("--trust-from: none cannot go with ranges");
+    if (ranges.length > 1) throw new UsageError(`${what}: none cannot go with ranges`);
     return [];
   }
   for (const range of ranges) {
     if (!parseRange(range)) {
       throw new UsageError(
-        `--trust-from: "${range}" is not an address or CIDR range (10.0.0.0/8, 2001:db8::/32)`,
+        `${what}: "${range}" is not an address or CIDR range (10.0.0.0/8, 2001:db8::/32)`,
       );
     }
   }
@@ -312,9 +416,21 @@ export function startupWarnings(config: ServerConfig): { event: string; fields: 
  * @throws {UsageError} For invalid arguments or an unusable address.
  */
 export async function serverCommand(args: string[]): Promise<number> {
-  const config = parseServerArgs(args);
-  if (config === "help") {
+  const settings = resolveSettings(SERVER_COMMAND, args);
+  if (settings.help) {
     printOut(SERVER_USAGE);
+    return 0;
+  }
+  const config = serverConfig(settings);
+  if (settings.check) {
+    const warnings = startupWarnings(config).map(({ event, fields }) =>
+      `warning: ${event} ${Object.entries(fields).map(([key, text]) => `${key}=${text}`).join(" ")}`
+    );
+    printOut(
+      ["socketproxy server: the configuration is valid", settings.report(), ...warnings].join(
+        "\n",
+      ),
+    );
     return 0;
   }
   const logger = new Logger({ level: config.logLevel, format: config.logFormat });

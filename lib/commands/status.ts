@@ -6,27 +6,31 @@
  */
 
 import {
-  ADMIN_CLIENT_FLAGS,
+  ADMIN_CLIENT_SETTINGS,
   adminRequest,
   adminTarget,
   answerError,
   readAnswer,
 } from "./admin_client.ts";
-import { parseFlags, printOut } from "./cli.ts";
+import { printOut } from "./cli.ts";
+import { defineCommand, resolveSettings } from "./settings.ts";
+import { formatUsage } from "./usage.ts";
 import { CommandError } from "../errors.ts";
 import type { StatusReport } from "../proxy/status_report.ts";
 
+/** The settings of `socketproxy status`: its flags, variables and file keys. */
+export const STATUS_COMMAND = defineCommand({
+  command: "status",
+  summary: "show a running server's sessions and totals",
+  intro: "Shows a running server's settings, totals and sessions, from its admin port.",
+  settings: [
+    ...ADMIN_CLIENT_SETTINGS,
+    { name: "json", kind: "boolean", help: "print the admin API's JSON as is, for scripts" },
+  ],
+});
+
 /** The help text of `socketproxy status`. */
-export const STATUS_USAGE = `Usage: socketproxy status [options]
-
-Shows a running server's settings, totals and sessions, from its admin port.
-
-Options:
-  --admin=[HOST][:PORT]   the server's admin port (default localhost:9010)
-  --admin-token=TOKEN     the admin token, if the server requires one
-                          (default: $SOCKETPROXY_ADMIN_TOKEN)
-  --json                  print the admin API's JSON as is, for scripts
-  -h, --help              show this help`;
+export const STATUS_USAGE: string = formatUsage(STATUS_COMMAND);
 
 /**
  * Formats a byte count for people: `512 B`, `1.5 KiB`, `35.4 MiB`.
@@ -129,15 +133,12 @@ export function formatStatus(report: StatusReport): string {
  * @throws {CommandError} When the admin port cannot be asked (exit 1) or the arguments are wrong (exit 2).
  */
 export async function statusCommand(args: string[]): Promise<number> {
-  const flags = parseFlags(args, { ...ADMIN_CLIENT_FLAGS, json: { type: "boolean" } });
-  if (flags.values.help) {
+  const settings = resolveSettings(STATUS_COMMAND, args);
+  if (settings.help) {
     printOut(STATUS_USAGE);
     return 0;
   }
-  if (flags.positionals.length > 0) {
-    throw new CommandError(`unexpected argument "${flags.positionals[0]}"`, 2);
-  }
-  const { admin, token, where } = adminTarget(flags);
+  const { admin, token, where } = adminTarget(settings);
   const response = await adminRequest(admin, { method: "GET", path: "/status", token });
   const answer = await readAnswer(response, where);
   if (!response.ok) throw answerError(answer, where);
@@ -149,7 +150,7 @@ export async function statusCommand(args: string[]): Promise<number> {
     );
   }
   printOut(
-    flags.values.json
+    settings.boolean("json")
       ? answer.text.trimEnd()
       : formatStatus(answer.body as unknown as StatusReport),
   );

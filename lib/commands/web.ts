@@ -5,7 +5,10 @@
  * @module
  */
 
-import { listFlag, parseFlags, printOut, stringFlag } from "./cli.ts";
+import { printOut } from "./cli.ts";
+import { defineCommand, type ResolveOptions, resolveSettings, type Settings } from "./settings.ts";
+import { formatUsage } from "./usage.ts";
+import { LOG_SETTINGS, readLogSettings } from "./log_settings.ts";
 import { HTTP_TIMEOUTS, type HttpTimeouts } from "../http/server.ts";
 import {
   certificateOptions,
@@ -13,71 +16,119 @@ import {
   parseAllowHost,
   parseAllowOrigin,
   parseListenAddress,
-  parseLogFormat,
-  parseLogLevel,
   positiveDuration,
   tlsOptions,
 } from "./config.ts";
 import { formatHostPort, type HostPort, parseHostPort } from "../address.ts";
 import { SERVER_DEFAULTS } from "../proxy/config.ts";
-import { UsageError } from "../errors.ts";
 import { explainListenError } from "../listen_error.ts";
 import { type LogFormat, Logger, type LogLevel } from "../log.ts";
 import { SIGNAL_EXIT_STATUS, watchStopSignals } from "./signals.ts";
 import { VERSION } from "../version.ts";
 import { GatewayMetrics, MetricsServer, WEB_ASSETS, WebGateway } from "../gateway/mod.ts";
 
-/** The help text of `socketproxy web`. */
-export const WEB_USAGE = `Usage: socketproxy web [options]
-
-Runs the HTTP gateway: a browser terminal at / and a JSON and WebSocket API
+/** The settings of `socketproxy web`: its flags, variables and file keys. */
+export const WEB_COMMAND = defineCommand({
+  command: "web",
+  summary: "the HTTP gateway and browser terminal",
+  intro: `Runs the HTTP gateway: a browser terminal at / and a JSON and WebSocket API
 under /api/, each request one short connection to the socketproxy server.
 The gateway keeps no state: run as many as you like, restart them freely.
-It holds back its answers to browsers that present wrong secrets.
+It holds back its answers to browsers that present wrong secrets.`,
+  check: true,
+  settings: [
+    {
+      name: "listen",
+      kind: "string",
+      value: "[HOST][:PORT]",
+      help: "where browsers (or nginx) connect",
+      default: "localhost:8080",
+    },
+    {
+      name: "proxy",
+      kind: "string",
+      value: "[HOST][:PORT]",
+      help: "the socketproxy server",
+      default: "localhost:9009",
+    },
+    {
+      name: "tls",
+      kind: "boolean",
+      help: "speak TLS to the proxy (a server run with --tls-cert)",
+    },
+    {
+      name: "allow-host",
+      kind: "list",
+      value: "NAME",
+      help: "a host name browsers reach the gateway by, besides loopback names, IP " +
+        "addresses and the --listen host (repeatable; .example.com: every name under it)",
+    },
+    {
+      name: "allow-origin",
+      kind: "list",
+      value: "URL",
+      help: "another site whose pages may use the gateway, such as " +
+        "https://play.example.com (repeatable; * allows any site, which is unsafe)",
+    },
+    {
+      name: "ca",
+      kind: "string",
+      value: "FILE",
+      help: "also trust this PEM certificate; implies --tls",
+      complete: "file",
+    },
+    {
+      name: "tls-cert",
+      kind: "string",
+      value: "FILE",
+      help: "serve HTTPS and WSS with this PEM certificate chain (with --tls-key)",
+      complete: "file",
+    },
+    {
+      name: "tls-key",
+      kind: "string",
+      value: "FILE",
+      help: "the private key of --tls-cert (both or neither)",
+      complete: "file",
+    },
+    {
+      name: "header-timeout",
+      kind: "string",
+      value: "DURATION",
+      help: "a request's headers must arrive within this",
+      default: "10s",
+    },
+    {
+      name: "body-timeout",
+      kind: "string",
+      value: "DURATION",
+      help: "a request body, or a WebSocket message, must arrive within this once begun",
+      default: "10s",
+    },
+    {
+      name: "keepalive-timeout",
+      kind: "string",
+      value: "DURATION",
+      help: "an idle connection is closed after this",
+      default: "30s",
+    },
+    {
+      name: "metrics",
+      kind: "string",
+      value: "[HOST:]PORT",
+      help: "serve Prometheus metrics at /metrics on this address, apart from --listen " +
+        "(a bare port: localhost; off unless given)",
+    },
+    ...LOG_SETTINGS,
+  ],
+  notes: "DURATION is a number with ms, s, m or h; a bare number counts seconds.",
+});
 
-Options:
-  --listen=[HOST][:PORT]   where browsers (or nginx) connect (default localhost:8080)
-  --proxy=[HOST][:PORT]    the socketproxy server (default localhost:9009)
-  --tls                    speak TLS to the proxy (a server run with --tls-cert)
-  --allow-host=NAME        a host name browsers reach the gateway by, besides
-                           loopback names, IP addresses and the --listen host
-                           (repeatable; .example.com: every name under it)
-  --allow-origin=URL       another site whose pages may use the gateway, such
-                           as https://play.example.com (repeatable; * allows
-                           any site, which is unsafe)
-  --ca=FILE                also trust this PEM certificate; implies --tls
-  --tls-cert=FILE, --tls-key=FILE  serve HTTPS and WSS with this PEM
-                           certificate chain and key (both or neither)
-  --header-timeout=DURATION  a request's headers must arrive within this
-                           (default 10s)
-  --body-timeout=DURATION  a request body, or a WebSocket message, must arrive
-                           within this once begun (default 10s)
-  --keepalive-timeout=DURATION  an idle connection is closed after this
-                           (default 30s)
-  --metrics=[HOST:]PORT    serve Prometheus metrics at /metrics on this address,
-                           apart from --listen (a bare port: localhost; off
-                           unless given)
-  --log-level=LEVEL        debug, info, warn or error (default info)
-  --log-format=FORMAT      text or json (default text)
-  -h, --help               show this help`;
+/** The help text of `socketproxy web`. */
+export const WEB_USAGE: string = formatUsage(WEB_COMMAND);
 
-const FLAGS = {
-  listen: { type: "string" },
-  proxy: { type: "string" },
-  tls: { type: "boolean" },
-  ca: { type: "string" },
-  metrics: { type: "string" },
-  "tls-cert": { type: "string" },
-  "tls-key": { type: "string" },
-  "header-timeout": { type: "string" },
-  "body-timeout": { type: "string" },
-  "keepalive-timeout": { type: "string" },
-  "allow-host": { type: "string", multiple: true },
-  "allow-origin": { type: "string", multiple: true },
-  "log-level": { type: "string" },
-  "log-format": { type: "string" },
-  help: { type: "boolean", short: "h" },
-} as const;
+/** The name of a setting of `socketproxy web`. */
+export type WebSetting = (typeof WEB_COMMAND.settings)[number]["name"];
 
 /** Where the gateway listens and where its proxy is. */
 export interface WebConfig {
@@ -118,47 +169,69 @@ export const WEB_DEFAULTS: Readonly<WebConfig> = {
 };
 
 /**
- * Parses the arguments of `socketproxy web`.
+ * Parses the arguments of `socketproxy web`, with the environment and
+ * `--config` file behind them.
  *
  * @param args The arguments after `web`.
+ * @param options Where variables are read (the process's environment by default).
  * @returns The configuration, or `"help"`.
- * @throws {UsageError} For any invalid flag or value.
+ * @throws {UsageError} For any invalid flag, variable, file or value.
+ *
+ * @example
+ * ```ts
+ * import { parseWebArgs } from "./web.ts";
+ * import { environmentOf } from "./settings.ts";
+ *
+ * const config = parseWebArgs(["--listen=:8081"], {
+ *   env: environmentOf({ SOCKETPROXY_WEB_PROXY: "127.0.0.1:7000" }),
+ * });
+ * console.assert(config !== "help" && config.listen.port === 8081 && config.proxy.port === 7000);
+ * ```
  */
-export function parseWebArgs(args: string[]): WebConfig | "help" {
-  const flags = parseFlags(args, FLAGS);
-  if (flags.values.help) return "help";
-  if (flags.positionals.length > 0) {
-    throw new UsageError(`unexpected argument "${flags.positionals[0]}"`);
-  }
+export function parseWebArgs(args: string[], options: ResolveOptions = {}): WebConfig | "help" {
+  const settings = resolveSettings(WEB_COMMAND, args, options);
+  return settings.help ? "help" : webConfig(settings);
+}
+
+/**
+ * Turns resolved settings into the gateway's configuration.
+ *
+ * @param settings The settings of `socketproxy web`.
+ * @returns The configuration.
+ * @throws {UsageError} For any invalid value, naming where it came from.
+ */
+export function webConfig(settings: Settings<WebSetting>): WebConfig {
   const config: WebConfig = { ...WEB_DEFAULTS };
-  const listen = stringFlag(flags, "listen");
+  const value = (name: WebSetting): string | undefined => settings.string(name);
+  const label = (name: WebSetting): string => settings.label(name);
+  const listen = value("listen");
   if (listen !== undefined) {
-    config.listen = parseHostPort(listen, "--listen", {
+    config.listen = parseHostPort(listen, label("listen"), {
       defaults: WEB_DEFAULTS.listen,
       allowPortZero: true,
     });
   }
-  const proxy = stringFlag(flags, "proxy");
+  const proxy = value("proxy");
   if (proxy !== undefined) {
-    config.proxy = parseHostPort(proxy, "--proxy", { defaults: WEB_DEFAULTS.proxy });
+    config.proxy = parseHostPort(proxy, label("proxy"), { defaults: WEB_DEFAULTS.proxy });
   }
-  const metrics = stringFlag(flags, "metrics");
-  if (metrics !== undefined) config.metrics = parseListenAddress(metrics, "--metrics");
-  const level = stringFlag(flags, "log-level");
-  if (level !== undefined) config.logLevel = parseLogLevel(level, "--log-level");
-  const format = stringFlag(flags, "log-format");
-  if (format !== undefined) config.logFormat = parseLogFormat(format, "--log-format");
-  config.allowHosts = listFlag(flags, "allow-host").map((name) =>
-    parseAllowHost(name, "--allow-host")
+  const metrics = value("metrics");
+  if (metrics !== undefined) config.metrics = parseListenAddress(metrics, label("metrics"));
+  Object.assign(config, readLogSettings(settings));
+  config.allowHosts = settings.list("allow-host").map((name) =>
+    parseAllowHost(name, label("allow-host"))
   );
-  config.allowOrigins = listFlag(flags, "allow-origin").map((origin) =>
-    parseAllowOrigin(origin, "--allow-origin")
+  config.allowOrigins = settings.list("allow-origin").map((origin) =>
+    parseAllowOrigin(origin, label("allow-origin"))
   );
-  config.proxyTls = tlsOptions(flags.values.tls === true, stringFlag(flags, "ca"));
-  config.tls = certificateOptions(stringFlag(flags, "tls-cert"), stringFlag(flags, "tls-key"));
-  const timeout = (flag: string, fallback: number): number => {
-    const text = stringFlag(flags, flag);
-    return text === undefined ? fallback : positiveDuration(text, `--${flag}`);
+  config.proxyTls = tlsOptions(settings.boolean("tls"), value("ca"), label("ca"));
+  config.tls = certificateOptions(value("tls-cert"), value("tls-key"), {
+    cert: label("tls-cert"),
+    key: label("tls-key"),
+  });
+  const timeout = (name: WebSetting, fallback: number): number => {
+    const text = value(name);
+    return text === undefined ? fallback : positiveDuration(text, label(name));
   };
   config.timeouts = {
     headers: timeout("header-timeout", HTTP_TIMEOUTS.headers),
@@ -176,9 +249,14 @@ export function parseWebArgs(args: string[]): WebConfig | "help" {
  * @throws {UsageError} For invalid arguments or an unusable address.
  */
 export async function webCommand(args: string[]): Promise<number> {
-  const config = parseWebArgs(args);
-  if (config === "help") {
+  const settings = resolveSettings(WEB_COMMAND, args);
+  if (settings.help) {
     printOut(WEB_USAGE);
+    return 0;
+  }
+  const config = webConfig(settings);
+  if (settings.check) {
+    printOut(`socketproxy web: the configuration is valid\n${settings.report()}`);
     return 0;
   }
   const logger = new Logger({ level: config.logLevel, format: config.logFormat });
