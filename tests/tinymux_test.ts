@@ -75,7 +75,7 @@ Deno.test({
     const stop = new AbortController();
     const reading = (async () => {
       const stream = session.stream({ signal: stop.signal });
-      for (let next = await stream.next(); ; next = await stream.next()) {
+      for (let next = await stream.next();; next = await stream.next()) {
         if (next.done) return next.value;
         player.take(next.value);
       }
