@@ -52,7 +52,7 @@ export const WEBSOCKET_LIMITS: WebSocketLimits = {
   closeTimeout: 5_000,
 };
 
-/** Close codes this side sends (RFC 6455 section 7.4.1). */
+/** Close codes this side sends or reports (RFC 6455 section 7.4.1). */
 export const CloseCode = {
   normal: 1000,
   goingAway: 1001,
@@ -61,6 +61,8 @@ export const CloseCode = {
   policyViolation: 1008,
   tooBig: 1009,
   internalError: 1011,
+  /** Never sent: the peer's close frame had no code. */
+  noStatus: 1005,
   /** Never sent: the connection ended without a close frame. */
   abnormal: 1006,
 } as const;
@@ -405,7 +407,9 @@ export class ServerWebSocket {
 
   #closeReceived(payload: Uint8Array): void {
     if (payload.length === 1) throw new FrameError(CloseCode.protocolError, "bad close frame");
-    let code: number = CloseCode.normal;
+    // A close frame without a code reports 1005 (RFC 6455 7.1.5), and is
+    // answered by one without a code: 1005 is never sent.
+    let code: number = CloseCode.noStatus;
     let reason = "";
     if (payload.length >= 2) {
       code = (payload[0] as number) << 8 | (payload[1] as number);
@@ -418,7 +422,8 @@ export class ServerWebSocket {
     }
     if (this.#state === "open") {
       // The peer closes first: echo its code, and the handshake is done.
-      this.#sendClose(code, "");
+      if (code === CloseCode.noStatus) this.#write(OP_CLOSE, new Uint8Array(0));
+      else this.#sendClose(code, "");
       this.#closeCode = code;
       this.#closeReason = reason;
     }
