@@ -6,7 +6,8 @@
  *     deno task bench --quick         # smaller runs, for a look
  *     deno task bench --json=bench.json
  *     deno task bench ws              # only these parts (throughput, framed, polls, resume,
- *                                     # scale, gateway, ws); the same as --only=ws
+ *                                     # scale, fairness, gateway, ws, websockify); the same
+ *                                     # as --only=ws
  *
  * The framed part takes BENCH_FRAMED_MIB (MiB each way a run, default 256,
  * 64 with --quick), BENCH_FRAMED_ECHOES (64-byte echoes a run, default 2000)
@@ -14,6 +15,12 @@
  * The WebSocket part (ws) takes BENCH_WS_MIB (MiB each way a run, default
  * 64, 16 with --quick), BENCH_WS_ECHOES (64-byte echoes a run, default 2000)
  * and BENCH_WS_ROUNDS (default 5, 1 with --quick) from the environment.
+ * The fairness part takes BENCH_FAIR_CLIENTS (default 1000), BENCH_FAIR_SECONDS
+ * (a run, default 3), BENCH_FAIR_ROUNDS (default 3, 1 with --quick) and
+ * BENCH_FAIR_BOUND_MS (the starvation bound, default 1000). The websockify
+ * part (skipped when Debian's websockify is not installed) takes
+ * BENCH_WSK_MIB (default 256, 64 with --quick), BENCH_WS_ECHOES and
+ * BENCH_WSK_ROUNDS (default 3, 1 with --quick).
  *
  * @module
  */
@@ -26,17 +33,23 @@ import {
   gateway,
   generatorAlone,
   haveSocat,
+  haveWebsockify,
   loadgen,
+  median,
   minimalServerCycles,
   pollCycles,
+  type PollFigures,
   resumeLatency,
   scale,
   startLoadgenServer,
   startServer,
   throughput,
   webSocketRelay,
+  type WsFigures,
 } from "./workloads.ts";
 import { framedComparison, type FramedFigures } from "./framed.ts";
+import { type FairFigures, fairness } from "./fairness.ts";
+import { memory } from "./memory.ts";
 
 const { values, positionals } = parseArgs({
   args: Deno.args,
@@ -45,7 +58,18 @@ const { values, positionals } = parseArgs({
   allowPositionals: true,
 });
 const quick = values.quick === true;
-const PARTS = ["throughput", "framed", "polls", "resume", "scale", "gateway", "ws"];
+const PARTS = [
+  "throughput",
+  "framed",
+  "polls",
+  "resume",
+  "scale",
+  "fairness",
+  "memory",
+  "gateway",
+  "ws",
+  "websockify",
+];
 const only = new Set(
   values.only?.split(",") ?? (positionals.length > 0 ? positionals : PARTS),
 );
@@ -209,34 +233,60 @@ if (only.has("polls") || only.has("resume") || only.has("gateway")) {
 
   if (only.has("polls")) {
     const alone = await generatorAlone(64, seconds);
-    const ceiling = await minimalServerCycles(64, seconds);
     const rows: (string | number)[][] = [];
     const polls = [];
-    for (const clients of [1, 8, 64]) {
-      const figures = await pollCycles(server.port, clients, seconds);
+    for (const clients of [1, 8]) {
+      const figures = await pollCycles(server.port, clients, seconds, server.process.pid);
       polls.push(figures);
       rows.push([
         clients,
         fixed(figures.cyclesPerSecond),
         fixed(figures.p50ms, 2),
         fixed(figures.p99ms, 2),
+        fixed(figures.cpuUsPerPoll, 1),
+        "",
       ]);
     }
-    results.polls = { generatorAlone64: alone, minimalDenoServer64: ceiling, runs: polls };
+    // 64 clients: interleaved with the minimal server, medians, as the CPU
+    // per poll of the two is what is compared.
+    const rounds = quick ? 1 : 3;
+    const ours: PollFigures[] = [];
+    const minimal: { cyclesPerSecond: number; cpuUsPerPoll: number }[] = [];
+    for (let round = 0; round < rounds; round++) {
+      const ceiling = await minimalServerCycles(64, seconds);
+      if (ceiling) minimal.push(ceiling);
+      ours.push(await pollCycles(server.port, 64, seconds, server.process.pid));
+    }
+    const ceiling = minimal.length > 0
+      ? {
+        cyclesPerSecond: median(minimal.map((run) => run.cyclesPerSecond)),
+        cpuUsPerPoll: median(minimal.map((run) => run.cpuUsPerPoll)),
+      }
+      : null;
+    const cpu64 = median(ours.map((run) => run.cpuUsPerPoll));
+    polls.push(...ours);
+    rows.push([
+      64,
+      fixed(median(ours.map((run) => run.cyclesPerSecond))),
+      fixed(median(ours.map((run) => run.p50ms)), 2),
+      fixed(median(ours.map((run) => run.p99ms)), 2),
+      fixed(cpu64, 1),
+      ceiling ? fixed(cpu64 / ceiling.cpuUsPerPoll, 2) : "n/a",
+    ]);
+    results.polls = { generatorAlone64: alone, minimalDenoServer64: ceiling, minimal, runs: polls };
     table(
-      `2. Poll cycles (connect, RESUME with ack and 16 bytes of input, read pending, close), ${seconds} s each.\n` +
+      `2. Poll cycles (connect, RESUME with ack and 16 bytes of input, read pending, close), ${seconds} s each ` +
+        `(64 clients: median of ${rounds} rounds interleaved with the minimal server).\n` +
         `   The load generator alone (64 clients, against a fake proxy in C): ${
           fixed(alone)
         } cycles/s; ` +
-        `a minimal Deno server (accept, read, reply, close: bench/minimal_server.ts): ${
-          ceiling === null ? "n/a" : fixed(ceiling)
-        } cycles/s`,
-      ["clients", "cycles/s", "p50 ms", "p99 ms", "of a minimal Deno server"],
-      rows.map((row) =>
-        row.length === 4 && row[0] === 64 && ceiling
-          ? [...row, fixed(Number(row[1]) / ceiling, 2)]
-          : [...row, ""]
-      ),
+        `a minimal Deno server (accept, read the hello and input, reply, read to the end, close: ` +
+        `bench/minimal_server.ts): ${
+          ceiling === null ? "n/a" : fixed(ceiling.cyclesPerSecond)
+        } cycles/s, ` +
+        `${ceiling === null ? "n/a" : fixed(ceiling.cpuUsPerPoll, 1)} µs CPU per poll`,
+      ["clients", "cycles/s", "p50 ms", "p99 ms", "CPU µs/poll", "CPU / minimal server's"],
+      rows,
     );
   }
 
@@ -305,11 +355,75 @@ if (only.has("scale")) {
   );
 }
 
+if (only.has("fairness")) {
+  const clients = fromEnv("BENCH_FAIR_CLIENTS", 1000);
+  const seconds = fromEnv("BENCH_FAIR_SECONDS", 3);
+  const rounds = fromEnv("BENCH_FAIR_ROUNDS", quick ? 1 : 3);
+  const boundMs = fromEnv("BENCH_FAIR_BOUND_MS", 1000);
+  const figures = await fairness({ clients, seconds, rounds, boundMs });
+  results.fairness = { clients, seconds, rounds, boundMs, figures };
+  if (figures === null) {
+    console.log("\n4b. Fairness: skipped (no cc to build bench/loadgen.c)");
+  } else {
+    const node = figures.node;
+    const row = (path: string, f: FairFigures): string[] => [
+      path,
+      fixed(f.echoesPerSecond),
+      fixed(f.p50ms, 1),
+      fixed(f.p99ms, 1),
+      fixed(f.p999ms, 1),
+      fixed(f.starved),
+      node ? fixed(f.p99ms / node.p99ms, 2) : "n/a",
+    ];
+    table(
+      `4b. Fairness: ${clients} attached connections each echoing 64 bytes in a loop, ${seconds} s a run, ` +
+        `median of ${rounds} interleaved round${
+          rounds === 1 ? "" : "s"
+        }; starved: connections that ` +
+        `waited over ${boundMs} ms for one echo.\n` +
+        "   The relays (20 lines each, no sessions): bench/node_relay.mjs run by node and by deno, " +
+        "bench/deno_conn_relay.ts",
+      ["path", "echoes/s", "p50 ms", "p99 ms", "p99.9 ms", "starved", "p99 / node"],
+      Object.entries(figures).map(([path, f]) => row(path, f)),
+    );
+  }
+}
+
+if (only.has("memory")) {
+  const count = fromEnv("BENCH_MEM_SESSIONS", quick ? 2000 : 10_000);
+  const figures = await memory({ count, rounds: 2, attached: quick ? 200 : 1000, idleSeconds: 2 });
+  results.memory = figures;
+  if (figures === null) {
+    console.log("\n4c. Memory: skipped (no cc to build bench/loadgen.c)");
+  } else {
+    const [first, second] = figures.rounds;
+    table(
+      `4c. Memory: ${count} sessions created, left detached and expired (idle timeout 2 s), twice; ` +
+        `${figures.attached} attached streaming sessions measured first. Server RSS, MiB`,
+      ["start", "round 1 created", "expired", "round 2 created", "expired", "round 2 over round 1"],
+      [[
+        fixed(figures.startMiB, 1),
+        fixed(first?.createdMiB ?? NaN, 1),
+        fixed(first?.expiredMiB ?? NaN, 1),
+        fixed(second?.createdMiB ?? NaN, 1),
+        fixed(second?.expiredMiB ?? NaN, 1),
+        `${fixed(((second?.expiredMiB ?? NaN) / (first?.expiredMiB ?? NaN) - 1) * 100)}%`,
+      ]],
+    );
+    console.log(
+      `  per detached session ${fixed(figures.detachedKiB, 1)} KiB; ` +
+        `per attached streaming session ${fixed(figures.attachedKiB, 1)} KiB`,
+    );
+  }
+}
+
 if (only.has("ws")) {
   const mib = fromEnv("BENCH_WS_MIB", quick ? 16 : 64);
   const echoes = fromEnv("BENCH_WS_ECHOES", 2000);
   const rounds = fromEnv("BENCH_WS_ROUNDS", quick ? 1 : 5);
-  const { minimal, socketproxy } = await webSocketRelay(mib * 2 ** 20, echoes, rounds);
+  const measured = await webSocketRelay(mib * 2 ** 20, echoes, rounds);
+  const minimal = measured.minimal as WsFigures;
+  const socketproxy = measured.socketproxy as WsFigures;
   results.ws = { bytes: mib * 2 ** 20, echoes, rounds, minimal, socketproxy };
   const row = (path: string, figures: typeof minimal): string[] => [
     path,
@@ -338,6 +452,50 @@ if (only.has("ws")) {
       ],
     ],
   );
+}
+
+if (only.has("websockify")) {
+  if (!await haveWebsockify()) {
+    console.log("\n7. websockify: skipped (not installed: apt-get install websockify)");
+  } else {
+    const mib = fromEnv("BENCH_WSK_MIB", quick ? 64 : 256);
+    const echoes = fromEnv("BENCH_WS_ECHOES", 2000);
+    const rounds = fromEnv("BENCH_WSK_ROUNDS", quick ? 1 : 3);
+    const measured = await webSocketRelay(mib * 2 ** 20, echoes, rounds, [
+      "websockify",
+      "socketproxy",
+    ]);
+    results.websockify = { bytes: mib * 2 ** 20, echoes, rounds, measured };
+    const peer = measured.websockify as WsFigures;
+    const ours = measured.socketproxy as WsFigures;
+    const row = (path: string, f: WsFigures): string[] => [
+      path,
+      fixed(f.output),
+      fixed(f.input),
+      fixed(f.echoP50ms, 3),
+      fixed(f.echoP99ms, 3),
+    ];
+    table(
+      `7. WebSocket beside websockify (Debian's), same destination and client, median of ${rounds} ` +
+        `interleaved round${
+          rounds === 1 ? "" : "s"
+        }: ${mib} MiB each way a run, MB/s; ${echoes} echoes ` +
+        "of 64 bytes, ms.\n   websockify relays binary frames (no sessions, no resume, no window: " +
+        "its input is paced by bufferedAmount)",
+      ["path", "output MB/s", "input MB/s", "echo p50 ms", "echo p99 ms"],
+      [
+        row("websockify", peer),
+        row("socketproxy web + server", ours),
+        [
+          "socketproxy / websockify",
+          fixed(ours.output / peer.output, 2),
+          fixed(ours.input / peer.input, 2),
+          fixed(ours.echoP50ms / peer.echoP50ms, 2),
+          fixed(ours.echoP99ms / peer.echoP99ms, 2),
+        ],
+      ],
+    );
+  }
 }
 
 if (values.json) {

@@ -8,14 +8,21 @@
  *                                          "RESUME id secret ack" + 16 bytes of
  *                                          input, read the reply and exactly the
  *                                          pending bytes, close.
- *   loadgen echo PORT SECONDS < sessions   one attached streaming client per
+ *   loadgen echo PORT SECONDS [BOUND_MS] < sessions
+ *                                          one attached streaming client per
  *                                          line, each sending 64 bytes and
- *                                          waiting for their echo, in a loop.
+ *                                          waiting for their echo, in a loop;
+ *                                          a client that waited longer than
+ *                                          BOUND_MS (default 1000) for one
+ *                                          echo, or is still waiting that
+ *                                          long at the end, counts as starved.
  *   loadgen fake PORT                      a stand-in proxy answering every
  *                                          hello at once (to measure loadgen alone).
  *   loadgen echod PORT                     an echo destination.
  *
- * poll and echo print one JSON line: {"count":N,"seconds":S,"p50_ms":..,"p99_ms":..}.
+ * poll and echo print one JSON line: {"count":N,"seconds":S,"p50_ms":..,"p99_ms":..,
+ * "p999_ms":..,"max_ms":..}; echo adds "starved":N (clients, see above) and
+ * "idle":N (clients that got no echo at all).
  */
 #define _GNU_SOURCE
 #include <arpa/inet.h>
@@ -76,11 +83,16 @@ static int compare(const void *a, const void *b) {
 static double *samples;
 static long sample_count;
 
-static void report(double seconds) {
+static double quantile(double q) {
+  return sample_count ? samples[(long)(q * (sample_count - 1))] : 0;
+}
+
+/* Prints the JSON line; `extra` (starting with a comma, or empty) goes before the brace. */
+static void report(double seconds, const char *extra) {
   qsort(samples, sample_count, sizeof *samples, compare);
-  double p50 = sample_count ? samples[(long)(0.50 * (sample_count - 1))] : 0;
-  double p99 = sample_count ? samples[(long)(0.99 * (sample_count - 1))] : 0;
-  printf("{\"count\":%ld,\"seconds\":%.3f,\"p50_ms\":%.4f,\"p99_ms\":%.4f}\n", sample_count, seconds, p50, p99);
+  printf("{\"count\":%ld,\"seconds\":%.3f,\"p50_ms\":%.4f,\"p99_ms\":%.4f,\"p999_ms\":%.4f,\"max_ms\":%.4f%s}\n",
+         sample_count, seconds, quantile(0.50), quantile(0.99), quantile(0.999),
+         sample_count ? samples[sample_count - 1] : 0, extra);
 }
 
 struct client {
@@ -92,6 +104,8 @@ struct client {
   int have;
   long pending; /* -1 until the reply line is parsed */
   int out;      /* echo: bytes of the echo still to come */
+  double worst; /* echo: the longest wait for one echo */
+  long echoes;  /* echo: echoes received */
 };
 
 static struct client clients[MAX_CLIENTS];
@@ -169,11 +183,11 @@ static int run_poll(int port, double seconds) {
       }
     }
   }
-  report(seconds);
+  report(seconds, "");
   return 0;
 }
 
-static int run_echo(int port, double seconds) {
+static int run_echo(int port, double seconds, double bound_ms) {
   read_sessions();
   int ep = epoll_create1(0);
   static const char message[64] = "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcde\n";
@@ -207,14 +221,27 @@ static int run_echo(int port, double seconds) {
       if (r <= 0) continue;
       c->out -= r;
       if (c->out <= 0) {
-        if (sample_count < MAX_SAMPLES) samples[sample_count++] = now_ms() - c->started;
+        double waited = now_ms() - c->started;
+        if (sample_count < MAX_SAMPLES) samples[sample_count++] = waited;
+        if (waited > c->worst) c->worst = waited;
+        c->echoes++;
         c->started = now_ms();
         c->out = sizeof message;
         send(c->fd, message, sizeof message, MSG_NOSIGNAL);
       }
     }
   }
-  report(seconds);
+  double stop = now_ms();
+  int starved = 0, idle = 0;
+  for (int i = 0; i < client_count; i++) {
+    struct client *c = &clients[i];
+    double waiting = stop - c->started;
+    if (c->worst > bound_ms || waiting > bound_ms) starved++;
+    if (c->echoes == 0) idle++;
+  }
+  char extra[96];
+  snprintf(extra, sizeof extra, ",\"starved\":%d,\"idle\":%d,\"clients\":%d", starved, idle, client_count);
+  report(seconds, extra);
   return 0;
 }
 
@@ -271,7 +298,7 @@ int main(int argc, char **argv) {
   samples = malloc(sizeof *samples * MAX_SAMPLES);
   int port = atoi(argv[2]);
   if (!strcmp(argv[1], "poll")) return run_poll(port, atof(argv[3]));
-  if (!strcmp(argv[1], "echo")) return run_echo(port, atof(argv[3]));
+  if (!strcmp(argv[1], "echo")) return run_echo(port, atof(argv[3]), argc > 4 ? atof(argv[4]) : 1000);
   if (!strcmp(argv[1], "fake")) serve(port, 1);
   if (!strcmp(argv[1], "echod")) serve(port, 0);
   return 2;

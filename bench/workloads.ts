@@ -312,6 +312,17 @@ export interface PollFigures {
   cyclesPerSecond: number;
   p50ms: number;
   p99ms: number;
+  /** The server's user + system CPU time per cycle, in µs; NaN when not measured. */
+  cpuUsPerPoll: number;
+}
+
+/** User + system CPU time a process has used so far, in seconds (Linux, /proc). */
+export function cpuSeconds(pid: number): number {
+  const stat = Deno.readTextFileSync(`/proc/${pid}/stat`);
+  // The fields after the command name, which is in parentheses and may hold spaces.
+  const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
+  const ticks = Number(fields[11]) + Number(fields[12]); // utime, stime
+  return ticks / 100; // USER_HZ, 100 on Linux
 }
 
 /**
@@ -323,6 +334,7 @@ export async function pollCycles(
   serverPort: number,
   clients: number,
   seconds: number,
+  serverPid?: number,
 ): Promise<PollFigures> {
   const sessions = await Promise.all(
     Array.from(
@@ -332,13 +344,16 @@ export async function pollCycles(
   );
   const binary = await loadgen();
   if (binary) {
+    const cpuBefore = serverPid === undefined ? NaN : cpuSeconds(serverPid);
     const figures = await runLoadgen(binary, "poll", serverPort, seconds, sessions);
+    const cpu = serverPid === undefined ? NaN : cpuSeconds(serverPid) - cpuBefore;
     await Promise.all(sessions.map((session) => session.close().catch(() => {})));
     return {
       clients,
       cyclesPerSecond: figures.count / figures.seconds,
       p50ms: figures.p50_ms,
       p99ms: figures.p99_ms,
+      cpuUsPerPoll: cpu / figures.count * 1e6,
     };
   }
   const latencies: number[] = [];
@@ -385,6 +400,7 @@ export async function pollCycles(
     cyclesPerSecond: latencies.length / seconds,
     p50ms: percentile(latencies, 50),
     p99ms: percentile(latencies, 99),
+    cpuUsPerPoll: NaN,
   };
 }
 
@@ -659,18 +675,29 @@ export interface LoadFigures {
   seconds: number;
   p50_ms: number;
   p99_ms: number;
+  /** Absent from the Deno fallback. */
+  p999_ms?: number;
+  max_ms?: number;
+  /** Echo only: clients that waited longer than the bound for one echo. */
+  starved?: number;
+  /** Echo only: clients that got no echo at all. */
+  idle?: number;
 }
 
-/** Runs the load generator in `mode` against `port` for the given sessions. */
+/**
+ * Runs the load generator in `mode` against `port` for the given sessions;
+ * `extra` follows the seconds (for echo: the starvation bound in ms).
+ */
 export async function runLoadgen(
   binary: string,
   mode: "poll" | "echo",
   port: number,
   seconds: number,
   sessions: { id: string; secret: string }[],
+  extra: string[] = [],
 ): Promise<LoadFigures> {
   const child = new Deno.Command(binary, {
-    args: [mode, String(port), String(seconds)],
+    args: [mode, String(port), String(seconds), ...extra],
     stdin: "piped",
     stdout: "piped",
     stderr: "inherit",
@@ -694,15 +721,18 @@ export async function startLoadgenServer(
   return Object.assign(child, { port });
 }
 
-/** Poll cycles against the minimal Deno server (bench/minimal_server.ts): the ceiling for a Deno server here. */
+/**
+ * Poll cycles against the minimal Deno server (bench/minimal_server.ts), the
+ * ceiling for a Deno server here: cycles/s and its CPU time per cycle in µs.
+ */
 export async function minimalServerCycles(
   clients: number,
   seconds: number,
-): Promise<number | null> {
+): Promise<{ cyclesPerSecond: number; cpuUsPerPoll: number } | null> {
   const binary = await loadgen();
   if (!binary) return null;
   const port = freePort();
-  await using _server = new Child(Deno.execPath(), [
+  await using server = new Child(Deno.execPath(), [
     "run",
     "--allow-net",
     new URL("./minimal_server.ts", import.meta.url).pathname,
@@ -713,12 +743,17 @@ export async function minimalServerCycles(
     { length: clients },
     () => ({ id: "abcdefghijklmnop", secret: "A".repeat(32) }),
   );
+  const cpuBefore = cpuSeconds(server.process.pid);
   const figures = await runLoadgen(binary, "poll", port, seconds, sessions);
-  return figures.count / figures.seconds;
+  const cpu = cpuSeconds(server.process.pid) - cpuBefore;
+  return {
+    cyclesPerSecond: figures.count / figures.seconds,
+    cpuUsPerPoll: cpu / figures.count * 1e6,
+  };
 }
 
 /** What sits between a WebSocket client and the destination. */
-export type WsPath = "minimal" | "socketproxy";
+export type WsPath = "minimal" | "socketproxy" | "websockify";
 
 /** WebSocket figures of one path: medians of the rounds. */
 export interface WsFigures {
@@ -855,6 +890,56 @@ class WsClient {
   }
 }
 
+/**
+ * A plain binary WebSocket client, for websockify (no sessions, no
+ * acknowledgements, no window): the first binary message is `first`, and
+ * input is paced by the socket's `bufferedAmount` instead of a window.
+ * It offers what the runs use of {@linkcode WsClient}.
+ */
+class RawWsClient {
+  readonly socket: WebSocket;
+  readonly attached: Promise<void>;
+  readonly failed: Promise<never>;
+  onBytes: (bytes: Uint8Array) => void = () => {};
+
+  constructor(url: string, first: Uint8Array) {
+    const socket = new WebSocket(url, ["binary"]);
+    socket.binaryType = "arraybuffer";
+    this.socket = socket;
+    const attached = Promise.withResolvers<void>();
+    const failed = Promise.withResolvers<never>();
+    this.attached = attached.promise;
+    this.failed = failed.promise;
+    this.failed.catch(() => {});
+    attached.promise.catch(() => {});
+    socket.onopen = () => {
+      socket.send(first);
+      attached.resolve();
+    };
+    socket.onmessage = (event) => {
+      if (typeof event.data !== "string") this.onBytes(new Uint8Array(event.data));
+    };
+    socket.onclose = (event) => {
+      const error = new Error(`WebSocket ${url}: closed (${event.code} ${event.reason})`);
+      attached.reject(error);
+      failed.reject(error);
+    };
+  }
+
+  /** Sends `bytes`, waiting while more than 1 MiB is queued on the socket. */
+  async send(bytes: Uint8Array): Promise<void> {
+    while (this.socket.bufferedAmount > 1024 * 1024) {
+      await new Promise((resolve) => setTimeout(resolve, 1));
+    }
+    this.socket.send(bytes);
+  }
+
+  close(): void {
+    this.socket.onclose = null;
+    this.socket.close();
+  }
+}
+
 /** The first input byte of a WebSocket run tells the destination what to do. */
 const WS_OUTPUT = 111; // "o": send the run's bytes
 const WS_INPUT = 105; // "i": take the run's bytes in, then answer "d"
@@ -904,7 +989,7 @@ interface WsTarget {
 async function wsRun<T>(
   target: WsTarget,
   mode: number,
-  body: (client: WsClient, started: number) => Promise<T>,
+  body: (client: WsClient | RawWsClient, started: number) => Promise<T>,
 ): Promise<T> {
   const base = `http://127.0.0.1:${target.port}`;
   let session = { id: "minimalrelay0000", secret: "" };
@@ -914,11 +999,13 @@ async function wsRun<T>(
     session = await response.json();
   }
   const started = performance.now();
-  const client = new WsClient(`ws://127.0.0.1:${target.port}/api/sessions/${session.id}/ws`, {
-    secret: session.secret,
-    ack: 0,
-    input: new Uint8Array([mode]),
-  });
+  const client = target.path === "websockify"
+    ? new RawWsClient(`ws://127.0.0.1:${target.port}/`, new Uint8Array([mode]))
+    : new WsClient(`ws://127.0.0.1:${target.port}/api/sessions/${session.id}/ws`, {
+      secret: session.secret,
+      ack: 0,
+      input: new Uint8Array([mode]),
+    });
   try {
     await within(client.attached, 10_000, `${target.path}: attach`);
     return await within(
@@ -1005,27 +1092,59 @@ async function startMinimalWsRelay(destinationPort: number): Promise<Child & { p
   return Object.assign(child, { port });
 }
 
+/** Whether Debian's `websockify` is installed. */
+export async function haveWebsockify(): Promise<boolean> {
+  try {
+    return (await new Deno.Command("websockify", {
+      args: ["--help"],
+      stdout: "null",
+      stderr: "null",
+    })
+      .output()).success;
+  } catch {
+    return false;
+  }
+}
+
+/** `websockify` on a free port in front of `destinationPort` (binary frames to TCP). */
+async function startWebsockify(destinationPort: number): Promise<Child & { port: number }> {
+  const port = freePort();
+  const child = new Child("websockify", [`127.0.0.1:${port}`, `127.0.0.1:${destinationPort}`]);
+  await waitForPort(port, "websockify");
+  return Object.assign(child, { port });
+}
+
 /**
  * WebSocket output, input and echo latency through `socketproxy web` and
- * `socketproxy server` (child processes, the default buffer), and through
- * the minimal relay (bench/minimal_ws_relay.ts, a child process) in front
- * of the same destination (in this process, with the client). The runs
- * are interleaved, one of each path in turn for each workload in each
- * round, and the median of the rounds is kept.
+ * `socketproxy server` (child processes, the default buffer), through the
+ * minimal relay (bench/minimal_ws_relay.ts) and through `websockify`, each
+ * of `paths`, in front of the same destination (in this process, with the
+ * client). The runs are interleaved, one of each path in turn for each
+ * workload in each round, and the median of the rounds is kept.
  */
 export async function webSocketRelay(
   bytes: number,
   samples: number,
   rounds: number,
-): Promise<Record<WsPath, WsFigures>> {
+  paths: WsPath[] = ["minimal", "socketproxy"],
+): Promise<Partial<Record<WsPath, WsFigures>>> {
   await using destination = wsDestination(bytes);
   await using server = await startServer(destination.port);
   await using web = await startGateway(server.port);
-  await using minimal = await startMinimalWsRelay(destination.port);
-  const targets: WsTarget[] = [
-    { path: "minimal", port: minimal.port },
-    { path: "socketproxy", port: web.port },
-  ];
+  await using minimal = paths.includes("minimal")
+    ? await startMinimalWsRelay(destination.port)
+    : null;
+  await using websockify = paths.includes("websockify")
+    ? await startWebsockify(destination.port)
+    : null;
+  const targets: WsTarget[] = paths.map((path) => ({
+    path,
+    port: path === "minimal"
+      ? minimal?.port ?? 0
+      : path === "websockify"
+      ? websockify?.port ?? 0
+      : web.port,
+  }));
   const runs = (): Record<"output" | "input" | "p50" | "p99", number[]> => ({
     output: [],
     input: [],
@@ -1035,6 +1154,7 @@ export async function webSocketRelay(
   const measured: Record<WsPath, ReturnType<typeof runs>> = {
     minimal: runs(),
     socketproxy: runs(),
+    websockify: runs(),
   };
   for (let round = 0; round < rounds; round++) {
     for (const target of targets) measured[target.path].output.push(await wsOutput(target, bytes));
@@ -1051,5 +1171,5 @@ export async function webSocketRelay(
     echoP50ms: median(measured[path].p50),
     echoP99ms: median(measured[path].p99),
   });
-  return { minimal: figures("minimal"), socketproxy: figures("socketproxy") };
+  return Object.fromEntries(paths.map((path) => [path, figures(path)]));
 }

@@ -254,8 +254,8 @@ export class Session {
   readonly destinationName: string;
   /** Whom the session is for: a gateway's `from=`, or the creating client's address. */
   readonly client: string | null;
-  /** What framed attachments use of this session. */
-  readonly #framedHost: FramedHost;
+  /** What framed attachments use of this session; made at the first framed attach. */
+  #framedHost: FramedHost | null = null;
 
   /**
    * Creates a session over a connected destination and starts reading it.
@@ -275,7 +275,6 @@ export class Session {
     this.#trace = options.trace ?? null;
     this.destinationName = options.destinationName ?? "default";
     this.client = options.client ?? null;
-    this.#framedHost = this.#newFramedHost();
     this.#track(this.#readDestination());
   }
 
@@ -389,7 +388,7 @@ export class Session {
       helloAt: options.helloAt ?? null,
       attachedAt: performance.now(),
       framed: framed
-        ? new FramedAttachment(this.#framedHost, {
+        ? new FramedAttachment(this.#framedHost ??= this.#newFramedHost(), {
           conn,
           peer,
           from,
@@ -407,15 +406,19 @@ export class Session {
     this.#detachedAt = null;
     clearTimeout(this.#closedTimer);
     // A poll attaches and detaches for every request: at debug level, so
-    // that a busy server does not spend its time writing them.
-    this.#logger.log(mode === "acknowledged" ? "debug" : "info", "session.attached", {
-      id: this.id,
-      peer,
-      mode,
-      from,
-      pending: buffer.end - from,
-      state: this.#state,
-    });
+    // that a busy server does not spend its time writing them (nor, when
+    // debug is off, building their fields).
+    const level = mode === "acknowledged" ? "debug" : "info";
+    if (this.#logger.enabled(level)) {
+      this.#logger.log(level, "session.attached", {
+        id: this.id,
+        peer,
+        mode,
+        from,
+        pending: buffer.end - from,
+        state: this.#state,
+      });
+    }
     this.#trace?.event("session.attached", { peer, mode, from });
     this.#events.attached(this);
     if (attachment.framed) {
@@ -732,13 +735,16 @@ export class Session {
     this.#expireWhenClosed();
     release(attachment, "closed");
     this.#outputArrived.wake();
-    this.#logger.log(attachment.mode === "acknowledged" ? "debug" : "info", "session.detached", {
-      id: this.id,
-      peer: attachment.peer,
-      reason,
-      error: error === undefined ? undefined : describeError(error),
-      sent: attachment.framed?.position ?? attachment.position,
-    });
+    const level = attachment.mode === "acknowledged" ? "debug" : "info";
+    if (this.#logger.enabled(level)) {
+      this.#logger.log(level, "session.detached", {
+        id: this.id,
+        peer: attachment.peer,
+        reason,
+        error: error === undefined ? undefined : describeError(error),
+        sent: attachment.framed?.position ?? attachment.position,
+      });
+    }
     this.#trace?.event("session.detached", {
       peer: attachment.peer,
       reason,
