@@ -5,7 +5,8 @@
  */
 
 import assert from "node:assert/strict";
-import { encodeFrame, type EndReason, type Frame } from "../lib/frames.ts";
+import { encodeFrame, type EndReason, type Frame, MAX_DATA_PAYLOAD } from "../lib/frames.ts";
+import { FramedConnection } from "../lib/client/framed.ts";
 import type { Reply } from "../lib/protocol.ts";
 import { FakeConn } from "./_fake_conn.ts";
 import {
@@ -414,6 +415,123 @@ Deno.test("A and C get through while the destination takes no input, and input b
   });
 });
 
+/**
+ * A destination whose writes each wait for the test: `started` resolves
+ * with the write's size once it has begun; `finish()` lets the oldest held
+ * write complete. Its bytes count as written only once complete.
+ */
+function gatedDestination(): {
+  destination: FakeConn;
+  started(): Promise<number>;
+  finish(): void;
+  open(): void;
+} {
+  const destination = new FakeConn();
+  const starts: PromiseWithResolvers<number>[] = [];
+  const gates: PromiseWithResolvers<void>[] = [];
+  let writes = 0;
+  let taken = 0;
+  let gated = true;
+  const nth = (index: number) => (starts[index] ??= Promise.withResolvers<number>());
+  const write = destination.write.bind(destination);
+  destination.write = async (bytes: Uint8Array) => {
+    if (gated) {
+      const gate = Promise.withResolvers<void>();
+      gates.push(gate);
+      nth(writes++).resolve(bytes.length);
+      await gate.promise;
+    }
+    return await write(bytes);
+  };
+  return {
+    destination,
+    started: () => withDeadline(nth(taken++).promise, WAIT_MS, "a destination write"),
+    finish: () => gates.shift()?.resolve(),
+    open: () => {
+      gated = false;
+      for (const gate of gates.splice(0)) gate.resolve();
+    },
+  };
+}
+
+/**
+ * Makes sure the server has read every frame sent so far: with exactly one
+ * window of output unacknowledged, an `A` for it lets the last `tail` bytes
+ * come, and frames are read in order.
+ */
+async function acknowledgeThrough(client: FramedClient, tail: number): Promise<void> {
+  await client.send({ type: "A", offset: client.offset });
+  await client.output(tail);
+}
+
+/** Reads frames until an `I` of `count`; every `I` on the way must not exceed what the destination has. */
+async function confirmedWithin(
+  client: FramedClient,
+  destination: FakeConn,
+  count: number,
+): Promise<number[]> {
+  const counts: number[] = [];
+  for (let frames = 0; frames < 10_000; frames++) {
+    const frame = await client.next();
+    if (frame.type !== "I") throw new Error(`unexpected ${JSON.stringify(frame)}`);
+    assert.ok(
+      frame.count <= destination.writtenBytes,
+      `I ${frame.count} with ${destination.writtenBytes} bytes written`,
+    );
+    counts.push(frame.count);
+    if (frame.count >= count) return counts;
+  }
+  throw new Error(`no I ${count}`);
+}
+
+Deno.test("D frames that arrive during a destination write go out together in the next, under one cumulative I", async () => {
+  const gated = gatedDestination();
+  await using proxy = startServer(1, { connect: () => Promise.resolve(gated.destination.conn) });
+  using client = await FramedClient.open(proxy.port, "NEW framed");
+  gated.destination.feed(new Uint8Array(DEFAULT_WINDOW + 4));
+  await client.output(DEFAULT_WINDOW);
+  await client.send({ type: "D", payload: encoder.encode("one") });
+  assert.equal(await gated.started(), 3);
+  for (const word of ["two", "three", "four"]) {
+    await client.send({ type: "D", payload: encoder.encode(word) });
+  }
+  await acknowledgeThrough(client, 4);
+  gated.finish();
+  assert.equal(await gated.started(), 12, "two, three and four in one write");
+  gated.finish();
+  const counts = await confirmedWithin(client, gated.destination, 15);
+  assert.ok(counts.every((count) => count === 3 || count === 15), `I frames ${counts}`);
+  assert.equal(counts.at(-1), 15);
+  assert.equal(gated.destination.written.length, 2);
+  assert.equal(decoder.decode(gated.destination.output()), "onetwothreefour");
+});
+
+Deno.test("held input goes out a chunk at a time, each write confirmed by I while the rest waits", async () => {
+  const gated = gatedDestination();
+  await using proxy = startServer(1, { connect: () => Promise.resolve(gated.destination.conn) });
+  using client = await FramedClient.open(proxy.port, "NEW framed");
+  gated.destination.feed(new Uint8Array(DEFAULT_WINDOW + 4));
+  await client.output(DEFAULT_WINDOW);
+  const input = randomBytes(1 + 3 * 200_000, 21);
+  await client.send({ type: "D", payload: input.subarray(0, 1) });
+  assert.equal(await gated.started(), 1);
+  for (let at = 1; at < input.length; at += 200_000) {
+    await client.send({ type: "D", payload: input.subarray(at, at + 200_000) });
+  }
+  await acknowledgeThrough(client, 4);
+  gated.finish();
+  assert.deepEqual(await confirmedWithin(client, gated.destination, 1), [1]);
+  // The next write is what the first chunk holds after the byte written: not all that is held.
+  const second = await gated.started();
+  assert.ok(second < input.length - 1, `a write of ${second} bytes`);
+  gated.finish();
+  assert.deepEqual(await confirmedWithin(client, gated.destination, 1 + second), [1 + second]);
+  assert.equal(gated.destination.writtenBytes, 1 + second, "the rest is still held");
+  gated.open();
+  await confirmedWithin(client, gated.destination, input.length);
+  assert.equal(firstDifference(gated.destination.output(), input), -1);
+});
+
 Deno.test("input held for an attachment is dropped, not counted, when another attaches", async () => {
   const destination = new FakeConn();
   const writing = Promise.withResolvers<void>();
@@ -617,4 +735,66 @@ Deno.test("the status report shows a framed attachment's mode", async () => {
   const stats = proxy.server.store.get(session.id)?.stats();
   assert.equal(stats?.mode, "framed");
   assert.equal(stats?.attached, true);
+});
+
+// The client library's FramedConnection against the server
+
+/** A proxy, a destination the test drives, and a FramedConnection on a new session. */
+async function openLibrary() {
+  await using stack = new AsyncDisposableStack();
+  const destination = stack.use(new Destination());
+  const proxy: TestServer = stack.use(startServer(destination.port));
+  const framed = await FramedConnection.open(
+    { proxy: { hostname: "127.0.0.1", port: proxy.port } },
+    { verb: "NEW" },
+  );
+  stack.defer(() => framed.close());
+  const dest = stack.use(new TestClient(await destination.accepted()));
+  const owned = stack.move();
+  return { framed, dest, [Symbol.asyncDispose]: () => owned.disposeAsync() };
+}
+
+/** The next output event of `framed`, skipping input counts. */
+async function nextOutput(framed: FramedConnection, copy: boolean): Promise<Uint8Array> {
+  for (let events = 0; events < 1000; events++) {
+    const event = await framed.next({ copy });
+    if (event?.type === "output") return event.bytes;
+    if (event?.type !== "input") throw new Error(`unexpected ${JSON.stringify(event)}`);
+  }
+  throw new Error("no output");
+}
+
+Deno.test("FramedConnection.next copies output by default, and lends a view of its read buffer with copy false", async () => {
+  await using opened = await openLibrary();
+  const { framed, dest } = opened;
+  await dest.write("abc");
+  const kept = await nextOutput(framed, true);
+  await dest.write("def");
+  const lent = await nextOutput(framed, false);
+  await dest.write("ghi");
+  const lentAgain = await nextOutput(framed, false);
+  assert.equal(decoder.decode(kept), "abc");
+  assert.equal(decoder.decode(lentAgain), "ghi");
+  assert.equal(lent.buffer, lentAgain.buffer, "both views of the one read buffer");
+  assert.notEqual(kept.buffer, lent.buffer, "a copy has its own buffer");
+  assert.equal(framed.received, 9);
+});
+
+Deno.test("FramedConnection.sendInput sends input larger than a frame, one frame a write, confirmed by I", async () => {
+  await using opened = await openLibrary();
+  const { framed, dest } = opened;
+  const input = randomBytes(2 * MAX_DATA_PAYLOAD + 3, 31);
+  const small = encoder.encode("end");
+  const writing = framed.sendInput(input);
+  const after = framed.sendInput(small);
+  assert.equal(framed.inputSent, input.length + 3);
+  await Promise.all([writing, after]);
+  const received = await dest.readExactly(input.length + 3);
+  assert.equal(firstDifference(received.subarray(0, input.length), input), -1);
+  assert.equal(decoder.decode(received.subarray(input.length)), "end");
+  for (let events = 0; framed.inputConfirmed < input.length + 3 && events < 1000; events++) {
+    const event = await framed.next();
+    assert.equal(event?.type, "input");
+  }
+  assert.equal(framed.inputConfirmed, input.length + 3);
 });

@@ -15,6 +15,7 @@ import { closeQuietly, writeAll } from "../_io.ts";
 import {
   encodeFrame,
   type EndReason,
+  FRAME_HEADER_BYTES,
   FrameError,
   FrameReader,
   MAX_DATA_PAYLOAD,
@@ -35,6 +36,19 @@ export type FramedEvent =
   | { type: "input"; count: number }
   /** `E`: the server ends the connection, and why. */
   | { type: "end"; reason: EndReason; in: number; sent: number };
+
+/** Options for {@linkcode FramedConnection.next}. */
+export interface FramedNextOptions {
+  /**
+   * Whether an output event's bytes are a copy, the caller's to keep. When
+   * `false` they are a view into the connection's read buffer, valid until
+   * the next call of {@linkcode FramedConnection.next}: for a caller that
+   * hands them on at once (a write, a `WebSocket.send`), it saves an
+   * allocation and a copy of every byte.
+   * @default {true}
+   */
+  copy?: boolean;
+}
 
 /** Where to attach: a new session, or an existing one at an offset. */
 export type FramedTarget =
@@ -79,6 +93,8 @@ export class FramedConnection {
   #acknowledged: number;
   /** Writes go out one after another, each frame whole. */
   #writing: Promise<void> = Promise.resolve();
+  /** Where each input frame is put together (header, then payload) for its write; reused. */
+  #frame = new Uint8Array(0);
   #closed = false;
 
   private constructor(conn: Deno.Conn, reply: FramedReply, early: Uint8Array) {
@@ -156,13 +172,15 @@ export class FramedConnection {
   }
 
   /**
-   * Reads the next event. An output event's bytes are a copy, the caller's to keep.
+   * Reads the next event. An output event's bytes are a copy, the caller's
+   * to keep, unless `options.copy` is `false`.
    *
+   * @param options Whether output is copied.
    * @returns The event, or `null` once the connection has ended without an `E`
    * (it dropped, or this side closed it).
    * @throws {ConnectionLostError} For a frame the protocol does not have.
    */
-  async next(): Promise<FramedEvent | null> {
+  async next(options?: FramedNextOptions): Promise<FramedEvent | null> {
     let frame;
     try {
       frame = await this.#reader.next();
@@ -181,7 +199,8 @@ export class FramedConnection {
       case "D": {
         const offset = this.#received;
         this.#received += frame.payload.length;
-        return { type: "output", bytes: frame.payload.slice(), offset };
+        const bytes = options?.copy === false ? frame.payload : frame.payload.slice();
+        return { type: "output", bytes, offset };
       }
       case "I":
         if (frame.count > this.#inputConfirmed) this.#inputConfirmed = frame.count;
@@ -217,10 +236,12 @@ export class FramedConnection {
   }
 
   /**
-   * Writes input as `D` frames. The caller keeps within the window:
-   * {@linkcode inputRoom} says how much it allows.
+   * Writes input as `D` frames, each header and payload in one write. The
+   * caller keeps within the window: {@linkcode inputRoom} says how much it
+   * allows.
    *
-   * @param bytes The input.
+   * @param bytes The input; not copied until its turn to be written comes,
+   * so it must not change until the returned promise settles.
    * @returns Resolves once written; a failed write closes the connection.
    * @throws {RangeError} When `bytes` is more than the window allows.
    */
@@ -232,14 +253,20 @@ export class FramedConnection {
       );
     }
     this.#inputSent += bytes.length;
-    const frames = Math.ceil(bytes.length / MAX_DATA_PAYLOAD);
-    const out = new Uint8Array(bytes.length + 5 * frames);
-    for (let at = 0, i = 0; at < bytes.length; at += MAX_DATA_PAYLOAD, i++) {
-      const part = bytes.subarray(at, at + MAX_DATA_PAYLOAD);
-      putFrameHeader(out, at + 5 * i, "D", part.length);
-      out.set(part, at + 5 * (i + 1));
-    }
-    return this.#write(out);
+    return this.#enqueue(async () => {
+      for (let at = 0; at < bytes.length && !this.#closed; at += MAX_DATA_PAYLOAD) {
+        const part = bytes.subarray(at, at + MAX_DATA_PAYLOAD);
+        const size = FRAME_HEADER_BYTES + part.length;
+        // One buffer for every frame (a write finishes before the next
+        // begins): a fresh array per frame would cost more than the copy.
+        if (this.#frame.length < size) {
+          this.#frame = new Uint8Array(Math.min(FRAME_HEADER_BYTES + MAX_DATA_PAYLOAD, size * 2));
+        }
+        putFrameHeader(this.#frame, 0, "D", part.length);
+        this.#frame.set(part, FRAME_HEADER_BYTES);
+        await writeAll(this.#conn, this.#frame.subarray(0, size));
+      }
+    });
   }
 
   /**
@@ -259,10 +286,15 @@ export class FramedConnection {
   }
 
   #write(bytes: Uint8Array): Promise<void> {
+    return this.#enqueue(() => writeAll(this.#conn, bytes));
+  }
+
+  /** Runs `write` after the writes before it, unless the connection has closed by then. */
+  #enqueue(write: () => Promise<void>): Promise<void> {
     this.#writing = this.#writing.then(async () => {
       if (this.#closed) return;
       try {
-        await writeAll(this.#conn, bytes);
+        await write();
       } catch {
         // The reader sees the end; what was not written is the caller's to resend.
         this.close();

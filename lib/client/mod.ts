@@ -54,6 +54,7 @@ export { ClientConnection } from "./connection.ts";
 export {
   FramedConnection,
   type FramedEvent,
+  type FramedNextOptions,
   type FramedReply,
   type FramedTarget,
   isVersion1Refusal,

@@ -8,10 +8,12 @@
  *   acknowledgement; `I` frames once input is written; `E` before the end.
  *   Each batch of frames is one write (headers and payloads together);
  * - the frame receiver reads frames whatever the destination does, so that
- *   `A` and `C` always get through: `D` payloads are held, in order, within
- *   the input window; `A` releases output at once;
- * - the input writer hands held input to the session's destination writes,
- *   all that is held in one write.
+ *   `A` and `C` always get through: `D` payloads are copied, once, into the
+ *   chunks of held input, in order, within the input window; `A` releases
+ *   output at once;
+ * - the input writer hands held input to the session's destination writes:
+ *   all that has arrived while the previous write was in flight goes in
+ *   the next (up to a chunk), and `I` follows each write at once.
  *
  * The session decides when an attachment ends from outside (a takeover,
  * `CLOSE`, the admin API, shutdown) by calling {@linkcode FramedAttachment.end};
@@ -33,7 +35,6 @@ import {
 } from "../frames.ts";
 import type { OutputBuffer } from "./output_buffer.ts";
 import type { SessionState } from "../protocol.ts";
-import { concatBytes } from "../bytes.ts";
 
 /** What a framed attachment needs from its session. */
 export interface FramedHost {
@@ -120,9 +121,8 @@ export class FramedAttachment {
   #written: number;
   /** `<in>` plus the `D` payload bytes read on this connection. */
   #received: number;
-  /** Input read and not yet handed to the destination, in order. */
-  #held: Uint8Array[] = [];
-  #heldBytes = 0;
+  /** Input read and not yet written to the destination, in order. */
+  readonly #held = new HeldInput();
   readonly #inputArrived = new Wakeup();
   /** Why the server ends this connection; set once, then `E` is (or was) sent. */
   #endReason: EndReason | null = null;
@@ -359,8 +359,7 @@ export class FramedAttachment {
         } bytes beyond the latest count ${this.#toldIn}, window ${this.#window}`,
       );
     }
-    this.#held.push(payload.slice());
-    this.#heldBytes += payload.length;
+    this.#held.push(payload);
     this.#inputArrived.wake();
   }
 
@@ -381,25 +380,35 @@ export class FramedAttachment {
     }
   }
 
-  /** The input writer: all that is held in one destination write at a time. */
+  /**
+   * The input writer: one destination write at a time, of all the held
+   * input that is contiguous (up to a chunk), then an `I` for it. The
+   * receiver goes on filling chunks meanwhile, so what arrives during a
+   * write goes out together in the next one.
+   */
   async #writeInput(): Promise<void> {
     const host = this.#host;
+    const held = this.#held;
     while (!this.#gone && this.#endReason === null) {
-      if (this.#heldBytes === 0) {
+      const bytes = held.peek();
+      if (bytes === null) {
         await this.#inputArrived.wait();
         continue;
       }
       // Checked right before forwarding: input held for an attachment
       // that another has replaced is dropped, never counted.
       if (!host.isCurrent(this)) break;
-      const bytes = concatBytes(this.#held.splice(0));
-      this.#heldBytes = 0;
-      await host.forward(bytes);
-      this.#written = host.inputBytes;
+      const writing = host.forward(bytes);
+      // The session writes all input counted before this in order first, so
+      // once this write is done, everything up to here is at the destination.
+      const total = host.inputBytes;
+      await writing;
+      held.consume(bytes.length);
+      // A failed write closes the destination: what it did not take is not confirmed.
+      if (host.state === "open") this.#written = total;
       host.wake();
     }
-    this.#held = [];
-    this.#heldBytes = 0;
+    held.clear();
   }
 
   /**
@@ -428,5 +437,76 @@ export class FramedAttachment {
     this.#sendBuffer = new Uint8Array(
       Math.max(capacity, Math.min(maximum, this.#sendBuffer.length * 2)),
     );
+  }
+}
+
+/** Bytes of one chunk of held input: one largest `D` payload. */
+const INPUT_CHUNK = MAX_DATA_PAYLOAD;
+
+/** Chunks of held input kept for reuse once written. */
+const SPARE_CHUNKS = 2;
+
+/** One chunk of held input: `bytes[start, end)` waits for the destination. */
+interface InputChunk {
+  bytes: Uint8Array;
+  start: number;
+  end: number;
+}
+
+/**
+ * Input read from the client and not yet written to the destination, in
+ * order: `D` payloads copied end to end into reused chunks, so that what
+ * arrives during a destination write is one contiguous view for the next.
+ * Its size is the window's business: the receiver refuses input beyond it.
+ */
+class HeldInput {
+  #chunks: InputChunk[] = [];
+  #spare: Uint8Array[] = [];
+
+  /** Copies `payload` after the input held already. */
+  push(payload: Uint8Array): void {
+    for (let at = 0; at < payload.length;) {
+      let last = this.#chunks.at(-1);
+      if (!last || last.end === last.bytes.length) {
+        last = { bytes: this.#spare.pop() ?? new Uint8Array(INPUT_CHUNK), start: 0, end: 0 };
+        this.#chunks.push(last);
+      }
+      const count = Math.min(payload.length - at, last.bytes.length - last.end);
+      last.bytes.set(payload.subarray(at, at + count), last.end);
+      last.end += count;
+      at += count;
+    }
+  }
+
+  /**
+   * The oldest held input, as much as is contiguous: it stays held (and its
+   * bytes unchanged) until {@linkcode HeldInput.consume}.
+   *
+   * @returns A view, or `null` when nothing is held.
+   */
+  peek(): Uint8Array | null {
+    const first = this.#chunks[0];
+    return first && first.end > first.start ? first.bytes.subarray(first.start, first.end) : null;
+  }
+
+  /** The first `count` bytes that {@linkcode HeldInput.peek} gave are written. */
+  consume(count: number): void {
+    const first = this.#chunks[0];
+    if (!first) return;
+    first.start += count;
+    if (first.start < first.end) return;
+    if (first.end < first.bytes.length && this.#chunks.length === 1) {
+      // All written, and the chunk is still being filled: fill it from the start again.
+      first.start = first.end = 0;
+      return;
+    }
+    this.#chunks.shift();
+    if (this.#spare.length < SPARE_CHUNKS) this.#spare.push(first.bytes);
+  }
+
+  /** Drops all held input, and the chunks. */
+  clear(): void {
+    this.#chunks = [];
+    this.#spare = [];
   }
 }
