@@ -131,7 +131,9 @@ export function mapToIpv6(address: IpAddress): IpAddress {
 
 /**
  * Formats an address: dotted quad, or RFC 5952 IPv6 (lower case, the
- * longest run of zero groups as `::`).
+ * longest run of zero groups as `::`, an IPv4-mapped address as
+ * `::ffff:192.0.2.7`, as RFC 5952 section 5 recommends and `inet_ntop`
+ * writes it).
  *
  * @param address The address.
  * @returns The text.
@@ -139,6 +141,11 @@ export function mapToIpv6(address: IpAddress): IpAddress {
 export function formatIp(address: IpAddress): string {
   const { bytes } = address;
   if (address.family === 4) return [...bytes].join(".");
+  if (
+    bytes.subarray(0, 10).every((byte) => byte === 0) && bytes[10] === 0xff && bytes[11] === 0xff
+  ) {
+    return `::ffff:${[...bytes.subarray(12)].join(".")}`;
+  }
   const groups = [...Array(8)].map((_, i) => ((bytes[2 * i] ?? 0) << 8) | (bytes[2 * i + 1] ?? 0));
   let bestStart = -1;
   let bestLength = 1;

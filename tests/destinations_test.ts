@@ -240,7 +240,9 @@ Deno.test("--send-proxy=v1 and v2: the header comes first, with the player's add
       const header = await readProxyHeader(await destination.accepted());
       assert.deepEqual(
         [header.family, header.source, header.sourcePort, header.destination],
-        ["TCP6", "2001:db8::7", 4000, "::ffff:7f00:1"],
+        // The mapped IPv4 end as inet_ntop writes it in the text line; the
+        // binary header's 16 bytes, read here through the URL parser.
+        ["TCP6", "2001:db8::7", 4000, version === "v1" ? "::ffff:127.0.0.1" : "::ffff:7f00:1"],
       );
     });
   }
