@@ -140,7 +140,10 @@ function fakeReport(stopping: boolean): StatusReport {
 
 /** The status the admin API's route table (lib/admin/api.ts) gives `request`. */
 function expectedAdminStatus(request: Request, token: string | null, stopping: boolean): number {
-  if (token !== null) {
+  const probePath = new URL(request.url).pathname;
+  const probe = (probePath === "/health" || probePath === "/ready") &&
+    (request.method === "GET" || request.method === "HEAD");
+  if (token !== null && !probe) {
     const header = request.headers.get("authorization") ?? "";
     if (header.slice(0, 7).toLowerCase() !== "bearer " || header.slice(7) !== token) return 401;
   }

@@ -287,10 +287,16 @@ Deno.test("bad admin requests answer 4xx with a JSON error", async (t) => {
   }
 });
 
-Deno.test("with --admin-token every admin request needs the bearer token", async () => {
+Deno.test("with --admin-token every admin request but the probes needs the bearer token", async () => {
   await using destination = echoDestination();
   await using service = await startService(destination.port, { adminToken: "s3cret-token" });
-  for (const path of ["/status", "/metrics", "/health"]) {
+  for (const path of ["/health", "/ready"]) {
+    const probe = await get(`${service.admin}${path}`);
+    assert.equal(probe.status, 200, `${path} answers a probe without the token`);
+  }
+  const draining = await get(`${service.admin}/drain`, { method: "POST" });
+  assert.equal(draining.status, 401, "POST /drain needs it");
+  for (const path of ["/status", "/metrics"]) {
     const missing = await get(`${service.admin}${path}`);
     assert.equal(missing.status, 401, path);
     assert.equal(JSON.parse(missing.text).error, "unauthorized");
@@ -334,11 +340,15 @@ Deno.test("after a wrong admin token, its address waits before any answer; other
     remoteAddr: { transport: "tcp", hostname, port: 40000 },
     completed: Promise.resolve(),
   });
-  const health = (token: string): Request =>
-    new Request("http://admin/health", { headers: { authorization: `Bearer ${token}` } });
+  // Closing an unknown session: answered at once (404) with the right token.
+  const status = (token: string): Request =>
+    new Request("http://admin/sessions/none", {
+      method: "DELETE",
+      headers: { authorization: `Bearer ${token}` },
+    });
 
   // The first wrong token is answered at once: nothing from its address failed before.
-  const first = handler(health("nope"), from("203.0.113.7"));
+  const first = handler(status("nope"), from("203.0.113.7"));
   assert.ok(first instanceof Response && first.status === 401);
   const logged = JSON.parse(logs.at(-1) ?? "{}");
   assert.equal(logged.event, "admin.unauthorized");
@@ -348,15 +358,15 @@ Deno.test("after a wrong admin token, its address waits before any answer; other
   // Now every request from that address waits before its token is checked,
   // so a guesser that gives up early learns nothing; the right token too.
   const waiting = [
-    handler(health("nope-2"), from("203.0.113.7")),
-    handler(health("s3cret-token"), from("203.0.113.7")),
+    handler(status("nope-2"), from("203.0.113.7")),
+    handler(status("s3cret-token"), from("203.0.113.7")),
   ];
   assert.ok(waiting.every((answer) => answer instanceof Promise), "both wait");
   let answered = 0;
   for (const answer of waiting) void Promise.resolve(answer).then(() => answered++);
   // Another address is answered at once.
-  const other = handler(health("s3cret-token"), from("198.51.100.1"));
-  assert.ok(other instanceof Response && other.status === 200);
+  const other = handler(status("s3cret-token"), from("198.51.100.1"));
+  assert.ok(other instanceof Response && other.status === 404);
   await Promise.resolve();
   assert.equal(answered, 0, "still waiting");
   assert.equal(logs.length, 1, "nothing checked yet");
@@ -364,7 +374,7 @@ Deno.test("after a wrong admin token, its address waits before any answer; other
   // Stopping ends the waits: checked, then answered, the owner not refused.
   stopping.abort();
   const statuses = (await Promise.all(waiting)).map((response) => response.status);
-  assert.deepEqual(statuses, [401, 200]);
+  assert.deepEqual(statuses, [401, 404]);
   assert.ok(!logs.some((line) => /s3cret-token|nope/.test(line)), "no token logged");
 });
 

@@ -154,10 +154,10 @@ Deno.test("the server takes its admin token from SOCKETPROXY_ADMIN_TOKEN", async
       log += next.value;
     }
     const adminPort = Number(/admin=127\.0\.0\.1:(\d+)/.exec(log)?.[1]);
-    const refused = await fetch(`http://127.0.0.1:${adminPort}/health`);
+    const refused = await fetch(`http://127.0.0.1:${adminPort}/status`);
     await refused.body?.cancel();
     assert.equal(refused.status, 401);
-    const allowed = await fetch(`http://127.0.0.1:${adminPort}/health`, {
+    const allowed = await fetch(`http://127.0.0.1:${adminPort}/status`, {
       headers: { authorization: "Bearer from-the-environment" },
     });
     await allowed.body?.cancel();

@@ -10,7 +10,10 @@
  * | `GET /health`            | 200 while serving, 503 while shutting down      |
  * | `DELETE /sessions/{id}`  | closes a session                                |
  *
- * With a token set, every request needs `Authorization: Bearer <token>`;
+ * With a token set, every request but the probes (`GET /health`, `GET
+ * /ready`, which say only whether the server serves) needs
+ * `Authorization: Bearer <token>`, so that load balancers and Kubernetes
+ * probe without holding the token;
  * after wrong tokens from an address, its requests wait a little before
  * they are answered ({@linkcode AuthThrottle}), right token or not.
  * Errors are JSON: `{"error": code, "message": text}`.
@@ -74,7 +77,10 @@ export interface AdminOptions {
   allowHosts?: readonly string[];
 }
 
-/** Paths answered whatever the `Host`: load balancers and Kubernetes probe by IP or any name. */
+/**
+ * Paths answered whatever the `Host` and without the token: load balancers
+ * and Kubernetes probe by IP or any name, and cannot keep a secret.
+ */
 const PROBES: ReadonlySet<string> = new Set(["/health", "/ready"]);
 
 const SESSION_PATH = /^\/sessions\/([^/]*)$/;
@@ -166,7 +172,8 @@ export function adminHandler(
     }
     const refusal = hostile(request, path, peer);
     if (refusal) return refusal;
-    if (token !== null && !authorized(request, token)) {
+    const probe = PROBES.has(path) && (request.method === "GET" || request.method === "HEAD");
+    if (token !== null && !probe && !authorized(request, token)) {
       const failures = host === undefined ? undefined : throttle.failed(host);
       logger.warn("admin.unauthorized", { peer, method: request.method, path, failures });
       return failure(
