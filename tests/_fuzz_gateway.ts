@@ -135,7 +135,9 @@ function expectedGatewayCall(
 ): number | "upgrade" | ProxyCall {
   const path = new URL(request.url).pathname;
   const method = request.method;
-  if (path === "/api/sessions") return method === "POST" ? { verb: "NEW" } : 405;
+  if (path === "/api/sessions") {
+    return method === "POST" ? expectedCreateCall(request, body ?? new Uint8Array(0)) : 405;
+  }
   if (path === "/health") return method === "GET" || method === "HEAD" ? 200 : 405;
   const route = SESSION_ROUTE.exec(path);
   if (route) {
@@ -152,6 +154,26 @@ function expectedGatewayCall(
   const asset = Object.hasOwn(GATEWAY_ASSETS, path);
   if (asset) return method === "GET" || method === "HEAD" ? 200 : 405;
   return 404;
+}
+
+/**
+ * A NEW for no body or a JSON object naming no destination; 413, 400 as for
+ * any body; 404 for a named one (this gateway serves no named destination).
+ */
+function expectedCreateCall(request: Request, bytes: Uint8Array): number | ProxyCall {
+  const declared = Number(request.headers.get("content-length") ?? NaN);
+  if (declared > GATEWAY_LIMITS.maxBody || bytes.length > GATEWAY_LIMITS.maxBody) return 413;
+  if (bytes.length === 0) return { verb: "NEW" };
+  let body: unknown;
+  try {
+    body = JSON.parse(new TextDecoder().decode(bytes));
+  } catch {
+    return 400;
+  }
+  if (typeof body !== "object" || body === null || Array.isArray(body)) return 400;
+  const to = (body as Record<string, unknown>).to;
+  if (to === undefined || to === null) return { verb: "NEW" };
+  return typeof to === "string" ? 404 : 400;
 }
 
 /** 413 for a body over the limit, 400 for a bad one, the hello for a good one. */

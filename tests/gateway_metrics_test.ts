@@ -10,6 +10,7 @@ import {
   GatewayMetrics,
   type GatewayOptions,
   MetricsServer,
+  ROUTE_LABELS,
   WEB_ASSETS,
   WebGateway,
 } from "../lib/gateway/mod.ts";
@@ -17,6 +18,7 @@ import { parseWebArgs, WEB_USAGE } from "../lib/commands/web.ts";
 import { UsageError } from "../lib/errors.ts";
 import { closeQuietly, writeAll } from "../lib/_io.ts";
 import { VERSION } from "../lib/version.ts";
+import { DEFAULT_BUCKETS } from "../lib/prometheus.ts";
 import {
   assertNoSecrets,
   decoder,
@@ -292,6 +294,90 @@ Deno.test("/metrics is served on the metrics port only; that port serves nothing
   assert.equal(samples.get(`socketproxy_web_info{version="${VERSION}"}`), 1);
   assert.equal(samples.get('socketproxy_web_requests_total{route="other",status="404"}'), 1);
   assert.equal(samples.get("socketproxy_web_refused_hosts_total"), 0, "the metrics port's own");
+});
+
+Deno.test("request durations are a histogram by route, with Prometheus' default buckets", () => {
+  const metrics = new GatewayMetrics();
+  metrics.answeredIn("/api/sessions/{id}/poll", 0.003);
+  metrics.answeredIn("/api/sessions/{id}/poll", 0.2);
+  metrics.answeredIn("/api/sessions/{id}/ws", 12);
+  const lines = metrics.format().split("\n");
+  const name = "socketproxy_web_request_duration_seconds";
+  assert.ok(lines.includes(`# TYPE ${name} histogram`));
+  const poll = lines.filter((line) => line.includes('route="/api/sessions/{id}/poll"'));
+  assert.deepEqual(
+    poll.filter((line) => line.startsWith(`${name}_bucket`)).map((line) =>
+      /le="([^"]+)"/.exec(line)?.[1]
+    ),
+    [...DEFAULT_BUCKETS.map(String), "+Inf"],
+  );
+  const bucket = (route: string, le: string) =>
+    Number(
+      lines.find((line) => line.startsWith(`${name}_bucket{route="${route}",le="${le}"}`))?.split(
+        " ",
+      )[1],
+    );
+  assert.deepEqual(
+    ["0.005", "0.1", "0.25", "10", "+Inf"].map((le) => bucket("/api/sessions/{id}/poll", le)),
+    [1, 1, 2, 2, 2],
+  );
+  assert.deepEqual(["10", "+Inf"].map((le) => bucket("/api/sessions/{id}/ws", le)), [0, 1]);
+  assert.ok(lines.includes(`${name}_count{route="/api/sessions/{id}/poll"} 2`));
+  assert.ok(lines.includes(`${name}_sum{route="/api/sessions/{id}/ws"} 12`));
+  assert.ok(
+    !lines.some((line) => line.includes('route="/health"')),
+    "no series for routes not seen",
+  );
+});
+
+Deno.test("every request answered is timed under its route: a label from the fixed set, never a path", async () => {
+  await using destination = new Destination();
+  await using proxy = startServer(destination.port);
+  await using gateway = await startGateway(proxy.port);
+  const created = await fetch(`${gateway.url}/api/sessions`, { method: "POST" });
+  const session = await created.json();
+  issuedSecrets.add(session.secret);
+  const poll = await fetch(`${gateway.url}/api/sessions/${session.id}/poll`, {
+    method: "POST",
+    headers: { "content-type": "application/json" },
+    body: JSON.stringify({ secret: session.secret, ack: 0 }),
+  });
+  await poll.body?.cancel();
+  for (const path of ["/health", "/", `/wp-login.php?id=${session.id}`]) {
+    await (await fetch(`${gateway.url}${path}`)).body?.cancel();
+  }
+  const ended = await fetch(`${gateway.url}/api/sessions/${session.id}`, {
+    method: "DELETE",
+    headers: { "content-type": "application/json" },
+    body: JSON.stringify({ secret: session.secret }),
+  });
+  await ended.body?.cancel();
+  const { text, samples } = await scrape(gateway);
+  const counts = new Map<string, number>();
+  for (const [series, value] of samples) {
+    const route = /^socketproxy_web_request_duration_seconds_count\{route="([^"]+)"\}$/.exec(series)
+      ?.[1];
+    if (route !== undefined) counts.set(route, value);
+  }
+  assert.deepEqual(Object.fromEntries(counts), {
+    "/api/sessions": 1,
+    "/api/sessions/{id}": 1,
+    "/api/sessions/{id}/poll": 1,
+    "/health": 1,
+    page: 1,
+    other: 1,
+  });
+  for (const route of counts.keys()) {
+    assert.ok((ROUTE_LABELS as readonly string[]).includes(route), route);
+  }
+  // As many timed as counted, route by route: the two join on route.
+  for (const [route, count] of counts) {
+    const answered = [...samples].filter(([series]) =>
+      series.startsWith(`socketproxy_web_requests_total{route="${route}",`)
+    ).reduce((sum, [, value]) => sum + value, 0);
+    assert.equal(answered, count, route);
+  }
+  assert.ok(!text.includes(session.id) && !text.includes("wp-login"), "no id, no raw path");
 });
 
 Deno.test("web --metrics=[HOST:]PORT: a bare port is localhost; off when not given", () => {

@@ -1,7 +1,8 @@
 /**
  * The Grafana dashboard in deploy/grafana/: every metric its expressions
  * name is one a running server or gateway exports, with the type the
- * expression treats it as.
+ * expression treats it as, and every server figure follows the choice of
+ * nodes.
  */
 
 import assert from "node:assert/strict";
@@ -60,6 +61,34 @@ Deno.test("every metric the Grafana dashboard uses is exported, as the type it u
       }
     }
   }
+  // One chooses the nodes: every server figure is joined to socketproxy_info
+  // (which carries the node name) and filtered by the choice.
+  const variables: { name: string; query?: string | { query: string } }[] =
+    dashboard.templating.list;
+  const queryOf = (variable: (typeof variables)[number]): string =>
+    typeof variable.query === "string" ? variable.query : variable.query?.query ?? "";
+  const node = variables.find((variable) => variable.name === "node");
+  assert.ok(node, "a node variable");
+  assert.equal(queryOf(node), 'label_values(socketproxy_info{job=~"$job"}, node)');
+  for (const variable of variables) {
+    for (const [name] of queryOf(variable).matchAll(/\bsocketproxy_[a-z_]+/g)) {
+      assert.ok(exported.has(name), `the ${variable.name} variable: ${name} is not exported`);
+    }
+  }
+  const serverOnly = new Set(typesOf(scraped).keys());
+  for (const panel of panels) {
+    for (const { expr } of panel.targets) {
+      const server = [...expr.matchAll(/\b((?:socketproxy|process)_[a-z_]+)\b/g)]
+        .map((m) => (m[1] ?? "").replace(/_(bucket|sum|count)$/, ""))
+        .some((name) => name !== "socketproxy_info" && serverOnly.has(name));
+      if (!server) continue;
+      assert.ok(
+        expr.includes('* on (job, instance) group_left (node) socketproxy_info{node=~"$node"}') ||
+          expr.includes('socketproxy_info{job=~"$job", node=~"$node"}'),
+        `${panel.title}: ${expr} follows the node choice`,
+      );
+    }
+  }
   // The figures operators look at first are all on it.
   for (
     const name of [
@@ -67,6 +96,8 @@ Deno.test("every metric the Grafana dashboard uses is exported, as the type it u
       "socketproxy_resume_duration_seconds_bucket",
       "socketproxy_auth_failures_total",
       "socketproxy_web_requests_total",
+      "socketproxy_web_request_duration_seconds_bucket",
+      "socketproxy_draining",
       "process_resident_memory_bytes",
     ]
   ) assert.ok(used.has(name), `the dashboard shows ${name}`);

@@ -3,7 +3,8 @@
  * server from Debian, through a socketproxy server: what TinyMUX
  * negotiates is answered, CHARSET agrees on UTF-8, and a line with
  * non-ASCII characters comes back intact (a refused CHARSET made the game
- * answer `héllo ?`). Skipped, saying why, where the package is missing.
+ * answer `héllo ?`); then the same in the browser, through the gateway and
+ * the page. Skipped, saying why, where the package or chromium is missing.
  *
  * @module
  */
@@ -11,7 +12,15 @@
 import assert from "node:assert/strict";
 import { ClientSession } from "../lib/client/mod.ts";
 import { Telnet, TELNET_OPTION, type TelnetEvent } from "../web/telnet.ts";
-import { startServer, WAIT_MS } from "./_helpers.ts";
+import { LogCapture, startServer, WAIT_MS } from "./_helpers.ts";
+import {
+  CHROMIUM,
+  rememberSecrets,
+  waitForScreen,
+  waitForStatus,
+  withBrowser,
+} from "./_browser.ts";
+import { WEB_ASSETS, WebGateway } from "../lib/gateway/mod.ts";
 import { startTinyMux, TINYMUX_MISSING } from "./_tinymux.ts";
 
 /** A player: the engine between a socketproxy session and the game, text kept as shown. */
@@ -98,6 +107,48 @@ Deno.test({
       stop.abort();
       await reading.catch(() => {});
       if (session.state === "open") await session.close();
+    }
+  },
+});
+
+Deno.test({
+  name: TINYMUX_MISSING || !CHROMIUM
+    ? `TinyMUX in the browser terminal: UTF-8 both ways, the game knows its client (skipped: ${
+      TINYMUX_MISSING ?? "chromium is not installed"
+    })`
+    : "TinyMUX in the browser terminal: UTF-8 both ways, the game knows its client",
+  ignore: TINYMUX_MISSING !== undefined || !CHROMIUM,
+  async fn() {
+    await using mux = await startTinyMux();
+    await using proxy = startServer(mux.port);
+    const gateway = await WebGateway.listen({ hostname: "127.0.0.1", port: 0 }, {
+      proxy: { hostname: "127.0.0.1", port: proxy.port },
+      logger: new LogCapture().logger,
+      assets: WEB_ASSETS,
+    });
+    try {
+      await withBrowser(async (browser) => {
+        const page = await browser.newPage();
+        await page.goto(`http://127.0.0.1:${gateway.addr.port}/`);
+        await waitForStatus(page, "connected");
+        await rememberSecrets(page);
+        await waitForScreen(page, /"connect <name> <password>"/);
+        const type = async (line: string) => {
+          await page.fill("#input", line);
+          await page.press("#input", "Enter");
+        };
+        await type("connect wizard potrzebie");
+        await waitForScreen(page, /Last connect/);
+        await type("say héllo ✓ ünïcode");
+        await waitForScreen(page, /You say, “héllo ✓ ünïcode”/);
+        // TinyMUX tells what it learned: the client's name (TTYPE), telnet,
+        // and that it takes UTF-8 (CHARSET).
+        await type("think [terminfo(me)]");
+        await waitForScreen(page, /^SOCKETPROXY telnet unicode$/m);
+        await page.close();
+      });
+    } finally {
+      await gateway.close();
     }
   },
 });

@@ -71,6 +71,18 @@ export interface BrowserSessionOptions {
   /** Receives problems worth showing that do not end the session (input refused). */
   onNotice?(message: string): void;
   /**
+   * Called once {@linkcode BrowserSession.start} has a session, remembered
+   * or new, before any of its output is handed over: the page restores what
+   * it kept for it there. `ack` is the output offset output resumes at.
+   */
+  onSession?(id: string, ack: number): void;
+  /**
+   * The destination a new session is for (`{"to"}` in `POST api/sessions`),
+   * one the gateway serves.
+   * @default {the gateway's default}
+   */
+  to?: string;
+  /**
    * Polls only: after attaching again by itself because the proxy dropped
    * a poll, how long another drop means another window is using the
    * session (the page then stops), in ms.
@@ -117,6 +129,8 @@ interface SocketLink {
   sent: number;
   /** An acknowledgement due once the page has taken what arrived. */
   ackTimer: ReturnType<typeof setTimeout> | undefined;
+  /** The gateway answered with an error, which has set the backoff already. */
+  refused: boolean;
 }
 
 /** An answer from the gateway that was not a success. */
@@ -213,7 +227,10 @@ export class BrowserSession {
     } else {
       await this.#create();
     }
-    if (this.#stored && !this.#stopped) this.#run();
+    if (this.#stored && !this.#stopped) {
+      this.#options.onSession?.(this.#stored.id, this.#stored.ack);
+      this.#run();
+    }
   }
 
   /**
@@ -315,7 +332,13 @@ export class BrowserSession {
   async #create(): Promise<void> {
     this.#options.onStatus("connecting", "opening a session");
     while (!this.#stopped) {
-      const response = await fetch(this.#url("api/sessions"), { method: "POST" }).catch(() => null);
+      const to = this.#options.to;
+      const request: RequestInit = to === undefined ? { method: "POST" } : {
+        method: "POST",
+        headers: { "content-type": "application/json" },
+        body: JSON.stringify({ to }),
+      };
+      const response = await fetch(this.#url("api/sessions"), request).catch(() => null);
       if (response?.ok) {
         const body = await response.json();
         this.#stored = { id: body.id, secret: body.secret, ack: 0, inputAt: 0, input: "" };
@@ -520,6 +543,7 @@ export class BrowserSession {
       acked: stored.ack,
       sent: stored.inputAt,
       ackTimer: undefined,
+      refused: false,
     };
     this.#link = link;
     socket.onopen = () => this.#hello(link, stored);
@@ -531,7 +555,10 @@ export class BrowserSession {
       clearTimeout(link.ackTimer);
       if (this.#link === link) this.#link = null;
       if (!link.opened) this.#socketFailures++;
-      if (this.#backoff === 0 && !this.#stopped) this.#failed();
+      // Never attached (the gateway is away, or refused): wait longer each time, as
+      // when the proxy is away; after a working connection, start short again.
+      const unanswered = link.offset === null && !link.refused;
+      if (!this.#stopped && (this.#backoff === 0 || unanswered)) this.#failed();
       resolve();
     };
     return promise;
@@ -597,6 +624,7 @@ export class BrowserSession {
       case "end":
         return this.#socketEnded(link, String(message.reason));
       case "error":
+        link.refused = true;
         this.#handle(new GatewayError(0, message), link.offset === null ? link.firstInput : 0);
     }
   }

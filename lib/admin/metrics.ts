@@ -36,7 +36,11 @@ export function formatMetrics(report: StatusReport, timings?: Timings): string {
     {
       name: "info",
       type: "gauge",
-      help: "Version of the running server, and its node name (empty without --node).",
+      // The node name is here only, not on every series: Prometheus' practice
+      // for an identifying constant is an info metric that queries join on
+      // (`* on (job, instance) group_left (node) socketproxy_info`).
+      help: "Version of the running server, and its node name (empty without --node); " +
+        "join on job and instance to label other series by node.",
       samples: [[{ version: report.version, node: report.node ?? "" }, 1]],
     },
     {

@@ -18,7 +18,17 @@ import { CommandError, missingPermission, UsageError } from "../errors.ts";
 import { formatHostPort, type HostPort, parseHostPort } from "../address.ts";
 import { SERVER_DEFAULTS } from "../proxy/config.ts";
 
-/** The settings of the commands that talk to the admin port: `status`, `close`, `drain`. */
+/** The admin token setting every admin client has. */
+export const ADMIN_TOKEN_SETTING = {
+  name: "admin-token",
+  kind: "string",
+  value: "TOKEN",
+  help: `the admin token, if the server requires one; also ${TOKEN_VARIABLE}`,
+  secret: true,
+  aliases: [TOKEN_VARIABLE],
+} as const satisfies SettingSpec;
+
+/** The settings of the commands that talk to one admin port: `close`, `drain`. */
 export const ADMIN_CLIENT_SETTINGS = [
   {
     name: "admin",
@@ -27,15 +37,21 @@ export const ADMIN_CLIENT_SETTINGS = [
     help: "the server's admin port",
     default: "localhost:9010",
   },
-  {
-    name: "admin-token",
-    kind: "string",
-    value: "TOKEN",
-    help: `the admin token, if the server requires one; also ${TOKEN_VARIABLE}`,
-    secret: true,
-    aliases: [TOKEN_VARIABLE],
-  },
+  ADMIN_TOKEN_SETTING,
 ] as const satisfies readonly SettingSpec[];
+
+/**
+ * `--admin` as a list, for `status`: several servers' admin ports, their
+ * reports side by side (the environment's is comma-separated, the file's
+ * a string or an array).
+ */
+export const ADMIN_LIST_SETTING = {
+  name: "admin",
+  kind: "list",
+  value: "[HOST][:PORT]",
+  help: "a server's admin port; repeat it to see several servers side by side",
+  default: "localhost:9010",
+} as const satisfies SettingSpec;
 
 /** The name of a setting every admin client has. */
 export type AdminClientSetting = (typeof ADMIN_CLIENT_SETTINGS)[number]["name"];
@@ -57,34 +73,70 @@ export interface AdminTarget {
  * environment's token), from the command line, the environment or the file.
  *
  * @param settings Resolved settings including {@linkcode ADMIN_CLIENT_SETTINGS}.
- * @returns The target.
+ * @returns The target: the first, where `--admin` is a list.
  * @throws {UsageError} When `--admin` is not an address, is `off`, or is a
  * port `fetch` refuses.
  */
 export function adminTarget<Name extends string>(
   settings: Settings<Name | AdminClientSetting>,
 ): AdminTarget {
-  const text = settings.string("admin");
+  const [first] = adminTargets(settings);
+  // adminTargets gives at least the default.
+  return first as AdminTarget;
+}
+
+/**
+ * Reads every `--admin` (`status` takes several, the others one; none is
+ * `localhost:9010`) and the token, the same for all of them.
+ *
+ * @param settings Resolved settings including {@linkcode ADMIN_CLIENT_SETTINGS},
+ * or {@linkcode ADMIN_LIST_SETTING} in place of its `admin`.
+ * @returns The targets, in the order given; at least one.
+ * @throws {UsageError} When an `--admin` is not an address, is `off`, or
+ * is a port `fetch` refuses.
+ */
+export function adminTargets<Name extends string>(
+  settings: Settings<Name | AdminClientSetting>,
+): AdminTarget[] {
   const what = settings.label("admin");
+  const texts = adminTexts(settings);
+  const admins = texts.length === 0
+    ? [DEFAULT_ADMIN]
+    : texts.map((text) => adminAddress(text, what));
+  const given = settings.string("admin-token");
+  const token = given === undefined
+    ? undefined
+    : parseAdminToken(given, settings.label("admin-token"));
+  return admins.map((admin) => ({ admin, token, where: formatHostPort(admin) }));
+}
+
+/** The `--admin` values given: a list setting (`status`) or a single one (`close`, `drain`). */
+function adminTexts(settings: Settings): string[] {
+  try {
+    return settings.list("admin");
+  } catch (error) {
+    // Not a list in this command's table: the single address of close and drain.
+    if (!(error instanceof TypeError)) throw error;
+  }
+  const text = settings.string("admin");
+  return text === undefined ? [] : [text];
+}
+
+/** One `--admin` value as an address to ask, or a usage error naming `what`. */
+function adminAddress(text: string, what: string): HostPort {
   if (text === "off") {
     throw new UsageError(
       `${what}=off: no admin port to ask; give the server's admin address (default localhost:9010)`,
     );
   }
-  const admin = text === undefined
-    ? DEFAULT_ADMIN
-    : parseHostPort(text, what, { defaults: DEFAULT_ADMIN });
+  const admin = parseHostPort(text, what, { defaults: DEFAULT_ADMIN });
   const blocked = fetchBlockedPort(admin.port);
   if (blocked !== undefined) {
     throw new UsageError(
       `${what}: ${blocked}, so no admin port can be asked there (a server refuses it)`,
     );
   }
-  const given = settings.string("admin-token");
-  const token = given === undefined
-    ? undefined
-    : parseAdminToken(given, settings.label("admin-token"));
-  return { admin, token, where: formatHostPort(admin) };
+  return admin;
 }
 
 /** How long an admin request may take, in ms. */

@@ -26,6 +26,20 @@ import { type LogFormat, Logger, type LogLevel } from "../log.ts";
 import { SIGNAL_EXIT_STATUS, watchStopSignals } from "./signals.ts";
 import { VERSION } from "../version.ts";
 import { GatewayMetrics, MetricsServer, WEB_ASSETS, WebGateway } from "../gateway/mod.ts";
+import { type GatewayNode, NodeRouter } from "../gateway/router.ts";
+import {
+  formatNodes,
+  parseNode,
+  readProxiesFile,
+  reloadOnHangup,
+} from "../gateway/proxies_file.ts";
+import { UsageError } from "../errors.ts";
+import { DESTINATION_NAME_PATTERN } from "../protocol.ts";
+import {
+  parseTerminalSettings,
+  TELNET_TERMINAL,
+  type TerminalSettings,
+} from "../gateway/terminal_settings.ts";
 
 /** The settings of `socketproxy web`: its flags, variables and file keys. */
 export const WEB_COMMAND = defineCommand({
@@ -46,10 +60,19 @@ It holds back its answers to browsers that present wrong secrets.`,
     },
     {
       name: "proxy",
-      kind: "string",
-      value: "[HOST][:PORT]",
-      help: "the socketproxy server",
+      kind: "list",
+      value: "[NAME=][HOST][:PORT]",
+      help: "the socketproxy server; or, repeated, each node NAME=HOST:PORT of several run " +
+        "with --node=NAME: NEW goes to one that accepts it, the rest to the node in the id",
       default: "localhost:9009",
+    },
+    {
+      name: "proxies",
+      kind: "string",
+      value: "FILE",
+      help: "the nodes from this file, NAME=HOST:PORT a line (# comments), " +
+        "re-read on SIGHUP; instead of --proxy",
+      complete: "file",
     },
     {
       name: "tls",
@@ -62,6 +85,28 @@ It holds back its answers to browsers that present wrong secrets.`,
       value: "NAME",
       help: "a host name browsers reach the gateway by, besides loopback names, IP " +
         "addresses and the --listen host (repeatable; .example.com: every name under it)",
+    },
+    {
+      name: "to",
+      kind: "string",
+      value: "NAME",
+      help: "the server's destination NAME (server --destination=NAME=HOST:PORT) for a page " +
+        "that names none (default: the server's own default destination)",
+    },
+    {
+      name: "allow-destination",
+      kind: "list",
+      value: "NAME",
+      help: "a destination a page may also choose with ?to=NAME (repeatable; by default only --to)",
+    },
+    {
+      name: "terminal",
+      kind: "list",
+      value: "[NAME:]KEY=VALUE,...",
+      help: "how the page speaks to destination NAME (without NAME: to the default): " +
+        "mode=telnet|raw, charset=utf-8|latin1|cp437, line-ending=crlf|lf|cr, " +
+        "local-echo=on|off (repeatable; default telnet, UTF-8)",
+      continues: /^[A-Za-z-]+=/,
     },
     {
       name: "allow-origin",
@@ -134,8 +179,12 @@ export type WebSetting = (typeof WEB_COMMAND.settings)[number]["name"];
 export interface WebConfig {
   /** Where browsers connect. */
   listen: HostPort;
-  /** The socketproxy server. */
+  /** The socketproxy server: the one unnamed proxy, or the first of the nodes. */
   proxy: HostPort;
+  /** Every server requests go to: the one unnamed proxy, or the named nodes. */
+  nodes: readonly GatewayNode[];
+  /** The `--proxies` file the nodes came from (re-read on SIGHUP), or `null`. */
+  proxiesFile: string | null;
   /** Lowest log level written. */
   logLevel: LogLevel;
   /** Shape of log lines. */
@@ -146,6 +195,12 @@ export interface WebConfig {
   allowHosts: readonly string[];
   /** Other sites whose pages may use the gateway; `*` for any. */
   allowOrigins: readonly string[];
+  /** The destination of a page that names none (`--to`), or `undefined` for the server's default. */
+  defaultDestination: string | undefined;
+  /** The destinations a page may choose, with their terminal settings (`--allow-destination`). */
+  destinations: ReadonlyMap<string, TerminalSettings>;
+  /** The terminal settings of the default destination (`--terminal` without a name). */
+  defaultTerminal: TerminalSettings;
   /** Where `/metrics` is served, or `null` for nowhere. */
   metrics: HostPort | null;
   /** HTTPS and WSS with this certificate and key, or `undefined` for plain HTTP. */
@@ -158,11 +213,16 @@ export interface WebConfig {
 export const WEB_DEFAULTS: Readonly<WebConfig> = {
   listen: { hostname: "localhost", port: 8080 },
   proxy: SERVER_DEFAULTS.proxy,
+  nodes: [{ name: null, address: SERVER_DEFAULTS.proxy }],
+  proxiesFile: null,
   logLevel: "info",
   logFormat: "text",
   proxyTls: undefined,
   allowHosts: [],
   allowOrigins: [],
+  defaultDestination: undefined,
+  destinations: new Map(),
+  defaultTerminal: TELNET_TERMINAL,
   metrics: null,
   tls: undefined,
   timeouts: HTTP_TIMEOUTS,
@@ -211,10 +271,7 @@ export function webConfig(settings: Settings<WebSetting>): WebConfig {
       allowPortZero: true,
     });
   }
-  const proxy = value("proxy");
-  if (proxy !== undefined) {
-    config.proxy = parseHostPort(proxy, label("proxy"), { defaults: WEB_DEFAULTS.proxy });
-  }
+  Object.assign(config, readNodes(settings));
   const metrics = value("metrics");
   if (metrics !== undefined) config.metrics = parseListenAddress(metrics, label("metrics"));
   Object.assign(config, readLogSettings(settings));
@@ -224,6 +281,7 @@ export function webConfig(settings: Settings<WebSetting>): WebConfig {
   config.allowOrigins = settings.list("allow-origin").map((origin) =>
     parseAllowOrigin(origin, label("allow-origin"))
   );
+  Object.assign(config, readDestinations(settings));
   config.proxyTls = tlsOptions(settings.boolean("tls"), value("ca"), label("ca"));
   config.tls = certificateOptions(value("tls-cert"), value("tls-key"), {
     cert: label("tls-cert"),
@@ -239,6 +297,94 @@ export function webConfig(settings: Settings<WebSetting>): WebConfig {
     keepAlive: timeout("keepalive-timeout", HTTP_TIMEOUTS.keepAlive),
   };
   return config;
+}
+
+/**
+ * The destinations pages may use (`--to`, `--allow-destination`) and how
+ * the page speaks to each (`--terminal`).
+ */
+function readDestinations(
+  settings: Settings<WebSetting>,
+): Pick<WebConfig, "defaultDestination" | "destinations" | "defaultTerminal"> {
+  const name = (text: string, what: string): string => {
+    if (!DESTINATION_NAME_PATTERN.test(text)) {
+      throw new UsageError(
+        `${what}: "${text.slice(0, 80)}" is not a destination name (1 to 64 of A-Z a-z 0-9 _ . -)`,
+      );
+    }
+    return text;
+  };
+  const to = settings.string("to");
+  const defaultDestination = to === undefined ? undefined : name(to, settings.label("to"));
+  const terminals = new Map<string | null, TerminalSettings>();
+  for (const text of settings.list("terminal")) {
+    // Without NAME: the default destination's ("mode=raw" has no ":" before its "=").
+    const unnamed = /^[A-Za-z-]+=/.test(text);
+    let parsed;
+    try {
+      parsed = parseTerminalSettings(unnamed ? `default:${text}` : text);
+    } catch (error) {
+      if (!(error instanceof TypeError || error instanceof RangeError)) throw error;
+      throw new UsageError(`${settings.label("terminal")}: ${error.message}`);
+    }
+    const key = unnamed || parsed.name === defaultDestination ? null : parsed.name;
+    if (terminals.has(key)) {
+      throw new UsageError(
+        `${settings.label("terminal")}: ${key ?? "the default destination"} is given twice`,
+      );
+    }
+    terminals.set(key, parsed.settings);
+  }
+  const allowed = settings.list("allow-destination").map((text) =>
+    name(text, settings.label("allow-destination"))
+  );
+  const destinations = new Map<string, TerminalSettings>();
+  for (const allowedName of allowed) {
+    destinations.set(allowedName, terminals.get(allowedName) ?? TELNET_TERMINAL);
+  }
+  for (const named of terminals.keys()) {
+    if (named !== null && !destinations.has(named)) {
+      throw new UsageError(
+        `${settings.label("terminal")}: "${named}" is neither --to nor an --allow-destination`,
+      );
+    }
+  }
+  return {
+    defaultDestination,
+    destinations,
+    defaultTerminal: terminals.get(null) ?? TELNET_TERMINAL,
+  };
+}
+
+/**
+ * The servers of `--proxy` (one unnamed, or every one `NAME=HOST:PORT`)
+ * or `--proxies` (a file of named nodes).
+ */
+function readNodes(
+  settings: Settings<WebSetting>,
+): Pick<WebConfig, "proxy" | "nodes" | "proxiesFile"> {
+  const defaults = WEB_DEFAULTS.proxy;
+  const label = settings.label("proxy");
+  const file = settings.string("proxies");
+  const given = settings.list("proxy");
+  let nodes: GatewayNode[];
+  if (file !== undefined) {
+    if (given.length > 0) {
+      throw new UsageError(`${label} and ${settings.label("proxies")}: give one, not both`);
+    }
+    nodes = readProxiesFile(file, defaults);
+  } else if (given.length === 0) {
+    return { proxy: defaults, nodes: WEB_DEFAULTS.nodes, proxiesFile: null };
+  } else if (given.length === 1 && !given[0]?.includes("=")) {
+    const proxy = parseHostPort(given[0] ?? "", label, { defaults });
+    return { proxy, nodes: [{ name: null, address: proxy }], proxiesFile: null };
+  } else {
+    nodes = given.map((text) => parseNode(text, label, defaults));
+    const names = nodes.map((node) => node.name);
+    const twice = names.find((name, index) => names.indexOf(name) !== index);
+    if (twice !== undefined) throw new UsageError(`${label}: node "${twice}" is given twice`);
+  }
+  return { proxy: nodes[0]?.address ?? defaults, nodes, proxiesFile: file ?? null };
 }
 
 /**
@@ -262,15 +408,24 @@ export async function webCommand(args: string[]): Promise<number> {
   const logger = new Logger({ level: config.logLevel, format: config.logFormat });
   using signals = watchStopSignals((signal) => Deno.exit(SIGNAL_EXIT_STATUS[signal] ?? 1));
   const metrics = new GatewayMetrics();
+  const router = new NodeRouter(config.nodes);
+  using _reload = config.proxiesFile === null
+    ? undefined
+    : reloadOnHangup(router, { path: config.proxiesFile, defaults: WEB_DEFAULTS.proxy, logger });
   let gateway: WebGateway;
   try {
     gateway = await WebGateway.listen(config.listen, {
-      proxy: config.proxy,
+      router,
       logger,
       assets: WEB_ASSETS,
       metrics,
       allowHosts: config.allowHosts,
       allowOrigins: config.allowOrigins,
+      destinations: config.destinations,
+      defaultTerminal: config.defaultTerminal,
+      ...(config.defaultDestination === undefined
+        ? {}
+        : { defaultDestination: config.defaultDestination }),
       timeouts: config.timeouts,
       ...(config.tls ? { tls: config.tls } : {}),
       ...(config.proxyTls ? { proxyTls: config.proxyTls } : {}),
@@ -301,8 +456,10 @@ export async function webCommand(args: string[]): Promise<number> {
     listen: formatHostPort(gateway.addr),
     scheme: config.tls ? "https" : "http",
     metrics: metricsServer ? formatHostPort(metricsServer.addr) : "off",
-    proxy: formatHostPort(config.proxy),
-    file_reads: dropFileReads(),
+    proxy: formatNodes(config.nodes),
+    ...(config.proxiesFile === null ? {} : { proxies: config.proxiesFile }),
+    // The --proxies file is read again on SIGHUP: reading files stays allowed then.
+    file_reads: config.proxiesFile === null ? dropFileReads() : "on",
   });
   const signal = await signals.first;
   logger.info("web.stopping", { signal });

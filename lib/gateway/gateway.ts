@@ -7,11 +7,13 @@
  *
  * The gateway keeps no session state: every request is one client
  * connection to the proxy, made with the client library. Any number of
- * gateways can serve the same sessions, and a restart loses nothing.
+ * gateways can serve the same sessions, and a restart loses nothing. With
+ * several servers, router.ts says which one each request goes to.
  *
  * | route                              | what                                            |
  * | ---------------------------------- | ----------------------------------------------- |
- * | `POST /api/sessions`               | new session: `201 {"id","secret"}`              |
+ * | `POST /api/sessions` `{"to"?}`      | new session: `201 {"id","secret"}`              |
+ * | `GET /api/terminal?to=NAME`         | how the page speaks to that destination          |
  * | `POST /api/sessions/{id}/poll`     | attach at `ack`, send `input`, return output    |
  * | `DELETE /api/sessions/{id}`        | end the session (secret in the body)            |
  * | `GET /api/sessions/{id}/ws`        | WebSocket: output and input both ways           |
@@ -33,16 +35,17 @@
  * @module
  */
 
-import { ClientSession, UntrustedError } from "../client/mod.ts";
+import { ClientSession, type CreateOptions, UntrustedError } from "../client/mod.ts";
 import { formatHostPort, type HostPort } from "../address.ts";
 import { describeError, type Logger, RateLimitedLog } from "../log.ts";
-import { ID_PATTERN } from "../protocol.ts";
+import { DESTINATION_NAME_PATTERN, ID_PATTERN } from "../protocol.ts";
 import { sleep } from "../_io.ts";
 import { HostCheck, originAllowed } from "../http/browser_guard.ts";
 import {
   browserAddress,
   type ClientAddress,
   clientAddress,
+  destinationOf,
   endUserAddress,
   GATEWAY_LIMITS,
   type GatewayLimits,
@@ -52,13 +55,16 @@ import {
   json,
   offsetOf,
   readJson,
+  readOptionalJson,
   routeOf,
   secretOf,
 } from "./requests.ts";
 import { relay } from "./relay.ts";
 import { type Asset, assetTags } from "./static.ts";
+import { TELNET_TERMINAL, type TerminalSettings } from "./terminal_settings.ts";
 import { AuthThrottle } from "../throttle.ts";
 import { GatewayMetrics, routeLabel } from "./metrics.ts";
+import { NodeRouter } from "./router.ts";
 import {
   HTTP_TIMEOUTS,
   type HttpRequestInfo,
@@ -70,8 +76,17 @@ import {
 const UNTRUSTED_PAUSE_MS = 5 * 60_000;
 /** Options for {@linkcode gatewayHandler}. */
 export interface GatewayOptions {
-  /** The socketproxy server. */
-  proxy: HostPort;
+  /**
+   * The one socketproxy server, when there is no `router`: the same as
+   * `router: NodeRouter.single(proxy)`.
+   */
+  proxy?: HostPort;
+  /**
+   * The socketproxy servers (nodes): `NEW` goes to one that accepts it,
+   * every other request to the node in the session id (see router.ts).
+   * @default {NodeRouter.single(proxy)}
+   */
+  router?: NodeRouter;
   /** Where requests and failures are logged. */
   logger: Logger;
   /** Static files by path (`/`, `/assets/app.js`, ...). */
@@ -127,6 +142,34 @@ export interface GatewayOptions {
    * @default {a new GatewayMetrics}
    */
   metrics?: GatewayMetrics;
+  /**
+   * The server's named destinations pages may choose (`?to=NAME`: `web
+   * --allow-destination`), each with how the page speaks to it (`web
+   * --terminal`). A page naming any other is answered 404
+   * `unknown_destination`, as is one naming a destination the server lacks.
+   * @default {none: a page may name no destination}
+   */
+  destinations?: ReadonlyMap<string, TerminalSettings>;
+  /**
+   * The destination of a page that names none (`web --to`), sent to the
+   * server as `NEW to=`, with the `defaultTerminal` settings.
+   * @default {none: the server's default destination, without `to=`}
+   */
+  defaultDestination?: string;
+  /**
+   * How the page speaks to the destination of a page that names none
+   * (`web --terminal=KEY=VALUE,...`).
+   * @default {TELNET_TERMINAL}
+   */
+  defaultTerminal?: TerminalSettings;
+}
+
+/** The router of a gateway given one `proxy`. */
+function singleRouter(proxy: HostPort | undefined): NodeRouter {
+  if (proxy === undefined) {
+    throw new TypeError("Cannot serve without a proxy: give proxy or router");
+  }
+  return NodeRouter.single(proxy);
 }
 
 const SESSION_PATH = /^\/api\/sessions\/([^/]+)(\/poll|\/ws)?$/;
@@ -142,8 +185,8 @@ export function gatewayHandler(
 ): (request: Request, info?: HttpRequestInfo) => Promise<Response> {
   const limits: GatewayLimits = { ...GATEWAY_LIMITS, ...options.limits };
   const { logger } = options;
+  const router = options.router ?? singleRouter(options.proxy);
   const clientOptions = {
-    proxy: options.proxy,
     timeout: options.proxyTimeout ?? 10_000,
     ...(options.proxyTls ? { tls: options.proxyTls } : {}),
   };
@@ -160,6 +203,39 @@ export function gatewayHandler(
   const metrics = options.metrics ?? new GatewayMetrics();
   /** When the server last answered a from= with ERR untrusted (performance.now()). */
   let fromRefusedAt = -Infinity;
+  const destinations = options.destinations ?? new Map<string, TerminalSettings>();
+  const defaultDestination = options.defaultDestination;
+  const defaultTerminal = options.defaultTerminal ?? TELNET_TERMINAL;
+  for (
+    const name of [...destinations.keys(), ...(defaultDestination ? [defaultDestination] : [])]
+  ) {
+    if (!DESTINATION_NAME_PATTERN.test(name)) {
+      throw new TypeError(
+        `Cannot serve destination ${JSON.stringify(name)}: ` +
+          "a name is 1 to 64 of A-Z a-z 0-9 _ . -",
+      );
+    }
+  }
+
+  /**
+   * The destination a page asks for (or the default), and its settings;
+   * a name this gateway does not serve is a 404.
+   */
+  function destinationFor(
+    asked: string | undefined,
+  ): { to: string | undefined; settings: TerminalSettings } {
+    const to = asked ?? defaultDestination;
+    if (to === undefined) return { to, settings: defaultTerminal };
+    const settings = to === defaultDestination ? defaultTerminal : destinations.get(to);
+    if (!settings) {
+      throw new HttpError(
+        404,
+        "unknown_destination",
+        `This gateway serves no destination named ${JSON.stringify(to.slice(0, 64))}`,
+      );
+    }
+    return { to, settings };
+  }
 
   /**
    * The checks against hostile pages, before any route: a `Host` this
@@ -225,16 +301,36 @@ export function gatewayHandler(
    * warning that says what to set.
    */
   async function create(request: Request, info: HttpRequestInfo | undefined): Promise<Response> {
+    const { to } = destinationFor(destinationOf(await readOptionalJson(request, limits.maxBody)));
+    // The server answers a name it lacks with ERR unknown-destination: a 404 too (httpErrorFor).
     const from = endUserAddress(request, info);
+    const session = await router.create(
+      (node) =>
+        createOn(
+          { ...clientOptions, proxy: node.address, ...(to === undefined ? {} : { to }) },
+          from,
+        ),
+      (node, outcome) => metrics.created(node.name, outcome),
+    );
+    return json(201, { id: session.id, secret: session.secret }, {
+      location: `sessions/${session.id}`,
+    });
+  }
+
+  /** Creates the session on one node, with `from=` unless the server refused it lately. */
+  async function createOn(
+    sessionOptions: CreateOptions & { proxy: HostPort },
+    from: string | undefined,
+  ): Promise<ClientSession> {
     let session: ClientSession | null = null;
     if (from !== undefined && performance.now() - fromRefusedAt > UNTRUSTED_PAUSE_MS) {
       try {
-        session = await ClientSession.create({ ...clientOptions, from });
+        session = await ClientSession.create({ ...sessionOptions, from });
       } catch (error) {
         if (!(error instanceof UntrustedError)) throw error;
         if (fromRefusedAt === -Infinity) {
           logger.warn("web.untrusted", {
-            proxy: formatHostPort(clientOptions.proxy),
+            proxy: formatHostPort(sessionOptions.proxy),
             hint:
               "the server does not trust this gateway with browsers' addresses: add this gateway's address to its --trust-from, or it sees every player as the gateway",
           });
@@ -242,10 +338,21 @@ export function gatewayHandler(
         fromRefusedAt = performance.now();
       }
     }
-    session ??= await ClientSession.create(clientOptions);
-    return json(201, { id: session.id, secret: session.secret }, {
-      location: `sessions/${session.id}`,
-    });
+    return session ?? await ClientSession.create(sessionOptions);
+  }
+
+  /**
+   * How the page speaks to the destination it names in `?to=` (or the
+   * default): `{"to","mode","charset","lineEnding","localEcho"}`, asked
+   * before it creates a session.
+   */
+  function terminal(request: Request, method: string): Response {
+    if (method !== "GET" && method !== "HEAD") {
+      throw new HttpError(405, "method_not_allowed", "Use GET", { allow: "GET, HEAD" });
+    }
+    const asked = new URL(request.url).searchParams.get("to") || undefined;
+    const { to, settings } = destinationFor(asked);
+    return json(200, { to: to ?? null, ...settings });
   }
 
   async function poll(id: string, request: Request): Promise<Response> {
@@ -258,14 +365,22 @@ export function gatewayHandler(
     if (typeof wait !== "number" || !(wait >= 0)) {
       throw new HttpError(400, "bad_request", '"wait" must be a number of milliseconds');
     }
-    const session = ClientSession.resume(
-      { id, secret },
-      { ...clientOptions, ack, ...(inputAt === undefined ? {} : { inputAt }) },
-    );
-    session.send(input);
-    const data = await session.poll({
-      wait: Math.min(wait, limits.maxWait),
-      signal: request.signal,
+    const { session, data } = await router.onNode(id, async (node) => {
+      const session = ClientSession.resume(
+        { id, secret },
+        {
+          ...clientOptions,
+          proxy: node.address,
+          ack,
+          ...(inputAt === undefined ? {} : { inputAt }),
+        },
+      );
+      session.send(input);
+      const data = await session.poll({
+        wait: Math.min(wait, limits.maxWait),
+        signal: request.signal,
+      });
+      return { session, data };
     });
     return json(200, {
       data: data.toBase64(),
@@ -278,8 +393,12 @@ export function gatewayHandler(
 
   async function end(id: string, request: Request): Promise<Response> {
     const body = await readJson(request, limits.maxBody);
-    const session = ClientSession.resume({ id, secret: secretOf(body) }, clientOptions);
-    await session.close();
+    const secret = secretOf(body);
+    await router.onNode(
+      id,
+      (node) =>
+        ClientSession.resume({ id, secret }, { ...clientOptions, proxy: node.address }).close(),
+    );
     return json(200, { closed: id });
   }
 
@@ -298,6 +417,7 @@ export function gatewayHandler(
   function route(request: Request, path: string, info?: HttpRequestInfo) {
     const method = request.method;
     if (path === "/health") return Promise.resolve(health(method));
+    if (path === "/api/terminal") return Promise.resolve(terminal(request, method));
     if (path === "/api/sessions") {
       if (method !== "POST") {
         throw new HttpError(405, "method_not_allowed", "Use POST", { allow: "POST" });
@@ -362,6 +482,8 @@ export function gatewayHandler(
     if (!info?.upgradeWebSocket) {
       throw new HttpError(400, "bad_request", "This path takes a WebSocket");
     }
+    // An unknown node is answered before the upgrade, as plain JSON.
+    const node = router.nodeFor(id);
     const address = clientAddress(request, info);
     const browser = browserAddress(request, info);
     let upgrade;
@@ -377,7 +499,7 @@ export function gatewayHandler(
     const { socket, response } = upgrade;
     relay(socket, {
       id,
-      clientOptions: { ...clientOptions },
+      clientOptions: { ...clientOptions, proxy: node.address },
       limits,
       logger,
       metrics,
@@ -425,6 +547,14 @@ export function gatewayHandler(
     return json(http.status, { error: http.code, message: http.message, ...extra }, headers);
   }
 
+  /** The node a request went to, for its metrics: only a node of a named router's list. */
+  function nodeLabel(path: string, response: Response): string | undefined {
+    if (!router.named) return undefined;
+    const id = SESSION_PATH.exec(path)?.[1] ??
+      response.headers.get("location")?.slice("sessions/".length);
+    return id === undefined ? undefined : router.knownNode(id);
+  }
+
   return async (request, info) => {
     const started = performance.now();
     // Read before routing: an upgraded WebSocket request can no longer be read.
@@ -449,7 +579,8 @@ export function gatewayHandler(
     };
     if (response.status === 413) logger.warn("web.request", fields);
     else logger.debug("web.request", fields);
-    metrics.requested(routeLabel(path, assets), response.status);
+    metrics.requested(routeLabel(path, assets), response.status, nodeLabel(path, response));
+    metrics.answeredIn(routeLabel(path, assets), (performance.now() - started) / 1000);
     return response;
   };
 }

@@ -1,20 +1,23 @@
 /**
- * The gateway's own figures: requests by route and status, open
- * WebSockets, refused hosts and origins, and proxy errors by kind. The
- * gateway (gateway.ts) and the WebSocket relay (relay.ts) add to them; the
- * metrics port (metrics_server.ts, `web --metrics`) serves them in the
- * Prometheus text format of lib/prometheus.ts, all named `socketproxy_web_*`.
+ * The gateway's own figures: requests by route and status, how long
+ * they take by route, open WebSockets, refused hosts and origins, and
+ * proxy errors by kind. The gateway (gateway.ts) and the WebSocket relay
+ * (relay.ts) add to them; the metrics port (metrics_server.ts, `web
+ * --metrics`) serves them in the Prometheus text format of
+ * lib/prometheus.ts, all named `socketproxy_web_*`.
  *
  * Labels come from small fixed sets, never from what a request says: a
  * route is one of {@linkcode ROUTE_LABELS}, a status an HTTP status the
- * gateway answered, an error kind one of the codes of `meaningOf`.
+ * gateway answered, an error kind one of the codes of `meaningOf`, a node
+ * one of the gateway's list (`web --proxy=NAME=...`), never an id's guess.
  *
  * @module
  */
 
-import { formatPrometheus } from "../prometheus.ts";
+import { formatPrometheus, Histogram } from "../prometheus.ts";
 import { VERSION } from "../version.ts";
 import { type HttpError, routeOf } from "./requests.ts";
+import type { CreateOutcome } from "./router.ts";
 
 /**
  * The routes requests are counted by: the API's routes, `/health`,
@@ -25,6 +28,7 @@ export const ROUTE_LABELS = [
   "/api/sessions/{id}",
   "/api/sessions/{id}/poll",
   "/api/sessions/{id}/ws",
+  "/api/terminal",
   "/health",
   "page",
   "other",
@@ -72,9 +76,13 @@ export function routeLabel(path: string, assets: Readonly<Record<string, unknown
  */
 export class GatewayMetrics {
   readonly #startedAt = Date.now();
-  /** Requests answered, by route, then by status. */
-  readonly #requests = new Map<RouteLabel, Map<number, number>>();
+  /** Requests answered, by route, then by status and node (`status` or `status node`). */
+  readonly #requests = new Map<RouteLabel, Map<string, number>>();
+  /** What became of `NEW`s, by node (`""`: the one unnamed proxy), then by outcome. */
+  readonly #creates = new Map<string, Map<CreateOutcome, number>>();
   readonly #proxyErrors = new Map<string, number>();
+  /** How long requests took to answer, by route. */
+  readonly #durations = new Map<RouteLabel, Histogram>();
   #webSockets = 0;
   #refusedHosts = 0;
   #refusedOrigins = 0;
@@ -84,11 +92,42 @@ export class GatewayMetrics {
    *
    * @param route Its route.
    * @param status The status answered (101 for a WebSocket).
+   * @param node The node it went to, when the gateway routes to named nodes and knows it.
    */
-  requested(route: RouteLabel, status: number): void {
+  requested(route: RouteLabel, status: number, node?: string): void {
     let statuses = this.#requests.get(route);
     if (statuses === undefined) this.#requests.set(route, statuses = new Map());
-    statuses.set(status, (statuses.get(status) ?? 0) + 1);
+    const key = node === undefined ? String(status) : `${status} ${node}`;
+    statuses.set(key, (statuses.get(key) ?? 0) + 1);
+  }
+
+  /**
+   * Counts one node's answer to a `NEW`: created, busy (full or
+   * draining), unavailable (not answering), or failed otherwise. A `NEW`
+   * a node refuses goes on to the next, so one request may count several.
+   *
+   * @param node The node's name; `null` for the one unnamed proxy.
+   * @param outcome What became of it.
+   */
+  created(node: string | null, outcome: CreateOutcome): void {
+    const key = node ?? "";
+    let outcomes = this.#creates.get(key);
+    if (outcomes === undefined) this.#creates.set(key, outcomes = new Map());
+    outcomes.set(outcome, (outcomes.get(outcome) ?? 0) + 1);
+  }
+
+  /**
+   * Counts how long the gateway took to answer a request: from its arrival
+   * to its response (for a WebSocket, to the upgrade; for a long poll, the
+   * wait included).
+   *
+   * @param route Its route.
+   * @param seconds The time taken, in seconds.
+   */
+  answeredIn(route: RouteLabel, seconds: number): void {
+    let histogram = this.#durations.get(route);
+    if (histogram === undefined) this.#durations.set(route, histogram = new Histogram());
+    histogram.observe(seconds);
   }
 
   /**
@@ -134,7 +173,15 @@ export class GatewayMetrics {
    */
   format(): string {
     const requests = [...this.#requests].flatMap(([route, statuses]) =>
-      [...statuses].map(([status, count]) => [{ route, status: String(status) }, count] as const)
+      [...statuses].map(([key, count]) => {
+        const [status = key, node] = key.split(" ");
+        return [node === undefined ? { route, status } : { route, status, node }, count] as const;
+      })
+    );
+    const creates = [...this.#creates].flatMap(([node, outcomes]) =>
+      [...outcomes].map(([outcome, count]) =>
+        [node === "" ? { outcome } : { node, outcome }, count] as const
+      )
     );
     return formatPrometheus([
       {
@@ -152,8 +199,25 @@ export class GatewayMetrics {
       {
         name: "web_requests_total",
         type: "counter",
-        help: "Requests answered, by route and status (101: a WebSocket).",
+        help: "Requests answered, by route and status (101: a WebSocket), and node when routed.",
         samples: requests,
+      },
+      {
+        name: "web_new_sessions_total",
+        type: "counter",
+        help:
+          "Answers to NEW, by node (when named) and outcome: created, busy, unavailable, failed.",
+        samples: creates,
+      },
+      {
+        name: "web_request_duration_seconds",
+        type: "histogram",
+        help: "Requests answered, by route: arrival to response (a WebSocket: to the upgrade), " +
+          "in seconds.",
+        samples: ROUTE_LABELS.flatMap((route) => {
+          const histogram = this.#durations.get(route);
+          return histogram === undefined ? [] : [[{ route }, histogram] as const];
+        }),
       },
       {
         name: "web_websockets",

@@ -14,3 +14,13 @@ export { GatewayMetrics, ROUTE_LABELS, type RouteLabel, routeLabel } from "./met
 export { metricsHandler, MetricsServer, type MetricsServerOptions } from "./metrics_server.ts";
 export type { Asset } from "./static.ts";
 export { WEB_ASSETS } from "./assets.ts";
+export {
+  type LineEnding,
+  type NamedTerminalSettings,
+  parseTerminalSettings,
+  RAW_TERMINAL,
+  TELNET_TERMINAL,
+  type TerminalMode,
+  type TerminalSettings,
+  terminalSettingsOf,
+} from "./terminal_settings.ts";

@@ -69,6 +69,32 @@ export function httpErrorFor(error: unknown): HttpError | null {
 
 /** Reads a JSON object body of at most `max` bytes. */
 export async function readJson(request: Request, max: number): Promise<Record<string, unknown>> {
+  return parseBody(await readBody(request, max));
+}
+
+/** Reads a JSON object body of at most `max` bytes; no body at all reads as `{}`. */
+export async function readOptionalJson(
+  request: Request,
+  max: number,
+): Promise<Record<string, unknown>> {
+  const bytes = await readBody(request, max);
+  return bytes.length === 0 ? {} : parseBody(bytes);
+}
+
+/**
+ * The destination a body names (`"to"`), or `undefined` when it names none.
+ * Whether the gateway serves it is the caller's to check.
+ */
+export function destinationOf(body: Record<string, unknown>): string | undefined {
+  const to = body.to;
+  if (to === undefined || to === null) return undefined;
+  if (typeof to !== "string") {
+    throw new HttpError(400, "bad_request", '"to" must be a destination name');
+  }
+  return to;
+}
+
+async function readBody(request: Request, max: number): Promise<Uint8Array> {
   const length = Number(request.headers.get("content-length") ?? NaN);
   if (length > max) {
     throw new HttpError(413, "too_large", `Request bodies are limited to ${max} bytes`);
@@ -90,7 +116,10 @@ export async function readJson(request: Request, max: number): Promise<Record<st
       throw new HttpError(400, "bad_request", "The request body ended early");
     }
   }
-  const bytes = concatBytes(chunks);
+  return concatBytes(chunks);
+}
+
+function parseBody(bytes: Uint8Array): Record<string, unknown> {
   let body: unknown;
   try {
     body = JSON.parse(new TextDecoder().decode(bytes));

@@ -1,0 +1,286 @@
+/**
+ * A cluster on loopback for the multi-process tests (tests/cluster_test.ts,
+ * tests/e2e/cluster_test.ts): an echo destination, `main.ts server
+ * --node=nK` processes, `main.ts web --proxy=nK=...` gateways in front of
+ * all of them, and Debian's nginx running nginx.conf.example with every
+ * gateway in its upstream.
+ */
+
+import assert from "node:assert/strict";
+import { NGINX } from "./_nginx.ts";
+import {
+  echoDestination,
+  issuedSecrets,
+  ServerProcess,
+  WAIT_MS,
+  withDeadline,
+} from "./_helpers.ts";
+
+const ROOT = new URL("..", import.meta.url).pathname;
+
+/** Why the cluster tests are skipped, or "" when nginx is there. */
+export const SKIP_CLUSTER = NGINX
+  ? ""
+  : " (skipped: nginx is not installed; apt-get install nginx-light)";
+
+/** One `server --node` process. */
+export interface ClusterNode {
+  name: string;
+  process: ServerProcess;
+  proxyPort: number;
+  adminPort: number;
+}
+
+/** One `web` process. */
+export interface ClusterGateway {
+  process: ServerProcess;
+  /** Its own base URL (`http://127.0.0.1:PORT`). */
+  url: string;
+  /** Its `--metrics` base URL. */
+  metricsUrl: string;
+}
+
+/** The running cluster; disposing stops everything. */
+export interface Cluster extends AsyncDisposable {
+  nodes: ClusterNode[];
+  gateways: ClusterGateway[];
+  /** nginx's base URL of the gateways (`http://127.0.0.1:PORT/terminal/`). */
+  base: string;
+  /** nginx's error log so far. */
+  nginxLog(): string;
+}
+
+/** A free loopback port: nginx cannot be told to pick one. */
+function freePort(): number {
+  const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+  const { port } = listener.addr;
+  listener.close();
+  return port;
+}
+
+/** Starts `nodes` servers, `gateways` gateways and nginx in front of the gateways. */
+export async function startCluster(
+  options: { nodes?: number; gateways?: number; workerConnections?: number } = {},
+): Promise<Cluster> {
+  const stack = new AsyncDisposableStack();
+  try {
+    const destination = stack.use(echoDestination());
+    const names = Array.from({ length: options.nodes ?? 3 }, (_, i) => `n${i + 1}`);
+    const processes = names.map((name) =>
+      stack.use(
+        new ServerProcess([
+          `--node=${name}`,
+          "--proxy=127.0.0.1:0",
+          "--admin=127.0.0.1:0",
+          `127.0.0.1:${destination.port}`,
+        ]),
+      )
+    );
+    const nodes = await withDeadline(
+      Promise.all(processes.map(async (process, i) => ({
+        name: names[i] ?? "",
+        process,
+        proxyPort: await process.port,
+        adminPort: await process.adminPort,
+      }))),
+      WAIT_MS,
+      "the servers' start",
+    );
+    const proxies = nodes.map((node) => `--proxy=${node.name}=127.0.0.1:${node.proxyPort}`);
+    const webs = Array.from({ length: options.gateways ?? 2 }, () =>
+      stack.use(
+        new ServerProcess(
+          ["--listen=127.0.0.1:0", "--metrics=127.0.0.1:0", ...proxies],
+          "web",
+        ),
+      ));
+    const gateways = await withDeadline(
+      Promise.all(webs.map(async (process) => {
+        const line = await process.waitFor((text) => text.includes("web.listening"));
+        const metrics = /\bmetrics[=":]+\S+?:(\d+)/.exec(line)?.[1];
+        return {
+          process,
+          url: `http://127.0.0.1:${await process.port}`,
+          metricsUrl: `http://127.0.0.1:${metrics}`,
+        };
+      })),
+      WAIT_MS,
+      "the gateways' start",
+    );
+    const nginx = await startNginxInFront(
+      gateways.map((gateway) => Number(new URL(gateway.url).port)),
+      options.workerConnections ?? 1024,
+    );
+    stack.use(nginx);
+    const moved = stack.move();
+    return {
+      nodes,
+      gateways,
+      base: nginx.base,
+      nginxLog: nginx.log,
+      [Symbol.asyncDispose]: () => moved.disposeAsync(),
+    };
+  } catch (error) {
+    await stack.disposeAsync();
+    throw error;
+  }
+}
+
+/** nginx with nginx.conf.example, its upstream every one of `gatewayPorts`. */
+async function startNginxInFront(
+  gatewayPorts: number[],
+  workerConnections: number,
+): Promise<AsyncDisposable & { base: string; log: () => string }> {
+  const dir = await Deno.makeTempDir({ prefix: "socketproxy-cluster-nginx-" });
+  await Deno.chmod(dir, 0o777); // workers may run as nobody
+  const port = freePort();
+  const servers = gatewayPorts.map((gateway) => `server 127.0.0.1:${gateway};`).join("\n    ");
+  const site = (await Deno.readTextFile(`${ROOT}nginx.conf.example`))
+    .replace("listen 80;", `listen 127.0.0.1:${port};`)
+    .replace("server 127.0.0.1:8080;", servers);
+  assert.ok(site.includes(`127.0.0.1:${port}`));
+  await Deno.writeTextFile(`${dir}/site.conf`, site);
+  await Deno.writeTextFile(
+    `${dir}/nginx.conf`,
+    `worker_processes 1;
+error_log ${dir}/error.log info;
+pid ${dir}/nginx.pid;
+events { worker_connections ${workerConnections}; }
+http {
+  access_log off;
+  client_body_temp_path ${dir}/client_body;
+  proxy_temp_path ${dir}/proxy;
+  fastcgi_temp_path ${dir}/fastcgi;
+  uwsgi_temp_path ${dir}/uwsgi;
+  scgi_temp_path ${dir}/scgi;
+  include ${dir}/site.conf;
+}
+`,
+  );
+  const child = new Deno.Command(NGINX ?? "nginx", {
+    args: ["-p", dir, "-c", `${dir}/nginx.conf`, "-g", "daemon off;"],
+    stdin: "null",
+    stdout: "null",
+    stderr: "null",
+  }).spawn();
+  const log = () => {
+    try {
+      return Deno.readTextFileSync(`${dir}/error.log`);
+    } catch {
+      return "";
+    }
+  };
+  // Ready once it accepts connections: a bounded wait, there is no event to wait on.
+  for (let attempt = 0;; attempt++) {
+    try {
+      (await Deno.connect({ hostname: "127.0.0.1", port })).close();
+      break;
+    } catch {
+      if (attempt > 200) {
+        child.kill("SIGKILL");
+        await child.status;
+        throw new Error(`nginx did not start:\n${log()}`);
+      }
+      await new Promise((resolve) => setTimeout(resolve, 25));
+    }
+  }
+  return {
+    base: `http://127.0.0.1:${port}/terminal/`,
+    log,
+    async [Symbol.asyncDispose]() {
+      child.kill("SIGQUIT");
+      await child.status;
+      await Deno.remove(dir, { recursive: true });
+    },
+  };
+}
+
+/** A JSON request to a gateway (its own URL or nginx's base); the answer's status and body. */
+export async function api(
+  base: string,
+  path: string,
+  body?: Record<string, unknown>,
+  method = "POST",
+): Promise<{ status: number; body: Record<string, unknown> }> {
+  const url = new URL(path, base.endsWith("/") ? base : `${base}/`);
+  const response = await fetch(url, {
+    method,
+    ...(body === undefined
+      ? {}
+      : { headers: { "content-type": "application/json" }, body: JSON.stringify(body) }),
+  });
+  const text = await response.text();
+  let parsed: Record<string, unknown> = {};
+  try {
+    parsed = JSON.parse(text);
+  } catch {
+    parsed = { text };
+  }
+  return { status: response.status, body: parsed };
+}
+
+/** A session as the gateway hands it out. */
+export interface Created {
+  id: string;
+  secret: string;
+}
+
+/** Creates a session through `base`: asserts the 201. */
+export async function create(base: string): Promise<Created> {
+  const { status, body } = await api(base, "api/sessions");
+  assert.equal(status, 201, JSON.stringify(body));
+  issuedSecrets.add(String(body.secret));
+  return { id: String(body.id), secret: String(body.secret) };
+}
+
+/** The node an id names. */
+export function nodeOfId(id: string): string {
+  return id.slice(0, id.indexOf("_"));
+}
+
+/**
+ * Sends `text` through `inputVia` and reads its echo back through
+ * `outputVia` (long polls from `ack`, bounded): the session works through
+ * both. Returns the new `ack`.
+ */
+export async function echo(
+  session: Created,
+  text: string,
+  inputVia: string,
+  outputVia: string,
+  ack: number,
+): Promise<number> {
+  const sent = await api(inputVia, `api/sessions/${session.id}/poll`, {
+    secret: session.secret,
+    ack,
+    input: btoa(text),
+  });
+  assert.equal(sent.status, 200, JSON.stringify(sent.body));
+  let output = atob(String(sent.body.data));
+  let at = Number(sent.body.ack);
+  for (let round = 0; round < 50 && output.length < text.length; round++) {
+    const { status, body } = await api(outputVia, `api/sessions/${session.id}/poll`, {
+      secret: session.secret,
+      ack: at,
+      wait: 5000,
+    });
+    assert.equal(status, 200, JSON.stringify(body));
+    output += atob(String(body.data));
+    at = Number(body.ack);
+  }
+  assert.equal(output, text);
+  return at;
+}
+
+/** The node counts of a set of ids. */
+export function spread(ids: string[]): Map<string, number> {
+  const counts = new Map<string, number>();
+  for (const id of ids) counts.set(nodeOfId(id), (counts.get(nodeOfId(id)) ?? 0) + 1);
+  return counts;
+}
+
+/** A gateway's `socketproxy_web_websockets` now. */
+export async function openWebSockets(gateway: ClusterGateway): Promise<number> {
+  const text = await (await fetch(`${gateway.metricsUrl}/metrics`)).text();
+  return Number(/^socketproxy_web_websockets (\d+)$/m.exec(text)?.[1] ?? NaN);
+}
