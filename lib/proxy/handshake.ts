@@ -19,6 +19,8 @@ export interface ReceivedHello {
   hello: Hello;
   /** Input that arrived after the hello's LF. */
   leftover: Uint8Array;
+  /** The rest of the hello's buffer, after the leftover: free for the first input read. */
+  spare: Uint8Array;
 }
 
 /** Options for {@linkcode handshake}. */
@@ -45,6 +47,86 @@ const LF = 0x0a;
 /** The peer closed before finishing its hello: nothing to answer. */
 class PeerGone extends Error {}
 
+/** A hello's deadline in a {@linkcode Deadlines} queue. */
+interface Deadline {
+  /** When it expires (`performance.now()`). */
+  at: number;
+  /** Rejects the handshake's wait; `null` once the hello has arrived or failed. */
+  expire: ((error: ProtocolError) => void) | null;
+}
+
+/**
+ * The deadlines of the hellos being read with one timeout. They start in
+ * the order they expire, so a queue in arrival order with one timer for its
+ * head replaces a timer per connection, set and cleared on every poll.
+ */
+class Deadlines {
+  readonly #timeout: number;
+  readonly #queue: Deadline[] = [];
+  #head = 0;
+  #live = 0;
+  #timer: ReturnType<typeof setTimeout> | undefined;
+
+  constructor(timeout: number) {
+    this.#timeout = timeout;
+  }
+
+  /** Starts a deadline `timeout` from now that calls `expire` unless ended first. */
+  start(expire: (error: ProtocolError) => void): Deadline {
+    const deadline: Deadline = { at: performance.now() + this.#timeout, expire };
+    this.#queue.push(deadline);
+    this.#live++;
+    if (this.#timer === undefined) this.#arm(this.#timeout);
+    return deadline;
+  }
+
+  /** Ends a deadline before it expires (idempotent). */
+  end(deadline: Deadline): void {
+    if (deadline.expire === null) return;
+    deadline.expire = null;
+    if (--this.#live > 0) return;
+    // Nothing left to time: no timer may outlive the handshakes.
+    clearTimeout(this.#timer);
+    this.#timer = undefined;
+    this.#queue.length = 0;
+    this.#head = 0;
+  }
+
+  #arm(ms: number): void {
+    this.#timer = setTimeout(() => this.#expire(), ms);
+  }
+
+  #expire(): void {
+    this.#timer = undefined;
+    const now = performance.now();
+    const queue = this.#queue;
+    while (this.#head < queue.length) {
+      const deadline = queue[this.#head] as Deadline;
+      if (deadline.expire !== null && deadline.at > now) break;
+      this.#head++;
+      const expire = deadline.expire;
+      if (expire === null) continue;
+      deadline.expire = null;
+      this.#live--;
+      expire(new ProtocolError("timeout", `no complete hello within ${this.#timeout} ms`));
+    }
+    // Drop the expired and ended entries once they are half the queue.
+    if (this.#head > 64 && this.#head * 2 > queue.length) {
+      queue.splice(0, this.#head);
+      this.#head = 0;
+    }
+    const next = queue[this.#head];
+    if (next) this.#arm(Math.max(1, Math.ceil(next.at - now)));
+    else {
+      queue.length = 0;
+      this.#head = 0;
+    }
+  }
+}
+
+/** One deadline queue per handshake timeout in use (a server has one). */
+const deadlineQueues = new Map<number, Deadlines>();
+
 /**
  * Reads one hello line, at most {@linkcode MAX_HELLO_BYTES} long, within `timeout`.
  *
@@ -57,31 +139,37 @@ class PeerGone extends Error {}
 export async function readHello(conn: Deno.Conn, timeout: number): Promise<ReceivedHello> {
   const buffer = new Uint8Array(MAX_HELLO_BYTES);
   let filled = 0;
-  let timer: ReturnType<typeof setTimeout> | undefined;
-  const expired = new Promise<never>((_, reject) => {
-    timer = setTimeout(
-      () => reject(new ProtocolError("timeout", `no complete hello within ${timeout} ms`)),
-      timeout,
-    );
-  });
+  let deadlines = deadlineQueues.get(timeout);
+  if (!deadlines) deadlineQueues.set(timeout, deadlines = new Deadlines(timeout));
+  const expired = Promise.withResolvers<never>();
+  const deadline = deadlines.start(expired.reject);
   try {
     while (true) {
-      const count = await Promise.race([conn.read(buffer.subarray(filled)), expired]);
+      const count = await Promise.race([conn.read(buffer.subarray(filled)), expired.promise]);
       if (count === null) throw new PeerGone("closed before finishing its hello");
       const lf = buffer.subarray(filled, filled + count).indexOf(LF);
       filled += count;
       if (lf >= 0) {
         const end = filled - count + lf;
-        const line = String.fromCharCode(...buffer.subarray(0, end));
-        return { hello: parseHello(line), leftover: buffer.subarray(end + 1, filled) };
+        return {
+          hello: parseHello(latin1(buffer, end)),
+          leftover: buffer.subarray(end + 1, filled),
+          spare: buffer.subarray(filled),
+        };
       }
       if (filled === buffer.length) {
         throw new ProtocolError("bad-request", `hello longer than ${MAX_HELLO_BYTES} bytes`);
       }
     }
   } finally {
-    clearTimeout(timer);
+    deadlines.end(deadline);
   }
+}
+
+/** The first `end` bytes of `bytes` as a string of the same char codes. */
+function latin1(bytes: Uint8Array, end: number): string {
+  // apply takes the bytes as they are: a fifth of the time of spreading them.
+  return String.fromCharCode.apply(null, bytes.subarray(0, end) as unknown as number[]);
 }
 
 /**
@@ -94,9 +182,10 @@ export async function readHello(conn: Deno.Conn, timeout: number): Promise<Recei
 export async function handshake(conn: Deno.Conn, options: HandshakeOptions): Promise<void> {
   const { store, logger } = options;
   const peer = peerAddress(conn);
-  const client = { peer, host: (conn.remoteAddr as Deno.NetAddr).hostname, signal: options.signal };
+  const host = (conn.remoteAddr as Deno.NetAddr).hostname;
+  const client = { peer, host, signal: options.signal };
   try {
-    const { hello, leftover } = await readHello(conn, options.timeout);
+    const { hello, leftover, spare } = await readHello(conn, options.timeout);
     const helloAt = performance.now();
     switch (hello.verb) {
       case "NEW": {
@@ -109,19 +198,20 @@ export async function handshake(conn: Deno.Conn, options: HandshakeOptions): Pro
         });
         session.attach(
           conn,
-          hello.framed ? { peer, ack: 0, framed: true, leftover } : { peer, leftover },
+          hello.framed ? { peer, ack: 0, framed: true, leftover } : { peer, leftover, spare },
         );
         return;
       }
       case "RESUME": {
-        const session = await store.authenticate(hello, client);
-        session.attach(conn, {
-          peer,
-          ack: hello.ack,
-          framed: hello.framed ?? false,
-          leftover,
-          helloAt,
-        });
+        // A poll's resume is found at once; only a throttled or failing one waits.
+        const session = store.authenticateNow(hello, host) ??
+          await store.authenticate(hello, client);
+        session.attach(
+          conn,
+          hello.framed
+            ? { peer, ack: hello.ack, framed: true, leftover, helloAt }
+            : { peer, ack: hello.ack, leftover, spare, helloAt },
+        );
         return;
       }
       case "CLOSE": {

@@ -10,7 +10,7 @@ import { closeQuietly } from "../_io.ts";
 import type { HostPort } from "../address.ts";
 import type { NamedDestination, ServerConfig } from "./config.ts";
 import { type Counters, newCounters } from "./counters.ts";
-import { handshake } from "./handshake.ts";
+import { handshake, type HandshakeOptions } from "./handshake.ts";
 import { acceptLoop } from "./listener.ts";
 import { listenLoopbacks } from "../listen.ts";
 import { describeError, type Logger } from "../log.ts";
@@ -86,8 +86,9 @@ export class ProxyServer implements AsyncDisposable {
   /** The proxy port's listeners: two for `localhost`, 127.0.0.1's first. */
   readonly #listeners: readonly [ProxyListener, ...ProxyListener[]];
   readonly #logger: Logger;
-  readonly #handshakeTimeout: number;
   readonly #stop = new AbortController();
+  /** What every handshake is given: made once, not per accept. */
+  readonly #handshakeOptions: HandshakeOptions;
   /** Connections still in their handshake, closed on shutdown. */
   readonly #handshaking = new Set<Deno.Conn>();
   readonly #tasks = new Set<Promise<void>>();
@@ -99,7 +100,6 @@ export class ProxyServer implements AsyncDisposable {
   ) {
     this.#listeners = listeners;
     this.#logger = options.logger;
-    this.#handshakeTimeout = options.handshakeTimeout;
     this.destination = options.destination;
     const fallback = options.destination;
     this.destinations = [
@@ -128,6 +128,12 @@ export class ProxyServer implements AsyncDisposable {
     this.store = new SessionStore(
       options.connect ? { ...storeOptions, connect: options.connect } : storeOptions,
     );
+    this.#handshakeOptions = {
+      store: this.store,
+      timeout: options.handshakeTimeout,
+      logger: this.#logger,
+      signal: this.#stop.signal,
+    };
     // A loop per listener, so that one backing off holds up no other.
     for (const listener of listeners) {
       this.#track(
@@ -209,25 +215,28 @@ export class ProxyServer implements AsyncDisposable {
     }
     try {
       (conn as Deno.TcpConn).setNoDelay(true);
-      // Notices clients that vanish without a word on a quiet session.
-      (conn as Deno.TcpConn).setKeepAlive(true);
+      // Keep-alive comes once attached a while (Session.keepAlive), not per accept.
     } catch {
       // Reset before we got to it; the handshake's read will notice.
     }
     this.#handshaking.add(conn);
-    this.#track(
-      handshake(conn, {
-        store: this.store,
-        timeout: this.#handshakeTimeout,
-        logger: this.#logger,
-        signal: this.#stop.signal,
-      }).finally(() => this.#handshaking.delete(conn)),
-    );
+    this.#track(handshake(conn, this.#handshakeOptions), conn);
   }
 
-  #track(task: Promise<void>): void {
+  /** Keeps `task` until it settles; `conn` leaves the handshaking set with it. */
+  #track(task: Promise<void>, conn?: Deno.Conn): void {
     this.#tasks.add(task);
-    task.catch((error) => this.#logger.error("internal.error", { error: describeError(error) }))
-      .finally(() => this.#tasks.delete(task));
+    // One reaction for both outcomes: every accept makes one.
+    task.then(
+      () => {
+        this.#tasks.delete(task);
+        if (conn) this.#handshaking.delete(conn);
+      },
+      (error) => {
+        this.#tasks.delete(task);
+        if (conn) this.#handshaking.delete(conn);
+        this.#logger.error("internal.error", { error: describeError(error) });
+      },
+    );
   }
 }

@@ -89,6 +89,8 @@ interface Attachment {
   helloAt: number | null;
   /** When it attached (`performance.now()`). */
   attachedAt: number;
+  /** TCP keep-alive is on for `conn` (see {@linkcode Session.keepAlive}). */
+  keptAlive: boolean;
 }
 
 /** Input read from a client; `buffer` is reused for reads once the chunk is written. */
@@ -129,6 +131,13 @@ export interface AttachOptions {
    * @default {no input}
    */
   leftover?: Uint8Array;
+  /**
+   * Free bytes the input receiver reads into first (the rest of the
+   * hello's buffer), so that a poll, whose next read is its end, needs
+   * no read buffer of its own. Not for framed attachments.
+   * @default {none}
+   */
+  spare?: Uint8Array;
 }
 
 const EMPTY_INPUT = new Uint8Array(0);
@@ -308,6 +317,27 @@ export class Session {
     return secretsEqual(this.#secret, secret);
   }
 
+  /**
+   * Turns TCP keep-alive on for the attached client connection once it has
+   * been attached `after` ms, so that a client that vanishes without a word
+   * from a quiet session is noticed. The store calls this for its attached
+   * sessions about once a second: a poll, attached for milliseconds, never
+   * pays for it (and the first probe is hours away anyway).
+   *
+   * @param now The time now (`performance.now()`).
+   * @param after How long the attachment must have lasted, in ms.
+   */
+  keepAlive(now: number, after: number): void {
+    const attachment = this.#attachment;
+    if (!attachment || attachment.keptAlive || now - attachment.attachedAt < after) return;
+    attachment.keptAlive = true;
+    try {
+      (attachment.conn as Deno.TcpConn).setKeepAlive(true);
+    } catch {
+      // Closed meanwhile, or not TCP: its own read or write will tell.
+    }
+  }
+
   /** Current figures of the session. */
   stats(): SessionStats {
     const attachment = this.#attachment;
@@ -337,7 +367,7 @@ export class Session {
    * @throws {ProtocolError} `gap` or `ack` when `ack` cannot be served.
    */
   attach(conn: Deno.Conn, options: AttachOptions): void {
-    const { peer, ack, leftover = EMPTY_INPUT, framed = false } = options;
+    const { peer, ack, leftover = EMPTY_INPUT, framed = false, spare = EMPTY_INPUT } = options;
     if (framed && ack === undefined) throw new TypeError("A framed attachment needs an ack");
     const buffer = this.#buffer;
     if (ack !== undefined && ack < buffer.floor) {
@@ -387,6 +417,7 @@ export class Session {
       wakeReceiver: null,
       helloAt: options.helloAt ?? null,
       attachedAt: performance.now(),
+      keptAlive: false,
       framed: framed
         ? new FramedAttachment(this.#framedHost ??= this.#newFramedHost(), {
           conn,
@@ -424,8 +455,8 @@ export class Session {
     if (attachment.framed) {
       this.#track(attachment.framed.run());
     } else {
-      this.#track(this.#sendOutput(attachment, encoder.encode(reply)));
-      this.#track(this.#receiveInput(attachment, leftover));
+      this.#track(this.#sendOutput(attachment, reply));
+      this.#track(this.#receiveInput(attachment, leftover, spare));
     }
   }
 
@@ -496,9 +527,14 @@ export class Session {
 
   #track(task: Promise<void>): void {
     this.#tasks.add(task);
-    task.catch((error) =>
-      this.#logger.error("internal.error", { id: this.id, error: describeError(error) })
-    ).finally(() => this.#tasks.delete(task));
+    // One reaction for both outcomes: a poll starts three of these.
+    task.then(
+      () => this.#tasks.delete(task),
+      (error) => {
+        this.#tasks.delete(task);
+        this.#logger.error("internal.error", { id: this.id, error: describeError(error) });
+      },
+    );
   }
 
   async #readDestination(): Promise<void> {
@@ -529,16 +565,17 @@ export class Session {
     this.#closeDestination();
   }
 
-  async #sendOutput(attachment: Attachment, reply: Uint8Array): Promise<void> {
+  async #sendOutput(attachment: Attachment, reply: string): Promise<void> {
     const buffer = this.#buffer;
     try {
       // A poll's few pending bytes ride with the reply line: one write, not
-      // two. (The only place output is copied in the server; large output
-      // goes from the ring to the socket as it is.)
+      // two, from one buffer the (ASCII) line is encoded into. (The only
+      // place output is copied in the server; large output goes from the
+      // ring to the socket as it is.)
       const pending = buffer.end - attachment.position;
       if (pending > 0 && pending <= SMALL_PENDING) {
         const first = new Uint8Array(reply.length + pending);
-        first.set(reply);
+        encoder.encodeInto(reply, first);
         for (let at = 0; at < pending;) {
           const view = buffer.view(attachment.position + at);
           first.set(view, reply.length + at);
@@ -548,7 +585,7 @@ export class Session {
         this.#replySent(attachment);
         this.#sent(attachment, pending);
       } else {
-        await writeAll(attachment.conn, reply);
+        await writeAll(attachment.conn, encoder.encode(reply));
         this.#replySent(attachment);
       }
       while (this.#attachment === attachment) {
@@ -591,8 +628,14 @@ export class Session {
    * than {@linkcode MAX_INPUT_BACKLOG} waits for the destination (its
    * client resends from `<in>` too).
    */
-  async #receiveInput(attachment: Attachment, leftover: Uint8Array): Promise<void> {
+  async #receiveInput(
+    attachment: Attachment,
+    leftover: Uint8Array,
+    spare: Uint8Array,
+  ): Promise<void> {
     const free: Uint8Array[] = [];
+    // Read into first; not counted in `buffers`, and never read into again.
+    let first: Uint8Array | null = spare.length > 0 ? spare : null;
     // Reads start small, so idle and polling clients cost little, and grow
     // while they come back full, so a flood takes few large reads.
     let size = FIRST_INPUT_CHUNK;
@@ -603,8 +646,10 @@ export class Session {
     try {
       while (true) {
         if (!reading && !attachment.draining) {
-          let buffer = free.pop();
-          if (buffer && buffer.length < size) {
+          let buffer = first ?? free.pop();
+          if (first) {
+            first = null;
+          } else if (buffer && buffer.length < size) {
             buffer = new Uint8Array(size); // outgrown
           } else if (!buffer && buffers < 2) {
             buffer = new Uint8Array(size);
@@ -646,8 +691,9 @@ export class Session {
           this.#outputArrived.wake();
         } else if (reading && event.count !== null) {
           const { buffer } = reading;
-          if (event.count === buffer.length && size < MAX_INPUT_CHUNK) size *= 2;
-          queue.push({ bytes: buffer.subarray(0, event.count), buffer });
+          const spareRead = buffer === spare;
+          if (event.count === buffer.length && !spareRead && size < MAX_INPUT_CHUNK) size *= 2;
+          queue.push({ bytes: buffer.subarray(0, event.count), buffer: spareRead ? null : buffer });
           reading = null;
         }
       }

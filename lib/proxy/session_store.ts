@@ -106,6 +106,9 @@ export interface SessionStoreOptions {
   connect?: ConnectFunction;
 }
 
+/** Client connections attached this long (in ms) get TCP keep-alive, within as long again. */
+const KEEPALIVE_AFTER = 1000;
+
 /** Compared against when the id is unknown, so both failures take equal time. */
 const DECOY_SECRET = newSecret();
 
@@ -143,6 +146,9 @@ export class SessionStore {
   readonly #sessions = new Map<string, Session>();
   /** Detached sessions, for the idle sweep. */
   readonly #idle = new Set<Session>();
+  /** Attached sessions, for the keep-alive sweep. */
+  readonly #attached = new Set<Session>();
+  #keepAliveSweeper: ReturnType<typeof setInterval> | undefined;
   /** Ended sessions whose connections are still closing (a framed client's last frames). */
   readonly #settling = new Set<Session>();
   #sweeper: ReturnType<typeof setInterval> | undefined;
@@ -173,9 +179,19 @@ export class SessionStore {
     // Sessions expire within a tenth of the idle timeout (at most a second) of it.
     this.#sweepEvery = Math.min(1000, Math.max(10, options.idleTimeout / 10));
     this.#events = {
-      attached: (session) => this.#attachedOrEnded(session),
-      detached: (session) => this.#detached(session),
+      attached: (session) => {
+        this.#attachedOrEnded(session);
+        this.#attached.add(session);
+        // Keep-alive is set on connections attached a while, by one timer
+        // for all, not by a system call per accept.
+        this.#keepAliveSweeper ??= setInterval(() => this.#keepAlive(), KEEPALIVE_AFTER);
+      },
+      detached: (session) => {
+        this.#notAttached(session);
+        this.#detached(session);
+      },
       ended: (session) => {
+        this.#notAttached(session);
         this.#attachedOrEnded(session);
         this.#sessions.delete(session.id);
         this.#options.counters.sessionsEnded++;
@@ -389,6 +405,24 @@ export class SessionStore {
   }
 
   /**
+   * Finds a session by id and secret at once, when that takes no wait: the
+   * common case of {@linkcode SessionStore.authenticate}, without its
+   * promise. An unknown id and a wrong secret are compared alike here too.
+   *
+   * @param credentials The id and secret the client presented.
+   * @param host The client's IP address, for the guessing throttle.
+   * @returns The session; `undefined` when the throttle makes the attempt
+   * wait or the credentials fail: then `authenticate` answers it.
+   */
+  authenticateNow(credentials: { id: string; secret: string }, host: string): Session | undefined {
+    const { id, secret } = credentials;
+    if (this.#throttle.delay(host, id) > 0) return undefined;
+    const session = this.#sessions.get(id);
+    const matches = session ? session.matches(secret) : secretsEqual(DECOY_SECRET, secret);
+    return matches ? session : undefined;
+  }
+
+  /**
    * Finds a session by id and secret, in time that does not tell an unknown
    * id from a wrong secret, slowing guessers down (see
    * {@linkcode AuthThrottle}): an attempt on a session its address has
@@ -459,6 +493,19 @@ export class SessionStore {
     // One sweep for all idle sessions, running only while there are some:
     // cheaper than a timer per session, set and cleared on every poll.
     this.#sweeper ??= setInterval(() => this.#sweep(), this.#sweepEvery);
+  }
+
+  #notAttached(session: Session): void {
+    this.#attached.delete(session);
+    if (this.#attached.size === 0 && this.#keepAliveSweeper !== undefined) {
+      clearInterval(this.#keepAliveSweeper);
+      this.#keepAliveSweeper = undefined;
+    }
+  }
+
+  #keepAlive(): void {
+    const now = performance.now();
+    for (const session of this.#attached) session.keepAlive(now, KEEPALIVE_AFTER);
   }
 
   #attachedOrEnded(session: Session): void {
