@@ -50,6 +50,7 @@ import {
 import { framedComparison, type FramedFigures } from "./framed.ts";
 import { type FairFigures, fairness } from "./fairness.ts";
 import { memory } from "./memory.ts";
+import { clusterPolls } from "./cluster.ts";
 
 const { values, positionals } = parseArgs({
   args: Deno.args,
@@ -67,6 +68,7 @@ const PARTS = [
   "fairness",
   "memory",
   "gateway",
+  "cluster",
   "ws",
   "websockify",
 ];
@@ -496,6 +498,24 @@ if (only.has("websockify")) {
       ],
     );
   }
+}
+
+if (only.has("cluster")) {
+  await using destination = new Destination(echo);
+  const seconds = quick ? 1 : 3;
+  const rounds = quick ? 1 : 3;
+  const figures = await clusterPolls(destination.port, { clients: 16, seconds, rounds });
+  results.cluster = figures;
+  table(
+    `Cluster: poll cycles (wait 0) through one gateway, 16 clients, median of ${rounds} ` +
+      `interleaved round${rounds === 1 ? "" : "s"} of ${seconds} s`,
+    ["nodes", "polls/s", "sessions per node"],
+    figures.map((row) => [
+      row.nodes,
+      fixed(row.pollsPerSecond),
+      Object.entries(row.spread).map(([node, count]) => `${node}:${count}`).join(" "),
+    ]),
+  );
 }
 
 if (values.json) {

@@ -8,7 +8,10 @@
 
 import assert from "node:assert/strict";
 import { NGINX } from "./_nginx.ts";
+import { BrowserSession, type Status } from "../web/session_client.ts";
+import { Wakeup } from "../lib/_io.ts";
 import {
+  decoder,
   echoDestination,
   issuedSecrets,
   ServerProcess,
@@ -188,7 +191,9 @@ http {
     base: `http://127.0.0.1:${port}/terminal/`,
     log,
     async [Symbol.asyncDispose]() {
-      child.kill("SIGQUIT");
+      // A fast stop: a graceful one (SIGQUIT) may wait out a proxy timeout on a connection
+      // a killed gateway left behind.
+      child.kill("SIGTERM");
       await child.status;
       await Deno.remove(dir, { recursive: true });
     },
@@ -238,10 +243,15 @@ export function nodeOfId(id: string): string {
   return id.slice(0, id.indexOf("_"));
 }
 
+/** The input each session has been given so far, in bytes, by id. */
+const inputCounts = new Map<string, number>();
+
 /**
  * Sends `text` through `inputVia` and reads its echo back through
  * `outputVia` (long polls from `ack`, bounded): the session works through
- * both. Returns the new `ack`.
+ * both. As a page does, input the server has not confirmed (`in`) is sent
+ * again, from its offset (`inputAt`), so that none is lost or repeated.
+ * Returns the new `ack`.
  */
 export async function echo(
   session: Created,
@@ -250,25 +260,33 @@ export async function echo(
   outputVia: string,
   ack: number,
 ): Promise<number> {
-  const sent = await api(inputVia, `api/sessions/${session.id}/poll`, {
-    secret: session.secret,
-    ack,
-    input: btoa(text),
-  });
-  assert.equal(sent.status, 200, JSON.stringify(sent.body));
-  let output = atob(String(sent.body.data));
-  let at = Number(sent.body.ack);
-  for (let round = 0; round < 50 && output.length < text.length; round++) {
-    const { status, body } = await api(outputVia, `api/sessions/${session.id}/poll`, {
-      secret: session.secret,
-      ack: at,
-      wait: 5000,
-    });
+  const inputAt = inputCounts.get(session.id) ?? 0;
+  const target = inputAt + new TextEncoder().encode(text).length;
+  let confirmed = inputAt;
+  let output = "";
+  let at = ack;
+  let last: Record<string, unknown> = {};
+  for (let round = 0; round < 20 && (confirmed < target || output.length < text.length); round++) {
+    const sending = confirmed < target;
+    const { status, body } = await api(
+      sending ? inputVia : outputVia,
+      `api/sessions/${session.id}/poll`,
+      {
+        secret: session.secret,
+        ack: at,
+        // The first request only sends: the echo is read through the other way.
+        wait: round === 0 ? 0 : 1000,
+        ...(sending ? { inputAt, input: btoa(text) } : {}),
+      },
+    );
     assert.equal(status, 200, JSON.stringify(body));
+    last = body;
     output += atob(String(body.data));
     at = Number(body.ack);
+    confirmed = Math.max(confirmed, Number(body.in));
   }
-  assert.equal(output, text);
+  assert.equal(output, text, `${session.id}: the last answer ${JSON.stringify(last)}`);
+  inputCounts.set(session.id, target);
   return at;
 }
 
@@ -283,4 +301,61 @@ export function spread(ids: string[]): Map<string, number> {
 export async function openWebSockets(gateway: ClusterGateway): Promise<number> {
   const text = await (await fetch(`${gateway.metricsUrl}/metrics`)).text();
   return Number(/^socketproxy_web_websockets (\d+)$/m.exec(text)?.[1] ?? NaN);
+}
+
+/** `count` items, `parallel` at a time, in order. */
+export async function inBatches<T>(
+  count: number,
+  parallel: number,
+  make: (i: number) => Promise<T>,
+): Promise<T[]> {
+  const results: T[] = [];
+  for (let start = 0; start < count; start += parallel) {
+    const batch = Array.from({ length: Math.min(parallel, count - start) }, (_, i) => start + i);
+    results.push(...await Promise.all(batch.map(make)));
+  }
+  return results;
+}
+
+/** Storage for one page, in memory. */
+export function memoryStorage(): Pick<Storage, "getItem" | "setItem" | "removeItem"> {
+  const items = new Map<string, string>();
+  return {
+    getItem: (key) => items.get(key) ?? null,
+    setItem: (key, value) => void items.set(key, value),
+    removeItem: (key) => void items.delete(key),
+  };
+}
+
+/** A page's session through nginx, over the WebSocket, its output and statuses kept. */
+export class Page {
+  readonly session: BrowserSession;
+  output = "";
+  readonly statuses: Status[] = [];
+  readonly #changed = new Wakeup();
+
+  constructor(base: string) {
+    this.session = new BrowserSession({
+      base,
+      storage: memoryStorage(),
+      transport: "websocket",
+      onOutput: (bytes) => {
+        this.output += decoder.decode(bytes);
+        this.#changed.wake();
+      },
+      onStatus: (status) => {
+        this.statuses.push(status);
+        this.#changed.wake();
+      },
+      onSession: () => {},
+    });
+  }
+
+  /** Waits until `test` holds; bounded in rounds and time. */
+  async until(test: () => boolean, what: string): Promise<void> {
+    for (let round = 0; !test(); round++) {
+      assert.ok(round < 100_000, `bounded: ${what}`);
+      await withDeadline(this.#changed.wait(), WAIT_MS, what);
+    }
+  }
 }

@@ -10,75 +10,22 @@
  */
 
 import assert from "node:assert/strict";
-import { BrowserSession, type Status } from "../web/session_client.ts";
-import { Wakeup } from "../lib/_io.ts";
-import { decoder, encoder, WAIT_MS, withDeadline } from "./_helpers.ts";
+import { encoder } from "./_helpers.ts";
 import {
   api,
   create,
   type Created,
   echo,
+  inBatches,
   nodeOfId,
   openWebSockets,
+  Page,
   SKIP_CLUSTER,
   spread,
   startCluster,
 } from "./_cluster.ts";
 
 const SESSIONS = 60;
-
-/** `count` items, `parallel` at a time, in order. */
-async function inBatches<T>(count: number, parallel: number, make: (i: number) => Promise<T>) {
-  const results: T[] = [];
-  for (let start = 0; start < count; start += parallel) {
-    const batch = Array.from({ length: Math.min(parallel, count - start) }, (_, i) => start + i);
-    results.push(...await Promise.all(batch.map(make)));
-  }
-  return results;
-}
-
-/** Storage for one page, in memory. */
-function memoryStorage(): Pick<Storage, "getItem" | "setItem" | "removeItem"> {
-  const items = new Map<string, string>();
-  return {
-    getItem: (key) => items.get(key) ?? null,
-    setItem: (key, value) => void items.set(key, value),
-    removeItem: (key) => void items.delete(key),
-  };
-}
-
-/** A page's session through nginx, over the WebSocket, its output and statuses kept. */
-class Page {
-  readonly session: BrowserSession;
-  output = "";
-  readonly statuses: Status[] = [];
-  readonly #changed = new Wakeup();
-
-  constructor(base: string) {
-    this.session = new BrowserSession({
-      base,
-      storage: memoryStorage(),
-      transport: "websocket",
-      onOutput: (bytes) => {
-        this.output += decoder.decode(bytes);
-        this.#changed.wake();
-      },
-      onStatus: (status) => {
-        this.statuses.push(status);
-        this.#changed.wake();
-      },
-      onSession: () => {},
-    });
-  }
-
-  /** Waits until `test` holds; bounded in rounds and time. */
-  async until(test: () => boolean, what: string): Promise<void> {
-    for (let round = 0; !test(); round++) {
-      assert.ok(round < 100_000, `bounded: ${what}`);
-      await withDeadline(this.#changed.wait(), WAIT_MS, what);
-    }
-  }
-}
 
 Deno.test({
   name:
