@@ -247,6 +247,7 @@ if (only.has("polls") || only.has("resume") || only.has("gateway")) {
         fixed(figures.p99ms, 2),
         fixed(figures.cpuUsPerPoll, 1),
         "",
+        "",
       ]);
     }
     // 64 clients: interleaved with the minimal server, medians, as the CPU
@@ -254,11 +255,15 @@ if (only.has("polls") || only.has("resume") || only.has("gateway")) {
     const rounds = quick ? 1 : 3;
     const ours: PollFigures[] = [];
     const minimal: { cyclesPerSecond: number; cpuUsPerPoll: number }[] = [];
+    const floors: { cyclesPerSecond: number; cpuUsPerPoll: number }[] = [];
     for (let round = 0; round < rounds; round++) {
       const ceiling = await minimalServerCycles(64, seconds);
       if (ceiling) minimal.push(ceiling);
+      const floor = await minimalServerCycles(64, seconds, destination.port);
+      if (floor) floors.push(floor);
       ours.push(await pollCycles(server.port, 64, seconds, server.process.pid));
     }
+    const floorCpu = floors.length > 0 ? median(floors.map((run) => run.cpuUsPerPoll)) : NaN;
     const ceiling = minimal.length > 0
       ? {
         cyclesPerSecond: median(minimal.map((run) => run.cyclesPerSecond)),
@@ -274,8 +279,15 @@ if (only.has("polls") || only.has("resume") || only.has("gateway")) {
       fixed(median(ours.map((run) => run.p99ms)), 2),
       fixed(cpu64, 1),
       ceiling ? fixed(cpu64 / ceiling.cpuUsPerPoll, 2) : "n/a",
+      Number.isNaN(floorCpu) ? "n/a" : fixed(cpu64 / floorCpu, 2),
     ]);
-    results.polls = { generatorAlone64: alone, minimalDenoServer64: ceiling, minimal, runs: polls };
+    results.polls = {
+      generatorAlone64: alone,
+      minimalDenoServer64: ceiling,
+      minimal,
+      floors,
+      runs: polls,
+    };
     table(
       `2. Poll cycles (connect, RESUME with ack and 16 bytes of input, read pending, close), ${seconds} s each ` +
         `(64 clients: median of ${rounds} rounds interleaved with the minimal server).\n` +
@@ -286,8 +298,18 @@ if (only.has("polls") || only.has("resume") || only.has("gateway")) {
         `bench/minimal_server.ts): ${
           ceiling === null ? "n/a" : fixed(ceiling.cyclesPerSecond)
         } cycles/s, ` +
-        `${ceiling === null ? "n/a" : fixed(ceiling.cpuUsPerPoll, 1)} µs CPU per poll`,
-      ["clients", "cycles/s", "p50 ms", "p99 ms", "CPU µs/poll", "CPU / minimal server's"],
+        `${ceiling === null ? "n/a" : fixed(ceiling.cpuUsPerPoll, 1)} µs CPU per poll; ` +
+        `the protocol's floor (the minimal server plus a kept destination connection per ` +
+        `session: bench/floor_server.ts): ${fixed(floorCpu, 1)} µs CPU per poll`,
+      [
+        "clients",
+        "cycles/s",
+        "p50 ms",
+        "p99 ms",
+        "CPU µs/poll",
+        "CPU / minimal server's",
+        "CPU / floor's",
+      ],
       rows,
     );
   }

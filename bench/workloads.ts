@@ -722,26 +722,35 @@ export async function startLoadgenServer(
 }
 
 /**
- * Poll cycles against the minimal Deno server (bench/minimal_server.ts), the
- * ceiling for a Deno server here: cycles/s and its CPU time per cycle in µs.
+ * Poll cycles against a reference server: the minimal Deno server
+ * (bench/minimal_server.ts), the ceiling for a Deno server here, or the
+ * protocol's floor (bench/floor_server.ts, which needs a destination):
+ * cycles/s and its CPU time per cycle in µs.
  */
 export async function minimalServerCycles(
   clients: number,
   seconds: number,
+  floorDestination?: number,
 ): Promise<{ cyclesPerSecond: number; cpuUsPerPoll: number } | null> {
   const binary = await loadgen();
   if (!binary) return null;
   const port = freePort();
+  const script = floorDestination === undefined ? "minimal_server.ts" : "floor_server.ts";
   await using server = new Child(Deno.execPath(), [
     "run",
     "--allow-net",
-    new URL("./minimal_server.ts", import.meta.url).pathname,
+    new URL(`./${script}`, import.meta.url).pathname,
     String(port),
+    ...(floorDestination === undefined ? [] : [String(floorDestination)]),
   ]);
-  await waitForPort(port, "the minimal server");
+  await waitForPort(port, script);
+  // The floor keeps a session per id, so each client has its own.
   const sessions = Array.from(
     { length: clients },
-    () => ({ id: "abcdefghijklmnop", secret: "A".repeat(32) }),
+    (_, client) => ({
+      id: floorDestination === undefined ? "abcdefghijklmnop" : `floor${client}`,
+      secret: "A".repeat(32),
+    }),
   );
   const cpuBefore = cpuSeconds(server.process.pid);
   const figures = await runLoadgen(binary, "poll", port, seconds, sessions);
