@@ -60,6 +60,14 @@ export interface FramedFigures {
   /** Round trip of a 64-byte message through an echo destination, ms. */
   echoP50ms: number;
   echoP99ms: number;
+  /** The server's CPU time (from `/proc`) per byte of the output run, ns. */
+  outputServerCpuNs: number;
+  /** The server's CPU time per byte of the input run, ns. */
+  inputServerCpuNs: number;
+  /** This process's CPU time (the client and the destination) per byte of the output run, ns. */
+  outputBenchCpuNs: number;
+  /** This process's CPU time per byte of the input run, ns. */
+  inputBenchCpuNs: number;
 }
 
 /** Options for {@linkcode framedComparison}. */
@@ -448,17 +456,54 @@ async function run<T>(
   }
 }
 
-function outputRate(port: number, kind: FramedClientKind, bytes: number): Promise<number> {
-  return run(port, { kind, mode: OUTPUT }, async (client, started) => {
-    await client.readOutput(bytes);
-    return bytes / 1e6 / ((performance.now() - started) / 1000);
-  });
+/**
+ * CPU time of process `pid` (`"self"` for this one) so far, in ns: the sum
+ * over its threads of `/proc/<pid>/task/<tid>/schedstat`'s time on a CPU
+ * (exact to the ns, where `stat`'s times count 10 ms ticks); `NaN` without
+ * `/proc`. A thread that ends between two readings takes its time with it.
+ */
+function cpuNs(pid: number | "self"): number {
+  try {
+    let total = 0;
+    for (const task of Deno.readDirSync(`/proc/${pid}/task`)) {
+      try {
+        total += Number(
+          Deno.readTextFileSync(`/proc/${pid}/task/${task.name}/schedstat`).split(" ")[0],
+        );
+      } catch {
+        // The thread has ended.
+      }
+    }
+    return total;
+  } catch {
+    return NaN;
+  }
 }
 
-function inputRate(port: number, kind: FramedClientKind, bytes: number): Promise<number> {
-  return run(port, { kind, mode: INPUT }, async (client, started) => {
-    await client.sendInput(bytes);
-    return bytes / 1e6 / ((performance.now() - started) / 1000);
+/** A throughput run's figures: MB/s, and CPU ns per byte of the server and of this process. */
+interface RateFigures {
+  rate: number;
+  serverCpuNs: number;
+  benchCpuNs: number;
+}
+
+/** Moves `bytes` one way (`OUTPUT` or `INPUT`) with a client of `kind`, timed and with the CPU it took. */
+function rate(
+  server: { port: number; pid: number },
+  kind: FramedClientKind,
+  mode: number,
+  bytes: number,
+): Promise<RateFigures> {
+  return run(server.port, { kind, mode }, async (client, started) => {
+    const serverCpu = cpuNs(server.pid);
+    const benchCpu = cpuNs("self");
+    if (mode === OUTPUT) await client.readOutput(bytes);
+    else await client.sendInput(bytes);
+    return {
+      rate: bytes / 1e6 / ((performance.now() - started) / 1000),
+      serverCpuNs: (cpuNs(server.pid) - serverCpu) / bytes,
+      benchCpuNs: (cpuNs("self") - benchCpu) / bytes,
+    };
   });
 }
 
@@ -488,30 +533,33 @@ function echoLatency(
 export async function framedComparison(
   options: FramedComparisonOptions,
 ): Promise<FramedComparison> {
-  const { bytes, echoes, rounds } = options;
+  const { bytes, rounds } = options;
   await using destination = modeDestination(bytes);
   await using server = await startServer(destination.port, [`--buffer=${options.buffer ?? "4m"}`]);
+  const target = { port: server.port, pid: server.process.pid };
   const measured = {} as Record<FramedClientKind, FramedFigures[]>;
   for (const kind of FRAMED_CLIENT_KINDS) measured[kind] = [];
   for (let round = 0; round < rounds; round++) {
-    const figures = {} as Record<FramedClientKind, FramedFigures>;
+    const output = {} as Record<FramedClientKind, RateFigures>;
+    const input = {} as Record<FramedClientKind, RateFigures>;
+    const echoes = {} as Record<FramedClientKind, { p50: number; p99: number }>;
+    for (const kind of FRAMED_CLIENT_KINDS) output[kind] = await rate(target, kind, OUTPUT, bytes);
+    for (const kind of FRAMED_CLIENT_KINDS) input[kind] = await rate(target, kind, INPUT, bytes);
     for (const kind of FRAMED_CLIENT_KINDS) {
-      figures[kind] = {
-        output: await outputRate(server.port, kind, bytes),
-        input: 0,
-        echoP50ms: 0,
-        echoP99ms: 0,
-      };
+      echoes[kind] = await echoLatency(server.port, kind, options.echoes);
     }
     for (const kind of FRAMED_CLIENT_KINDS) {
-      figures[kind].input = await inputRate(server.port, kind, bytes);
+      measured[kind].push({
+        output: output[kind].rate,
+        input: input[kind].rate,
+        echoP50ms: echoes[kind].p50,
+        echoP99ms: echoes[kind].p99,
+        outputServerCpuNs: output[kind].serverCpuNs,
+        inputServerCpuNs: input[kind].serverCpuNs,
+        outputBenchCpuNs: output[kind].benchCpuNs,
+        inputBenchCpuNs: input[kind].benchCpuNs,
+      });
     }
-    for (const kind of FRAMED_CLIENT_KINDS) {
-      const { p50, p99 } = await echoLatency(server.port, kind, echoes);
-      figures[kind].echoP50ms = p50;
-      figures[kind].echoP99ms = p99;
-    }
-    for (const kind of FRAMED_CLIENT_KINDS) measured[kind].push(figures[kind]);
   }
   const medians = {} as Record<FramedClientKind, FramedFigures>;
   for (const kind of FRAMED_CLIENT_KINDS) {
@@ -521,6 +569,10 @@ export async function framedComparison(
       input: median(list.map((figures) => figures.input)),
       echoP50ms: median(list.map((figures) => figures.echoP50ms)),
       echoP99ms: median(list.map((figures) => figures.echoP99ms)),
+      outputServerCpuNs: median(list.map((figures) => figures.outputServerCpuNs)),
+      inputServerCpuNs: median(list.map((figures) => figures.inputServerCpuNs)),
+      outputBenchCpuNs: median(list.map((figures) => figures.outputBenchCpuNs)),
+      inputBenchCpuNs: median(list.map((figures) => figures.inputBenchCpuNs)),
     };
   }
   return { medians, rounds: measured };
