@@ -8,6 +8,7 @@
  */
 
 import assert from "node:assert/strict";
+import { hello, TestSocket, wsUrl } from "./_gateway_socket.ts";
 import {
   BusyError,
   ConnectionLostError,
@@ -339,6 +340,20 @@ Deno.test("a gateway in front of two named servers: NEW on both, requests on the
       } else {
         assert.equal(answer.status, 200, "the other node's sessions are untouched");
       }
+    }
+    // A WebSocket to a session of the dead node is told the same, naming it.
+    const dead = sessions.find((session) => session.id.startsWith("n2_"));
+    assert.ok(dead);
+    {
+      await using socket = new TestSocket(wsUrl(url, dead.id));
+      await socket.opened;
+      socket.socket.send(hello(dead.secret, 0));
+      const failure = await socket.nextControl();
+      assert.deepEqual(
+        [failure.type, failure.error, failure.node],
+        ["error", "node_unavailable", "n2"],
+        JSON.stringify(failure),
+      );
     }
     // NEW now goes to the node left.
     for (let i = 0; i < 4; i++) {

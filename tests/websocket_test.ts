@@ -659,3 +659,38 @@ Deno.test("a single frame whose 64-bit length is over the limit is refused with 
     },
   ], 1009);
 });
+
+Deno.test("messages written back to back, their payloads at every alignment, are each unmasked intact", async () => {
+  await using server = await serveEcho();
+  using ws = await open(server);
+  const { client } = ws;
+  // A short frame of 0 to 3 bytes first shifts the next payload's offset in the chunk.
+  const messages: Uint8Array[] = [];
+  for (let shift = 0; shift < 4; shift++) {
+    for (const length of [3, 17, 64, 1000, 70_000]) {
+      messages.push(randomBytes(shift, 100 + shift), randomBytes(length, length + shift));
+    }
+  }
+  await client.write(concatBytes(messages.map((bytes) => clientFrame(OP.binary, bytes))));
+  for (const bytes of messages) await expectEcho(client, OP.binary, bytes);
+});
+
+Deno.test("sendCopy() writes one unmasked binary frame, and its bytes may change as soon as it returns", async () => {
+  await using server = await serveEcho();
+  using ws = await open(server);
+  const { client, socket } = ws;
+  const expected = [[0, 0], [125, 0], [126, 2], [65536, 8], [300_000, 8]];
+  for (const [length, lengthBytes] of expected as [number, number][]) {
+    const bytes = randomBytes(length, length);
+    const kept = bytes.slice();
+    socket.sendCopy(bytes);
+    bytes.fill(0);
+    const frame = await readFrame(client);
+    assert.deepEqual(
+      { ...frame, payload: null },
+      { fin: true, rsv: 0, opcode: OP.binary, masked: false, lengthBytes, payload: null },
+      `binary of ${length}`,
+    );
+    assert.equal(firstDifference(frame.payload, kept), -1, `binary of ${length}`);
+  }
+});

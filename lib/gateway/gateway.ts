@@ -506,6 +506,7 @@ export function gatewayHandler(
       address,
       firstMessageTimeout: options.firstMessageTimeout ?? 10_000,
       onAuthFailed: () => guessed(browser, "/api/sessions/{id}/ws", address),
+      explain: (error) => router.explain(error, node),
     });
     const stop = (): void => socket.close(1001, "gateway stopping");
     stopping.addEventListener("abort", stop, { once: true });

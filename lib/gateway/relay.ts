@@ -49,6 +49,8 @@ export interface RelayContext {
   /** How long the first message may take, in ms. */
   firstMessageTimeout: number;
   onAuthFailed: () => Promise<void>;
+  /** Says a proxy error as the browser gets it (a named node's: `node_unavailable`). */
+  explain?: (error: unknown) => unknown;
 }
 
 /** What the first message asks for. */
@@ -186,7 +188,13 @@ class WebSocketRelay {
 
   /** Relays the proxy's frames to the browser: output as binary messages, `I` and `E` as JSON. */
   async #pump(framed: FramedConnection): Promise<void> {
-    for (let event = await framed.next(); !this.#done; event = await framed.next()) {
+    // Output is a view of the connection's read buffer, copied once, behind its frame header.
+    const uncopied = { copy: false };
+    for (
+      let event = await framed.next(uncopied);
+      !this.#done;
+      event = await framed.next(uncopied)
+    ) {
       if (event === null) return this.#end({ type: "end", reason: "dropped", sent: this.#sent });
       if (event.type === "end") return this.#end(event);
       if (event.type === "input") {
@@ -194,7 +202,7 @@ class WebSocketRelay {
         this.#tell({ type: "in", in: event.count });
         continue;
       }
-      this.#socket.send(event.bytes);
+      this.#socket.sendCopy(event.bytes);
       this.#sent = event.offset + event.bytes.length;
       if (this.#socket.bufferedAmount > WS_HIGH_WATER) await this.#socket.drained(WS_LOW_WATER);
     }
@@ -311,8 +319,9 @@ class WebSocketRelay {
   }
 
   /** Answers an error as `{"type":"error",...}`, as the same error of a poll is answered. */
-  async #failWith(error: unknown): Promise<void> {
-    const { logger, address, metrics } = this.#context;
+  async #failWith(failure: unknown): Promise<void> {
+    const { logger, address, metrics, explain } = this.#context;
+    const error = explain ? explain(failure) : failure;
     const http = httpErrorFor(error);
     if (!http) {
       logger.error("web.error", { path: "ws", error: describeError(error), ...address });
