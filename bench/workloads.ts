@@ -822,7 +822,18 @@ class WsClient {
   #ackTimer: ReturnType<typeof setTimeout> | undefined;
   #room: (() => void) | null = null;
 
-  constructor(url: string, first: { secret: string; ack: number; input: Uint8Array }) {
+  /**
+   * @param lazyAck Acknowledge only at half the window, never by timer. The
+   *   echo runs use it: Deno's WebSocket client turns TCP_NODELAY off, so an
+   *   ack sent just before the next input holds that input back for the
+   *   peer's delayed ACK (about 40 ms), which a browser (TCP_NODELAY on) never
+   *   sees; acks are few at half the window.
+   */
+  constructor(
+    url: string,
+    first: { secret: string; ack: number; input: Uint8Array },
+    readonly lazyAck = false,
+  ) {
     this.sent = first.input.length;
     const socket = new WebSocket(url);
     socket.binaryType = "arraybuffer";
@@ -848,7 +859,7 @@ class WsClient {
         this.onBytes(bytes);
         this.received += bytes.length;
         if (this.received - this.acked >= this.window / 2) this.#acknowledge();
-        else this.#ackTimer ??= setTimeout(() => this.#acknowledge(), 0);
+        else if (!this.lazyAck) this.#ackTimer ??= setTimeout(() => this.#acknowledge(), 0);
         return;
       }
       const message = JSON.parse(event.data);
@@ -1014,7 +1025,7 @@ async function wsRun<T>(
       secret: session.secret,
       ack: 0,
       input: new Uint8Array([mode]),
-    });
+    }, mode === WS_ECHO);
   try {
     await within(client.attached, 10_000, `${target.path}: attach`);
     return await within(
