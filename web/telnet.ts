@@ -8,8 +8,14 @@
  * turns keystrokes into what the server expects.
  *
  * Only standard JavaScript and the encoding API (`TextDecoder`,
- * `TextEncoder`) are used, no Deno or DOM APIs, so the same file is bundled
- * into the page and imported by the tests.
+ * `TextEncoder`) are used, no Deno or DOM APIs, so the same files are
+ * bundled into the page and imported by the tests.
+ *
+ * This file is the engine, a state machine over the server's bytes. The
+ * charsets are in `telnet_charset.ts`, the GMCP, MSDP and MSSP messages in
+ * `telnet_messages.ts`, the events in `telnet_events.ts` and the protocol's
+ * byte values in `telnet_codes.ts`; this module re-exports what the page and
+ * library users need of them, so it stays the one entry point.
  *
  * The engine never asks for an option; it only answers. It agrees to ECHO,
  * SGA, EOR, GMCP, MSDP and MSSP from the server and to CHARSET in either
@@ -24,77 +30,63 @@
  * @module
  */
 
-const IAC = 255;
-const DONT = 254;
-const DO = 253;
-const WONT = 252;
-const WILL = 251;
-const SB = 250;
-const GA = 249;
-const SE = 240;
-/** IAC EOR, the end-of-record mark (RFC 885), not the option of that name. */
-const EOR_MARK = 239;
-
-const ECHO = 1;
-const SGA = 3;
-const TTYPE = 24;
-const EOR = 25;
-const NAWS = 31;
-const CHARSET = 42;
-const MSDP = 69;
-const MSSP = 70;
-const GMCP = 201;
-
-/**
- * The telnet option codes the engine knows by name, for reading
- * {@linkcode Telnet.enabled} and {@linkcode OptionEvent}s. MCCP2 and MCCP3
- * are listed because they are refused on purpose.
- */
-export const TELNET_OPTION = {
-  ECHO,
-  SGA,
-  TTYPE,
-  EOR,
-  NAWS,
+import {
   CHARSET,
+  CHARSET_ACCEPTED,
+  CHARSET_REJECTED,
+  CHARSET_REQUEST,
+  CHARSET_TTABLE_IS,
+  CHARSET_TTABLE_REJECTED,
+  CR,
+  DO,
+  DONT,
+  ECHO,
+  EOR,
+  EOR_MARK,
+  GA,
+  GMCP,
+  IAC,
+  LF,
   MSDP,
   MSSP,
-  MCCP2: 86,
-  MCCP3: 87,
-  GMCP,
-} as const;
+  NAWS,
+  NUL,
+  SB,
+  SE,
+  SGA,
+  TTABLE_MARK,
+  TTYPE,
+  TTYPE_IS,
+  TTYPE_SEND,
+  WILL,
+  WONT,
+} from "./telnet_codes.ts";
+import {
+  chooseCharset,
+  decodeText,
+  encodeText,
+  normalizeCharset,
+  type TelnetCharset,
+} from "./telnet_charset.ts";
+import { encodeMsdp, type MsdpValue, parseGmcp, parseMsdp, parseMssp } from "./telnet_messages.ts";
+import type { TelnetEvent } from "./telnet_events.ts";
 
-const TTYPE_IS = 0;
-const TTYPE_SEND = 1;
-
-// RFC 2066 subnegotiation commands.
-const CHARSET_REQUEST = 1;
-const CHARSET_ACCEPTED = 2;
-const CHARSET_REJECTED = 3;
-const CHARSET_TTABLE_IS = 4;
-const CHARSET_TTABLE_REJECTED = 5;
-/** A REQUEST that offers translation tables starts with this, then a version byte. */
-const TTABLE_MARK = Array.from("[TTABLE]", (char) => char.charCodeAt(0));
-
-// MSDP and MSSP share VAR and VAL; MSDP adds tables and arrays.
-const VAR = 1;
-const VAL = 2;
-const TABLE_OPEN = 3;
-const TABLE_CLOSE = 4;
-const ARRAY_OPEN = 5;
-const ARRAY_CLOSE = 6;
-
-const NUL = 0;
-const LF = 10;
-const CR = 13;
-const QUESTION_MARK = 0x3f;
+export { TELNET_OPTION } from "./telnet_codes.ts";
+export { decodeText, encodeText, normalizeCharset, type TelnetCharset } from "./telnet_charset.ts";
+export type { GmcpEvent, MsdpEvent, MsdpValue, MsspEvent } from "./telnet_messages.ts";
+export {
+  type CharsetEvent,
+  type OptionEvent,
+  PAGE_EVENTS,
+  pageEventName,
+  type PromptEvent,
+  type TelnetEvent,
+} from "./telnet_events.ts";
 
 /** Most subnegotiation data kept for TTYPE, NAWS, CHARSET and unknown options. */
 const SUBNEGOTIATION_LIMIT = 1024;
 /** Default bound on one GMCP, MSDP or MSSP message. */
 const MESSAGE_LIMIT = 64 * 1024;
-/** Most MSDP tables and arrays nested in one another; a deeper message is dropped. */
-const MSDP_DEPTH_LIMIT = 32;
 
 /** Options we let the server perform. */
 const REMOTE_SUPPORTED: ReadonlySet<number> = new Set([ECHO, SGA, EOR, CHARSET, MSDP, MSSP, GMCP]);
@@ -116,15 +108,6 @@ const SB_OPTION = 3;
 const SB_DATA = 4;
 /** After IAC inside a subnegotiation. */
 const SB_COMMAND = 5;
-
-/**
- * A character set the engine can decode and encode: the server's text and
- * the user's input. `utf-8` and `latin1` are also `TextDecoder` labels
- * (`latin1` decodes as windows-1252, as browsers do); `cp437` (the IBM PC
- * set of BBS art) has no `TextDecoder`, so use {@linkcode decodeText} or
- * {@linkcode Telnet.decode}.
- */
-export type TelnetCharset = "utf-8" | "latin1" | "cp437";
 
 /**
  * The capabilities the engine reports in MTTS, the MUD Terminal Type
@@ -193,95 +176,6 @@ export interface TelnetOptions {
    */
   maxMessage?: number;
 }
-
-/**
- * A prompt ends here: the server sent IAC EOR (RFC 885) or IAC GA (RFC 854)
- * after it. `at` is the offset in this call's `display` where the prompt
- * ends, so `display.subarray(0, at)` ends with the prompt.
- */
-export interface PromptEvent {
-  /** The event's kind. */
-  type: "prompt";
-  /** Offset in the `display` of the same {@linkcode Telnet.receive} call. */
-  at: number;
-  /** Which mark the server used. */
-  mark: "eor" | "ga";
-}
-
-/** A GMCP message from the server: `IAC SB GMCP <package> [<JSON>] IAC SE`. */
-export interface GmcpEvent {
-  /** The event's kind. */
-  type: "gmcp";
-  /** The package and message name as sent, such as `Char.Vitals` (GMCP matches it case-insensitively). */
-  package: string;
-  /** The text after the name, as UTF-8, or `""` when there is none. */
-  text: string;
-  /** `text` parsed as JSON, or `undefined` when it is empty or not JSON. */
-  data: unknown;
-}
-
-/** An MSDP value: a string, an array of values or a table of named values. */
-export type MsdpValue = string | MsdpValue[] | { [name: string]: MsdpValue };
-
-/**
- * An MSDP subnegotiation from the server, decoded: each `MSDP_VAR` is a key;
- * one `MSDP_VAL` gives its value, several an array; tables become objects and
- * arrays arrays. Text is decoded in the charset in force.
- */
-export interface MsdpEvent {
-  /** The event's kind. */
-  type: "msdp";
-  /** The variables, by name. */
-  variables: Record<string, MsdpValue>;
-}
-
-/**
- * An MSSP subnegotiation from the server: each `MSSP_VAR` with its value, or
- * its values when several `MSSP_VAL`s follow it.
- */
-export interface MsspEvent {
-  /** The event's kind. */
-  type: "mssp";
-  /** The variables, by name, such as `NAME`, `PLAYERS` and `UPTIME`. */
-  variables: Record<string, string | string[]>;
-}
-
-/**
- * The charset in force changed, agreed with CHARSET: from now on the page
- * decodes and encodes text in it ({@linkcode Telnet.decode} and
- * {@linkcode Telnet.encode} follow it).
- */
-export interface CharsetEvent {
-  /** The event's kind. */
-  type: "charset";
-  /** The charset in force from now on. */
-  charset: TelnetCharset;
-}
-
-/**
- * An option was turned on or off: `local` options we perform, `remote` ones
- * the server performs. The page can, say, send GMCP once GMCP is on.
- */
-export interface OptionEvent {
-  /** The event's kind. */
-  type: "option";
-  /** The option's code (see {@linkcode TELNET_OPTION}). */
-  option: number;
-  /** Who performs it. */
-  side: "local" | "remote";
-  /** Whether it is on now. */
-  enabled: boolean;
-}
-
-/** What {@linkcode Telnet.receive} reports besides display and reply bytes. */
-export type TelnetEvent =
-  | PromptEvent
-  | GmcpEvent
-  | MsdpEvent
-  | MsspEvent
-  | CharsetEvent
-  | OptionEvent;
-
 /** The result of {@linkcode Telnet.receive}. */
 export interface TelnetReceived {
   /** Bytes for the terminal, telnet commands removed. */
@@ -291,45 +185,6 @@ export interface TelnetReceived {
   /** What happened, in stream order. */
   events: TelnetEvent[];
 }
-
-/**
- * The names under which the page dispatches events to the embedding site:
- * `window` `CustomEvent`s whose `detail` is the event, and `postMessage` to a
- * parent frame as `{ type: name, detail: event }`.
- */
-export const PAGE_EVENTS = {
-  gmcp: "socketproxy:gmcp",
-  msdp: "socketproxy:msdp",
-  mssp: "socketproxy:mssp",
-  prompt: "socketproxy:prompt",
-} as const;
-
-/**
- * The page event name of an engine event, from {@linkcode PAGE_EVENTS}.
- *
- * @param event An event from {@linkcode Telnet.receive}.
- * @returns Its name, or `undefined` for events the page keeps to itself
- *   (`option`, `charset`).
- *
- * @example
- * ```ts
- * import { pageEventName } from "./telnet.ts";
- *
- * console.assert(pageEventName({ type: "prompt", at: 3, mark: "ga" }) === "socketproxy:prompt");
- * ```
- */
-export function pageEventName(event: TelnetEvent): string | undefined {
-  switch (event.type) {
-    case "gmcp":
-    case "msdp":
-    case "mssp":
-    case "prompt":
-      return PAGE_EVENTS[event.type];
-    default:
-      return undefined;
-  }
-}
-
 /**
  * A {@linkcode Telnet} engine's state as plain data, to keep across page
  * reloads: the options agreed and where the parser stands. Fields added
@@ -782,17 +637,7 @@ export class Telnet {
    * @throws {RangeError} When values nest deeper than 32.
    */
   sendMsdp(variable: string, value: MsdpValue): Uint8Array {
-    const payload: number[] = [VAR];
-    this.#pushMsdpText(payload, variable);
-    if (Array.isArray(value)) {
-      for (const item of value) {
-        payload.push(VAL);
-        this.#pushMsdpValue(payload, item, 1);
-      }
-    } else {
-      payload.push(VAL);
-      this.#pushMsdpValue(payload, value, 0);
-    }
+    const payload = encodeMsdp([variable, value], this.#charset);
     if (!this.#remote.has(MSDP)) return new Uint8Array(0);
     return Uint8Array.from(subnegotiation(MSDP, payload));
   }
@@ -943,12 +788,15 @@ export class Telnet {
     }
     if (data[0] !== CHARSET_REQUEST) return;
     // A capped list may end in half a name, so it is refused, not guessed at.
-    const chosen = whole ? chooseCharset(data.subarray(1), this.#initialCharset) : undefined;
-    if (!chosen) {
+    const names = whole ? offeredCharsets(data.subarray(1)) : [];
+    const labels = names.map((name) => String.fromCharCode(...name));
+    const chosen = chooseCharset(labels, this.#initialCharset);
+    const name = chosen && names[chosen.index];
+    if (!chosen || !name) {
       reply.push(IAC, SB, CHARSET, CHARSET_REJECTED, IAC, SE);
       return;
     }
-    reply.push(...subnegotiation(CHARSET, [CHARSET_ACCEPTED, ...chosen.name]));
+    reply.push(...subnegotiation(CHARSET, [CHARSET_ACCEPTED, ...name]));
     if (chosen.charset !== this.#charset) {
       this.#charset = chosen.charset;
       this.#decoder = null;
@@ -968,44 +816,6 @@ export class Telnet {
     }
   }
 
-  /** Appends `text` in the charset in force, refusing MSDP's reserved bytes. */
-  #pushMsdpText(out: number[], text: string): void {
-    const bytes = encodeText(String(text), this.#charset);
-    if (bytes.some((byte) => byte <= ARRAY_CLOSE)) {
-      throw new TypeError(`MSDP text cannot hold bytes 0 to 6: got ${JSON.stringify(text)}`);
-    }
-    out.push(...bytes);
-  }
-
-  /** Appends an MSDP value after its MSDP_VAL. */
-  #pushMsdpValue(out: number[], value: MsdpValue, depth: number): void {
-    if (typeof value === "string" || typeof value === "number" || typeof value === "boolean") {
-      this.#pushMsdpText(out, String(value));
-      return;
-    }
-    if (typeof value !== "object" || value === null) {
-      throw new TypeError(`MSDP values must be strings, arrays or objects: got ${String(value)}`);
-    }
-    if (depth >= MSDP_DEPTH_LIMIT) throw new RangeError("MSDP values nest deeper than 32");
-    if (Array.isArray(value)) {
-      out.push(ARRAY_OPEN);
-      for (const item of value) {
-        out.push(VAL);
-        this.#pushMsdpValue(out, item, depth + 1);
-      }
-      out.push(ARRAY_CLOSE);
-    } else {
-      out.push(TABLE_OPEN);
-      for (const [name, item] of Object.entries(value)) {
-        out.push(VAR);
-        this.#pushMsdpText(out, name);
-        out.push(VAL);
-        this.#pushMsdpValue(out, item, depth + 1);
-      }
-      out.push(TABLE_CLOSE);
-    }
-  }
-
   /** Appends IAC SB NAWS with the current size, 0xFF bytes doubled, and IAC SE. */
   #pushWindowSize(out: number[]): void {
     out.push(
@@ -1020,161 +830,15 @@ export class Telnet {
 }
 
 /**
- * The charset a label names, for configuration and CHARSET: `UTF-8`,
- * `ISO-8859-1`, `latin1`, `CP437`, `IBM437` and their usual aliases, in any
- * case.
- *
- * @param label A charset name.
- * @returns The charset, or `undefined` when it is not one the engine has.
- *
- * @example
- * ```ts
- * import { normalizeCharset } from "./telnet.ts";
- *
- * console.assert(normalizeCharset("ISO-8859-1") === "latin1");
- * console.assert(normalizeCharset("koi8-r") === undefined);
- * ```
- */
-export function normalizeCharset(label: string): TelnetCharset | undefined {
-  const key = String(label).toLowerCase().replace(/[^a-z0-9]/g, "");
-  if (key === "utf8") return "utf-8";
-  if (LATIN1_LABELS.has(key)) return "latin1";
-  if (CP437_LABELS.has(key)) return "cp437";
-  return undefined;
-}
-
-const LATIN1_LABELS: ReadonlySet<string> = new Set([
-  "latin1",
-  "l1",
-  "iso88591",
-  "iso885911987",
-  "isoir100",
-  "csisolatin1",
-  "cp819",
-  "ibm819",
-  // What TextDecoder("latin1") decodes, by its own names.
-  "windows1252",
-  "cp1252",
-]);
-
-const CP437_LABELS: ReadonlySet<string> = new Set([
-  "cp437",
-  "ibm437",
-  "437",
-  "cspc8codepage437",
-  "oem437",
-]);
-
-/**
- * CP437's upper half, bytes 0x80 to 0xFF, 16 to a row. The lower half is
- * ASCII: BBSes send control codes (ESC for ANSI art) there, not CP437's
- * glyphs for them.
- */
-const CP437_HIGH = [
-  "ÇüéâäàåçêëèïîìÄÅ", // 0x80
-  "ÉæÆôöòûùÿÖÜ¢£¥₧ƒ", // 0x90
-  "áíóúñÑªº¿⌐¬½¼¡«»", // 0xA0
-  "░▒▓│┤╡╢╖╕╣║╗╝╜╛┐", // 0xB0
-  "└┴┬├─┼╞╟╚╔╩╦╠═╬╧", // 0xC0
-  "╨╤╥╙╘╒╓╫╪┘┌█▄▌▐▀", // 0xD0
-  "αßΓπΣσµτΦΘΩδ∞φε∩", // 0xE0
-  "≡±≥≤⌠⌡÷≈°∙·√ⁿ²■\u00a0", // 0xF0
-].join("");
-
-/** Every byte's character in CP437, made on first use. */
-let cp437Chars: string[] | undefined;
-/** Code points above 0x7F to their byte, per charset, made on first use. */
-const encodings = new Map<TelnetCharset, Map<number, number>>();
-let utf8Decoder: TextDecoder | undefined;
-let latin1Decoder: TextDecoder | undefined;
-
-/**
- * Decodes bytes in a charset, all at once (for a stream of UTF-8, use
- * {@linkcode Telnet.decode}). Latin-1 decodes as `TextDecoder("latin1")`
- * does, that is as windows-1252; CP437 by its table, with ASCII below 0x80.
- *
- * @param bytes The bytes.
- * @param charset Their charset.
- * @returns The text.
- *
- * @example
- * ```ts
- * import { decodeText } from "./telnet.ts";
- *
- * console.assert(decodeText(Uint8Array.of(0xc9, 0xcd, 0xbb), "cp437") === "╔═╗");
- * console.assert(decodeText(Uint8Array.of(0xe9), "latin1") === "é");
- * ```
- */
-export function decodeText(bytes: Uint8Array, charset: TelnetCharset): string {
-  switch (charset) {
-    case "utf-8":
-      utf8Decoder ??= new TextDecoder("utf-8");
-      return utf8Decoder.decode(bytes);
-    case "latin1":
-      latin1Decoder ??= new TextDecoder("latin1");
-      return latin1Decoder.decode(bytes);
-    case "cp437": {
-      cp437Chars ??= Array.from(
-        { length: 256 },
-        (_, byte) => byte < 0x80 ? String.fromCharCode(byte) : CP437_HIGH.charAt(byte - 0x80),
-      );
-      const chars = cp437Chars;
-      return Array.from(bytes, (byte) => chars[byte] ?? "").join("");
-    }
-  }
-}
-
-/**
- * Encodes text in a charset, the inverse of {@linkcode decodeText}; a
- * character the charset lacks becomes `?`.
- *
- * @param text The text.
- * @param charset The charset.
- * @returns The bytes.
- *
- * @example
- * ```ts
- * import { encodeText } from "./telnet.ts";
- *
- * console.assert(encodeText("é€✓", "latin1").join() === "233,128,63");
- * console.assert(encodeText("═", "cp437").join() === "205");
- * ```
- */
-export function encodeText(text: string, charset: TelnetCharset): Uint8Array {
-  if (charset === "utf-8") return new TextEncoder().encode(text);
-  let table = encodings.get(charset);
-  if (!table) {
-    table = new Map();
-    for (let byte = 0x80; byte <= 0xff; byte++) {
-      const char = decodeText(Uint8Array.of(byte), charset);
-      table.set(char.codePointAt(0) ?? 0, byte);
-    }
-    encodings.set(charset, table);
-  }
-  const out: number[] = [];
-  for (const char of text) {
-    const code = char.codePointAt(0) ?? 0;
-    out.push(code < 0x80 ? code : table.get(code) ?? QUESTION_MARK);
-  }
-  return Uint8Array.from(out);
-}
-
-/** The charset chosen from a CHARSET REQUEST's list, and its name as offered. */
-interface ChosenCharset {
-  name: Uint8Array;
-  charset: TelnetCharset;
-}
-
-/**
- * Picks a charset from the list of a CHARSET REQUEST (RFC 2066): an optional
+ * The names a CHARSET REQUEST (RFC 2066) offers, from its list: an optional
  * `[TTABLE]` and version byte, then a separator byte and the names it
- * separates. UTF-8 comes first, then `fallback`.
+ * separates.
  */
-function chooseCharset(list: Uint8Array, fallback: TelnetCharset): ChosenCharset | undefined {
+function offeredCharsets(list: Uint8Array): Uint8Array[] {
   let at = 0;
   if (TTABLE_MARK.every((byte, i) => list[i] === byte)) at = TTABLE_MARK.length + 1;
   const separator = list[at];
-  if (separator === undefined) return undefined;
+  if (separator === undefined) return [];
   const names: Uint8Array[] = [];
   let start = at + 1;
   for (let i = start; i <= list.length; i++) {
@@ -1183,160 +847,7 @@ function chooseCharset(list: Uint8Array, fallback: TelnetCharset): ChosenCharset
       start = i + 1;
     }
   }
-  for (const wanted of ["utf-8", fallback]) {
-    for (const name of names) {
-      if (normalizeCharset(String.fromCharCode(...name).trim()) === wanted) {
-        return { name, charset: wanted };
-      }
-    }
-  }
-  return undefined;
-}
-
-/**
- * A GMCP message: the package name up to the first space, then the data
- * (GMCP is UTF-8 text). `undefined` for a message without a name.
- */
-function parseGmcp(bytes: Uint8Array): GmcpEvent | undefined {
-  const message = decodeText(bytes, "utf-8");
-  const space = message.search(/[ \t\r\n]/);
-  const name = space < 0 ? message : message.slice(0, space);
-  if (name === "") return undefined;
-  const text = space < 0 ? "" : message.slice(space + 1);
-  let data: unknown = undefined;
-  if (text.trim() !== "") {
-    try {
-      data = JSON.parse(text);
-    } catch {
-      // Not JSON: the page gets the text alone.
-    }
-  }
-  return { type: "gmcp", package: name, text, data };
-}
-
-/**
- * An MSDP message's variables; `undefined` when it nests deeper than
- * {@linkcode MSDP_DEPTH_LIMIT}. Stray bytes and unmatched closers are
- * skipped, and what an unclosed table or array holds is kept.
- */
-function parseMsdp(
-  bytes: Uint8Array,
-  charset: TelnetCharset,
-): Record<string, MsdpValue> | undefined {
-  const reader = new MsdpReader(bytes, charset);
-  return reader.read();
-}
-
-/** Reads MSDP's VAR, VAL, TABLE and ARRAY structure, one position at a time. */
-class MsdpReader {
-  #bytes: Uint8Array;
-  #charset: TelnetCharset;
-  #at = 0;
-  #tooDeep = false;
-
-  constructor(bytes: Uint8Array, charset: TelnetCharset) {
-    this.#bytes = bytes;
-    this.#charset = charset;
-  }
-
-  /** The top-level variables, or `undefined` if the message nests too deep. */
-  read(): Record<string, MsdpValue> | undefined {
-    const variables = this.#table(0, -1);
-    return this.#tooDeep ? undefined : variables;
-  }
-
-  /** VAR name, VAL value pairs until `close` (or the end). */
-  #table(depth: number, close: number): Record<string, MsdpValue> {
-    const table: Record<string, MsdpValue> = {};
-    while (this.#at < this.#bytes.length && !this.#tooDeep) {
-      const byte = this.#bytes[this.#at++];
-      if (byte === close) break;
-      if (byte !== VAR) continue;
-      const name = this.#string();
-      const values: MsdpValue[] = [];
-      while (this.#bytes[this.#at] === VAL && !this.#tooDeep) {
-        this.#at++;
-        values.push(this.#value(depth));
-      }
-      setOwn(table, name, values.length === 1 ? values[0] ?? "" : values.length ? values : "");
-    }
-    return table;
-  }
-
-  /** The value after a VAL: a table, an array or a string. */
-  #value(depth: number): MsdpValue {
-    const byte = this.#bytes[this.#at];
-    if (byte !== TABLE_OPEN && byte !== ARRAY_OPEN) return this.#string();
-    if (depth >= MSDP_DEPTH_LIMIT) {
-      this.#tooDeep = true;
-      return "";
-    }
-    this.#at++;
-    return byte === TABLE_OPEN ? this.#table(depth + 1, TABLE_CLOSE) : this.#array(depth + 1);
-  }
-
-  /** VAL value entries until ARRAY_CLOSE (or the end). */
-  #array(depth: number): MsdpValue[] {
-    const array: MsdpValue[] = [];
-    while (this.#at < this.#bytes.length && !this.#tooDeep) {
-      const byte = this.#bytes[this.#at++];
-      if (byte === ARRAY_CLOSE) break;
-      if (byte === VAL) array.push(this.#value(depth));
-    }
-    return array;
-  }
-
-  /** The text up to the next MSDP control byte. */
-  #string(): string {
-    const start = this.#at;
-    while (this.#at < this.#bytes.length && (this.#bytes[this.#at] ?? 0) > ARRAY_CLOSE) {
-      this.#at++;
-    }
-    return decodeText(this.#bytes.subarray(start, this.#at), this.#charset);
-  }
-}
-
-/** An MSSP message's variables: each VAR with its VAL, or its VALs as an array. */
-function parseMssp(bytes: Uint8Array, charset: TelnetCharset): Record<string, string | string[]> {
-  const variables: Record<string, string | string[]> = {};
-  let name: string | undefined;
-  let values: string[] = [];
-  function flush(): void {
-    if (name === undefined) return;
-    setOwn(variables, name, values.length === 1 ? values[0] ?? "" : values.length ? values : "");
-  }
-  let at = 0;
-  while (at < bytes.length) {
-    const byte = bytes[at++];
-    if (byte !== VAR && byte !== VAL) continue;
-    let end = at;
-    while (end < bytes.length && bytes[end] !== VAR && bytes[end] !== VAL) end++;
-    const text = decodeText(bytes.subarray(at, end), charset);
-    at = end;
-    if (byte === VAR) {
-      flush();
-      name = text;
-      values = [];
-    } else if (name !== undefined) {
-      values.push(text);
-    }
-  }
-  flush();
-  return variables;
-}
-
-/**
- * Sets an own property even for a name like `__proto__`, which a plain
- * assignment would take as the object's prototype: the names come from the
- * server.
- */
-function setOwn<T>(object: Record<string, T>, name: string, value: T): void {
-  Object.defineProperty(object, name, {
-    value,
-    enumerable: true,
-    writable: true,
-    configurable: true,
-  });
+  return names;
 }
 
 /** IAC SB `option`, `payload` with every 0xFF doubled, IAC SE. */
