@@ -144,6 +144,12 @@ Deno.test({
         await rememberSecrets(page);
         const heard = destination.heard[0];
         assert.ok(heard);
+        // The page shows the banner before its answers reach the destination, and the
+        // terminal type takes a second round trip (WILL TTYPE, then SEND): wait for them.
+        await waitUntil(
+          () => heard.terminalType !== "" && heard.sizes.length > 0,
+          "TTYPE and NAWS heard",
+        );
         assert.equal(
           heard.terminalType,
           "SOCKETPROXY",
@@ -340,6 +346,11 @@ Deno.test({
       await rememberSecrets(page);
       const fresh = destination.heard[1];
       assert.ok(fresh, "a new destination connection");
+      // As on the first connection: the answers come after the banner is shown.
+      await waitUntil(
+        () => fresh.terminalType !== "" && fresh.sizes.length > 0,
+        "TTYPE and NAWS negotiated on the new connection",
+      );
       assert.equal(fresh.terminalType, "SOCKETPROXY", "TTYPE negotiated anew");
       assert.ok(fresh.sizes.length > 0, "NAWS negotiated anew, with the window's size");
       assert.equal(proxy.server.store.size, 1, "the ended session is gone");
@@ -401,8 +412,15 @@ Deno.test({
       await waitForScreen(first, /Welcome to the test MUD\n> /);
       await waitForStatus(first, "connected");
       await rememberSecrets(first);
+      const heard = destination.heard[0];
+      assert.ok(heard);
+      await waitUntil(() => heard.terminalType !== "", "TTYPE answered");
       // A duplicated tab: the same sessionStorage, so the same session.
       const stored = await first.evaluate(() => JSON.stringify(Object.entries(sessionStorage)));
+      // The first window goes on after the copy: input the copy's storage knows nothing of.
+      await first.fill("#input", "look");
+      await first.press("#input", "Enter");
+      await waitForScreen(first, /look\nYou are in a small room\.\n> /);
       const second = await browser.newPage();
       await second.addInitScript((entries: string) => {
         for (const [key, value] of JSON.parse(entries)) sessionStorage.setItem(key, value);
@@ -418,9 +436,11 @@ Deno.test({
       );
       await waitForStatus(winner, "connected");
       assert.equal(proxy.logs.events("session.taken_over").length, 1, "no exchange back");
+      // The copy's first input (its window size) goes after the first window's, not over it.
       await winner.fill("#input", "look");
       await winner.press("#input", "Enter");
-      await waitForScreen(winner, /You are in a small room\./);
+      await waitForScreen(winner, /look\nYou are in a small room\.\n> /);
+      assert.deepEqual(heard.lines, ["look", "look"]);
 
       // A key in the stopped window takes the session back there; the other one stops.
       await loser.press("#input", "Enter");
@@ -430,10 +450,10 @@ Deno.test({
       assert.equal(proxy.logs.events("session.taken_over").length, 2);
       await loser.fill("#input", "look");
       await loser.press("#input", "Enter");
-      // Its own look's answer; the other window's it took, and acknowledged, in that window.
-      const screen = await waitForScreen(loser, /look\nYou are in a small room\.\n> /);
-      assert.equal(screen.match(/small room/g)?.length, 1, screen);
-      assert.deepEqual(destination.heard[0]?.lines, ["look", "look"], "the key itself not sent");
+      // Its own looks' answers; the other window's it took, and acknowledged, in that window.
+      const screen = await waitForScreen(loser, /(look\nYou are in a small room\.\n> [^]*){2}/);
+      assert.equal(screen.match(/small room/g)?.length, 2, screen);
+      assert.deepEqual(heard.lines, ["look", "look", "look"], "the key itself not sent");
       assert.equal(destination.heard.length, 1, "one session throughout");
     });
   },

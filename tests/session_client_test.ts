@@ -16,7 +16,6 @@ import {
   Destination,
   encoder,
   firstDifference,
-  issuedSecrets,
   LogCapture,
   randomBytes,
   startServer,
@@ -24,22 +23,7 @@ import {
   WAIT_MS,
   withDeadline,
 } from "./_helpers.ts";
-
-/** sessionStorage for tests. */
-class MemoryStorage {
-  readonly items = new Map<string, string>();
-  getItem(key: string): string | null {
-    return this.items.get(key) ?? null;
-  }
-  setItem(key: string, value: string): void {
-    this.items.set(key, value);
-    const secret = JSON.parse(value).secret;
-    if (typeof secret === "string") issuedSecrets.add(secret);
-  }
-  removeItem(key: string): void {
-    this.items.delete(key);
-  }
-}
+import { MemoryStorage } from "./_memory_storage.ts";
 
 /** A gateway on a port of its own; `intercept` plays something in front of it (nginx, say). */
 async function serveGateway(

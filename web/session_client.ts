@@ -196,6 +196,16 @@ export class BrowserSession {
    * the other window's input, is known before any of this page's is sent.
    */
   #rebase = false;
+  /**
+   * Polls: the server's input count has been heard since
+   * {@linkcode BrowserSession.start}. Until then a poll carries only the
+   * input that may have been sent (up to `#sentTo`): another window (a
+   * duplicated tab) may have sent input since this page's storage was
+   * written, and the server, matching offsets, would take as many of this
+   * page's new bytes as sent. (A WebSocket's first message never carries
+   * more; the rest follows the attach.)
+   */
+  #counted = false;
 
   /** @param options Where the gateway is, storage, transport and callbacks. */
   constructor(options: BrowserSessionOptions) {
@@ -219,6 +229,7 @@ export class BrowserSession {
   async start(): Promise<void> {
     this.#stopped = false;
     this.#reattachedAt = null;
+    this.#counted = false;
     this.#stored = this.#load();
     if (this.#stored) {
       this.#queue = fromBase64(this.#stored.input);
@@ -345,6 +356,7 @@ export class BrowserSession {
         this.#queue = new Uint8Array(0);
         this.#sentTo = 0;
         this.#rebase = false;
+        this.#counted = true; // a new session: no other window has it
         this.#backoff = 0;
         this.#save();
         return;
@@ -567,7 +579,12 @@ export class BrowserSession {
   /** The first message: where the page is, with input from where the session's stands. */
   #hello(link: SocketLink, stored: Stored): void {
     link.opened = true;
-    link.firstInput = this.#rebase ? 0 : Math.min(this.#queue.length, this.#maxInput, this.#window);
+    // Only input that may have been sent goes with the offset: what never went out follows
+    // the attach, after the server's count, which may include another window's input.
+    const mayBeSent = Math.max(0, this.#sentTo - stored.inputAt);
+    link.firstInput = this.#rebase
+      ? 0
+      : Math.min(this.#queue.length, mayBeSent, this.#maxInput, this.#window);
     link.sent = stored.inputAt + link.firstInput;
     this.#sentTo = Math.max(this.#sentTo, link.sent);
     link.socket.send(JSON.stringify({
@@ -609,6 +626,7 @@ export class BrowserSession {
       case "attached":
         link.offset = link.acked = Number(message.from);
         this.#rebase = false;
+        this.#counted = true;
         if (Number.isSafeInteger(message.maxInput)) this.#maxInput = Number(message.maxInput);
         if (Number.isSafeInteger(message.window)) this.#window = Number(message.window);
         this.#confirm(Number(message.in));
@@ -671,7 +689,9 @@ export class BrowserSession {
     if (!stored) return;
     const long = this.#transport === "longpoll";
     const queued = this.#queue.length;
-    const input = this.#rebase ? 0 : Math.min(queued, this.#maxInput);
+    // Before the server's count is known, only input that may have been sent (see #counted).
+    const mayBeSent = this.#counted ? queued : Math.max(0, this.#sentTo - stored.inputAt);
+    const input = this.#rebase ? 0 : Math.min(queued, mayBeSent, this.#maxInput);
     // Input left for the next request: do not wait for output first.
     const wait = long && input === queued ? this.#options.longPollWait ?? 25_000 : 0;
     const request = new AbortController();
@@ -701,6 +721,7 @@ export class BrowserSession {
       this.#backoff = 0;
       this.#pollFailures = 0;
       this.#rebase = false;
+      this.#counted = true;
       this.#deliver(ack, fromBase64(body.data));
       this.#confirm(body.in);
       if (body.state === "closed" && body.ack === ack) {
