@@ -255,6 +255,151 @@ function decodeFrame(type: number, payload: Uint8Array): Frame {
   }
 }
 
+/** Where a {@linkcode FrameDecoder} hands what it decodes. */
+export interface FrameSink {
+  /**
+   * A `D` frame's header has been read, and judged: `length` bytes of
+   * payload follow, as pieces to {@linkcode FrameSink.data}. Throwing
+   * refuses the frame before any of its payload is handed on.
+   */
+  dataStart(length: number): void;
+  /** The next piece of the current `D` payload: a view into the bytes given to {@linkcode FrameDecoder.push}. */
+  data(piece: Uint8Array): void;
+  /** A whole frame of another type. */
+  frame(frame: Exclude<Frame, { type: "D" }>): void;
+}
+
+/** The largest frame other than `D`: an `E` with the longest reason. */
+const MAX_SMALL_FRAME = FRAME_HEADER_BYTES + 16 + MAX_END_REASON_BYTES;
+
+/**
+ * Decodes frames from bytes as they are read, whatever their splits, with
+ * no buffer of its own for data: a `D` payload is handed on in pieces, as
+ * views into the bytes given, as soon as they arrive, so that a reader can
+ * read large buffers and pass what they hold on without a copy. Only a
+ * header, or another frame (at most 85 bytes), split between two reads is
+ * kept, copied. Each header is judged as soon as its 5 bytes are in, so an
+ * oversized frame costs nothing. The server's frame receiver reads with it;
+ * {@linkcode FrameReader}, which returns `D` frames whole, is for clients.
+ *
+ * @example
+ * ```ts
+ * import { encodeFrame, FrameDecoder } from "./frames.ts";
+ *
+ * const pieces: string[] = [];
+ * const decoder = new FrameDecoder("to-server", {
+ *   dataStart: () => {},
+ *   data: (piece) => pieces.push(new TextDecoder().decode(piece)),
+ *   frame: () => {},
+ * });
+ * const bytes = encodeFrame({ type: "D", payload: new TextEncoder().encode("hello") });
+ * decoder.push(bytes.subarray(0, 7));
+ * decoder.push(bytes.subarray(7));
+ * console.assert(pieces.join("|") === "he|llo" && decoder.between);
+ * ```
+ */
+export class FrameDecoder {
+  readonly #direction: FrameDirection;
+  readonly #sink: FrameSink;
+  /** A header, or a frame other than `D`, split between pushes. */
+  readonly #partial = new Uint8Array(MAX_SMALL_FRAME);
+  #partialLength = 0;
+  /** Bytes of the current `D` payload still to come. */
+  #dataLeft = 0;
+
+  /**
+   * Creates a decoder.
+   *
+   * @param direction Which way the frames go: decides which types are valid.
+   * @param sink Where decoded frames and data go.
+   */
+  constructor(direction: FrameDirection, sink: FrameSink) {
+    this.#direction = direction;
+    this.#sink = sink;
+  }
+
+  /** Whether the bytes pushed so far end between frames. */
+  get between(): boolean {
+    return this.#partialLength === 0 && this.#dataLeft === 0;
+  }
+
+  /**
+   * Decodes `bytes`, all of them, handing frames and pieces of data to the
+   * sink in order. After it throws, the decoder is not to be used again.
+   *
+   * @param bytes The next bytes of the stream.
+   * @throws {FrameError} For a malformed frame, judged from its header; and
+   * whatever the sink throws.
+   */
+  push(bytes: Uint8Array): void {
+    const sink = this.#sink;
+    const length = bytes.length;
+    let at = 0;
+    while (at < length) {
+      if (this.#dataLeft > 0) {
+        const count = Math.min(this.#dataLeft, length - at);
+        this.#dataLeft -= count;
+        sink.data(bytes.subarray(at, at + count));
+        at += count;
+      } else if (this.#partialLength === 0 && length - at >= FRAME_HEADER_BYTES) {
+        // The usual case: a whole header in this push.
+        const type = bytes[at] ?? 0;
+        const size = getUint32(bytes, at + 1);
+        checkFrameHeader(type, size, this.#direction);
+        if (type === D) {
+          at += FRAME_HEADER_BYTES;
+          this.#dataLeft = size;
+          sink.dataStart(size);
+        } else if (length - at >= FRAME_HEADER_BYTES + size) {
+          const body = at + FRAME_HEADER_BYTES;
+          at = body + size;
+          sink.frame(decodeFrame(type, bytes.subarray(body, at)) as Exclude<Frame, { type: "D" }>);
+        } else {
+          at += this.#gather(bytes.subarray(at));
+        }
+      } else {
+        at += this.#gather(bytes.subarray(at));
+      }
+    }
+  }
+
+  /** Adds to a split header or small frame; hands it on once whole. The bytes used. */
+  #gather(bytes: Uint8Array): number {
+    const partial = this.#partial;
+    let used = 0;
+    if (this.#partialLength < FRAME_HEADER_BYTES) {
+      used = Math.min(FRAME_HEADER_BYTES - this.#partialLength, bytes.length);
+      partial.set(bytes.subarray(0, used), this.#partialLength);
+      this.#partialLength += used;
+      if (this.#partialLength < FRAME_HEADER_BYTES) return used;
+    }
+    const type = partial[0] ?? 0;
+    const size = getUint32(partial, 1);
+    checkFrameHeader(type, size, this.#direction);
+    if (type === D) {
+      this.#partialLength = 0;
+      this.#dataLeft = size;
+      this.#sink.dataStart(size);
+      return used;
+    }
+    const total = FRAME_HEADER_BYTES + size;
+    const count = Math.min(total - this.#partialLength, bytes.length - used);
+    partial.set(bytes.subarray(used, used + count), this.#partialLength);
+    this.#partialLength += count;
+    if (this.#partialLength === total) {
+      this.#partialLength = 0;
+      const frame = decodeFrame(type, partial.subarray(FRAME_HEADER_BYTES, total));
+      this.#sink.frame(frame as Exclude<Frame, { type: "D" }>);
+    }
+    return used + count;
+  }
+}
+
+function getUint32(bytes: Uint8Array, at: number): number {
+  return ((bytes[at] ?? 0) * 0x1000000) + (((bytes[at + 1] ?? 0) << 16) |
+    ((bytes[at + 2] ?? 0) << 8) | (bytes[at + 3] ?? 0));
+}
+
 /** What a {@linkcode FrameReader} reads from: a `Deno.Conn`, or anything with its `read`. */
 export interface FrameSource {
   /** Reads into `buffer`; the count read, or `null` at the end of the stream. */
