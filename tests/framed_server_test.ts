@@ -533,24 +533,30 @@ Deno.test("held input goes out a chunk at a time, each write confirmed by I whil
 });
 
 Deno.test("input held for an attachment is dropped, not counted, when another attaches", async () => {
-  const gated = gatedDestination();
-  await using proxy = startServer(1, { connect: () => Promise.resolve(gated.destination.conn) });
+  const destination = new FakeConn();
+  const writing = Promise.withResolvers<void>();
+  const gate = Promise.withResolvers<void>();
+  destination.beforeWrite = () => {
+    writing.resolve();
+    return gate.promise;
+  };
+  await using proxy = startServer(1, { connect: () => Promise.resolve(destination.conn) });
   using first = await FramedClient.open(proxy.port, "NEW framed");
-  gated.destination.feed(new Uint8Array(DEFAULT_WINDOW + 4));
-  await first.output(DEFAULT_WINDOW);
-  // "one" goes to the destination (whose write is held, so it counts),
-  // "two" arrives during that write and is held behind it.
-  await first.send({ type: "D", payload: encoder.encode("one") });
-  assert.equal(await gated.started(), 3);
-  await first.send({ type: "D", payload: encoder.encode("two") });
-  await acknowledgeThrough(first, 4);
-  using second = await FramedClient.open(proxy.port, resumeFramed(first.reply, first.offset));
+  // One write, so one read: "one" goes to the destination (whose write is
+  // held, so it counts), "two" is held behind it.
+  await first.raw.write(concat([
+    encodeFrame({ type: "D", payload: encoder.encode("one") }),
+    encodeFrame({ type: "D", payload: encoder.encode("two") }),
+  ]));
+  await withDeadline(writing.promise, WAIT_MS, "the destination write");
+  using second = await FramedClient.open(proxy.port, resumeFramed(first.reply, 0));
   assert.equal(second.reply.in, 3);
-  assertEnd((await first.untilEnd()).end, "taken-over", { in: 3, sent: DEFAULT_WINDOW + 4 });
-  gated.open();
+  assertEnd((await first.untilEnd()).end, "taken-over", { in: 3, sent: 0 });
+  destination.beforeWrite = null;
+  gate.resolve();
   await second.send({ type: "D", payload: encoder.encode("TWO") });
   assert.equal(await second.inputCount(6), 6);
-  assert.equal(decoder.decode(gated.destination.output()), "oneTWO");
+  assert.equal(decoder.decode(destination.output()), "oneTWO");
 });
 
 // End reasons

@@ -9,10 +9,8 @@ import {
   encodeFrame,
   END_REASONS,
   type Frame,
-  FrameDecoder,
   FrameError,
   FrameReader,
-  type FrameSink,
   MAX_DATA_PAYLOAD,
 } from "../lib/frames.ts";
 import {
@@ -192,79 +190,4 @@ Deno.test("the reader tells a stream that ended inside a frame, and integers fro
   await assert.rejects(reader.next(), FrameError);
   assert.throws(() => encodeFrame({ type: "A", offset: 2 ** 53 }), RangeError);
   assert.throws(() => encodeFrame({ type: "E", in: 0, sent: 0, reason: "" }), RangeError);
-});
-
-/** A sink that records what a decoder hands it: data joined, other frames in order, and each piece. */
-function recordingSink() {
-  const record = {
-    starts: [] as number[],
-    pieces: [] as Uint8Array[],
-    frames: [] as Frame[],
-    sink: {
-      dataStart: (length: number) => void record.starts.push(length),
-      data: (piece: Uint8Array) => void record.pieces.push(piece),
-      frame: (frame: Frame) => void record.frames.push(frame),
-    } satisfies FrameSink,
-    data(): Uint8Array {
-      return new Uint8Array(record.pieces.flatMap((piece) => [...piece]));
-    },
-  };
-  return record;
-}
-
-Deno.test("the decoder decodes a stream split at every point, handing D payloads on as views of what it was given", () => {
-  const stream = new Uint8Array([
-    ...encodeFrame({ type: "D", payload: Uint8Array.of(1, 2, 3) }),
-    ...encodeFrame({ type: "A", offset: 9 }),
-    ...encodeFrame({ type: "D", payload: Uint8Array.of(4) }),
-    ...encodeFrame({ type: "D", payload: Uint8Array.of(5, 6) }),
-    ...encodeFrame({ type: "C" }),
-  ]);
-  for (let first = 0; first <= stream.length; first++) {
-    for (let second = first; second <= stream.length; second++) {
-      const record = recordingSink();
-      const decoder = new FrameDecoder("to-server", record.sink);
-      const parts = [
-        stream.slice(0, first),
-        stream.slice(first, second),
-        stream.slice(second),
-      ];
-      for (const part of parts) decoder.push(part);
-      assert.ok(decoder.between);
-      assert.deepEqual(record.starts, [3, 1, 2]);
-      assert.deepEqual([...record.data()], [1, 2, 3, 4, 5, 6], `split at ${first}, ${second}`);
-      assert.deepEqual(record.frames, [{ type: "A", offset: 9 }, { type: "C" }]);
-      for (const piece of record.pieces) {
-        assert.ok(parts.some((part) => part.buffer === piece.buffer), "a view, not a copy");
-      }
-    }
-  }
-});
-
-Deno.test("the decoder judges a header as soon as its 5 bytes are in, and says when it is inside a frame", () => {
-  for (
-    const [type, length] of [["D", MAX_DATA_PAYLOAD + 1], ["D", 0], ["A", 9], ["Z", 0]] as const
-  ) {
-    const header = Uint8Array.of(type.charCodeAt(0), 0, 0, 0, 0);
-    new DataView(header.buffer).setUint32(1, length);
-    const record = recordingSink();
-    const decoder = new FrameDecoder("to-server", record.sink);
-    decoder.push(header.subarray(0, 2));
-    assert.throws(() => decoder.push(header.subarray(2)), FrameError, `${type} ${length}`);
-    assert.deepEqual(record.starts, []);
-  }
-  // A sink that refuses a D frame's header gets none of its payload.
-  const refused = recordingSink();
-  refused.sink.dataStart = () => {
-    throw new FrameError("Beyond the window");
-  };
-  const decoder = new FrameDecoder("to-server", refused.sink);
-  assert.throws(
-    () => decoder.push(encodeFrame({ type: "D", payload: Uint8Array.of(1) })),
-    FrameError,
-  );
-  assert.equal(refused.pieces.length, 0);
-  const partial = new FrameDecoder("to-client", recordingSink().sink);
-  partial.push(encodeFrame({ type: "E", in: 1, sent: 2, reason: "closed" }).subarray(0, 20));
-  assert.equal(partial.between, false);
 });

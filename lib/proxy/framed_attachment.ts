@@ -7,15 +7,13 @@
  *   output buffer, never more than the window beyond the client's latest
  *   acknowledgement; `I` frames once input is written; `E` before the end.
  *   Each batch of frames is one write (headers and payloads together);
- * - the frame receiver reads the client in large reads (up to 512 KiB, as
- *   version 1 reads up to 256 KiB) whatever the destination does, so that
- *   `A` and `C` always get through, and decodes every frame a read holds
- *   before it reads again: `D` payloads stay where they were read, held as
- *   views in order, within the input window; `A` releases output at once;
- * - the input writer hands held input to the session's destination writes,
- *   a large payload as it is (input is copied only by the kernel, as in
- *   version 1), small ones that arrived while the previous write was in
- *   flight copied together into one; `I` follows each write at once.
+ * - the frame receiver reads frames whatever the destination does, so that
+ *   `A` and `C` always get through: `D` payloads are copied, once, into the
+ *   chunks of held input, in order, within the input window; `A` releases
+ *   output at once;
+ * - the input writer hands held input to the session's destination writes:
+ *   all that has arrived while the previous write was in flight goes in
+ *   the next (up to a chunk), and `I` follows each write at once.
  *
  * The session decides when an attachment ends from outside (a takeover,
  * `CLOSE`, the admin API, shutdown) by calling {@linkcode FramedAttachment.end};
@@ -29,9 +27,8 @@ import {
   encodeFrameInto,
   type EndReason,
   FRAME_HEADER_BYTES,
-  FrameDecoder,
   FrameError,
-  type FrameSink,
+  FrameReader,
   MAX_DATA_PAYLOAD,
   MAX_END_REASON_BYTES,
   putFrameHeader,
@@ -111,7 +108,7 @@ export class FramedAttachment {
   readonly #conn: Deno.Conn;
   readonly #window: number;
   readonly #closedLinger: number;
-  readonly #leftover: Uint8Array;
+  readonly #reader: FrameReader;
   #reply: Uint8Array | null;
   #onReplySent: (() => void) | null;
   /** The next output offset to send. */
@@ -124,10 +121,8 @@ export class FramedAttachment {
   #written: number;
   /** `<in>` plus the `D` payload bytes read on this connection. */
   #received: number;
-  /** Input read and not yet written to the destination, in order; and the buffers it is read into. */
-  readonly #held: HeldInput;
-  /** The `D` frame being read is dropped: after `E`, after the destination closed, or after a takeover. */
-  #dropping = false;
+  /** Input read and not yet written to the destination, in order. */
+  readonly #held = new HeldInput();
   readonly #inputArrived = new Wakeup();
   /** Why the server ends this connection; set once, then `E` is (or was) sent. */
   #endReason: EndReason | null = null;
@@ -154,8 +149,10 @@ export class FramedAttachment {
     this.#onReplySent = options.onReplySent ?? null;
     this.#position = this.#acked = options.from;
     this.#toldIn = this.#written = this.#received = host.inputBytes;
-    this.#leftover = options.leftover;
-    this.#held = new HeldInput(options.window);
+    this.#reader = new FrameReader(options.conn, {
+      direction: "to-server",
+      leftover: options.leftover,
+    });
   }
 
   /** The next output offset this connection sends. */
@@ -289,26 +286,35 @@ export class FramedAttachment {
     }
   }
 
-  /**
-   * The receiver: frames from the client, whatever the destination does.
-   * Each read goes into the free part of a chunk of {@linkcode HeldInput},
-   * and every frame it holds is decoded before the next read.
-   */
+  /** The receiver: frames from the client, whatever the destination does. */
   async #receive(): Promise<void> {
-    const held = this.#held;
-    const decoder = new FrameDecoder("to-server", this.#sink());
     try {
-      // The hello's leftover is not read into again: its pieces are held as they are.
-      held.readFromLeftover();
-      decoder.push(this.#leftover);
       while (!this.#gone) {
-        const room = held.room();
-        const count = await this.#conn.read(room);
-        if (count === null) break;
-        decoder.push(held.filled(count));
-      }
-      if (!this.#gone && !decoder.between) {
-        throw new FrameError("The stream ended inside a frame", true);
+        const frame = await this.#reader.next();
+        if (frame === null) break;
+        if (this.#endReason !== null) {
+          // After E only a last acknowledgement (or C) of a closed destination counts.
+          if (this.#endReason !== "destination-closed" || !this.#host.isCurrent(this)) continue;
+          if (frame.type === "A" && frame.offset <= this.#position) this.#acknowledge(frame.offset);
+          else if (frame.type === "C") this.#host.close(`closed by client ${this.peer}`);
+          continue;
+        }
+        switch (frame.type) {
+          case "D":
+            this.#input(frame.payload);
+            break;
+          case "A":
+            if (frame.offset > this.#position) {
+              throw new FrameError(
+                `A ${frame.offset} is beyond the ${this.#position} bytes sent on this connection`,
+              );
+            }
+            this.#acknowledge(frame.offset);
+            break;
+          case "C":
+            this.#host.close(`closed by client ${this.peer}`);
+            break;
+        }
       }
       this.#lost(this.#endReason === null ? "client closed" : `ended: ${this.#endReason}`);
     } catch (error) {
@@ -329,56 +335,6 @@ export class FramedAttachment {
     }
   }
 
-  /** What the receiver's decoder hands frames to. */
-  #sink(): FrameSink {
-    return {
-      dataStart: (length) => this.#dataStart(length),
-      data: (piece) => {
-        if (this.#dropping) return;
-        this.#held.hold(piece);
-        this.#inputArrived.wake();
-      },
-      frame: (frame) => {
-        if (this.#endReason !== null) {
-          // After E only a last acknowledgement (or C) of a closed destination counts.
-          if (this.#endReason !== "destination-closed" || !this.#host.isCurrent(this)) return;
-          if (frame.type === "A" && frame.offset <= this.#position) this.#acknowledge(frame.offset);
-          else if (frame.type === "C") this.#host.close(`closed by client ${this.peer}`);
-          return;
-        }
-        if (frame.type === "A") {
-          if (frame.offset > this.#position) {
-            throw new FrameError(
-              `A ${frame.offset} is beyond the ${this.#position} bytes sent on this connection`,
-            );
-          }
-          this.#acknowledge(frame.offset);
-        } else if (frame.type === "C") {
-          this.#host.close(`closed by client ${this.peer}`);
-        }
-      },
-    };
-  }
-
-  /**
-   * A `D` frame's header: its payload is judged against the window before
-   * any of it is held. Once the destination has closed (or after `E`, or a
-   * takeover), input is dropped unjudged and uncounted.
-   */
-  #dataStart(length: number): void {
-    const host = this.#host;
-    this.#dropping = this.#endReason !== null || host.state === "closed" || !host.isCurrent(this);
-    if (this.#dropping) return;
-    this.#received += length;
-    if (this.#received - this.#toldIn > this.#window) {
-      throw new FrameError(
-        `input ${
-          this.#received - this.#toldIn
-        } bytes beyond the latest count ${this.#toldIn}, window ${this.#window}`,
-      );
-    }
-  }
-
   /** Reads and drops what the client still sends, after a malformed frame. */
   async #discard(): Promise<void> {
     const sink = new Uint8Array(4096);
@@ -388,6 +344,23 @@ export class FramedAttachment {
       // Closed by the linger timer, or reset.
     }
     this.#lost("ended: protocol-error");
+  }
+
+  /** A `D` frame's payload: held for the destination, within the window. */
+  #input(payload: Uint8Array): void {
+    const host = this.#host;
+    // Once the destination has closed, input is discarded unjudged.
+    if (host.state === "closed" || !host.isCurrent(this)) return;
+    this.#received += payload.length;
+    if (this.#received - this.#toldIn > this.#window) {
+      throw new FrameError(
+        `input ${
+          this.#received - this.#toldIn
+        } bytes beyond the latest count ${this.#toldIn}, window ${this.#window}`,
+      );
+    }
+    this.#held.push(payload);
+    this.#inputArrived.wake();
   }
 
   /** An `A` at or below what was sent: releases output up to it. */
@@ -408,32 +381,29 @@ export class FramedAttachment {
   }
 
   /**
-   * The input writer: one destination write at a time, of the oldest held
-   * payload as it is, or of the small ones held together, then an `I` for
-   * it. The receiver goes on reading meanwhile.
+   * The input writer: one destination write at a time, of all the held
+   * input that is contiguous (up to a chunk), then an `I` for it. The
+   * receiver goes on filling chunks meanwhile, so what arrives during a
+   * write goes out together in the next one.
    */
   async #writeInput(): Promise<void> {
     const host = this.#host;
     const held = this.#held;
     while (!this.#gone && this.#endReason === null) {
-      const bytes = held.take();
+      const bytes = held.peek();
       if (bytes === null) {
         await this.#inputArrived.wait();
         continue;
       }
       // Checked right before forwarding: input held for an attachment
       // that another has replaced is dropped, never counted.
-      if (!host.isCurrent(this)) {
-        held.written();
-        break;
-      }
+      if (!host.isCurrent(this)) break;
       const writing = host.forward(bytes);
       // The session writes all input counted before this in order first, so
       // once this write is done, everything up to here is at the destination.
       const total = host.inputBytes;
       await writing;
-      // Only now may the buffer under `bytes` be read into again.
-      held.written();
+      held.consume(bytes.length);
       // A failed write closes the destination: what it did not take is not confirmed.
       if (host.state === "open") this.#written = total;
       host.wake();
@@ -470,253 +440,73 @@ export class FramedAttachment {
   }
 }
 
-/** The first read chunk: small, so that a quiet connection costs little. */
-const FIRST_CHUNK = 16 * 1024;
+/** Bytes of one chunk of held input: one largest `D` payload. */
+const INPUT_CHUNK = MAX_DATA_PAYLOAD;
 
-/**
- * The largest read chunk. A chunk is read into until less than half of it
- * is free, so a read of a flood has at least 256 KiB, as version 1's have.
- */
-const MAX_CHUNK = 512 * 1024;
-
-/** Held payloads below this are copied together into one destination write; larger ones go as they are. */
-const GATHER_BELOW = 32 * 1024;
-
-/** The most one write of small payloads copied together takes. */
-const GATHER_BYTES = 128 * 1024;
-
-/** Chunks kept for reuse once all their input is written, beyond what a window of input fills. */
+/** Chunks of held input kept for reuse once written. */
 const SPARE_CHUNKS = 2;
 
-/** A read of less than this, with no input held, finds the connection quiet: the spare chunks go. */
-const QUIET_READ = 4 * 1024;
-
-/** A buffer the client is read into: `bytes[0, end)` is read; `held` of those bytes wait for the destination. */
-interface ReadChunk {
+/** One chunk of held input: `bytes[start, end)` waits for the destination. */
+interface InputChunk {
   bytes: Uint8Array;
+  start: number;
   end: number;
-  held: number;
-  /** No longer read into: reused (or dropped) once `held` is 0. */
-  retired: boolean;
-}
-
-/** Held input: a view of a chunk (or of a copy, or of the hello's leftover: `chunk` is `null`). */
-interface Piece {
-  bytes: Uint8Array;
-  chunk: ReadChunk | null;
 }
 
 /**
  * Input read from the client and not yet written to the destination, in
- * order, and the chunks it is read into. `D` payloads stay where the read
- * put them (pieces of a chunk, between the frame headers), so input is
- * copied once end to end, by the kernel, as in version 1; a chunk is read
- * into again only once all its input is written.
- *
- * How much is held is the window's business (the receiver refuses input
- * beyond it). What it costs in chunks is bounded here: when the chunks kept
- * for their input (a few bytes of input each, say, between many `A`
- * frames) come to more than twice the window and two chunks, the input they
- * hold is copied out together, and they are let go.
+ * order: `D` payloads copied end to end into reused chunks, so that what
+ * arrives during a destination write is one contiguous view for the next.
+ * Its size is the window's business: the receiver refuses input beyond it.
  */
 class HeldInput {
-  /** The size of chunks kept for input, beyond which the held input is copied out. */
-  readonly #pinLimit: number;
-  /**
-   * How many chunks are kept for reuse: as many as a window of input fills
-   * (a flood into a slower destination cycles through them, and a fresh
-   * array costs more than the copy it saves), let go once the connection is quiet.
-   */
-  readonly #spareLimit: number;
-  /** The size of the next chunk: doubles, up to {@linkcode MAX_CHUNK}, while reads fill what they are given. */
-  #size = FIRST_CHUNK;
-  #current: ReadChunk = { bytes: new Uint8Array(FIRST_CHUNK), end: 0, held: 0, retired: false };
-  /** Where the bytes given to {@linkcode HeldInput.hold} lie: the current chunk, or `null` (the leftover). */
-  #source: ReadChunk | null = null;
-  /** Bytes of the retired chunks that still hold input. */
-  #pinned = 0;
+  #chunks: InputChunk[] = [];
   #spare: Uint8Array[] = [];
-  #queue: Piece[] = [];
-  #head = 0;
-  /** The pieces of the write in flight, released once it is done. */
-  #writing: Piece[] = [];
-  #gathered: Uint8Array | null = null;
 
-  /** @param window The input window. */
-  constructor(window: number) {
-    this.#pinLimit = 2 * window + 2 * MAX_CHUNK;
-    this.#spareLimit = Math.ceil(window / MAX_CHUNK) + SPARE_CHUNKS;
-  }
-
-  /** The bytes given to {@linkcode HeldInput.hold} next are the hello's leftover, never read into again. */
-  readFromLeftover(): void {
-    this.#source = null;
-  }
-
-  /**
-   * Where the next read goes: the free part of the current chunk, from its
-   * start when all its input is written; a new chunk once less than half
-   * of it is free, or it has been outgrown.
-   */
-  room(): Uint8Array {
-    let chunk = this.#current;
-    if (chunk.bytes.length < this.#size) {
-      this.#retire(chunk);
-      chunk = this.#current = this.#fresh();
-    } else if (chunk.held === 0) {
-      chunk.end = 0;
-    } else if (chunk.bytes.length - chunk.end < chunk.bytes.length / 2) {
-      this.#retire(chunk);
-      chunk = this.#current = this.#fresh();
+  /** Copies `payload` after the input held already. */
+  push(payload: Uint8Array): void {
+    for (let at = 0; at < payload.length;) {
+      let last = this.#chunks.at(-1);
+      if (!last || last.end === last.bytes.length) {
+        last = { bytes: this.#spare.pop() ?? new Uint8Array(INPUT_CHUNK), start: 0, end: 0 };
+        this.#chunks.push(last);
+      }
+      const count = Math.min(payload.length - at, last.bytes.length - last.end);
+      last.bytes.set(payload.subarray(at, at + count), last.end);
+      last.end += count;
+      at += count;
     }
-    this.#source = chunk;
-    return chunk.bytes.subarray(chunk.end);
   }
 
   /**
-   * `count` bytes were read into {@linkcode HeldInput.room}.
+   * The oldest held input, as much as is contiguous: it stays held (and its
+   * bytes unchanged) until {@linkcode HeldInput.consume}.
    *
-   * @returns Them, to decode.
+   * @returns A view, or `null` when nothing is held.
    */
-  filled(count: number): Uint8Array {
-    const chunk = this.#current;
-    const start = chunk.end;
-    // A read that fills all it was given asks for larger chunks.
-    if (count === chunk.bytes.length - start && this.#size < MAX_CHUNK) this.#size *= 2;
-    if (count < QUIET_READ && chunk.held === 0 && this.#pinned === 0) this.#spare.length = 0;
-    chunk.end += count;
-    return chunk.bytes.subarray(start, chunk.end);
+  peek(): Uint8Array | null {
+    const first = this.#chunks[0];
+    return first && first.end > first.start ? first.bytes.subarray(first.start, first.end) : null;
   }
 
-  /** Holds `piece`, a view of the bytes last read (or of the leftover), after the input held already. */
-  hold(piece: Uint8Array): void {
-    const chunk = this.#source;
-    const last = this.#queue.length > this.#head ? this.#queue.at(-1) : undefined;
-    if (chunk) chunk.held += piece.length;
-    if (
-      chunk && last?.chunk === chunk &&
-      last.bytes.byteOffset + last.bytes.length === piece.byteOffset
-    ) {
-      // The rest of a payload whose start the previous read brought.
-      last.bytes = new Uint8Array(
-        piece.buffer,
-        last.bytes.byteOffset,
-        last.bytes.length + piece.length,
-      );
-    } else {
-      this.#queue.push({ bytes: piece, chunk });
-    }
-  }
-
-  /**
-   * The next write: the oldest held piece as it is, or, when it is small,
-   * it and the small pieces after it copied together. Its bytes stay
-   * unchanged until {@linkcode HeldInput.written}.
-   *
-   * @returns The bytes, or `null` when nothing is held.
-   */
-  take(): Uint8Array | null {
-    const queue = this.#queue;
-    const first = queue[this.#head];
-    if (!first) return null;
-    const next = queue[this.#head + 1];
-    if (first.bytes.length >= GATHER_BELOW || !next || next.bytes.length >= GATHER_BELOW) {
-      this.#head++;
-      this.#writing.push(first);
-      this.#trim();
-      return first.bytes;
-    }
-    const gathered = this.#gathered ??= new Uint8Array(GATHER_BYTES);
-    let length = 0;
-    for (let piece: Piece | undefined = first; piece && piece.bytes.length < GATHER_BELOW;) {
-      if (length + piece.bytes.length > GATHER_BYTES) break;
-      gathered.set(piece.bytes, length);
-      length += piece.bytes.length;
-      // Copied: its chunk need not wait for the write.
-      this.#release(piece);
-      piece = queue[++this.#head];
-    }
-    this.#trim();
-    return gathered.subarray(0, length);
-  }
-
-  /** The bytes {@linkcode HeldInput.take} gave last are written: their chunks may be read into again. */
-  written(): void {
-    for (const piece of this.#writing) this.#release(piece);
-    this.#writing.length = 0;
-  }
-
-  /** Drops all held input, and the spare buffers. */
-  clear(): void {
-    for (let at = this.#head; at < this.#queue.length; at++) {
-      const piece = this.#queue[at];
-      if (piece) this.#release(piece);
-    }
-    this.#queue = [];
-    this.#head = 0;
-    this.#spare = [];
-    this.#gathered = null;
-  }
-
-  #release(piece: Piece): void {
-    const chunk = piece.chunk;
-    if (!chunk) return;
-    chunk.held -= piece.bytes.length;
-    if (chunk.held > 0 || !chunk.retired) return;
-    this.#pinned -= chunk.bytes.length;
-    this.#recycle(chunk.bytes);
-  }
-
-  #retire(chunk: ReadChunk): void {
-    chunk.retired = true;
-    if (chunk.held === 0) {
-      this.#recycle(chunk.bytes);
+  /** The first `count` bytes that {@linkcode HeldInput.peek} gave are written. */
+  consume(count: number): void {
+    const first = this.#chunks[0];
+    if (!first) return;
+    first.start += count;
+    if (first.start < first.end) return;
+    if (first.end < first.bytes.length && this.#chunks.length === 1) {
+      // All written, and the chunk is still being filled: fill it from the start again.
+      first.start = first.end = 0;
       return;
     }
-    this.#pinned += chunk.bytes.length;
-    if (this.#pinned > this.#pinLimit) this.#copyOut();
+    this.#chunks.shift();
+    if (this.#spare.length < SPARE_CHUNKS) this.#spare.push(first.bytes);
   }
 
-  /** Copies the held input of retired chunks into one array, so that they can go. */
-  #copyOut(): void {
-    const queue = this.#queue;
-    let total = 0;
-    for (let at = this.#head; at < queue.length; at++) {
-      const piece = queue[at];
-      if (piece?.chunk?.retired) total += piece.bytes.length;
-    }
-    const copy = new Uint8Array(total);
-    let offset = 0;
-    for (let at = this.#head; at < queue.length; at++) {
-      const piece = queue[at];
-      if (!piece?.chunk?.retired) continue;
-      copy.set(piece.bytes, offset);
-      this.#release(piece);
-      queue[at] = { bytes: copy.subarray(offset, offset + piece.bytes.length), chunk: null };
-      offset += piece.bytes.length;
-    }
-  }
-
-  #fresh(): ReadChunk {
-    const spare = this.#spare.pop();
-    const bytes = spare?.length === this.#size ? spare : new Uint8Array(this.#size);
-    return { bytes, end: 0, held: 0, retired: false };
-  }
-
-  #recycle(bytes: Uint8Array): void {
-    if (bytes.length === this.#size && this.#spare.length < this.#spareLimit) {
-      this.#spare.push(bytes);
-    }
-  }
-
-  /** Forgets the pieces taken, now and then, so that the queue does not grow. */
-  #trim(): void {
-    if (this.#head === this.#queue.length) {
-      this.#queue.length = 0;
-      this.#head = 0;
-    } else if (this.#head >= 1024) {
-      this.#queue.splice(0, this.#head);
-      this.#head = 0;
-    }
+  /** Drops all held input, and the chunks. */
+  clear(): void {
+    this.#chunks = [];
+    this.#spare = [];
   }
 }
