@@ -7,7 +7,7 @@
  */
 
 import assert from "node:assert/strict";
-import { NGINX } from "./_nginx.ts";
+import { NGINX, startNginx } from "./_nginx.ts";
 import { BrowserSession, type Status } from "../web/session_client.ts";
 import { Wakeup } from "../lib/_io.ts";
 import {
@@ -18,8 +18,6 @@ import {
   WAIT_MS,
   withDeadline,
 } from "./_helpers.ts";
-
-const ROOT = new URL("..", import.meta.url).pathname;
 
 /** Why the cluster tests are skipped, or "" when nginx is there. */
 export const SKIP_CLUSTER = NGINX
@@ -51,14 +49,6 @@ export interface Cluster extends AsyncDisposable {
   base: string;
   /** nginx's error log so far. */
   nginxLog(): string;
-}
-
-/** A free loopback port: nginx cannot be told to pick one. */
-function freePort(): number {
-  const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
-  const { port } = listener.addr;
-  listener.close();
-  return port;
 }
 
 /** Starts `nodes` servers, `gateways` gateways and nginx in front of the gateways. */
@@ -110,9 +100,9 @@ export async function startCluster(
       WAIT_MS,
       "the gateways' start",
     );
-    const nginx = await startNginxInFront(
+    const nginx = await startNginx(
       gateways.map((gateway) => Number(new URL(gateway.url).port)),
-      options.workerConnections ?? 1024,
+      { workerConnections: options.workerConnections ?? 1024, fastStop: true },
     );
     stack.use(nginx);
     const moved = stack.move();
@@ -127,77 +117,6 @@ export async function startCluster(
     await stack.disposeAsync();
     throw error;
   }
-}
-
-/** nginx with nginx.conf.example, its upstream every one of `gatewayPorts`. */
-async function startNginxInFront(
-  gatewayPorts: number[],
-  workerConnections: number,
-): Promise<AsyncDisposable & { base: string; log: () => string }> {
-  const dir = await Deno.makeTempDir({ prefix: "socketproxy-cluster-nginx-" });
-  await Deno.chmod(dir, 0o777); // workers may run as nobody
-  const port = freePort();
-  const servers = gatewayPorts.map((gateway) => `server 127.0.0.1:${gateway};`).join("\n    ");
-  const site = (await Deno.readTextFile(`${ROOT}nginx.conf.example`))
-    .replace("listen 80;", `listen 127.0.0.1:${port};`)
-    .replace("server 127.0.0.1:8080;", servers);
-  assert.ok(site.includes(`127.0.0.1:${port}`));
-  await Deno.writeTextFile(`${dir}/site.conf`, site);
-  await Deno.writeTextFile(
-    `${dir}/nginx.conf`,
-    `worker_processes 1;
-error_log ${dir}/error.log info;
-pid ${dir}/nginx.pid;
-events { worker_connections ${workerConnections}; }
-http {
-  access_log off;
-  client_body_temp_path ${dir}/client_body;
-  proxy_temp_path ${dir}/proxy;
-  fastcgi_temp_path ${dir}/fastcgi;
-  uwsgi_temp_path ${dir}/uwsgi;
-  scgi_temp_path ${dir}/scgi;
-  include ${dir}/site.conf;
-}
-`,
-  );
-  const child = new Deno.Command(NGINX ?? "nginx", {
-    args: ["-p", dir, "-c", `${dir}/nginx.conf`, "-g", "daemon off;"],
-    stdin: "null",
-    stdout: "null",
-    stderr: "null",
-  }).spawn();
-  const log = () => {
-    try {
-      return Deno.readTextFileSync(`${dir}/error.log`);
-    } catch {
-      return "";
-    }
-  };
-  // Ready once it accepts connections: a bounded wait, there is no event to wait on.
-  for (let attempt = 0;; attempt++) {
-    try {
-      (await Deno.connect({ hostname: "127.0.0.1", port })).close();
-      break;
-    } catch {
-      if (attempt > 200) {
-        child.kill("SIGKILL");
-        await child.status;
-        throw new Error(`nginx did not start:\n${log()}`);
-      }
-      await new Promise((resolve) => setTimeout(resolve, 25));
-    }
-  }
-  return {
-    base: `http://127.0.0.1:${port}/terminal/`,
-    log,
-    async [Symbol.asyncDispose]() {
-      // A fast stop: a graceful one (SIGQUIT) may wait out a proxy timeout on a connection
-      // a killed gateway left behind.
-      child.kill("SIGTERM");
-      await child.status;
-      await Deno.remove(dir, { recursive: true });
-    },
-  };
 }
 
 /** A JSON request to a gateway (its own URL or nginx's base); the answer's status and body. */

@@ -1,6 +1,7 @@
 /**
- * Debian's nginx running nginx.conf.example in front of a gateway, for the
- * tests that go through it (tests/nginx_test.ts, tests/browser_test.ts).
+ * Debian's nginx running nginx.conf.example in front of one gateway or
+ * several, for the tests that go through it (tests/nginx_test.ts,
+ * tests/browser_test.ts, the cluster tests).
  */
 
 import assert from "node:assert/strict";
@@ -23,24 +24,39 @@ function freePort(): number {
   return port;
 }
 
-/** nginx with nginx.conf.example in front of a gateway on `gatewayPort`. */
+/** Options of {@linkcode startNginx}. */
+export interface NginxOptions {
+  /** nginx's `worker_connections`. @default {256} */
+  workerConnections?: number;
+  /**
+   * Stop with SIGTERM (at once) rather than SIGQUIT (graceful, which may
+   * wait out a proxy timeout on a connection a killed gateway left behind).
+   * @default {false}
+   */
+  fastStop?: boolean;
+}
+
+/** nginx with nginx.conf.example, its upstream the gateway (or each gateway) on `gatewayPorts`. */
 export async function startNginx(
-  gatewayPort: number,
+  gatewayPorts: number | readonly number[],
+  options: NginxOptions = {},
 ): Promise<AsyncDisposable & { base: string; log: () => string }> {
   const dir = await Deno.makeTempDir({ prefix: "socketproxy-nginx-" });
   await Deno.chmod(dir, 0o777); // workers may run as nobody
   const port = freePort();
+  const upstream = (typeof gatewayPorts === "number" ? [gatewayPorts] : gatewayPorts)
+    .map((gateway) => `server 127.0.0.1:${gateway};`).join("\n    ");
   const site = (await Deno.readTextFile(`${ROOT}nginx.conf.example`))
     .replace("listen 80;", `listen 127.0.0.1:${port};`)
-    .replace("server 127.0.0.1:8080;", `server 127.0.0.1:${gatewayPort};`);
-  assert.ok(site.includes(`127.0.0.1:${port}`) && site.includes(`127.0.0.1:${gatewayPort}`));
+    .replace("server 127.0.0.1:8080;", upstream);
+  assert.ok(site.includes(`127.0.0.1:${port}`) && site.includes(upstream));
   await Deno.writeTextFile(`${dir}/site.conf`, site);
   await Deno.writeTextFile(
     `${dir}/nginx.conf`,
     `worker_processes 1;
 error_log ${dir}/error.log info;
 pid ${dir}/nginx.pid;
-events { worker_connections 256; }
+events { worker_connections ${options.workerConnections ?? 256}; }
 http {
   access_log ${dir}/access.log;
   client_body_temp_path ${dir}/client_body;
@@ -56,7 +72,7 @@ http {
     args: ["-p", dir, "-c", `${dir}/nginx.conf`, "-g", "daemon off;"],
     stdin: "null",
     stdout: "null",
-    stderr: "piped",
+    stderr: "null",
   }).spawn();
   const log = () => {
     try {
@@ -71,7 +87,11 @@ http {
       (await Deno.connect({ hostname: "127.0.0.1", port })).close();
       break;
     } catch {
-      if (attempt > 200) throw new Error(`nginx did not start:\n${log()}`);
+      if (attempt > 200) {
+        child.kill("SIGKILL");
+        await child.status;
+        throw new Error(`nginx did not start:\n${log()}`);
+      }
       await new Promise((resolve) => setTimeout(resolve, 25));
     }
   }
@@ -79,9 +99,8 @@ http {
     base: `http://127.0.0.1:${port}/terminal/`,
     log,
     async [Symbol.asyncDispose]() {
-      child.kill("SIGQUIT");
+      child.kill(options.fastStop ? "SIGTERM" : "SIGQUIT");
       await child.status;
-      await child.stderr.cancel();
       await Deno.remove(dir, { recursive: true });
     },
   };
