@@ -498,3 +498,21 @@ Deno.test("the sections a file may have are the commands main.ts runs that read 
     commands.filter((name) => name !== "completions").sort(),
   );
 });
+
+Deno.test("strings() reads a list's items or a string's value alike", () => {
+  const spec = {
+    command: "example",
+    summary: "an example",
+    intro: "Does nothing.",
+    settings: [
+      { name: "one", kind: "string", value: "X", help: "one" },
+      { name: "many", kind: "list", value: "X", help: "many" },
+    ],
+  } as const;
+  const env = environmentOf({});
+  const given = resolveSettings(spec, ["--one=a", "--many=b", "--many=c"], { env });
+  assert.deepEqual(given.strings("one"), ["a"]);
+  assert.deepEqual(given.strings("many"), ["b", "c"]);
+  const none = resolveSettings(spec, [], { env });
+  assert.deepEqual([none.strings("one"), none.strings("many")], [[], []]);
+});

@@ -99,7 +99,7 @@ export function adminTargets<Name extends string>(
   settings: Settings<Name | AdminClientSetting>,
 ): AdminTarget[] {
   const what = settings.label("admin");
-  const texts = adminTexts(settings);
+  const texts = settings.strings("admin");
   const admins = texts.length === 0
     ? [DEFAULT_ADMIN]
     : texts.map((text) => adminAddress(text, what));
@@ -108,18 +108,6 @@ export function adminTargets<Name extends string>(
     ? undefined
     : parseAdminToken(given, settings.label("admin-token"));
   return admins.map((admin) => ({ admin, token, where: formatHostPort(admin) }));
-}
-
-/** The `--admin` values given: a list setting (`status`) or a single one (`close`, `drain`). */
-function adminTexts(settings: Settings): string[] {
-  try {
-    return settings.list("admin");
-  } catch (error) {
-    // Not a list in this command's table: the single address of close and drain.
-    if (!(error instanceof TypeError)) throw error;
-  }
-  const text = settings.string("admin");
-  return text === undefined ? [] : [text];
 }
 
 /** One `--admin` value as an address to ask, or a usage error naming `what`. */

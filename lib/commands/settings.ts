@@ -414,6 +414,22 @@ export class Settings<Name extends string = string> {
   }
 
   /**
+   * Reads a string or list setting as a list: a list's items, a string's
+   * value alone, nothing when nothing gave one. For code shared by commands
+   * that declare one setting differently (`status --admin` is repeatable,
+   * `close --admin` is not).
+   *
+   * @param name The setting.
+   * @returns The values, in order.
+   */
+  strings(name: Name): string[] {
+    const setting = this.#spec.settings.find((candidate) => candidate.name === name);
+    if (setting?.kind === "list") return this.list(name);
+    const value = this.string(name);
+    return value === undefined ? [] : [value];
+  }
+
+  /**
    * Reads a switch.
    *
    * @param name The setting.
