@@ -36,6 +36,7 @@ import {
 import { UsageError } from "../errors.ts";
 import { DESTINATION_NAME_PATTERN } from "../protocol.ts";
 import {
+  parseTerminalKeys,
   parseTerminalSettings,
   TELNET_TERMINAL,
   type TerminalSettings,
@@ -322,12 +323,14 @@ function readDestinations(
     const unnamed = /^[A-Za-z-]+=/.test(text);
     let parsed;
     try {
-      parsed = parseTerminalSettings(unnamed ? `default:${text}` : text);
+      parsed = unnamed
+        ? { name: null, settings: parseTerminalKeys(text) }
+        : parseTerminalSettings(text);
     } catch (error) {
       if (!(error instanceof TypeError || error instanceof RangeError)) throw error;
       throw new UsageError(`${settings.label("terminal")}: ${error.message}`);
     }
-    const key = unnamed || parsed.name === defaultDestination ? null : parsed.name;
+    const key = parsed.name === defaultDestination ? null : parsed.name;
     if (terminals.has(key)) {
       throw new UsageError(
         `${settings.label("terminal")}: ${key ?? "the default destination"} is given twice`,

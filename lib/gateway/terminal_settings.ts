@@ -114,8 +114,22 @@ export function parseTerminalSettings(value: string): NamedTerminalSettings {
         "expected NAME:key=value,... with a destination name of 1 to 64 of A-Z a-z 0-9 _ . -",
     );
   }
+  return { name, settings: parseTerminalKeys(colon < 0 ? "" : value.slice(colon + 1), value) };
+}
+
+/**
+ * Parses the `key=value,...` part of a `--terminal` value, the mode's
+ * defaults filled in (`web --terminal=mode=raw` gives it without a name,
+ * for the default destination).
+ *
+ * @param list The pairs; empty for telnet defaults.
+ * @param value The whole value, for messages.
+ * @returns The settings.
+ * @throws {TypeError} When a key is unknown or repeated.
+ * @throws {RangeError} When a value is not one its key takes.
+ */
+export function parseTerminalKeys(list: string, value: string = list): TerminalSettings {
   const given: Partial<Record<keyof TerminalSettings, string>> = {};
-  const list = colon < 0 ? "" : value.slice(colon + 1);
   for (const pair of list === "" ? [] : list.split(",")) {
     const equals = pair.indexOf("=");
     const rawKey = (equals < 0 ? pair : pair.slice(0, equals)).trim();
@@ -133,12 +147,11 @@ export function parseTerminalSettings(value: string): NamedTerminalSettings {
     }
     given[key] = pair.slice(equals + 1).trim();
   }
-  const settings = settingsFrom(
+  return settingsFrom(
     given,
     (detail) =>
       new RangeError(`Cannot parse terminal settings ${JSON.stringify(value)}: ${detail}`),
   );
-  return { name, settings };
 }
 
 /**
