@@ -109,6 +109,27 @@ Deno.test("output is acknowledged only once the caller asks for more: a chunk ne
   assert.equal(proxy.server.counters.gaps, 0);
 });
 
+Deno.test("input sent after the stream's connection closed, before the stream ends, is kept and goes on the next attach", async () => {
+  await using destination = new Destination();
+  await using proxy = startServer(destination.port);
+  const session = await created(proxy.port);
+  using dest = new TestClient(await destination.accepted());
+  const stop = new AbortController();
+  const stream = session.stream({ signal: stop.signal });
+  const first = stream.next();
+  await proxy.logs.waitFor("session.attached", (fields) => fields.mode === "framed");
+  await dest.write("attached");
+  assert.equal(decoder.decode((await first).value as Uint8Array), "attached");
+  // The abort closes the framed connection at once; the stream notices at its next step.
+  stop.abort();
+  session.send("after the close");
+  assert.equal(session.unconfirmed, 15, "kept, not taken by the closed connection");
+  assert.deepEqual(await stream.next(), { done: true, value: "detached" });
+  await proxy.logs.waitFor("session.detached");
+  await session.poll({ wait: 0 });
+  assert.equal(decoder.decode(await dest.readExactly(15)), "after the close");
+});
+
 Deno.test("connections cut under a stream: it attaches again by itself, and both directions stay exact", async () => {
   const total = 1024 * 1024;
   const input = randomBytes(total, 31);

@@ -871,7 +871,13 @@ export class ClientSession {
   /** Writes the input not yet written on `framed`, as far as its window allows. */
   #sendFramed(framed: FramedConnection): void {
     const end = this.#inputEnd();
-    for (let room = framed.inputRoom; room > 0 && framed.inputSent < end; room = framed.inputRoom) {
+    // A closed connection takes nothing (sendInput would not move inputSent on):
+    // what it did not send goes on the next attach.
+    for (
+      let room = framed.inputRoom;
+      room > 0 && framed.inputSent < end && !framed.closed;
+      room = framed.inputRoom
+    ) {
       const start = framed.inputSent - (this.#inputBase ?? 0);
       const bytes = this.#unconfirmedSlice(start, Math.min(room, MAX_INPUT_WRITE));
       if (bytes.length === 0) break;
