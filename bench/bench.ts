@@ -199,6 +199,8 @@ if (only.has("framed")) {
     fixed(figures.input),
     fixed(figures.echoP50ms, 3),
     fixed(figures.echoP99ms, 3),
+    fixed(figures.outputServerCpuNs, 3),
+    fixed(figures.inputServerCpuNs, 3),
   ];
   const ratios = (name: string, figures: FramedFigures): string[] => [
     name,
@@ -206,14 +208,25 @@ if (only.has("framed")) {
     fixed(figures.input / v1.input, 2),
     fixed(figures.echoP50ms / v1.echoP50ms, 2),
     fixed(figures.echoP99ms / v1.echoP99ms, 2),
+    fixed(figures.outputServerCpuNs / v1.outputServerCpuNs, 2),
+    fixed(figures.inputServerCpuNs / v1.inputServerCpuNs, 2),
   ];
   table(
     `1b. Framed (version 2) beside version 1 streaming, one server (--buffer=${buffer}, the window), ` +
       `median of ${rounds} interleaved round${rounds === 1 ? "" : "s"}:\n` +
       `   output and input of ${mib} MiB a run, MB/s; ${echoes} echoes of 64 bytes a run, ms. ` +
       "framed: a client on lib/frames.ts (A every half window, input within the window);\n" +
-      "   FramedConnection: the client library's",
-    ["attachment", "output MB/s", "input MB/s", "echo p50 ms", "echo p99 ms"],
+      "   FramedConnection: the client library's; server ns/B: the server process's CPU time\n" +
+      "   (/proc schedstat) per byte of the output and the input run (what a byte costs, whatever the noise)",
+    [
+      "attachment",
+      "output MB/s",
+      "input MB/s",
+      "echo p50 ms",
+      "echo p99 ms",
+      "server ns/B out",
+      "server ns/B in",
+    ],
     [
       row("v1 streaming", v1),
       row("framed", medians.framed),

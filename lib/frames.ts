@@ -324,7 +324,7 @@ export class FrameReader {
     this.#end = leftover.length;
   }
 
-  /** Bytes read from the source and not yet returned as frames. */
+  /** Bytes read from the source and not yet returned as frames (a frame begun among them). */
   get buffered(): number {
     return this.#end - this.#start;
   }

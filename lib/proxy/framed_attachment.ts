@@ -13,7 +13,8 @@
  *   output at once;
  * - the input writer hands held input to the session's destination writes:
  *   all that has arrived while the previous write was in flight goes in
- *   the next (up to a chunk), and `I` follows each write at once.
+ *   the next (up to a chunk), and `I` follows: at once when nothing was
+ *   confirmed lately or a quarter window waits, else within 10 ms.
  *
  * The session decides when an attachment ends from outside (a takeover,
  * `CLOSE`, the admin API, shutdown) by calling {@linkcode FramedAttachment.end};
@@ -75,6 +76,11 @@ export interface FramedAttachmentOptions {
   /** How long to read on after `E destination-closed` for a last `A`, in ms. */
   closedLinger: number;
   /**
+   * The least time between two `I` frames sent for their own sake, in ms.
+   * @default {10}
+   */
+  countInterval?: number;
+  /**
    * Called once the reply line is written.
    * @default {nothing}
    */
@@ -83,6 +89,15 @@ export interface FramedAttachmentOptions {
 
 /** How long the connection stays open after another `E`, for the client to close first, in ms. */
 const END_LINGER_MS = 1000;
+
+/**
+ * The least time between two `I` frames sent for their own sake, in ms:
+ * under a flood of input, writes finish far more often than a client needs
+ * to hear of them. An `I` rides with output at no cost, and goes at once
+ * when a quarter of the window is written and unconfirmed, so a client
+ * sending at full speed never waits for one; the protocol's bound is 100 ms.
+ */
+const COUNT_INTERVAL_MS = 10;
 
 /** Output in one batch of frames: one largest `D` frame's payload. */
 const BATCH_PAYLOAD = MAX_DATA_PAYLOAD;
@@ -108,6 +123,7 @@ export class FramedAttachment {
   readonly #conn: Deno.Conn;
   readonly #window: number;
   readonly #closedLinger: number;
+  readonly #countInterval: number;
   readonly #reader: FrameReader;
   #reply: Uint8Array | null;
   #onReplySent: (() => void) | null;
@@ -119,6 +135,11 @@ export class FramedAttachment {
   #toldIn: number;
   /** The input count once the latest write of this attachment finished. */
   #written: number;
+  /** An `I` for `#written` is due: it goes in the next batch. */
+  #countDue = false;
+  /** When the latest `I` was sent (`performance.now()`). */
+  #countedAt = -Infinity;
+  #countTimer: ReturnType<typeof setTimeout> | undefined;
   /** `<in>` plus the `D` payload bytes read on this connection. */
   #received: number;
   /** Input read and not yet written to the destination, in order. */
@@ -145,6 +166,7 @@ export class FramedAttachment {
     this.peer = options.peer;
     this.#window = options.window;
     this.#closedLinger = options.closedLinger;
+    this.#countInterval = options.countInterval ?? COUNT_INTERVAL_MS;
     this.#reply = options.reply;
     this.#onReplySent = options.onReplySent ?? null;
     this.#position = this.#acked = options.from;
@@ -170,6 +192,7 @@ export class FramedAttachment {
       await Promise.all([this.#send(), this.#receive(), this.#writeInput()]);
     } finally {
       clearTimeout(this.#lingerTimer);
+      clearTimeout(this.#countTimer);
       closeQuietly(this.#conn);
     }
   }
@@ -227,7 +250,9 @@ export class FramedAttachment {
     const output = current && this.#endReason === null
       ? Math.min(BATCH_PAYLOAD, Math.max(0, limit - this.#position))
       : 0;
-    const counting = this.#written > this.#toldIn && this.#endReason === null;
+    // An I rides with the reply or output whenever input was written since the last.
+    const counting = this.#written > this.#toldIn && this.#endReason === null &&
+      (this.#countDue || output > 0 || reply !== null);
     let end = this.#endReason;
     if (
       end === null && current && host.state === "closed" && this.#position + output === buffer.end
@@ -245,6 +270,10 @@ export class FramedAttachment {
     if (counting) {
       at += encodeFrameInto(target, at, { type: "I", count: this.#written });
       this.#toldIn = this.#written;
+      this.#countDue = false;
+      this.#countedAt = performance.now();
+      clearTimeout(this.#countTimer);
+      this.#countTimer = undefined;
     }
     // One D frame per contiguous view of the ring: at most two.
     for (let left = output; left > 0;) {
@@ -405,10 +434,34 @@ export class FramedAttachment {
       await writing;
       held.consume(bytes.length);
       // A failed write closes the destination: what it did not take is not confirmed.
-      if (host.state === "open") this.#written = total;
+      if (host.state === "open") {
+        this.#written = total;
+        this.#scheduleCount();
+      }
       host.wake();
     }
     held.clear();
+  }
+
+  /**
+   * Input was written: its `I` is due now if a quarter of the window is
+   * unconfirmed or none was sent for the count interval
+   * ({@linkcode COUNT_INTERVAL_MS} by default), otherwise once it has passed.
+   */
+  #scheduleCount(): void {
+    if (this.#countDue) return;
+    const wait = this.#countedAt + this.#countInterval - performance.now();
+    if (wait <= 0 || this.#written - this.#toldIn >= this.#window / 4) {
+      clearTimeout(this.#countTimer);
+      this.#countTimer = undefined;
+      this.#countDue = true;
+    } else {
+      this.#countTimer ??= setTimeout(() => {
+        this.#countTimer = undefined;
+        this.#countDue = true;
+        this.#host.wake();
+      }, wait);
+    }
   }
 
   /**
