@@ -271,6 +271,32 @@ Deno.test("the open WebSockets gauge goes up while a socket is open and back dow
   }
 });
 
+Deno.test("an upgraded WebSocket counts as a 101 of its route, and is logged as one", async () => {
+  // The count is taken at the upgrade, before the proxy is asked anything.
+  await using gateway = await startGateway(closedPort());
+  const id = "y628R3CsuneQiYrH";
+  const socket = new WebSocket(`${gateway.url.replace("http:", "ws:")}/api/sessions/${id}/ws`);
+  const opened = Promise.withResolvers<void>();
+  const closed = Promise.withResolvers<void>();
+  socket.onopen = () => opened.resolve();
+  socket.onerror = () => opened.reject(new Error("the WebSocket failed to open"));
+  socket.onclose = () => closed.resolve();
+  try {
+    await withDeadline(opened.promise, WAIT_MS, "the WebSocket opening");
+    const { samples } = await scrape(gateway);
+    const route = 'socketproxy_web_requests_total{route="/api/sessions/{id}/ws"';
+    assert.equal(samples.get(`${route},status="101"}`), 1);
+    assert.equal(samples.get(`${route},status="200"}`), undefined);
+    const logged = gateway.logs.events("web.request")
+      .filter((record) => record.fields.path === "/api/sessions/{id}/ws")
+      .map((record) => record.fields.status);
+    assert.deepEqual(logged, [101]);
+  } finally {
+    socket.close();
+    await withDeadline(closed.promise, WAIT_MS, "the WebSocket closing");
+  }
+});
+
 Deno.test("/metrics is served on the metrics port only; that port serves nothing else", async () => {
   await using gateway = await startGateway(closedPort());
   const onPublic = await fetch(`${gateway.url}/metrics`);

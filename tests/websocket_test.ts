@@ -297,21 +297,53 @@ Deno.test("the 101 answer carries the Sec-WebSocket-Accept of RFC 6455's sample 
   assert.equal(acceptKey(key), btoa(String.fromCharCode(...new Uint8Array(digest))));
 });
 
-Deno.test("an upgrade without Sec-WebSocket-Version 13 or a well-formed key is refused with 400 or 426", async () => {
+Deno.test("an upgrade with a Sec-WebSocket-Version other than 13 is answered 426, naming 13", async () => {
+  await using gateway = await serveGateway();
+  const port = gateway.addr.port;
+  // RFC 6455 4.4; a malformed key too, since a version not spoken is answered first.
+  const cases: Record<string, Record<string, string | null>> = {
+    "version 8": { "Sec-WebSocket-Version": "8" },
+    "version 14": { "Sec-WebSocket-Version": "14" },
+    "versions 8 and 13": { "Sec-WebSocket-Version": "8, 13" },
+    "version 8 with a key of 8 bytes": {
+      "Sec-WebSocket-Version": "8",
+      "Sec-WebSocket-Key": "AAAAAAAAAAA=",
+    },
+  };
+  for (const [name, headers] of Object.entries(cases)) {
+    using client = await TestClient.connect(port);
+    const answer = await requestUpgrade(client, port, { path: "/api/sessions/abc/ws", headers });
+    assert.equal(answer.status, 426, name);
+    assert.equal(answer.headers.get("sec-websocket-version"), "13", name);
+    assert.equal(answer.headers.get("sec-websocket-accept"), null, name);
+    assert.equal(answer.headers.get("content-type"), "application/json; charset=utf-8", name);
+    const body = JSON.parse(
+      decoder.decode(await client.readExactly(Number(answer.headers.get("content-length")))),
+    );
+    assert.deepEqual(Object.keys(body), ["error", "message"], name);
+    assert.equal(body.error, "upgrade_required", name);
+    assert.match(body.message, /Sec-WebSocket-Version/, name);
+  }
+});
+
+Deno.test("an upgrade without Sec-WebSocket-Version or a well-formed key is refused with 400", async () => {
   await using gateway = await serveGateway();
   const port = gateway.addr.port;
   const cases: Record<string, Record<string, string | null>> = {
     "no version": { "Sec-WebSocket-Version": null },
-    "version 8": { "Sec-WebSocket-Version": "8" },
-    "version 14": { "Sec-WebSocket-Version": "14" },
     "no key": { "Sec-WebSocket-Key": null },
     "a key of 8 bytes": { "Sec-WebSocket-Key": "AAAAAAAAAAA=" },
   };
   for (const [name, headers] of Object.entries(cases)) {
     using client = await TestClient.connect(port);
     const answer = await requestUpgrade(client, port, { path: "/api/sessions/abc/ws", headers });
-    assert.ok([400, 426].includes(answer.status), `${name}: ${answer.status}`);
+    assert.equal(answer.status, 400, name);
     assert.equal(answer.headers.get("sec-websocket-accept"), null, name);
+    assert.equal(answer.headers.get("sec-websocket-version"), null, name);
+    const body = JSON.parse(
+      decoder.decode(await client.readExactly(Number(answer.headers.get("content-length")))),
+    );
+    assert.equal(body.error, "bad_request", name);
   }
 });
 

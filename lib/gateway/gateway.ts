@@ -70,6 +70,7 @@ import {
   type HttpRequestInfo,
   HttpServer,
   type HttpTimeouts,
+  WebSocketVersionError,
 } from "../http/server.ts";
 
 /** After the server refuses a `from=` (`ERR untrusted`), the gateway stops sending one for this long. */
@@ -173,6 +174,12 @@ function singleRouter(proxy: HostPort | undefined): NodeRouter {
 }
 
 const SESSION_PATH = /^\/api\/sessions\/([^/]+)(\/poll|\/ws)?$/;
+
+/**
+ * An {@linkcode HttpError}'s extras that are answered as headers, not in
+ * the body: a 405's `allow`, and a 426's `sec-websocket-version` (RFC 6455 4.4).
+ */
+const HEADER_EXTRAS = ["allow", "sec-websocket-version"] as const;
 
 /**
  * Builds the gateway's request handler.
@@ -494,6 +501,11 @@ export function gatewayHandler(
         messageTimeout: options.timeouts?.body ?? HTTP_TIMEOUTS.body,
       });
     } catch (error) {
+      if (error instanceof WebSocketVersionError) {
+        throw new HttpError(426, "upgrade_required", error.message, {
+          "sec-websocket-version": error.supported,
+        });
+      }
       throw new HttpError(400, "bad_request", describeError(error));
     }
     const { socket, response } = upgrade;
@@ -540,11 +552,13 @@ export function gatewayHandler(
       });
     }
     if (http.status === 401) await guessed(browserAddress(request, info), routeOf(path), address);
-    const headers: Record<string, string> = typeof http.extra.allow === "string"
-      ? { allow: http.extra.allow }
-      : {};
+    const headers: Record<string, string> = {};
     const extra = { ...http.extra };
-    delete extra.allow;
+    for (const name of HEADER_EXTRAS) {
+      const value = extra[name];
+      if (typeof value === "string") headers[name] = value;
+      delete extra[name];
+    }
     return json(http.status, { error: http.code, message: http.message, ...extra }, headers);
   }
 

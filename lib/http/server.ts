@@ -51,6 +51,8 @@ export interface HttpRequestInfo {
   /**
    * On a WebSocket upgrade request only: accepts it. Return its `response`
    * from the handler; the socket's events start once the handler returns.
+   * Throws {@linkcode WebSocketVersionError} for a `Sec-WebSocket-Version`
+   * other than 13, and `TypeError` for another handshake it cannot accept.
    */
   upgradeWebSocket?: (limits?: Partial<WebSocketLimits>) => WebSocketUpgrade;
 }
@@ -58,6 +60,7 @@ export interface HttpRequestInfo {
 /** An accepted upgrade: the socket, and the response to return for it. */
 export interface WebSocketUpgrade {
   socket: ServerWebSocket;
+  /** The 101 already written, as a `Response` whose `status` is 101. */
   response: Response;
 }
 
@@ -105,8 +108,29 @@ const CUT_SHORT_ANSWER = (() => {
     `content-length: ${body.length}\r\nconnection: close\r\n\r\n${body}`;
 })();
 
-/** A response {@linkcode HttpRequestInfo.upgradeWebSocket} made: the upgrade happened. */
-const UPGRADED = new WeakSet<Response>();
+/**
+ * What {@linkcode HttpRequestInfo.upgradeWebSocket} throws for a
+ * `Sec-WebSocket-Version` other than 13: RFC 6455 section 4.4 has that
+ * answered 426 with a `Sec-WebSocket-Version` header naming the version
+ * served, where other refused upgrades are a 400.
+ */
+export class WebSocketVersionError extends TypeError {
+  override name = "WebSocketVersionError";
+  /** The one version served, for the answer's `Sec-WebSocket-Version` header. */
+  readonly supported = "13";
+}
+
+/**
+ * The response {@linkcode HttpRequestInfo.upgradeWebSocket} makes: its
+ * status is the 101 already written (as `Deno.upgradeWebSocket`'s is), so
+ * logs and metrics tell an upgrade from a 200; `new Response` refuses a
+ * status under 200, hence the getter.
+ */
+class UpgradeResponse extends Response {
+  override get status(): number {
+    return 101;
+  }
+}
 
 /**
  * An HTTP server on one address, or on both loopbacks for `localhost`.
@@ -580,21 +604,25 @@ async function answerUpgrade(
   let upgraded: ServerWebSocket | null = null;
   const upgradeWebSocket = (limits?: Partial<WebSocketLimits>): WebSocketUpgrade => {
     if (upgraded) throw new TypeError("This request was upgraded already");
+    const version = incoming.headers["sec-websocket-version"];
+    // A version we do not speak comes first: its handshake may not be ours to judge.
+    if (version !== undefined && version !== "13") {
+      throw new WebSocketVersionError(
+        `Cannot accept Sec-WebSocket-Version ${JSON.stringify(version.slice(0, 20))}: ` +
+          "this server speaks 13 only",
+      );
+    }
     const key = incoming.headers["sec-websocket-key"];
     if (typeof key !== "string" || !/^[A-Za-z0-9+/]{22}==$/.test(key)) {
       throw new TypeError("Sec-WebSocket-Key is missing or malformed");
     }
-    if (incoming.headers["sec-websocket-version"] !== "13") {
-      throw new TypeError("Sec-WebSocket-Version must be 13");
-    }
+    if (version === undefined) throw new TypeError("Sec-WebSocket-Version must be 13");
     socket.write(
       "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n" +
         `Sec-WebSocket-Accept: ${acceptKey(key)}\r\n\r\n`,
     );
     upgraded = new ServerWebSocket(socket, head, { ...WEBSOCKET_LIMITS, ...limits });
-    const response = new Response(null, { status: 200 });
-    UPGRADED.add(response);
-    return { socket: upgraded, response };
+    return { socket: upgraded, response: new UpgradeResponse(null) };
   };
   const scheme = serve.tls ? "https" : "http";
   const request = webRequest(incoming, scheme, localOf(socket), null, controller.signal);
@@ -616,7 +644,7 @@ async function answerUpgrade(
     response = new Response("Internal error\n", { status: 500 });
   }
   if (upgraded) {
-    if (!UPGRADED.has(response)) {
+    if (!(response instanceof UpgradeResponse)) {
       serve.logger.error("http.handler_failed", {
         name: serve.name,
         error: "upgraded a WebSocket but answered with another response",
