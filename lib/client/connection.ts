@@ -42,6 +42,8 @@ export class ClientConnection implements AsyncDisposable {
   /** Bytes after the reply line that came with it, not yet returned. */
   #early: Uint8Array;
   #closed = false;
+  /** This side half-closed: the server's close that follows answers it. */
+  #writeClosed = false;
   #closedByServer = false;
   /** Output bytes this connection delivered. */
   #delivered = 0;
@@ -208,6 +210,7 @@ export class ClientConnection implements AsyncDisposable {
 
   /** @internal Ends this side's sending, so the server detaches once it has sent what it has. */
   async closeWrite(): Promise<void> {
+    this.#writeClosed = true;
     await this.#conn.closeWrite().catch(() => {});
   }
 
@@ -261,9 +264,9 @@ export class ClientConnection implements AsyncDisposable {
     this.#session.countReceived(bytes);
   }
 
-  /** A read found the connection ended, and this side had not closed it. */
+  /** A read found the connection ended, and this side had not closed it (nor its sending side). */
   #endedByServer(): void {
-    if (!this.#closed) this.#closedByServer = true;
+    if (!this.#closed && !this.#writeClosed) this.#closedByServer = true;
     this.close();
   }
 }

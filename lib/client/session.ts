@@ -422,7 +422,10 @@ export class ClientSession {
    * and leave. Output the library holds (from {@linkcode ClientSession.create},
    * a re-fetch, or {@linkcode ClientSession.holdBack}) comes first. Once
    * the session is known to have ended, it hands out what it holds without
-   * connecting.
+   * connecting. A poll that sends input leaves by half-closing and reading
+   * until the server detaches (output that arrives meanwhile is returned
+   * too), so that the server has counted the input when it returns, and
+   * the next reply's `<in>` covers it.
    *
    * @param options How long to wait, and where the output goes.
    * @returns The output, possibly empty.
@@ -470,10 +473,18 @@ export class ClientSession {
     }
     // Input goes out on this connection; a destination that does not take
     // it keeps it queued for the next one instead of holding the poll.
-    await Promise.race([
-      this.#writing,
-      connection.closedPromise(Math.max(1000, deadline - performance.now())),
-    ]);
+    const bound = connection.closedPromise(Math.max(1000, deadline - performance.now()));
+    await Promise.race([this.#writing, bound]);
+    if (this.#unconfirmedBytes > 0 && !connection.closed) {
+      // Leave by half-closing and reading until the server detaches: it has
+      // then forwarded and counted the input. Closed at once, the input may
+      // still be unread when the next poll's resume takes this connection
+      // over, and a takeover drops it (docs/protocol.md, takeover).
+      await connection.closeWrite();
+      for (let more = await connection.read(); more !== null; more = await connection.read()) {
+        await take(more);
+      }
+    }
     return concatBytes(parts);
   }
 
