@@ -41,9 +41,14 @@ export const END_REASONS: readonly EndReason[] = [
   "protocol-error",
 ];
 
-/** A decoded frame. A `D` payload read by {@linkcode FrameReader} is a view, valid until the next read. */
+/**
+ * A decoded frame. A `D` payload read by {@linkcode FrameReader} is a view,
+ * valid until the next read; read in pieces (`dataInPieces`), a frame's
+ * first piece has its whole payload's `length` (and may be empty), the
+ * pieces that follow have none.
+ */
 export type Frame =
-  | { type: "D"; payload: Uint8Array }
+  | { type: "D"; payload: Uint8Array; length?: number }
   | { type: "A"; offset: number }
   | { type: "I"; count: number }
   | { type: "E"; in: number; sent: number; reason: string }
@@ -270,6 +275,16 @@ export interface FrameReaderOptions {
    * @default {none}
    */
   leftover?: Uint8Array;
+  /**
+   * Whether a `D` payload comes in pieces, as its bytes arrive: a first
+   * `D` with the frame's `length` as soon as its header is in (with what of
+   * the payload came along, maybe nothing), then `D`s without one, each the
+   * next piece, instead of one once the whole payload is in. For a reader
+   * that only moves data on: the buffer never has to hold a whole frame, so
+   * reads are never cut short and nothing is moved within it.
+   * @default {false}
+   */
+  dataInPieces?: boolean;
 }
 
 /** The reader's first buffer: small, so that a quiet connection costs little. */
@@ -308,6 +323,9 @@ export class FrameReader {
   #buffer: Uint8Array;
   #start = 0;
   #end = 0;
+  readonly #pieces: boolean;
+  /** Payload bytes of the current `D` frame not returned yet (with `dataInPieces`). */
+  #dataLeft = 0;
 
   /**
    * Creates a reader over `source`.
@@ -318,6 +336,7 @@ export class FrameReader {
   constructor(source: FrameSource, options: FrameReaderOptions) {
     this.#source = source;
     this.#direction = options.direction;
+    this.#pieces = options.dataInPieces ?? false;
     const leftover = options.leftover ?? new Uint8Array(0);
     this.#buffer = new Uint8Array(Math.max(FIRST_READ, leftover.length));
     this.#buffer.set(leftover);
@@ -340,12 +359,30 @@ export class FrameReader {
   async next(): Promise<Frame | null> {
     while (true) {
       let need = FRAME_HEADER_BYTES;
-      if (this.buffered >= FRAME_HEADER_BYTES) {
+      if (this.#dataLeft > 0) {
+        // The rest of a D payload, in pieces: whatever of it is in.
+        const count = Math.min(this.buffered, this.#dataLeft);
+        if (count > 0) {
+          const piece = this.#buffer.subarray(this.#start, this.#start + count);
+          this.#start += count;
+          this.#dataLeft -= count;
+          return { type: "D", payload: piece };
+        }
+        need = 1;
+      } else if (this.buffered >= FRAME_HEADER_BYTES) {
         const buffer = this.#buffer;
         const type = buffer[this.#start] ?? 0;
         const length = new DataView(buffer.buffer, buffer.byteOffset + this.#start + 1, 4)
           .getUint32(0);
         checkFrameHeader(type, length, this.#direction);
+        if (this.#pieces && type === D) {
+          // The first piece says the frame's length, before any more of it is read.
+          const body = this.#start + FRAME_HEADER_BYTES;
+          const count = Math.min(this.buffered - FRAME_HEADER_BYTES, length);
+          this.#start = body + count;
+          this.#dataLeft = length - count;
+          return { type: "D", payload: buffer.subarray(body, body + count), length };
+        }
         need = FRAME_HEADER_BYTES + length;
         if (this.buffered >= need) {
           const body = this.#start + FRAME_HEADER_BYTES;
@@ -356,7 +393,7 @@ export class FrameReader {
       this.#makeRoom(need);
       const count = await this.#source.read(this.#buffer.subarray(this.#end));
       if (count === null) {
-        if (this.buffered === 0) return null;
+        if (this.buffered === 0 && this.#dataLeft === 0) return null;
         throw new FrameError("The stream ended inside a frame", true);
       }
       this.#end += count;
@@ -365,6 +402,29 @@ export class FrameReader {
         this.#grow(this.#buffer.length * 2);
       }
     }
+  }
+
+  /** The size of the buffer reads go into now (it grows while reads fill it). */
+  get bufferLength(): number {
+    return this.#buffer.length;
+  }
+
+  /**
+   * Reads into `buffer` from now on, leaving the current one to the
+   * caller: the latest `D` piece (a view of it) stays valid for as long as
+   * the caller keeps it. Only when nothing read is left in the buffer.
+   *
+   * @param buffer The new buffer, at least as long as the current one.
+   * @throws {RangeError} When bytes are buffered, or `buffer` is shorter.
+   */
+  handOver(buffer: Uint8Array): void {
+    if (this.buffered > 0 || buffer.length < this.#buffer.length) {
+      throw new RangeError(
+        `Cannot hand over a buffer with ${this.buffered} bytes in it for one of ${buffer.length}`,
+      );
+    }
+    this.#buffer = buffer;
+    this.#start = this.#end = 0;
   }
 
   /** Makes room from `#start` for `need` bytes, and for at least one more byte at the end. */

@@ -174,6 +174,53 @@ Deno.test("the reader judges a length from the header alone, before reading the 
   assert.throws(() => checkFrameHeader(0x5a, 0, "to-client"), FrameError);
 });
 
+Deno.test("with dataInPieces, a D payload comes as it arrives: a first piece with the length, then the rest, reads never cut short", async () => {
+  const payload = new Uint8Array(100_000).map((_, i) => i % 251);
+  const stream = new Uint8Array([
+    ...encodeFrame({ type: "D", payload }),
+    ...encodeFrame({ type: "A", offset: 5 }),
+    ...encodeFrame({ type: "D", payload: Uint8Array.of(1, 2, 3) }),
+  ]);
+  const sizes: number[] = [];
+  const from = source([stream.subarray(0, 3), stream.subarray(3, 40_000), stream.subarray(40_000)]);
+  const read = from.read.bind(from);
+  from.read = (buffer: Uint8Array) => (sizes.push(buffer.length), read(buffer));
+  const reader = new FrameReader(from, { direction: "to-server", dataInPieces: true });
+  const first = await reader.next();
+  assert.ok(first?.type === "D");
+  assert.equal(first.length, payload.length, "the first piece says the frame's length");
+  const pieces = [first.payload.slice()];
+  let taken = first.payload.length;
+  while (taken < payload.length) {
+    const piece = await reader.next();
+    assert.ok(piece?.type === "D" && piece.length === undefined, "later pieces have no length");
+    pieces.push(piece.payload.slice());
+    taken += piece.payload.length;
+  }
+  assert.equal(taken, payload.length);
+  assert.deepEqual(new Uint8Array(pieces.flatMap((piece) => [...piece])), payload);
+  assert.deepEqual(await reader.next(), { type: "A", offset: 5 });
+  assert.deepEqual(await reader.next(), { type: "D", payload: Uint8Array.of(1, 2, 3), length: 3 });
+  assert.equal(await reader.next(), null);
+  // Pieces came before the frame was whole, and every read had the buffer
+  // but for a header's few bytes: no frame was kept back in it.
+  assert.ok(pieces.length > 1 && first.payload.length < payload.length);
+  assert.ok(sizes.every((size) => size >= 16 * 1024 - 5), `reads of ${sizes}`);
+  const cut = new FrameReader(source([encodeFrame({ type: "D", payload }).subarray(0, 9)]), {
+    direction: "to-server",
+    dataInPieces: true,
+  });
+  assert.deepEqual(await cut.next(), {
+    type: "D",
+    payload: Uint8Array.of(0, 1, 2, 3),
+    length: 100_000,
+  });
+  await assert.rejects(cut.next(), (error: unknown) => {
+    assert.ok(error instanceof FrameError && error.truncated);
+    return true;
+  });
+});
+
 Deno.test("the reader tells a stream that ended inside a frame, and integers from 2^53 on", async () => {
   const truncated = new FrameReader(
     source([encodeFrame({ type: "A", offset: 1 }).subarray(0, 7)]),

@@ -8,9 +8,10 @@
  *   acknowledgement; `I` frames once input is written; `E` before the end.
  *   Each batch of frames is one write (headers and payloads together);
  * - the frame receiver reads frames whatever the destination does, so that
- *   `A` and `C` always get through: `D` payloads are copied, once, into the
- *   chunks of held input, in order, within the input window; `A` releases
- *   output at once;
+ *   `A` and `C` always get through: `D` payloads come from the reader in
+ *   pieces as they arrive (so reads fill its buffer, as version 1's do),
+ *   judged against the input window from the header, and are copied once
+ *   into the chunks of held input, in order; `A` releases output at once;
  * - the input writer hands held input to the session's destination writes:
  *   all that has arrived while the previous write was in flight goes in
  *   the next (up to a chunk), and `I` follows: at once when nothing was
@@ -174,6 +175,7 @@ export class FramedAttachment {
     this.#reader = new FrameReader(options.conn, {
       direction: "to-server",
       leftover: options.leftover,
+      dataInPieces: true,
     });
   }
 
@@ -330,7 +332,7 @@ export class FramedAttachment {
         }
         switch (frame.type) {
           case "D":
-            this.#input(frame.payload);
+            this.#input(frame.payload, frame.length);
             break;
           case "A":
             if (frame.offset > this.#position) {
@@ -375,12 +377,16 @@ export class FramedAttachment {
     this.#lost("ended: protocol-error");
   }
 
-  /** A `D` frame's payload: held for the destination, within the window. */
-  #input(payload: Uint8Array): void {
+  /**
+   * A piece of a `D` frame's payload: held for the destination, in order.
+   * A frame's first piece brings its `length`, judged against the window
+   * before any of the frame is held.
+   */
+  #input(payload: Uint8Array, length: number | undefined): void {
     const host = this.#host;
     // Once the destination has closed, input is discarded unjudged.
     if (host.state === "closed" || !host.isCurrent(this)) return;
-    this.#received += payload.length;
+    if (length !== undefined) this.#received += length;
     if (this.#received - this.#toldIn > this.#window) {
       throw new FrameError(
         `input ${
@@ -388,7 +394,17 @@ export class FramedAttachment {
         } bytes beyond the latest count ${this.#toldIn}, window ${this.#window}`,
       );
     }
-    this.#held.push(payload);
+    if (payload.length === 0) return;
+    const reader = this.#reader;
+    if (reader.buffered === 0 && payload.length * 2 >= reader.bufferLength) {
+      // Most of a read, and all of what is left of it: kept where it was
+      // read, and the reader goes on in another buffer.
+      const size = reader.bufferLength;
+      this.#held.keep(payload);
+      reader.handOver(this.#held.spareReadBuffer(size) ?? new Uint8Array(size));
+    } else {
+      this.#held.push(payload);
+    }
     this.#inputArrived.wake();
   }
 
@@ -499,29 +515,39 @@ const INPUT_CHUNK = MAX_DATA_PAYLOAD;
 /** Chunks of held input kept for reuse once written. */
 const SPARE_CHUNKS = 2;
 
-/** One chunk of held input: `bytes[start, end)` waits for the destination. */
+/**
+ * One chunk of held input: `bytes[start, end)` waits for the destination.
+ * A copy chunk is filled end to end; a kept one is a reader buffer's piece,
+ * never added to, and its buffer goes back to the reader once written.
+ */
 interface InputChunk {
   bytes: Uint8Array;
   start: number;
   end: number;
+  kept: boolean;
 }
 
 /**
  * Input read from the client and not yet written to the destination, in
- * order: `D` payloads copied end to end into reused chunks, so that what
- * arrives during a destination write is one contiguous view for the next.
- * Its size is the window's business: the receiver refuses input beyond it.
+ * order: small `D` pieces copied end to end into reused chunks, so that
+ * what arrives during a destination write is one contiguous view for the
+ * next; a piece that is most of a read is kept in the reader's buffer
+ * instead, uncopied. Each kept piece is at least half its buffer, and the
+ * receiver refuses input beyond the window, so held memory stays within
+ * about twice the window.
  */
 class HeldInput {
   #chunks: InputChunk[] = [];
   #spare: Uint8Array[] = [];
+  #spareReads: Uint8Array[] = [];
 
   /** Copies `payload` after the input held already. */
   push(payload: Uint8Array): void {
     for (let at = 0; at < payload.length;) {
       let last = this.#chunks.at(-1);
-      if (!last || last.end === last.bytes.length) {
-        last = { bytes: this.#spare.pop() ?? new Uint8Array(INPUT_CHUNK), start: 0, end: 0 };
+      if (!last || last.kept || last.end === last.bytes.length) {
+        const bytes = this.#spare.pop() ?? new Uint8Array(INPUT_CHUNK);
+        last = { bytes, start: 0, end: 0, kept: false };
         this.#chunks.push(last);
       }
       const count = Math.min(payload.length - at, last.bytes.length - last.end);
@@ -529,6 +555,28 @@ class HeldInput {
       last.end += count;
       at += count;
     }
+  }
+
+  /** Holds `piece` where it is, after the input held already: its buffer is this one's now. */
+  keep(piece: Uint8Array): void {
+    // A copy chunk all written (reset to be filled again) would stand empty before it.
+    const last = this.#chunks.at(-1);
+    if (last && !last.kept && last.start === last.end) {
+      this.#chunks.pop();
+      if (this.#spare.length < SPARE_CHUNKS) this.#spare.push(last.bytes);
+    }
+    const bytes = new Uint8Array(piece.buffer, 0, piece.byteOffset + piece.length);
+    this.#chunks.push({ bytes, start: piece.byteOffset, end: bytes.length, kept: true });
+  }
+
+  /**
+   * A reader buffer of `size` bytes whose kept input was written, for the reader to go on in.
+   *
+   * @returns The buffer, or `null` when none is spare.
+   */
+  spareReadBuffer(size: number): Uint8Array | null {
+    const buffer = this.#spareReads.pop();
+    return buffer && buffer.length >= size ? buffer : null;
   }
 
   /**
@@ -548,18 +596,21 @@ class HeldInput {
     if (!first) return;
     first.start += count;
     if (first.start < first.end) return;
-    if (first.end < first.bytes.length && this.#chunks.length === 1) {
+    if (!first.kept && first.end < first.bytes.length && this.#chunks.length === 1) {
       // All written, and the chunk is still being filled: fill it from the start again.
       first.start = first.end = 0;
       return;
     }
     this.#chunks.shift();
-    if (this.#spare.length < SPARE_CHUNKS) this.#spare.push(first.bytes);
+    const spare = first.kept ? this.#spareReads : this.#spare;
+    const whole = new Uint8Array(first.bytes.buffer);
+    if (spare.length < SPARE_CHUNKS) spare.push(whole);
   }
 
   /** Drops all held input, and the chunks. */
   clear(): void {
     this.#chunks = [];
     this.#spare = [];
+    this.#spareReads = [];
   }
 }
