@@ -214,7 +214,7 @@ Deno.test("a full streaming buffer releases an eighth of itself at a time", () =
 Deno.test("in streaming mode reserve keeps sent bytes while the buffer has room under its limit", () => {
   const buffer = new OutputBuffer(256 * 1024);
   const data = randomBytes(1000, 3);
-  readInto(buffer, data);
+  readAllInto(buffer, data);
   buffer.markSent(1000);
   buffer.allowRelease(1000);
   assert.ok(buffer.reserve() !== null);
@@ -225,7 +225,7 @@ Deno.test("in streaming mode reserve keeps sent bytes while the buffer has room 
 Deno.test("acknowledge releases everything before its offset at once", () => {
   const buffer = new OutputBuffer(4096);
   const data = randomBytes(1000, 5);
-  readInto(buffer, data);
+  readAllInto(buffer, data);
   buffer.markSent(1000);
   buffer.acknowledge(600);
   assert.equal(buffer.floor, 600);
@@ -329,7 +329,7 @@ Deno.test("view() throws RangeError outside floor..end", () => {
   const buffer = new OutputBuffer(4096);
   assert.equal(buffer.view(0).length, 0);
   assert.throws(() => buffer.view(1), RangeError);
-  readInto(buffer, new Uint8Array(1000));
+  readAllInto(buffer, new Uint8Array(1000));
   buffer.markSent(1000);
   buffer.acknowledge(400);
   assert.throws(() => buffer.view(399), RangeError);

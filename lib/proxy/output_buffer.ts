@@ -18,8 +18,12 @@
  * @module
  */
 
-/** Size of the first allocation; small so that idle sessions stay cheap. */
-const INITIAL_CAPACITY = 1024;
+/**
+ * Size of the first allocation: what an idle session's outstanding
+ * destination read holds, so small. A read that fills the storage makes
+ * the next reserve double it, so output soon meets large reads.
+ */
+const INITIAL_CAPACITY = 256;
 
 /** The most room a read should find before older output is released. */
 const READ_CHUNK = 256 * 1024;
@@ -156,6 +160,8 @@ export class OutputBuffer {
     if (used === capacity) return null;
     const tail = (this.#head + used) % capacity;
     const stop = tail < this.#head ? this.#head : capacity;
+    // All of it free: no view of its own for the read an idle session keeps waiting.
+    if (tail === 0 && stop === capacity) return this.#storage;
     return this.#storage.subarray(tail, stop);
   }
 

@@ -142,6 +142,9 @@ export interface AttachOptions {
 
 const EMPTY_INPUT = new Uint8Array(0);
 
+/** Where every session's chain of destination writes starts: one promise for all. */
+const SETTLED: Promise<void> = Promise.resolve();
+
 /** Options for {@linkcode Session}. */
 export interface SessionOptions {
   /** The session id. */
@@ -245,10 +248,13 @@ export class Session {
   /** Input counted in `#inputBytes` that the destination has not taken yet. */
   #unwritten = 0;
   /** The latest destination write; each waits for the one before it. */
-  #inputWrite: Promise<void> = Promise.resolve();
+  #inputWrite: Promise<void> = SETTLED;
   readonly #outputArrived = new Wakeup();
   readonly #roomFreed = new Wakeup();
-  readonly #tasks = new Set<Promise<void>>();
+  /** Pumps running: the destination reader, and those of the attached client. */
+  #tasks = 0;
+  /** Woken whenever a pump stops; made by the first {@linkcode Session.settled}. */
+  #taskStopped: Wakeup | null = null;
   readonly #createdAt = Date.now();
   #lastAttachedAt = this.#createdAt;
   #detachedAt: number | null = this.#createdAt;
@@ -284,7 +290,10 @@ export class Session {
     this.#trace = options.trace ?? null;
     this.destinationName = options.destinationName ?? "default";
     this.client = options.client ?? null;
-    this.#track(this.#readDestination());
+    // Not through #track: the reader accounts for itself, so that a detached
+    // session keeps no reaction, closures or promise of its own for it.
+    this.#tasks++;
+    this.#readDestination();
   }
 
   /** `open` while the destination connection is, then `closed`. */
@@ -354,7 +363,7 @@ export class Session {
       buffered: this.#buffer.retained,
       floor: this.#buffer.floor,
       sent: this.#buffer.sent,
-      tasks: this.#tasks.size,
+      tasks: this.#tasks,
     };
   }
 
@@ -486,7 +495,7 @@ export class Session {
 
   /** Resolves once every pump of this session has stopped. */
   async settled(): Promise<void> {
-    while (this.#tasks.size > 0) await Promise.allSettled(this.#tasks);
+    while (this.#tasks > 0) await (this.#taskStopped ??= new Wakeup()).wait();
   }
 
   /** The reply is written: a resume's latency is known. */
@@ -526,43 +535,61 @@ export class Session {
   }
 
   #track(task: Promise<void>): void {
-    this.#tasks.add(task);
-    // One reaction for both outcomes: a poll starts three of these.
+    this.#tasks++;
+    // One reaction for both outcomes: a poll starts two of these.
     task.then(
-      () => this.#tasks.delete(task),
-      (error) => {
-        this.#tasks.delete(task);
-        this.#logger.error("internal.error", { id: this.id, error: describeError(error) });
-      },
+      () => this.#stopped(false),
+      (error) => this.#stopped(true, error),
     );
   }
 
+  /** A pump has stopped; `error` is what it threw, if it `failed`. */
+  #stopped(failed: boolean, error?: unknown): void {
+    this.#tasks--;
+    this.#taskStopped?.wake();
+    if (failed) {
+      this.#logger.error("internal.error", { id: this.id, error: describeError(error) });
+    }
+  }
+
+  /**
+   * Reads the destination into the buffer until it closes or the session
+   * ends. Counted in `#tasks` by the constructor, it reports its own stop
+   * (see {@linkcode Session.#track}) and never rejects.
+   */
   async #readDestination(): Promise<void> {
     const buffer = this.#buffer;
     try {
-      while (!this.#ended) {
-        const region = buffer.reserve();
-        if (region === null) {
-          this.#logger.debug("destination.paused", { id: this.id, buffered: buffer.retained });
-          await this.#roomFreed.wait();
-          continue;
+      try {
+        while (!this.#ended) {
+          const region = buffer.reserve();
+          if (region === null) {
+            this.#logger.debug("destination.paused", { id: this.id, buffered: buffer.retained });
+            await this.#roomFreed.wait();
+            continue;
+          }
+          const count = await this.#destination.read(region);
+          if (count === null || this.#ended) break;
+          buffer.commit(count);
+          this.#counters.bytesOut += count;
+          this.#outputArrived.wake();
         }
-        const count = await this.#destination.read(region);
-        if (count === null || this.#ended) break;
-        buffer.commit(count);
-        this.#counters.bytesOut += count;
-        this.#outputArrived.wake();
+      } catch (error) {
+        if (!this.#ended) {
+          this.#logger.warn("destination.error", {
+            id: this.id,
+            peer: this.#attachment?.peer,
+            error: describeError(error),
+          });
+        }
       }
+      this.#closeDestination();
     } catch (error) {
-      if (!this.#ended) {
-        this.#logger.warn("destination.error", {
-          id: this.id,
-          peer: this.#attachment?.peer,
-          error: describeError(error),
-        });
-      }
+      // Not the destination's failure: an internal error, as #track reports it.
+      this.#stopped(true, error);
+      return;
     }
-    this.#closeDestination();
+    this.#stopped(false);
   }
 
   async #sendOutput(attachment: Attachment, reply: string): Promise<void> {
