@@ -10,8 +10,9 @@
  * - the frame receiver reads frames whatever the destination does, so that
  *   `A` and `C` always get through: `D` payloads come from the reader in
  *   pieces as they arrive (so reads fill its buffer, as version 1's do),
- *   judged against the input window from the header, and are copied once
- *   into the chunks of held input, in order; `A` releases output at once;
+ *   judged against the input window from the header, and held in order:
+ *   copied once into reused chunks, or, when a piece is most of a read,
+ *   kept where it was read; `A` releases output at once;
  * - the input writer hands held input to the session's destination writes:
  *   all that has arrived while the previous write was in flight goes in
  *   the next (up to a chunk), and `I` follows: at once when nothing was
