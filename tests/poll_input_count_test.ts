@@ -11,6 +11,7 @@ import assert from "node:assert/strict";
 import { ClientSession } from "../lib/client/mod.ts";
 import {
   decoder,
+  Destination,
   echoDestination,
   encoder,
   issuedSecrets,
@@ -156,4 +157,32 @@ Deno.test("polls with input against a server in its own process, 20 sessions at 
     0,
     "no poll took over the one before it",
   );
+});
+
+Deno.test("a poll with input returns its output when the destination is not taking input", async () => {
+  await using destination = new Destination();
+  await using server = startServer(destination.port);
+  const proxy = { hostname: "127.0.0.1", port: server.port };
+  const session = await ClientSession.create({ proxy });
+  const conn = await destination.accepted();
+  // More input than the destination's socket and the server's backlog
+  // hold: the server stops reading the client, and so never reads a
+  // half-close behind the input.
+  session.send(new Uint8Array(32 * 1024 * 1024));
+  await session.poll({ wait: 0 });
+  // A poll without input learns how much the server has counted, so the
+  // next poll's input is new to it (not a resend it would skip).
+  const probe = ClientSession.resume(session, { proxy, ack: session.received, inputAt: 0 });
+  await probe.poll({ wait: 0 });
+  const next = ClientSession.resume(probe, {
+    proxy,
+    ack: probe.received,
+    inputAt: probe.inputConfirmed,
+  });
+  next.send(new Uint8Array(64 * 1024));
+  await conn.write(encoder.encode("output\n"));
+  // Its wait is far beyond the deadline: the poll must leave once it has output.
+  const output = await withDeadline(next.poll({ wait: 60_000 }), WAIT_MS, "poll's return");
+  assert.equal(decoder.decode(output), "output\n");
+  await next.close();
 });

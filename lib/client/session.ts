@@ -127,6 +127,14 @@ export type StreamEnd =
 
 /** How long each poll of a stream waits for output, against a version 1 server, in ms. */
 const FALLBACK_POLL_MS = 25_000;
+
+/**
+ * How long a poll that sent input waits, after half-closing, for the server
+ * to detach (it does once it has forwarded the input): normally a round
+ * trip; when the destination is not taking input, the poll leaves anyway.
+ */
+const INPUT_DRAIN_MS = 500;
+
 /** Connections in a row that may drop without an `E` and without progress before a stream gives up. */
 const MAX_DROPS = 3;
 /** Most input handed to one framed write. */
@@ -425,7 +433,8 @@ export class ClientSession {
    * connecting. A poll that sends input leaves by half-closing and reading
    * until the server detaches (output that arrives meanwhile is returned
    * too), so that the server has counted the input when it returns, and
-   * the next reply's `<in>` covers it.
+   * the next reply's `<in>` covers it; when the destination is not taking
+   * input, it leaves after half a second with the input unconfirmed.
    *
    * @param options How long to wait, and where the output goes.
    * @returns The output, possibly empty.
@@ -471,18 +480,26 @@ export class ClientSession {
       await take(arrived);
       total += arrived.length;
     }
-    // Input goes out on this connection; a destination that does not take
-    // it keeps it queued for the next one instead of holding the poll.
+    // Input goes out on this connection; input the server does not take
+    // in time stays unconfirmed, and the next poll sends it again from its
+    // reply's `<in>`.
     const bound = connection.closedPromise(Math.max(1000, deadline - performance.now()));
     await Promise.race([this.#writing, bound]);
     if (this.#unconfirmedBytes > 0 && !connection.closed) {
       // Leave by half-closing and reading until the server detaches: it has
       // then forwarded and counted the input. Closed at once, the input may
       // still be unread when the next poll's resume takes this connection
-      // over, and a takeover drops it (docs/protocol.md, takeover).
-      await connection.closeWrite();
-      for (let more = await connection.read(); more !== null; more = await connection.read()) {
-        await take(more);
+      // over, and a takeover drops it (docs/protocol.md, takeover). A server
+      // whose destination is not taking input does not read the half-close:
+      // the wait for it is bounded, so the poll still returns its output.
+      const cut = setTimeout(() => connection.close(), INPUT_DRAIN_MS);
+      try {
+        await connection.closeWrite();
+        for (let more = await connection.read(); more !== null; more = await connection.read()) {
+          await take(more);
+        }
+      } finally {
+        clearTimeout(cut);
       }
     }
     return concatBytes(parts);
