@@ -318,6 +318,8 @@ export class ClientSession {
    * Whether the server, not this client, ended the last version 1
    * connection (a poll): the destination closed and all its output was
    * sent, another client took the session over, or the server stopped.
+   * A poll that sent input half-closes its side and reads until the server
+   * closes: that close answers the half-close and does not count here.
    * Nothing on a version 1 wire tells which; a stream, framed, is told:
    * see {@linkcode ClientSession.streamEnd}.
    */
