@@ -11,7 +11,8 @@
  * (version 2) connection has the pumps of `framed_attachment.ts` instead,
  * over the same ring and destination writes. `server.ts`
  * puts these together; `status_report.ts` and `counters.ts` are what the
- * admin API reads.
+ * admin API reads; `ended_sessions_collector.ts` has the memory of many
+ * ended sessions collected, so that it is reused.
  *
  * @module
  */

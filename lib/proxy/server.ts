@@ -21,6 +21,7 @@ import {
   SessionStore,
 } from "./session_store.ts";
 import type { AuthThrottleOptions } from "../throttle.ts";
+import type { CollectorOptions } from "./ended_sessions_collector.ts";
 
 /** Options for {@linkcode ProxyServer.listen}. */
 export interface ProxyServerOptions extends
@@ -55,6 +56,11 @@ export interface ProxyServerOptions extends
    * @default {100 ms a recent failure, at most 2 s}
    */
   throttle?: AuthThrottleOptions;
+  /**
+   * When a garbage collection follows many ended sessions; `null` for never.
+   * @default {COLLECTOR_DEFAULTS}
+   */
+  collector?: Partial<CollectorOptions> | null;
 }
 
 /** A listener of the proxy port, TCP or TLS. */
@@ -124,6 +130,7 @@ export class ProxyServer implements AsyncDisposable {
       logger: options.logger,
       counters: this.counters,
       throttle: options.throttle ?? {},
+      ...options.collector === undefined ? {} : { collector: options.collector },
     };
     this.store = new SessionStore(
       options.connect ? { ...storeOptions, connect: options.connect } : storeOptions,

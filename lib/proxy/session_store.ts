@@ -10,6 +10,7 @@ import { startSessionTrace } from "../telemetry.ts";
 import { formatHostPort, type HostPort } from "../address.ts";
 import type { Counters } from "./counters.ts";
 import { newSecret, newSessionId, secretsEqual } from "./credentials.ts";
+import { type CollectorOptions, EndedSessionsCollector } from "./ended_sessions_collector.ts";
 import { describeError, type Logger } from "../log.ts";
 import { parseFromAddress, ProtocolError } from "../protocol.ts";
 import { inRange, type IpRange, parseIp, parseRange } from "../ip.ts";
@@ -104,6 +105,11 @@ export interface SessionStoreOptions {
    * @default {TCP with `Deno.connect`, no delay, keep-alive on}
    */
   connect?: ConnectFunction;
+  /**
+   * When a garbage collection follows many ended sessions; `null` for never.
+   * @default {COLLECTOR_DEFAULTS}
+   */
+  collector?: Partial<CollectorOptions> | null;
 }
 
 /** Client connections attached this long (in ms) get TCP keep-alive, within as long again. */
@@ -160,6 +166,7 @@ export class SessionStore {
   readonly #ended = new Wakeup();
   readonly #throttle: AuthThrottle;
   readonly #events: SessionEvents;
+  readonly #collector: EndedSessionsCollector | null;
   #connecting = 0;
 
   /**
@@ -176,6 +183,9 @@ export class SessionStore {
       if (!range) throw new TypeError(`Not a CIDR range: ${text}`);
       return range;
     });
+    this.#collector = options.collector === null
+      ? null
+      : new EndedSessionsCollector(options.collector);
     // Sessions expire within a tenth of the idle timeout (at most a second) of it.
     this.#sweepEvery = Math.min(1000, Math.max(10, options.idleTimeout / 10));
     this.#events = {
@@ -195,6 +205,7 @@ export class SessionStore {
         this.#attachedOrEnded(session);
         this.#sessions.delete(session.id);
         this.#options.counters.sessionsEnded++;
+        this.#collector?.sessionEnded();
         this.#ended.wake();
         this.#settling.add(session);
         session.settled().finally(() => this.#settling.delete(session));
@@ -484,6 +495,7 @@ export class SessionStore {
     const sessions = this.list();
     for (const session of sessions) session.close(reason, "server-stopping");
     await Promise.all([...sessions, ...this.#settling].map((session) => session.settled()));
+    this.#collector?.[Symbol.dispose]();
   }
 
   /** A session was detached: the idle timeout counts from now. */
