@@ -43,9 +43,10 @@ export const END_REASONS: readonly EndReason[] = [
 
 /**
  * A decoded frame. A `D` payload read by {@linkcode FrameReader} is a view,
- * valid until the next read; read in pieces (`dataInPieces`), a frame's
- * first piece has its whole payload's `length` (and may be empty), the
- * pieces that follow have none.
+ * valid until the next read (for good once {@linkcode FrameReader.keep}
+ * leaves its buffer to the caller); read in pieces (`dataInPieces`), a
+ * frame's first piece has its whole payload's `length` (and may be empty),
+ * the pieces that follow have none.
  */
 export type Frame =
   | { type: "D"; payload: Uint8Array; length?: number }
@@ -285,6 +286,12 @@ export interface FrameReaderOptions {
    * @default {false}
    */
   dataInPieces?: boolean;
+  /**
+   * Where the reader goes on after {@linkcode FrameReader.keep}: a buffer
+   * of at least `size` bytes to read into. One that is shorter is not used.
+   * @default {a new buffer}
+   */
+  nextBuffer?: (size: number) => Uint8Array | null;
 }
 
 /** The reader's first buffer: small, so that a quiet connection costs little. */
@@ -293,9 +300,10 @@ const FIRST_READ = 16 * 1024;
 const MAX_READ = FRAME_HEADER_BYTES + MAX_DATA_PAYLOAD;
 
 /**
- * Reads frames from a stream, one at a time, over one reused buffer. Each
- * header is judged as soon as its 5 bytes are in, before any of its
- * payload is waited for, so an oversized frame is never buffered.
+ * Reads frames from a stream, one at a time, over one reused buffer (or,
+ * each time the caller keeps it, the next from `nextBuffer`). Each header
+ * is judged as soon as its 5 bytes are in, before any of its payload is
+ * waited for, so an oversized frame is never buffered.
  *
  * @example
  * ```ts
@@ -326,6 +334,9 @@ export class FrameReader {
   readonly #pieces: boolean;
   /** Payload bytes of the current `D` frame not returned yet (with `dataInPieces`). */
   #dataLeft = 0;
+  /** The caller keeps the buffer: the next read goes into another. */
+  #kept = false;
+  readonly #nextBuffer: ((size: number) => Uint8Array | null) | undefined;
 
   /**
    * Creates a reader over `source`.
@@ -337,6 +348,7 @@ export class FrameReader {
     this.#source = source;
     this.#direction = options.direction;
     this.#pieces = options.dataInPieces ?? false;
+    this.#nextBuffer = options.nextBuffer;
     const leftover = options.leftover ?? new Uint8Array(0);
     this.#buffer = new Uint8Array(Math.max(FIRST_READ, leftover.length));
     this.#buffer.set(leftover);
@@ -351,7 +363,8 @@ export class FrameReader {
   /**
    * Reads the next frame.
    *
-   * @returns The frame (a `D` payload is a view, valid until the next call),
+   * @returns The frame (a `D` payload is a view, valid until the next call
+   * unless its buffer is kept),
    * or `null` when the stream ends between frames.
    * @throws {FrameError} For a malformed frame, judged from its header
    * before its payload is read, or (`truncated`) when the stream ends inside a frame.
@@ -390,6 +403,7 @@ export class FrameReader {
           return decodeFrame(type, buffer.subarray(body, body + length));
         }
       }
+      if (this.#kept) this.#leave();
       this.#makeRoom(need);
       const count = await this.#source.read(this.#buffer.subarray(this.#end));
       if (count === null) {
@@ -410,21 +424,27 @@ export class FrameReader {
   }
 
   /**
-   * Reads into `buffer` from now on, leaving the current one to the
-   * caller: the latest `D` piece (a view of it) stays valid for as long as
-   * the caller keeps it. Only when nothing read is left in the buffer.
-   *
-   * @param buffer The new buffer, at least as long as the current one.
-   * @throws {RangeError} When bytes are buffered, or `buffer` is shorter.
+   * Leaves the current buffer to the caller: the `D` pieces returned from
+   * it (views of it), and those still to come from what was read into it,
+   * stay valid for as long as the caller keeps them. The reader moves to a
+   * buffer of the same size (from `nextBuffer`) right before its next read,
+   * taking along the bytes not yet returned (of a frame begun, if any), so
+   * nothing it reads or moves touches the kept one.
    */
-  handOver(buffer: Uint8Array): void {
-    if (this.buffered > 0 || buffer.length < this.#buffer.length) {
-      throw new RangeError(
-        `Cannot hand over a buffer with ${this.buffered} bytes in it for one of ${buffer.length}`,
-      );
-    }
-    this.#buffer = buffer;
-    this.#start = this.#end = 0;
+  keep(): void {
+    this.#kept = true;
+  }
+
+  /** After {@linkcode FrameReader.keep}: reads go into another buffer from now on. */
+  #leave(): void {
+    const size = this.#buffer.length;
+    const offered = this.#nextBuffer?.(size);
+    const next = offered && offered.length >= size ? offered : new Uint8Array(size);
+    next.set(this.#buffer.subarray(this.#start, this.#end));
+    this.#end -= this.#start;
+    this.#start = 0;
+    this.#buffer = next;
+    this.#kept = false;
   }
 
   /** Makes room from `#start` for `need` bytes, and for at least one more byte at the end. */

@@ -6,9 +6,10 @@
  * fall anywhere in the server's reads, never beyond the input window past
  * the latest `I`. The destination takes a random part of each write, in
  * moods: fast, or slow (each write waits until the client has sent more).
- * Both of the server's input paths run: pieces copied into reused chunks,
- * and pieces that are most of a read kept where they were read while the
- * reader goes on in a spare buffer. One case drops the connection
+ * Both of the server's input paths run: the pieces of small reads copied
+ * into reused chunks, and a read that is most of the reader's buffer kept
+ * where it was read, its pieces joined up there (the frame headers between
+ * them squeezed out), while the reader goes on in a spare buffer. One case drops the connection
  * mid-stream (often inside a frame), or has it taken over, and resumes from
  * the reply's `<in>`, four times.
  *

@@ -221,6 +221,63 @@ Deno.test("with dataInPieces, a D payload comes as it arrives: a first piece wit
   });
 });
 
+Deno.test("after keep, the pieces read into the kept buffer stay as they were, and the reader goes on in the next buffer, a frame begun taken along", async () => {
+  const payloadOf = (length: number, seed: number) =>
+    new Uint8Array(length).map((_, i) => (i * 7 + seed) % 251);
+  const first = payloadOf(3000, 1);
+  const second = payloadOf(3000, 2);
+  const third = payloadOf(3000, 3);
+  const frames = [first, second, third].map((payload) => encodeFrame({ type: "D", payload }));
+  const stream = new Uint8Array(frames.flatMap((frame) => [...frame]));
+  // One read holds the first frame whole and the second frame's start.
+  const from = source([
+    stream.subarray(0, frames[0]!.length + 1000),
+    stream.subarray(frames[0]!.length + 1000),
+  ]);
+  const offered: Uint8Array[] = [];
+  const reader = new FrameReader(from, {
+    direction: "to-server",
+    dataInPieces: true,
+    nextBuffer: (size) => {
+      const buffer = new Uint8Array(size);
+      offered.push(buffer);
+      return buffer;
+    },
+  });
+  const a = await reader.next();
+  assert.ok(a?.type === "D" && a.length === first.length);
+  reader.keep();
+  const kept = a.payload;
+  const b = await reader.next();
+  assert.ok(b?.type === "D" && b.length === second.length);
+  assert.equal(b.payload.buffer, kept.buffer, "the rest of the read comes from the kept buffer");
+  const keptStart = b.payload.slice();
+  const pieces = [keptStart];
+  for (let taken = b.payload.length; taken < second.length;) {
+    const piece = await reader.next();
+    assert.ok(piece?.type === "D");
+    assert.equal(offered.length, 1, "the next read went into the buffer offered");
+    assert.equal(piece.payload.buffer, offered[0]!.buffer);
+    pieces.push(piece.payload.slice());
+    taken += piece.payload.length;
+  }
+  assert.deepEqual(new Uint8Array(pieces.flatMap((piece) => [...piece])), second);
+  const c = await reader.next();
+  assert.ok(c?.type === "D");
+  const rest = [c.payload.slice()];
+  for (let taken = c.payload.length; taken < third.length;) {
+    const piece = await reader.next();
+    assert.ok(piece?.type === "D");
+    rest.push(piece.payload.slice());
+    taken += piece.payload.length;
+  }
+  assert.deepEqual(new Uint8Array(rest.flatMap((piece) => [...piece])), third);
+  assert.equal(await reader.next(), null);
+  assert.deepEqual(kept, first, "the kept piece was not overwritten by later reads");
+  assert.deepEqual(b.payload, keptStart, "nor the second frame's start in the kept buffer");
+  assert.equal(offered.length, 1, "one buffer per keep");
+});
+
 Deno.test("the reader tells a stream that ended inside a frame, and integers from 2^53 on", async () => {
   const truncated = new FrameReader(
     source([encodeFrame({ type: "A", offset: 1 }).subarray(0, 7)]),

@@ -11,12 +11,16 @@
  *   `A` and `C` always get through: `D` payloads come from the reader in
  *   pieces as they arrive (so reads fill its buffer, as version 1's do),
  *   judged against the input window from the header, and held in order:
- *   copied once into reused chunks, or, when a piece is most of a read,
- *   kept where it was read; `A` releases output at once;
+ *   the pieces of a large read kept in the reader's buffer, joined up
+ *   there (the headers between them squeezed out), and the reader goes on
+ *   in a spare buffer; the pieces of small reads copied into reused
+ *   chunks; `A` releases output at once;
  * - the input writer hands held input to the session's destination writes:
- *   all that has arrived while the previous write was in flight goes in
- *   the next (up to a chunk), and `I` follows: at once when nothing was
- *   confirmed lately or a quarter window waits, else within 10 ms.
+ *   a large read's payload in one write, as version 1 writes each read;
+ *   small pieces that arrived while the previous write was in flight
+ *   together in the next (up to a chunk). `I` follows: at once when
+ *   nothing was confirmed lately or a quarter window waits, else within
+ *   10 ms (one timer per interval at most, not one per `I`).
  *
  * The session decides when an attachment ends from outside (a takeover,
  * `CLOSE`, the admin API, shutdown) by calling {@linkcode FramedAttachment.end};
@@ -145,7 +149,7 @@ export class FramedAttachment {
   /** `<in>` plus the `D` payload bytes read on this connection. */
   #received: number;
   /** Input read and not yet written to the destination, in order. */
-  readonly #held = new HeldInput();
+  readonly #held: HeldInput;
   readonly #inputArrived = new Wakeup();
   /** Why the server ends this connection; set once, then `E` is (or was) sent. */
   #endReason: EndReason | null = null;
@@ -173,10 +177,12 @@ export class FramedAttachment {
     this.#onReplySent = options.onReplySent ?? null;
     this.#position = this.#acked = options.from;
     this.#toldIn = this.#written = this.#received = host.inputBytes;
+    this.#held = new HeldInput(Math.max(options.window, 2 * READ_BUFFER_BYTES));
     this.#reader = new FrameReader(options.conn, {
       direction: "to-server",
       leftover: options.leftover,
       dataInPieces: true,
+      nextBuffer: (size) => this.#held.readBuffer(size),
     });
   }
 
@@ -196,6 +202,7 @@ export class FramedAttachment {
     } finally {
       clearTimeout(this.#lingerTimer);
       clearTimeout(this.#countTimer);
+      this.#held.clear();
       closeQuietly(this.#conn);
     }
   }
@@ -275,8 +282,7 @@ export class FramedAttachment {
       this.#toldIn = this.#written;
       this.#countDue = false;
       this.#countedAt = performance.now();
-      clearTimeout(this.#countTimer);
-      this.#countTimer = undefined;
+      // A count timer set meanwhile stays: it looks again when it fires.
     }
     // One D frame per contiguous view of the ring: at most two.
     for (let left = output; left > 0;) {
@@ -397,14 +403,19 @@ export class FramedAttachment {
     }
     if (payload.length === 0) return;
     const reader = this.#reader;
-    if (reader.buffered === 0 && payload.length * 2 >= reader.bufferLength) {
-      // Most of a read, and all of what is left of it: kept where it was
-      // read, and the reader goes on in another buffer.
-      const size = reader.bufferLength;
-      this.#held.keep(payload);
-      reader.handOver(this.#held.spareReadBuffer(size) ?? new Uint8Array(size));
+    const held = this.#held;
+    if (held.join(payload)) {
+      // Read into the buffer of the input kept last: joined to it.
+    } else if (
+      (payload.length + reader.buffered) * 2 >= reader.bufferLength &&
+      held.canKeep(reader.bufferLength)
+    ) {
+      // The start of most of a read: kept where it was read, the rest of
+      // the read joined to it, and the reader goes on in another buffer.
+      held.keep(payload);
+      reader.keep();
     } else {
-      this.#held.push(payload);
+      held.push(payload);
     }
     this.#inputArrived.wake();
   }
@@ -428,9 +439,10 @@ export class FramedAttachment {
 
   /**
    * The input writer: one destination write at a time, of all the held
-   * input that is contiguous (up to a chunk), then an `I` for it. The
-   * receiver goes on filling chunks meanwhile, so what arrives during a
-   * write goes out together in the next one.
+   * input that is contiguous (a kept read, or a chunk of copied pieces),
+   * then an `I` for it. The receiver goes on holding input meanwhile
+   * (joining pieces to the read being written, after what is written), so
+   * what arrives during a write goes out together in the next one.
    */
   async #writeInput(): Promise<void> {
     const host = this.#host;
@@ -469,15 +481,29 @@ export class FramedAttachment {
     if (this.#countDue) return;
     const wait = this.#countedAt + this.#countInterval - performance.now();
     if (wait <= 0 || this.#written - this.#toldIn >= this.#window / 4) {
-      clearTimeout(this.#countTimer);
-      this.#countTimer = undefined;
+      // A timer set earlier stays: it looks again when it fires.
       this.#countDue = true;
     } else {
-      this.#countTimer ??= setTimeout(() => {
-        this.#countTimer = undefined;
-        this.#countDue = true;
-        this.#host.wake();
-      }, wait);
+      this.#countTimer ??= setTimeout(() => this.#countTimeUp(), wait);
+    }
+  }
+
+  /**
+   * The count timer fired: the `I` for what was written since the latest
+   * is due now, or, when one went meanwhile (with output, or at a quarter
+   * window), once the count interval from it has passed. Setting one timer
+   * per interval, not per `I`, is what keeps a flood of input from paying
+   * for a timer each quarter window.
+   */
+  #countTimeUp(): void {
+    this.#countTimer = undefined;
+    if (this.#countDue || this.#written === this.#toldIn) return;
+    const wait = this.#countedAt + this.#countInterval - performance.now();
+    if (wait > 0) {
+      this.#countTimer = setTimeout(() => this.#countTimeUp(), wait);
+    } else {
+      this.#countDue = true;
+      this.#host.wake();
     }
   }
 
@@ -513,13 +539,24 @@ export class FramedAttachment {
 /** Bytes of one chunk of held input: one largest `D` payload. */
 const INPUT_CHUNK = MAX_DATA_PAYLOAD;
 
-/** Chunks of held input kept for reuse once written. */
+/** The reader's largest buffer: one largest `D` frame. */
+const READ_BUFFER_BYTES = FRAME_HEADER_BYTES + MAX_DATA_PAYLOAD;
+
+/** Chunks of held input, and reader buffers, kept for reuse once input stops. */
 const SPARE_CHUNKS = 2;
 
 /**
+ * How long spares beyond {@linkcode SPARE_CHUNKS} stay once all held input
+ * was written, in ms: a flood often catches up for a moment, and buffers
+ * let go then would be allocated (and zeroed) again at once.
+ */
+const SPARE_LINGER_MS = 1000;
+
+/**
  * One chunk of held input: `bytes[start, end)` waits for the destination.
- * A copy chunk is filled end to end; a kept one is a reader buffer's piece,
- * never added to, and its buffer goes back to the reader once written.
+ * A copy chunk is filled end to end; a kept one is a reader buffer, the
+ * pieces read into it joined up in place, and it goes back to the reader
+ * once written.
  */
 interface InputChunk {
   bytes: Uint8Array;
@@ -530,17 +567,39 @@ interface InputChunk {
 
 /**
  * Input read from the client and not yet written to the destination, in
- * order: small `D` pieces copied end to end into reused chunks, so that
- * what arrives during a destination write is one contiguous view for the
- * next; a piece that is most of a read is kept in the reader's buffer
- * instead, uncopied. Each kept piece is at least half its buffer, and the
- * receiver refuses input beyond the window, so held memory stays within
- * about twice the window.
+ * order. A read that is most of the reader's buffer is kept there,
+ * uncopied, whatever the frame sizes: the pieces of `D` payload read into
+ * it are joined up where they are (each frame header between two squeezed
+ * out by moving the shorter side over it, in a buffer the read has just
+ * filled), so that one read is one contiguous view for one destination
+ * write, as in version 1. The pieces of small reads are copied end to end
+ * into reused chunks instead, so that what arrives during a destination
+ * write goes in the next one.
+ *
+ * The receiver refuses input beyond the window; reader buffers, held and
+ * spare together, are kept only up to `keptLimit` (the window, or two
+ * buffers), and copy chunks are only made for held input, so held memory
+ * stays within about twice the window. Spares beyond
+ * {@linkcode SPARE_CHUNKS} of each kind go {@linkcode SPARE_LINGER_MS}
+ * after all held input was written.
  */
 class HeldInput {
   #chunks: InputChunk[] = [];
   #spare: Uint8Array[] = [];
   #spareReads: Uint8Array[] = [];
+  /** The kept chunk of the buffer the reader is still reading into: its later pieces join it. */
+  #open: InputChunk | null = null;
+  /** The chunk {@linkcode HeldInput.peek} gave a view of, until {@linkcode HeldInput.consume}. */
+  #writing: InputChunk | null = null;
+  /** Bytes of the reader buffers held (kept chunks) and spare. */
+  #keptBytes = 0;
+  readonly #keptLimit: number;
+  #trimTimer: ReturnType<typeof setTimeout> | undefined;
+
+  /** @param keptLimit The most bytes of reader buffers held and spare together. */
+  constructor(keptLimit: number) {
+    this.#keptLimit = keptLimit;
+  }
 
   /** Copies `payload` after the input held already. */
   push(payload: Uint8Array): void {
@@ -558,26 +617,77 @@ class HeldInput {
     }
   }
 
-  /** Holds `piece` where it is, after the input held already: its buffer is this one's now. */
-  keep(piece: Uint8Array): void {
-    // A copy chunk all written (reset to be filled again) would stand empty before it.
-    const last = this.#chunks.at(-1);
-    if (last && !last.kept && last.start === last.end) {
-      this.#chunks.pop();
-      if (this.#spare.length < SPARE_CHUNKS) this.#spare.push(last.bytes);
+  /**
+   * Joins `piece` to the open chunk when it was read into the same buffer,
+   * after the chunk's input: the shorter side moves over the gap (a frame
+   * header or more) between them; the open chunk moves only while no write
+   * is using it.
+   *
+   * @returns Whether `piece` is held now (else it is from another buffer).
+   */
+  join(piece: Uint8Array): boolean {
+    const open = this.#open;
+    if (open === null || open.bytes.buffer !== piece.buffer) return false;
+    const bytes = open.bytes;
+    const at = piece.byteOffset;
+    const gap = at - open.end;
+    if (gap > 0 && open !== this.#writing && open.end - open.start <= piece.length) {
+      bytes.copyWithin(open.start + gap, open.start, open.end);
+      open.start += gap;
+      open.end = at + piece.length;
+    } else {
+      if (gap > 0) bytes.copyWithin(open.end, at, at + piece.length);
+      open.end += piece.length;
     }
-    const bytes = new Uint8Array(piece.buffer, 0, piece.byteOffset + piece.length);
-    this.#chunks.push({ bytes, start: piece.byteOffset, end: bytes.length, kept: true });
+    return true;
   }
 
   /**
-   * A reader buffer of `size` bytes whose kept input was written, for the reader to go on in.
+   * Whether one more reader buffer of `size` bytes may be kept: spare
+   * buffers are let go to make room for it, as held input is what counts.
+   */
+  canKeep(size: number): boolean {
+    while (this.#keptBytes + size > this.#keptLimit) {
+      const spare = this.#spareReads.pop();
+      if (!spare) return false;
+      this.#keptBytes -= spare.length;
+    }
+    return true;
+  }
+
+  /**
+   * Holds `piece` where it is, after the input held already: its buffer is
+   * this one's now, open to the later pieces read into it.
+   */
+  keep(piece: Uint8Array): void {
+    const bytes = new Uint8Array(piece.buffer);
+    // A copy chunk all written (reset to be filled again) would stand empty before it.
+    const last = this.#chunks.at(-1);
+    if (last && !last.kept && last.start === last.end && last !== this.#writing) {
+      this.#chunks.pop();
+      if (this.#spare.length < SPARE_CHUNKS) this.#spare.push(last.bytes);
+    }
+    const start = piece.byteOffset - bytes.byteOffset;
+    const chunk = { bytes, start, end: start + piece.length, kept: true };
+    this.#chunks.push(chunk);
+    this.#open = chunk;
+    this.#keptBytes += bytes.length;
+  }
+
+  /**
+   * The reader leaves the open chunk's buffer: a buffer of `size` bytes for
+   * it to go on in, a spare one whose input was written.
    *
    * @returns The buffer, or `null` when none is spare.
    */
-  spareReadBuffer(size: number): Uint8Array | null {
+  readBuffer(size: number): Uint8Array | null {
+    const open = this.#open;
+    this.#open = null;
+    if (open && open.start === open.end && open !== this.#writing) this.#drop(open);
     const buffer = this.#spareReads.pop();
-    return buffer && buffer.length >= size ? buffer : null;
+    if (!buffer) return null;
+    this.#keptBytes -= buffer.length;
+    return buffer.length >= size ? buffer : null;
   }
 
   /**
@@ -588,30 +698,58 @@ class HeldInput {
    */
   peek(): Uint8Array | null {
     const first = this.#chunks[0];
-    return first && first.end > first.start ? first.bytes.subarray(first.start, first.end) : null;
+    if (!first || first.end === first.start) return null;
+    this.#writing = first;
+    return first.bytes.subarray(first.start, first.end);
   }
 
   /** The first `count` bytes that {@linkcode HeldInput.peek} gave are written. */
   consume(count: number): void {
     const first = this.#chunks[0];
+    this.#writing = null;
     if (!first) return;
     first.start += count;
     if (first.start < first.end) return;
-    if (!first.kept && first.end < first.bytes.length && this.#chunks.length === 1) {
+    if (first === this.#open) {
+      // All written, and the reader still reads into its buffer: later pieces join it.
+    } else if (!first.kept && first.end < first.bytes.length && this.#chunks.length === 1) {
       // All written, and the chunk is still being filled: fill it from the start again.
       first.start = first.end = 0;
-      return;
+    } else {
+      this.#chunks.shift();
+      if (first.kept) this.#drop(first);
+      else this.#spare.push(first.bytes);
     }
-    this.#chunks.shift();
-    const spare = first.kept ? this.#spareReads : this.#spare;
-    const whole = new Uint8Array(first.bytes.buffer);
-    if (spare.length < SPARE_CHUNKS) spare.push(whole);
+    const next = this.#chunks[0];
+    const spares = Math.max(this.#spare.length, this.#spareReads.length);
+    if ((!next || next.start === next.end) && spares > SPARE_CHUNKS && !this.#trimTimer) {
+      this.#trimTimer = setTimeout(() => this.#trim(), SPARE_LINGER_MS);
+    }
+  }
+
+  /** A kept chunk written, the reader gone from its buffer: the buffer is spare. */
+  #drop(chunk: InputChunk): void {
+    const index = this.#chunks.indexOf(chunk);
+    if (index >= 0) this.#chunks.splice(index, 1);
+    this.#spareReads.push(chunk.bytes);
+  }
+
+  /** A while after all held input was written: the spares beyond {@linkcode SPARE_CHUNKS} go. */
+  #trim(): void {
+    this.#trimTimer = undefined;
+    for (const buffer of this.#spareReads.splice(SPARE_CHUNKS)) this.#keptBytes -= buffer.length;
+    this.#spare.length = Math.min(this.#spare.length, SPARE_CHUNKS);
   }
 
   /** Drops all held input, and the chunks. */
   clear(): void {
+    clearTimeout(this.#trimTimer);
+    this.#trimTimer = undefined;
     this.#chunks = [];
     this.#spare = [];
     this.#spareReads = [];
+    this.#open = null;
+    this.#writing = null;
+    this.#keptBytes = 0;
   }
 }
