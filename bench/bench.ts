@@ -500,10 +500,12 @@ if (only.has("websockify")) {
     const rounds = fromEnv("BENCH_WSK_ROUNDS", quick ? 1 : 3);
     const measured = await webSocketRelay(mib * 2 ** 20, echoes, rounds, [
       "websockify",
+      "minimal",
       "socketproxy",
     ]);
     results.websockify = { bytes: mib * 2 ** 20, echoes, rounds, measured };
     const peer = measured.websockify as WsFigures;
+    const minimal = measured.minimal as WsFigures;
     const ours = measured.socketproxy as WsFigures;
     const row = (path: string, f: WsFigures): string[] => [
       path,
@@ -518,11 +520,20 @@ if (only.has("websockify")) {
           rounds === 1 ? "" : "s"
         }: ${mib} MiB each way a run, MB/s; ${echoes} echoes ` +
         "of 64 bytes, ms.\n   websockify relays binary frames (no sessions, no resume, no window: " +
-        "its input is paced by bufferedAmount)",
+        "its input is paced by bufferedAmount); the minimal relay\n   (bench/minimal_ws_relay.ts, " +
+        "one Deno process, no sessions) is what this runtime gets with one hop",
       ["path", "output MB/s", "input MB/s", "echo p50 ms", "echo p99 ms"],
       [
         row("websockify", peer),
+        row("minimal Deno relay", minimal),
         row("socketproxy web + server", ours),
+        [
+          "minimal / websockify",
+          fixed(minimal.output / peer.output, 2),
+          fixed(minimal.input / peer.input, 2),
+          fixed(minimal.echoP50ms / peer.echoP50ms, 2),
+          fixed(minimal.echoP99ms / peer.echoP99ms, 2),
+        ],
         [
           "socketproxy / websockify",
           fixed(ours.output / peer.output, 2),
