@@ -229,10 +229,11 @@ Deno.test("after keep, the pieces read into the kept buffer stay as they were, a
   const third = payloadOf(3000, 3);
   const frames = [first, second, third].map((payload) => encodeFrame({ type: "D", payload }));
   const stream = new Uint8Array(frames.flatMap((frame) => [...frame]));
+  const firstFrame = encodeFrame({ type: "D", payload: first }).length;
   // One read holds the first frame whole and the second frame's start.
   const from = source([
-    stream.subarray(0, frames[0]!.length + 1000),
-    stream.subarray(frames[0]!.length + 1000),
+    stream.subarray(0, firstFrame + 1000),
+    stream.subarray(firstFrame + 1000),
   ]);
   const offered: Uint8Array[] = [];
   const reader = new FrameReader(from, {
@@ -257,7 +258,7 @@ Deno.test("after keep, the pieces read into the kept buffer stay as they were, a
     const piece = await reader.next();
     assert.ok(piece?.type === "D");
     assert.equal(offered.length, 1, "the next read went into the buffer offered");
-    assert.equal(piece.payload.buffer, offered[0]!.buffer);
+    assert.equal(piece.payload.buffer, offered[0]?.buffer);
     pieces.push(piece.payload.slice());
     taken += piece.payload.length;
   }
