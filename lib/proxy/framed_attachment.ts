@@ -578,8 +578,10 @@ interface InputChunk {
  *
  * The receiver refuses input beyond the window; reader buffers, held and
  * spare together, are kept only up to `keptLimit` (the window, or two
- * buffers), and copy chunks are only made for held input, so held memory
- * stays within about twice the window. Spares beyond
+ * buffers); a kept buffer the reader has left holds at least half its size
+ * of input (else its input is copied out and the buffer is spare); and copy
+ * chunks are only made for held input: so held memory stays within about
+ * twice the window, and two 256 KiB buffers for windows smaller than that. Spares beyond
  * {@linkcode SPARE_CHUNKS} of each kind go {@linkcode SPARE_LINGER_MS}
  * after all held input was written.
  */
@@ -683,7 +685,14 @@ class HeldInput {
   readBuffer(size: number): Uint8Array | null {
     const open = this.#open;
     this.#open = null;
-    if (open && open.start === open.end && open !== this.#writing) this.#drop(open);
+    if (open && open !== this.#writing && (open.end - open.start) * 2 < open.bytes.length) {
+      // Less than half of it is input (the read was mostly headers or
+      // acknowledgements): its input is copied, so that a kept buffer
+      // always holds at least half its size of input, and the buffer is spare.
+      const input = open.bytes.subarray(open.start, open.end);
+      this.#drop(open);
+      this.push(input);
+    }
     const buffer = this.#spareReads.pop();
     if (!buffer) return null;
     this.#keptBytes -= buffer.length;
