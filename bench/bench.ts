@@ -428,14 +428,17 @@ if (only.has("fairness")) {
 
 if (only.has("memory")) {
   const count = fromEnv("BENCH_MEM_SESSIONS", quick ? 2000 : 10_000);
-  const figures = await memory({ count, rounds: 2, attached: quick ? 200 : 1000, idleSeconds: 2 });
+  // Long enough that no session expires before it is measured (creating
+  // 10 000 takes about 4 s here), and memory() checks that it was.
+  const idleSeconds = 10;
+  const figures = await memory({ count, rounds: 2, attached: quick ? 200 : 1000, idleSeconds });
   results.memory = figures;
   if (figures === null) {
     console.log("\n4c. Memory: skipped (no cc to build bench/loadgen.c)");
   } else {
     const [first, second] = figures.rounds;
     table(
-      `4c. Memory: ${count} sessions created, left detached and expired (idle timeout 2 s), twice; ` +
+      `4c. Memory: ${count} sessions created, left detached and expired (idle timeout ${idleSeconds} s), twice; ` +
         `${figures.attached} attached streaming sessions measured first. Server RSS, MiB`,
       ["start", "round 1 created", "expired", "round 2 created", "expired", "round 2 over round 1"],
       [[

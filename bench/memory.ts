@@ -42,6 +42,14 @@ async function newSession(port: number): Promise<Deno.TcpConn> {
   return conn;
 }
 
+/**
+ * How long after a burst of sessions the memory is read: past the quiet
+ * second after which the server gives back what the burst grew (see
+ * lib/proxy/memory_reducer.ts), as it is for the minutes or hours
+ * sessions stay.
+ */
+const SETTLED_MS = 2500;
+
 async function settle(ms: number): Promise<void> {
   await new Promise((resolve) => setTimeout(resolve, ms));
 }
@@ -89,16 +97,23 @@ export async function memory(
       got += n;
     }
   }));
-  await settle(500);
+  await settle(SETTLED_MS);
   const attachedKiB = (mib() - before) * 1024 / attached;
   for (const conn of conns) conn.close();
   await settle((idleSeconds + 3) * 1000);
   const startMiB = mib();
   const measured: { createdMiB: number; expiredMiB: number }[] = [];
   for (let round = 0; round < rounds; round++) {
+    const startedAt = performance.now();
     await create(count, false);
-    await settle(500);
+    await settle(SETTLED_MS);
     const createdMiB = mib();
+    if (performance.now() - startedAt >= idleSeconds * 1000) {
+      throw new Error(
+        `creating ${count} sessions and settling took over the idle timeout (${idleSeconds} s): ` +
+          "the first had expired before they were measured; raise idleSeconds",
+      );
+    }
     // Expired by the idle sweep, then time for the runtime to give memory back.
     await settle((idleSeconds + 3) * 1000);
     measured.push({ createdMiB, expiredMiB: mib() });

@@ -171,7 +171,7 @@ export function startServer(
   destinationPort: number,
   overrides:
     & Partial<Omit<ServerConfig, "destination">>
-    & Pick<ProxyServerOptions, "connect" | "throttle" | "tls" | "collector"> = {},
+    & Pick<ProxyServerOptions, "connect" | "throttle" | "tls" | "memoryReducer"> = {},
 ): TestServer {
   const logs = new LogCapture();
   const server = ProxyServer.listen({

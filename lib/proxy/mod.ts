@@ -11,8 +11,8 @@
  * (version 2) connection has the pumps of `framed_attachment.ts` instead,
  * over the same ring and destination writes. `server.ts`
  * puts these together; `status_report.ts` and `counters.ts` are what the
- * admin API reads; `ended_sessions_collector.ts` has the memory of many
- * ended sessions collected, so that it is reused.
+ * admin API reads; `memory_reducer.ts` has memory given back once a
+ * burst of sessions created or ended is over.
  *
  * @module
  */

@@ -21,7 +21,7 @@ import {
   SessionStore,
 } from "./session_store.ts";
 import type { AuthThrottleOptions } from "../throttle.ts";
-import type { CollectorOptions } from "./ended_sessions_collector.ts";
+import type { MemoryReducerOptions } from "./memory_reducer.ts";
 
 /** Options for {@linkcode ProxyServer.listen}. */
 export interface ProxyServerOptions extends
@@ -57,10 +57,11 @@ export interface ProxyServerOptions extends
    */
   throttle?: AuthThrottleOptions;
   /**
-   * When a garbage collection follows many ended sessions; `null` for never.
-   * @default {COLLECTOR_DEFAULTS}
+   * When a memory-reducing garbage collection follows a burst of sessions
+   * created or ended; `null` for never.
+   * @default {MEMORY_REDUCER_DEFAULTS}
    */
-  collector?: Partial<CollectorOptions> | null;
+  memoryReducer?: Partial<MemoryReducerOptions> | null;
 }
 
 /** A listener of the proxy port, TCP or TLS. */
@@ -130,7 +131,7 @@ export class ProxyServer implements AsyncDisposable {
       logger: options.logger,
       counters: this.counters,
       throttle: options.throttle ?? {},
-      ...options.collector === undefined ? {} : { collector: options.collector },
+      ...options.memoryReducer === undefined ? {} : { memoryReducer: options.memoryReducer },
     };
     this.store = new SessionStore(
       options.connect ? { ...storeOptions, connect: options.connect } : storeOptions,

@@ -10,7 +10,7 @@ import { startSessionTrace } from "../telemetry.ts";
 import { formatHostPort, type HostPort } from "../address.ts";
 import type { Counters } from "./counters.ts";
 import { newSecret, newSessionId, secretsEqual } from "./credentials.ts";
-import { type CollectorOptions, EndedSessionsCollector } from "./ended_sessions_collector.ts";
+import { MemoryReducer, type MemoryReducerOptions } from "./memory_reducer.ts";
 import { describeError, type Logger } from "../log.ts";
 import { parseFromAddress, ProtocolError } from "../protocol.ts";
 import { inRange, type IpRange, parseIp, parseRange } from "../ip.ts";
@@ -106,10 +106,11 @@ export interface SessionStoreOptions {
    */
   connect?: ConnectFunction;
   /**
-   * When a garbage collection follows many ended sessions; `null` for never.
-   * @default {COLLECTOR_DEFAULTS}
+   * When a memory-reducing garbage collection follows a burst of sessions
+   * created or ended; `null` for never.
+   * @default {MEMORY_REDUCER_DEFAULTS}
    */
-  collector?: Partial<CollectorOptions> | null;
+  memoryReducer?: Partial<MemoryReducerOptions> | null;
 }
 
 /** Client connections attached this long (in ms) get TCP keep-alive, within as long again. */
@@ -166,7 +167,7 @@ export class SessionStore {
   readonly #ended = new Wakeup();
   readonly #throttle: AuthThrottle;
   readonly #events: SessionEvents;
-  readonly #collector: EndedSessionsCollector | null;
+  readonly #memoryReducer: MemoryReducer | null;
   #connecting = 0;
 
   /**
@@ -183,9 +184,9 @@ export class SessionStore {
       if (!range) throw new TypeError(`Not a CIDR range: ${text}`);
       return range;
     });
-    this.#collector = options.collector === null
+    this.#memoryReducer = options.memoryReducer === null
       ? null
-      : new EndedSessionsCollector(options.collector);
+      : new MemoryReducer(options.memoryReducer);
     // Sessions expire within a tenth of the idle timeout (at most a second) of it.
     this.#sweepEvery = Math.min(1000, Math.max(10, options.idleTimeout / 10));
     this.#events = {
@@ -205,7 +206,7 @@ export class SessionStore {
         this.#attachedOrEnded(session);
         this.#sessions.delete(session.id);
         this.#options.counters.sessionsEnded++;
-        this.#collector?.sessionEnded();
+        this.#memoryReducer?.sessionChanged();
         this.#ended.wake();
         this.#settling.add(session);
         session.settled().finally(() => this.#settling.delete(session));
@@ -366,6 +367,7 @@ export class SessionStore {
         : { closedLinger: this.#options.handshakeTimeout }),
     });
     this.#sessions.set(id, session);
+    this.#memoryReducer?.sessionChanged();
     const counters = this.#options.counters;
     counters.sessionsCreated++;
     counters.sessionsByDestination.set(name, (counters.sessionsByDestination.get(name) ?? 0) + 1);
@@ -495,7 +497,7 @@ export class SessionStore {
     const sessions = this.list();
     for (const session of sessions) session.close(reason, "server-stopping");
     await Promise.all([...sessions, ...this.#settling].map((session) => session.settled()));
-    this.#collector?.[Symbol.dispose]();
+    this.#memoryReducer?.[Symbol.dispose]();
   }
 
   /** A session was detached: the idle timeout counts from now. */
