@@ -1,8 +1,10 @@
 /**
  * The protocol's tables and the code agree: every error code, frame type
- * and end reason in docs/protocol.md (and in the contract,
- * ../shared/PROTOCOL.md, where a checkout has it beside) is one the code
- * has, and the code has no other.
+ * and end reason in docs/protocol.md and in the contract is one the code
+ * has, and the code has no other. The contract is ../shared/PROTOCOL.md;
+ * tests/contract/PROTOCOL.md is a copy of it, so that a clean checkout
+ * (CI's) checks it too, and where the contract is beside this checkout
+ * the copy must be it.
  */
 
 import assert from "node:assert/strict";
@@ -11,6 +13,7 @@ import { ProtocolError, protocolError } from "../lib/protocol.ts";
 
 const DOCS = new URL("../docs/protocol.md", import.meta.url);
 const CONTRACT = new URL("../../shared/PROTOCOL.md", import.meta.url);
+const COPY = new URL("./contract/PROTOCOL.md", import.meta.url);
 const contract = await Deno.readTextFile(CONTRACT).catch(() => null);
 
 /** The first-column words of every table whose header's first cell is `header`. */
@@ -70,12 +73,19 @@ Deno.test("docs/protocol.md's error codes, frame types and end reasons are the c
   check(await Deno.readTextFile(DOCS), "docs/protocol.md");
 });
 
+Deno.test("the contract's error codes, frame types and end reasons are the code's", async () => {
+  check(await Deno.readTextFile(COPY), "tests/contract/PROTOCOL.md");
+});
+
 Deno.test({
   name: contract
-    ? "the contract's (../shared/PROTOCOL.md) error codes, frame types and end reasons are the code's"
-    : "the contract's tables are the code's (skipped: ../shared/PROTOCOL.md is not beside this checkout)",
+    ? "tests/contract/PROTOCOL.md is the contract, ../shared/PROTOCOL.md"
+    : "tests/contract/PROTOCOL.md is the contract (skipped: ../shared/PROTOCOL.md is not beside this checkout)",
   ignore: contract === null,
-  fn() {
-    check(contract ?? "", "PROTOCOL.md");
+  async fn() {
+    assert.ok(
+      (await Deno.readTextFile(COPY)) === contract,
+      "the contract changed: copy ../shared/PROTOCOL.md to tests/contract/PROTOCOL.md, and follow it",
+    );
   },
 });
