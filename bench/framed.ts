@@ -33,10 +33,12 @@ import { formatHello, MAX_HELLO_BYTES, parseReply, type Reply } from "../lib/pro
 import { ClientSession, FramedConnection } from "../lib/client/mod.ts";
 import {
   attach,
-  Destination,
-  echo,
   encoder,
   median,
+  MODE_ECHO,
+  MODE_INPUT,
+  MODE_OUTPUT,
+  modeDestination,
   percentile,
   startServer,
 } from "./workloads.ts";
@@ -95,11 +97,6 @@ const CHUNK = 128 * 1024;
 /** The most a run may take before its connection is closed under it. */
 const RUN_MS = 120_000;
 
-/** The first input byte of a run tells the destination what to do. */
-const OUTPUT = 111; // "o": send the run's bytes, then wait for the end
-const INPUT = 105; // "i": take the run's bytes in, then answer one byte
-const ECHO = 101; // "e": echo
-
 /** A client attached to a session whose destination has been told its mode. */
 interface BenchClient {
   /** Reads `bytes` of output. */
@@ -110,34 +107,6 @@ interface BenchClient {
   echo(message: Uint8Array): Promise<number>;
   /** Closes the connection (the session stays). */
   close(): void;
-}
-
-/** The destination of every run: after the first byte, a source, a sink or an echo. */
-function modeDestination(bytes: number): Destination {
-  const payload = new Uint8Array(CHUNK).fill(120);
-  return new Destination(async (conn) => {
-    conn.setNoDelay(true);
-    const buffer = new Uint8Array(CHUNK);
-    const first = await conn.read(buffer);
-    if (first === null) return;
-    const mode = buffer[0];
-    if (mode === ECHO) {
-      if (first > 1) await writeAll(conn, buffer.subarray(1, first));
-      return await echo(conn);
-    }
-    if (mode === OUTPUT) {
-      for (let sent = 0; sent < bytes; sent += CHUNK) await writeAll(conn, payload);
-    } else if (mode === INPUT) {
-      for (let got = first - 1; got < bytes;) {
-        const count = await conn.read(buffer);
-        if (count === null) return;
-        got += count;
-      }
-      await writeAll(conn, encoder.encode("d"));
-    }
-    // Held open until the run closes the session.
-    while (await conn.read(buffer) !== null);
-  });
 }
 
 /** Version 1 streaming: the bytes as they come, on the raw connection. */
@@ -487,7 +456,7 @@ interface RateFigures {
   benchCpuNs: number;
 }
 
-/** Moves `bytes` one way (`OUTPUT` or `INPUT`) with a client of `kind`, timed and with the CPU it took. */
+/** Moves `bytes` one way (`MODE_OUTPUT` or `MODE_INPUT`) with a client of `kind`, timed and with the CPU it took. */
 function rate(
   server: { port: number; pid: number },
   kind: FramedClientKind,
@@ -497,7 +466,7 @@ function rate(
   return run(server.port, { kind, mode }, async (client, started) => {
     const serverCpu = cpuNs(server.pid);
     const benchCpu = cpuNs("self");
-    if (mode === OUTPUT) await client.readOutput(bytes);
+    if (mode === MODE_OUTPUT) await client.readOutput(bytes);
     else await client.sendInput(bytes);
     return {
       rate: bytes / 1e6 / ((performance.now() - started) / 1000),
@@ -512,7 +481,7 @@ function echoLatency(
   kind: FramedClientKind,
   echoes: number,
 ): Promise<{ p50: number; p99: number }> {
-  return run(port, { kind, mode: ECHO }, async (client) => {
+  return run(port, { kind, mode: MODE_ECHO }, async (client) => {
     const message = new Uint8Array(64).fill(97);
     const times: number[] = [];
     for (let i = 0; i < echoes; i++) times.push(await client.echo(message));
@@ -543,8 +512,12 @@ export async function framedComparison(
     const output = {} as Record<FramedClientKind, RateFigures>;
     const input = {} as Record<FramedClientKind, RateFigures>;
     const echoes = {} as Record<FramedClientKind, { p50: number; p99: number }>;
-    for (const kind of FRAMED_CLIENT_KINDS) output[kind] = await rate(target, kind, OUTPUT, bytes);
-    for (const kind of FRAMED_CLIENT_KINDS) input[kind] = await rate(target, kind, INPUT, bytes);
+    for (const kind of FRAMED_CLIENT_KINDS) {
+      output[kind] = await rate(target, kind, MODE_OUTPUT, bytes);
+    }
+    for (const kind of FRAMED_CLIENT_KINDS) {
+      input[kind] = await rate(target, kind, MODE_INPUT, bytes);
+    }
     for (const kind of FRAMED_CLIENT_KINDS) {
       echoes[kind] = await echoLatency(server.port, kind, options.echoes);
     }

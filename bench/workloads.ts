@@ -960,17 +960,17 @@ class RawWsClient {
   }
 }
 
-/** The first input byte of a WebSocket run tells the destination what to do. */
-const WS_OUTPUT = 111; // "o": send the run's bytes
-const WS_INPUT = 105; // "i": take the run's bytes in, then answer "d"
-const WS_ECHO = 101; // "e": echo
+/** The first input byte of a run (WebSocket or framed) tells the destination what to do. */
+export const MODE_OUTPUT = 111; // "o": send the run's bytes
+export const MODE_INPUT = 105; // "i": take the run's bytes in, then answer "d"
+export const MODE_ECHO = 101; // "e": echo
 
 /**
- * The destination of the WebSocket runs: after the first byte, a source of
- * `bytes` (then held open), a sink of `bytes` that answers one byte when it
- * has them all, or an echo.
+ * The destination of the WebSocket and framed runs: after the first byte, a
+ * source of `bytes` (then held open), a sink of `bytes` that answers one
+ * byte when it has them all, or an echo.
  */
-function wsDestination(bytes: number): Destination {
+export function modeDestination(bytes: number): Destination {
   const payload = new Uint8Array(CHUNK).fill(120);
   return new Destination(async (conn) => {
     conn.setNoDelay(true);
@@ -978,15 +978,15 @@ function wsDestination(bytes: number): Destination {
     const first = await conn.read(buffer);
     if (first === null) return;
     const mode = buffer[0];
-    if (mode === WS_ECHO) {
+    if (mode === MODE_ECHO) {
       if (first > 1) await writeAll(conn, buffer.subarray(1, first));
       return await echo(conn);
     }
-    if (mode === WS_OUTPUT) {
+    if (mode === MODE_OUTPUT) {
       for (let sent = 0; sent < bytes; sent += CHUNK) {
         await writeAll(conn, payload.subarray(0, Math.min(CHUNK, bytes - sent)));
       }
-    } else if (mode === WS_INPUT) {
+    } else if (mode === MODE_INPUT) {
       for (let got = first - 1; got < bytes;) {
         const count = await conn.read(buffer);
         if (count === null) return;
@@ -1025,7 +1025,7 @@ async function wsRun<T>(
       secret: session.secret,
       ack: 0,
       input: new Uint8Array([mode]),
-    }, mode === WS_ECHO);
+    }, mode === MODE_ECHO);
   try {
     await within(client.attached, 10_000, `${target.path}: attach`);
     return await within(
@@ -1046,7 +1046,7 @@ async function wsRun<T>(
 
 /** Output: the destination sends `bytes`; MB/s from opening the socket to the last byte. */
 function wsOutput(target: WsTarget, bytes: number): Promise<number> {
-  return wsRun(target, WS_OUTPUT, async (client, started) => {
+  return wsRun(target, MODE_OUTPUT, async (client, started) => {
     const done = Promise.withResolvers<void>();
     let got = 0;
     client.onBytes = (chunk) => {
@@ -1060,7 +1060,7 @@ function wsOutput(target: WsTarget, bytes: number): Promise<number> {
 
 /** Input: the client sends `bytes` within the window; MB/s until the destination has them all. */
 function wsInput(target: WsTarget, bytes: number): Promise<number> {
-  return wsRun(target, WS_INPUT, async (client, started) => {
+  return wsRun(target, MODE_INPUT, async (client, started) => {
     const done = Promise.withResolvers<void>();
     client.onBytes = () => done.resolve();
     const payload = new Uint8Array(CHUNK).fill(121);
@@ -1074,7 +1074,7 @@ function wsInput(target: WsTarget, bytes: number): Promise<number> {
 
 /** Echo: `samples` 64-byte messages one after another; round-trip percentiles in ms. */
 function wsEcho(target: WsTarget, samples: number): Promise<{ p50ms: number; p99ms: number }> {
-  return wsRun(target, WS_ECHO, async (client) => {
+  return wsRun(target, MODE_ECHO, async (client) => {
     const message = new Uint8Array(64).fill(97);
     const latencies: number[] = [];
     let got = 0;
@@ -1148,7 +1148,7 @@ export async function webSocketRelay(
   rounds: number,
   paths: WsPath[] = ["minimal", "socketproxy"],
 ): Promise<Partial<Record<WsPath, WsFigures>>> {
-  await using destination = wsDestination(bytes);
+  await using destination = modeDestination(bytes);
   await using server = await startServer(destination.port);
   await using web = await startGateway(server.port);
   await using minimal = paths.includes("minimal")
