@@ -158,3 +158,35 @@ Deno.test("socketproxy drain: the server stops taking sessions and, with none op
   assert.equal(misuse.code, 2);
   assert.match(misuse.stderr, /--node: 1 to 24 characters of A-Z a-z 0-9 -/);
 });
+
+Deno.test("socketproxy drain --wait returns only once the server has stopped, after its last session ended", async () => {
+  await using destination = new Destination();
+  await using server = new ServerProcess([
+    "--proxy=127.0.0.1:0",
+    "--admin=127.0.0.1:0",
+    "--drain-timeout=30s",
+    `127.0.0.1:${destination.port}`,
+  ]);
+  const [port, adminPort] = await Promise.all([server.port, server.adminPort]);
+  using attached = await TestClient.connect(port);
+  const session = await attached.hello("NEW");
+  let stopped = false;
+  const status = server.child.status.then((status) => {
+    stopped = true;
+    return status;
+  });
+  const waiting = runMain(["drain", "--wait", `--admin=127.0.0.1:${adminPort}`]).then(
+    (result) => ({ ...result, stoppedFirst: stopped }),
+  );
+  await server.waitFor((line) => line.includes("server.draining"));
+  // The session is still open: the server, and drain --wait, go on.
+  using closer = await TestClient.connect(port);
+  await closer.write(`CLOSE ${session.id} ${session.secret}\n`);
+  assert.match(await closer.readLine(), /^BYE /);
+  const drained = await withDeadline(waiting, WAIT_MS, "drain --wait");
+  assert.equal(drained.code, 0, drained.stderr);
+  assert.match(drained.stdout, /is draining: 1 sessions open; the rest close in at most 30 s/);
+  assert.match(drained.stdout, /has stopped\n$/);
+  assert.ok(drained.stoppedFirst, "drain --wait returned before the server stopped");
+  assert.equal((await status).code, 0);
+});

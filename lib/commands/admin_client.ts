@@ -143,6 +143,17 @@ function describeFetchError(error: unknown): string {
   return error instanceof Error ? error.message : String(error);
 }
 
+/** No admin port answered (refused, timed out, not found): exit status 1. */
+export class AdminUnreachableError extends CommandError {
+  /**
+   * @param message The one line saying where and why.
+   */
+  constructor(message: string) {
+    super(message, 1);
+    this.name = "AdminUnreachableError";
+  }
+}
+
 /** Options for {@linkcode adminRequest}. */
 export interface AdminRequestOptions {
   /** The HTTP method. */
@@ -159,7 +170,8 @@ export interface AdminRequestOptions {
  * @param addr The admin port.
  * @param options Method, path and token.
  * @returns The response; a 401 is already turned into an error.
- * @throws {CommandError} Exit status 1 when no admin port answers or the token is refused.
+ * @throws {AdminUnreachableError} When no admin port answers (exit status 1).
+ * @throws {CommandError} Exit status 1 when the token is refused.
  */
 export async function adminRequest(
   addr: HostPort,
@@ -178,9 +190,8 @@ export async function adminRequest(
   } catch (error) {
     const missing = missingPermission(error);
     if (missing !== undefined) throw new CommandError(`cannot ask ${where}: ${missing}`, 2);
-    throw new CommandError(
+    throw new AdminUnreachableError(
       `no socketproxy admin port answering on ${where}: ${describeFetchError(error)}`,
-      1,
     );
   }
   if (response.status === 401) {

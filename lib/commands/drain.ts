@@ -10,10 +10,13 @@ import {
   ADMIN_CLIENT_SETTINGS,
   adminRequest,
   adminTarget,
+  AdminUnreachableError,
   answerError,
   readAnswer,
 } from "./admin_client.ts";
 import { printOut } from "./cli.ts";
+import { CommandError } from "../errors.ts";
+import type { HostPort } from "../address.ts";
 import { defineCommand, resolveSettings } from "./settings.ts";
 import { formatUsage } from "./usage.ts";
 
@@ -25,9 +28,24 @@ export const DRAIN_COMMAND = defineCommand({
 ERR busy draining (its /ready answers 503, so a load balancer sends new
 sessions elsewhere), keeps serving resumes until its sessions end, closes
 the rest at its --drain-timeout (default 10m), and exits 0. Returns at
-once; "socketproxy status" shows the state.`,
-  settings: ADMIN_CLIENT_SETTINGS,
+once ("socketproxy status" shows the state), or with --wait once the
+server has stopped: what a Kubernetes preStop hook or a rolling-update
+script needs before it stops the process.`,
+  settings: [
+    ...ADMIN_CLIENT_SETTINGS,
+    {
+      name: "wait",
+      kind: "boolean",
+      help: "return only once the server has stopped (its admin port no longer answers), " +
+        "printing the sessions left as they end",
+    },
+  ],
 });
+
+/** How often `--wait` asks the server how many sessions are left, ms. */
+const WAIT_POLL_MS = 1000;
+/** How long past the server's drain timeout `--wait` waits before it gives up, ms. */
+const WAIT_MARGIN_MS = 60_000;
 
 /** The help text of `socketproxy drain`. */
 export const DRAIN_USAGE: string = formatUsage(DRAIN_COMMAND);
@@ -56,5 +74,46 @@ export async function drainCommand(args: string[]): Promise<number> {
       minutes >= 1 ? `${minutes} min` : `${(body.timeoutMs ?? 0) / 1000} s`
     }, then it exits`,
   );
-  return 0;
+  if (!settings.boolean("wait")) return 0;
+  return await waitForStop(admin, token, where, body.sessions ?? 0, body.timeoutMs ?? 0);
+}
+
+/**
+ * Asks a draining server for its open sessions until its admin port no
+ * longer answers (it has stopped), printing each change of the count.
+ *
+ * @returns Exit status 0 once it has stopped.
+ * @throws {CommandError} Exit status 1 when it still answers a minute past its drain timeout.
+ */
+async function waitForStop(
+  admin: HostPort,
+  token: string | undefined,
+  where: string,
+  sessions: number,
+  timeoutMs: number,
+): Promise<number> {
+  const giveUpAt = Date.now() + timeoutMs + WAIT_MARGIN_MS;
+  let open = sessions;
+  while (Date.now() < giveUpAt) {
+    await new Promise((resolve) => setTimeout(resolve, WAIT_POLL_MS));
+    let answer;
+    try {
+      const response = await adminRequest(admin, { method: "GET", path: "/status", token });
+      answer = await readAnswer(response, where);
+    } catch (error) {
+      if (!(error instanceof AdminUnreachableError)) throw error;
+      printOut(`${where} has stopped`);
+      return 0;
+    }
+    const now = (answer.body as { totals?: { sessionsOpen?: number } }).totals?.sessionsOpen;
+    if (typeof now === "number" && now !== open) {
+      open = now;
+      printOut(`${where} is draining: ${open} sessions open`);
+    }
+  }
+  throw new CommandError(
+    `${where} still answers ${WAIT_MARGIN_MS / 1000} s after its drain timeout: ` +
+      `see "socketproxy status --admin=${where}"`,
+    1,
+  );
 }
