@@ -95,6 +95,21 @@ Deno.test("a collection is due no sooner than the least interval after the one b
   assert.equal(stand.count(), 1);
 });
 
+Deno.test("once disposed, sessions changing arm no collection (the test's timer check fails if one does)", () => {
+  const stand = counting();
+  const reducer = new MemoryReducer({
+    afterChanges: 1,
+    quietMs: 60_000,
+    minIntervalMs: 0,
+    collect: stand.collect,
+  });
+  reducer[Symbol.dispose]();
+  // Sessions that end after the server stopped still report it.
+  for (let i = 0; i < 3; i++) reducer.sessionChanged();
+  assert.equal(reducer.dueAt, null, "nothing is due");
+  assert.equal(stand.count(), 0);
+});
+
 Deno.test("the default collection collects: an object only a WeakRef holds is gone", async () => {
   const collect = defaultCollection;
   assert.ok(collect, "the runtime gives a full collection");

@@ -47,6 +47,7 @@ export class MemoryReducer implements Disposable {
   #lastCollectedAt = -Infinity;
   #timer: ReturnType<typeof setTimeout> | undefined;
   #collect: (() => void) | null | undefined;
+  #disposed = false;
 
   constructor(options: Partial<MemoryReducerOptions> = {}) {
     this.#options = { ...MEMORY_REDUCER_DEFAULTS, ...options };
@@ -64,6 +65,8 @@ export class MemoryReducer implements Disposable {
 
   /** One session was created or has ended. */
   sessionChanged(): void {
+    // Sessions still ending after the server has stopped arm nothing.
+    if (this.#disposed) return;
     this.#changes++;
     this.#lastChangeAt = performance.now();
     // One timer for the burst: when it fires it looks again (below), so a
@@ -91,8 +94,9 @@ export class MemoryReducer implements Disposable {
     this.#collect?.();
   }
 
-  /** Cancels a collection not yet made (the session store does when the server stops). */
+  /** Cancels a collection not yet made, and any later (the session store does when the server stops). */
   [Symbol.dispose](): void {
+    this.#disposed = true;
     clearTimeout(this.#timer);
     this.#timer = undefined;
     this.#changes = 0;
