@@ -10,6 +10,7 @@ import assert from "node:assert/strict";
 import { newSessionId, nodeOf } from "../lib/proxy/credentials.ts";
 import { FrameReader } from "../lib/frames.ts";
 import { writeAll } from "../lib/_io.ts";
+import { AdminUnreachableError, readAnswer } from "../lib/commands/admin_client.ts";
 import {
   Destination,
   issuedSecrets,
@@ -189,4 +190,23 @@ Deno.test("socketproxy drain --wait returns only once the server has stopped, af
   assert.match(drained.stdout, /has stopped\n$/);
   assert.ok(drained.stoppedFirst, "drain --wait returned before the server stopped");
   assert.equal((await status).code, 0);
+});
+
+Deno.test("an answer cut off part way is a port no longer answering, as drain --wait counts a stopped server", async () => {
+  const cut = new Response(
+    new ReadableStream<Uint8Array>({
+      start(controller) {
+        controller.enqueue(new TextEncoder().encode('{"totals":'));
+        controller.error(new TypeError("error reading a body from connection: connection reset"));
+      },
+    }),
+  );
+  await assert.rejects(readAnswer(cut, "127.0.0.1:9010"), (error: unknown) => {
+    assert.ok(error instanceof AdminUnreachableError, String(error));
+    assert.equal(
+      error.message,
+      "127.0.0.1:9010 closed the connection before its answer ended: connection reset",
+    );
+    return true;
+  });
 });

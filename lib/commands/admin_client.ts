@@ -224,10 +224,19 @@ export interface AdminAnswer {
  * @param response The response.
  * @param where The admin address, for the message.
  * @returns The answer, whatever its status.
+ * @throws {AdminUnreachableError} When the connection ends before the body does.
  * @throws {CommandError} Exit status 1 when the body is not a JSON object.
  */
 export async function readAnswer(response: Response, where: string): Promise<AdminAnswer> {
-  const text = await response.text();
+  let text: string;
+  try {
+    text = await response.text();
+  } catch (error) {
+    // The port stopped answering part way through (a server stopping).
+    throw new AdminUnreachableError(
+      `${where} closed the connection before its answer ended: ${describeFetchError(error)}`,
+    );
+  }
   let body: unknown;
   try {
     body = JSON.parse(text);
