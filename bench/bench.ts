@@ -504,11 +504,13 @@ if (only.has("websockify")) {
     const measured = await webSocketRelay(mib * 2 ** 20, echoes, rounds, [
       "websockify",
       "minimal",
+      "conn",
       "socketproxy",
     ]);
     results.websockify = { bytes: mib * 2 ** 20, echoes, rounds, measured };
     const peer = measured.websockify as WsFigures;
     const minimal = measured.minimal as WsFigures;
+    const conn = measured.conn as WsFigures;
     const ours = measured.socketproxy as WsFigures;
     const row = (path: string, f: WsFigures): string[] => [
       path,
@@ -524,11 +526,13 @@ if (only.has("websockify")) {
         }: ${mib} MiB each way a run, MB/s; ${echoes} echoes ` +
         "of 64 bytes, ms.\n   websockify relays binary frames (no sessions, no resume, no window: " +
         "its input is paced by bufferedAmount); the minimal relay\n   (bench/minimal_ws_relay.ts, " +
-        "one Deno process, no sessions) is what this runtime gets with one hop",
+        "Deno.upgradeWebSocket) and the Deno.Conn relay\n   (bench/conn_ws_relay.ts, RFC 6455 by hand) " +
+        "are what this runtime gets with one hop",
       ["path", "output MB/s", "input MB/s", "echo p50 ms", "echo p99 ms"],
       [
         row("websockify", peer),
         row("minimal Deno relay", minimal),
+        row("Deno.Conn relay", conn),
         row("socketproxy web + server", ours),
         [
           "minimal / websockify",
@@ -536,6 +540,13 @@ if (only.has("websockify")) {
           fixed(minimal.input / peer.input, 2),
           fixed(minimal.echoP50ms / peer.echoP50ms, 2),
           fixed(minimal.echoP99ms / peer.echoP99ms, 2),
+        ],
+        [
+          "Deno.Conn relay / websockify",
+          fixed(conn.output / peer.output, 2),
+          fixed(conn.input / peer.input, 2),
+          fixed(conn.echoP50ms / peer.echoP50ms, 2),
+          fixed(conn.echoP99ms / peer.echoP99ms, 2),
         ],
         [
           "socketproxy / websockify",

@@ -762,7 +762,7 @@ export async function minimalServerCycles(
 }
 
 /** What sits between a WebSocket client and the destination. */
-export type WsPath = "minimal" | "socketproxy" | "websockify";
+export type WsPath = "minimal" | "conn" | "socketproxy" | "websockify";
 
 /** WebSocket figures of one path: medians of the rounds. */
 export interface WsFigures {
@@ -911,7 +911,7 @@ class WsClient {
 }
 
 /**
- * A plain binary WebSocket client, for websockify (no sessions, no
+ * A plain binary WebSocket client, for websockify and bench/conn_ws_relay.ts (no sessions, no
  * acknowledgements, no window): the first binary message is `first`, and
  * input is paced by the socket's `bufferedAmount` instead of a window.
  * It offers what the runs use of {@linkcode WsClient}.
@@ -1019,7 +1019,7 @@ async function wsRun<T>(
     session = await response.json();
   }
   const started = performance.now();
-  const client = target.path === "websockify"
+  const client = target.path === "websockify" || target.path === "conn"
     ? new RawWsClient(`ws://127.0.0.1:${target.port}/`, new Uint8Array([mode]))
     : new WsClient(`ws://127.0.0.1:${target.port}/api/sessions/${session.id}/ws`, {
       secret: session.secret,
@@ -1098,17 +1098,23 @@ function wsEcho(target: WsTarget, samples: number): Promise<{ p50ms: number; p99
   });
 }
 
-/** Starts bench/minimal_ws_relay.ts on a free port in front of `destinationPort`. */
-async function startMinimalWsRelay(destinationPort: number): Promise<Child & { port: number }> {
+/**
+ * Starts one of the WebSocket relays of this folder on a free port in front
+ * of `destinationPort`: bench/minimal_ws_relay.ts or bench/conn_ws_relay.ts.
+ */
+async function startWsRelay(
+  script: "minimal_ws_relay.ts" | "conn_ws_relay.ts",
+  destinationPort: number,
+): Promise<Child & { port: number }> {
   const port = freePort();
   const child = new Child(Deno.execPath(), [
     "run",
     "--allow-net",
-    new URL("./minimal_ws_relay.ts", import.meta.url).pathname,
+    new URL(`./${script}`, import.meta.url).pathname,
     String(port),
     String(destinationPort),
   ]);
-  await waitForPort(port, "the minimal WebSocket relay");
+  await waitForPort(port, script);
   return Object.assign(child, { port });
 }
 
@@ -1137,7 +1143,8 @@ async function startWebsockify(destinationPort: number): Promise<Child & { port:
 /**
  * WebSocket output, input and echo latency through `socketproxy web` and
  * `socketproxy server` (child processes, the default buffer), through the
- * minimal relay (bench/minimal_ws_relay.ts) and through `websockify`, each
+ * minimal relay (bench/minimal_ws_relay.ts), through the hand-written one on
+ * `Deno.Conn` (bench/conn_ws_relay.ts) and through `websockify`, each
  * of `paths`, in front of the same destination (in this process, with the
  * client). The runs are interleaved, one of each path in turn for each
  * workload in each round, and the median of the rounds is kept.
@@ -1152,7 +1159,10 @@ export async function webSocketRelay(
   await using server = await startServer(destination.port);
   await using web = await startGateway(server.port);
   await using minimal = paths.includes("minimal")
-    ? await startMinimalWsRelay(destination.port)
+    ? await startWsRelay("minimal_ws_relay.ts", destination.port)
+    : null;
+  await using conn = paths.includes("conn")
+    ? await startWsRelay("conn_ws_relay.ts", destination.port)
     : null;
   await using websockify = paths.includes("websockify")
     ? await startWebsockify(destination.port)
@@ -1161,6 +1171,8 @@ export async function webSocketRelay(
     path,
     port: path === "minimal"
       ? minimal?.port ?? 0
+      : path === "conn"
+      ? conn?.port ?? 0
       : path === "websockify"
       ? websockify?.port ?? 0
       : web.port,
@@ -1173,6 +1185,7 @@ export async function webSocketRelay(
   });
   const measured: Record<WsPath, ReturnType<typeof runs>> = {
     minimal: runs(),
+    conn: runs(),
     socketproxy: runs(),
     websockify: runs(),
   };
