@@ -32,6 +32,7 @@ import {
   echo,
   gateway,
   generatorAlone,
+  havePython,
   haveSocat,
   haveWebsockify,
   loadgen,
@@ -41,6 +42,7 @@ import {
   type PollFigures,
   resumeLatency,
   scale,
+  startAsyncioProxy,
   startLoadgenServer,
   startServer,
   throughput,
@@ -49,7 +51,7 @@ import {
 } from "./workloads.ts";
 import { framedComparison, type FramedFigures } from "./framed.ts";
 import { type FairFigures, fairness } from "./fairness.ts";
-import { memory } from "./memory.ts";
+import { memory, peerMemory } from "./memory.ts";
 import { clusterPolls } from "./cluster.ts";
 
 const { values, positionals } = parseArgs({
@@ -269,12 +271,15 @@ if (only.has("polls") || only.has("resume") || only.has("gateway")) {
     const ours: PollFigures[] = [];
     const minimal: { cyclesPerSecond: number; cpuUsPerPoll: number }[] = [];
     const floors: { cyclesPerSecond: number; cpuUsPerPoll: number }[] = [];
+    const pythons: PollFigures[] = [];
+    await using python = await havePython() ? await startAsyncioProxy(destination.port) : null;
     for (let round = 0; round < rounds; round++) {
       const ceiling = await minimalServerCycles(64, seconds);
       if (ceiling) minimal.push(ceiling);
       const floor = await minimalServerCycles(64, seconds, destination.port);
       if (floor) floors.push(floor);
       ours.push(await pollCycles(server.port, 64, seconds, server.process.pid));
+      if (python) pythons.push(await pollCycles(python.port, 64, seconds, python.process.pid));
     }
     const floorCpu = floors.length > 0 ? median(floors.map((run) => run.cpuUsPerPoll)) : NaN;
     const ceiling = minimal.length > 0
@@ -294,12 +299,25 @@ if (only.has("polls") || only.has("resume") || only.has("gateway")) {
       ceiling ? fixed(cpu64 / ceiling.cpuUsPerPoll, 2) : "n/a",
       Number.isNaN(floorCpu) ? "n/a" : fixed(cpu64 / floorCpu, 2),
     ]);
+    const pythonCpu = pythons.length > 0 ? median(pythons.map((run) => run.cpuUsPerPoll)) : NaN;
+    if (pythons.length > 0) {
+      rows.push([
+        "64, Python asyncio",
+        fixed(median(pythons.map((run) => run.cyclesPerSecond))),
+        fixed(median(pythons.map((run) => run.p50ms)), 2),
+        fixed(median(pythons.map((run) => run.p99ms)), 2),
+        fixed(pythonCpu, 1),
+        ceiling ? fixed(pythonCpu / ceiling.cpuUsPerPoll, 2) : "n/a",
+        Number.isNaN(floorCpu) ? "n/a" : fixed(pythonCpu / floorCpu, 2),
+      ]);
+    }
     results.polls = {
       generatorAlone64: alone,
       minimalDenoServer64: ceiling,
       minimal,
       floors,
       runs: polls,
+      python: pythons,
     };
     table(
       `2. Poll cycles (connect, RESUME with ack and 16 bytes of input, read pending, close), ${seconds} s each ` +
@@ -313,7 +331,9 @@ if (only.has("polls") || only.has("resume") || only.has("gateway")) {
         } cycles/s, ` +
         `${ceiling === null ? "n/a" : fixed(ceiling.cpuUsPerPoll, 1)} µs CPU per poll; ` +
         `the protocol's floor (the minimal server plus a kept destination connection per ` +
-        `session: bench/floor_server.ts): ${fixed(floorCpu, 1)} µs CPU per poll`,
+        `session: bench/floor_server.ts): ${fixed(floorCpu, 1)} µs CPU per poll.\n` +
+        "   Python asyncio: bench/asyncio_proxy.py (protocol version 1, the same clients, " +
+        `interleaved)${pythons.length > 0 ? "" : ": n/a (no python3)"}`,
       [
         "clients",
         "cycles/s",
@@ -450,9 +470,34 @@ if (only.has("memory")) {
         `${fixed(((second?.expiredMiB ?? NaN) / (first?.expiredMiB ?? NaN) - 1) * 100)}%`,
       ]],
     );
-    console.log(
-      `  per detached session ${fixed(figures.detachedKiB, 1)} KiB; ` +
-        `per attached streaming session ${fixed(figures.attachedKiB, 1)} KiB`,
+    const peers = await peerMemory({ count, attached: figures.attached });
+    results.memoryPeers = peers;
+    const peer = (kib: number | null | undefined, missing: string): string =>
+      kib === null || kib === undefined ? `n/a (${missing})` : fixed(kib, 1);
+    table(
+      "4d. Memory per session beside peers, KiB of resident memory each: " +
+        `${count} detached sessions; ${figures.attached} attached connections, each having echoed a line.\n` +
+        "   Peers: bench/asyncio_proxy.py (protocol version 1 in Python asyncio), " +
+        "bench/node_relay.mjs run by Node (a relay: no sessions)",
+      ["", "socketproxy", "peer", "peer's figure", "socketproxy / peer"],
+      [
+        [
+          "per detached session",
+          fixed(figures.detachedKiB, 1),
+          "Python asyncio",
+          peer(peers?.pythonDetachedKiB, "no python3"),
+          peers?.pythonDetachedKiB
+            ? fixed(figures.detachedKiB / peers.pythonDetachedKiB, 2)
+            : "n/a",
+        ],
+        [
+          "per attached streaming session",
+          fixed(figures.attachedKiB, 1),
+          "Node relay",
+          peer(peers?.nodeAttachedKiB, "no node"),
+          peers?.nodeAttachedKiB ? fixed(figures.attachedKiB / peers.nodeAttachedKiB, 2) : "n/a",
+        ],
+      ],
     );
   }
 }

@@ -15,12 +15,14 @@ import { ClientSession } from "../lib/client/mod.ts";
 import {
   Child,
   freePort,
+  haveCommand,
   type LoadFigures,
   loadgen,
   median,
   runLoadgen,
   startLoadgenServer,
   startServer,
+  waitForPort,
 } from "./workloads.ts";
 
 /** What sits between the echoing clients and the destination. */
@@ -40,29 +42,12 @@ const NODE_RELAY = new URL("./node_relay.mjs", import.meta.url).pathname;
 const DENO_RELAY = new URL("./deno_conn_relay.ts", import.meta.url).pathname;
 
 /** Whether `node` runs. */
-export async function haveNode(): Promise<boolean> {
-  try {
-    return (await new Deno.Command("node", { args: ["--version"], stdout: "null" }).output())
-      .success;
-  } catch {
-    return false;
-  }
-}
-
-async function waitForPort(port: number, what: string): Promise<void> {
-  for (let attempt = 0; attempt < 400; attempt++) {
-    try {
-      (await Deno.connect({ hostname: "127.0.0.1", port })).close();
-      return;
-    } catch {
-      await new Promise((resolve) => setTimeout(resolve, 25));
-    }
-  }
-  throw new Error(`${what} did not start listening on ${port}`);
+export function haveNode(): Promise<boolean> {
+  return haveCommand("node", ["--version"]);
 }
 
 /** Starts one of the plain relays in front of `destination`. */
-async function startRelay(
+export async function startRelay(
   path: Exclude<FairPath, "socketproxy">,
   destination: number,
 ): Promise<Child & { port: number }> {

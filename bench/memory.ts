@@ -9,7 +9,14 @@
  * @module
  */
 
-import { loadgen, startLoadgenServer, startServer } from "./workloads.ts";
+import { haveNode, startRelay } from "./fairness.ts";
+import {
+  havePython,
+  loadgen,
+  startAsyncioProxy,
+  startLoadgenServer,
+  startServer,
+} from "./workloads.ts";
 
 const encoder = new TextEncoder();
 
@@ -42,6 +49,36 @@ async function newSession(port: number): Promise<Deno.TcpConn> {
   return conn;
 }
 
+/** `total` sessions opened on `port`, 64 at a time; kept open (attached) or closed (detached). */
+async function createSessions(
+  port: number,
+  total: number,
+  keep: boolean,
+): Promise<Deno.TcpConn[]> {
+  const conns: Deno.TcpConn[] = [];
+  for (let i = 0; i < total; i += 64) {
+    const batch = await Promise.all(
+      Array.from({ length: Math.min(64, total - i) }, () => newSession(port)),
+    );
+    if (keep) conns.push(...batch);
+    else for (const conn of batch) conn.close();
+  }
+  return conns;
+}
+
+/** Sends a 64-byte line and reads its echo: the connection has streamed. */
+async function echoOnce(conn: Deno.Conn): Promise<void> {
+  await conn.write(
+    encoder.encode("0123456789abcdef0123456789abcdef0123456789abcdef012345678901234\n"),
+  );
+  const buffer = new Uint8Array(256);
+  for (let got = 0; got < 64;) {
+    const n = await conn.read(buffer);
+    if (n === null) break;
+    got += n;
+  }
+}
+
 /**
  * How long after a burst of sessions the memory is read: past the quiet
  * second after which the server gives back what the burst grew (see
@@ -67,17 +104,7 @@ export async function memory(
   await using destination = await startLoadgenServer(binary, "echod");
   await using server = await startServer(destination.port, [`--idle-timeout=${idleSeconds}s`]);
   const mib = (): number => server.rss() / 2 ** 20;
-  const create = async (total: number, keep: boolean): Promise<Deno.TcpConn[]> => {
-    const conns: Deno.TcpConn[] = [];
-    for (let i = 0; i < total; i += 64) {
-      const batch = await Promise.all(
-        Array.from({ length: Math.min(64, total - i) }, () => newSession(server.port)),
-      );
-      if (keep) conns.push(...batch);
-      else for (const conn of batch) conn.close();
-    }
-    return conns;
-  };
+  const create = (total: number, keep: boolean) => createSessions(server.port, total, keep);
   // Warm-up: the JIT and the allocators' first arenas.
   await create(200, false);
   await settle((idleSeconds + 2) * 1000);
@@ -86,17 +113,7 @@ export async function memory(
   // line and reads its echo, and stays.
   const before = mib();
   const conns = await create(attached, true);
-  await Promise.all(conns.map(async (conn) => {
-    await conn.write(
-      encoder.encode("0123456789abcdef0123456789abcdef0123456789abcdef012345678901234\n"),
-    );
-    const buffer = new Uint8Array(256);
-    for (let got = 0; got < 64;) {
-      const n = await conn.read(buffer);
-      if (n === null) break;
-      got += n;
-    }
-  }));
+  await Promise.all(conns.map(echoOnce));
   await settle(SETTLED_MS);
   const attachedKiB = (mib() - before) * 1024 / attached;
   for (const conn of conns) conn.close();
@@ -126,4 +143,59 @@ export async function memory(
     attached,
     attachedKiB,
   };
+}
+
+/** What the peers take, KiB each; null where the peer is not installed. */
+export interface PeerMemoryFigures {
+  /** bench/asyncio_proxy.py (Python asyncio), per detached session. */
+  pythonDetachedKiB: number | null;
+  /** bench/node_relay.mjs run by Node, per attached connection that has echoed a line. */
+  nodeAttachedKiB: number | null;
+}
+
+/**
+ * The peers of the per-session figures, measured as the server's are:
+ * `count` sessions created and left detached on the Python implementation
+ * of the protocol, and `attached` connections through Node's relay each
+ * echoing a line and staying, in front of the same echo destination.
+ */
+export async function peerMemory(
+  options: { count: number; attached: number },
+): Promise<PeerMemoryFigures | null> {
+  const binary = await loadgen();
+  if (!binary) return null;
+  await using destination = await startLoadgenServer(binary, "echod");
+  let pythonDetachedKiB: number | null = null;
+  if (await havePython()) {
+    // No session expires while it is measured.
+    await using python = await startAsyncioProxy(destination.port, 600);
+    await createSessions(python.port, 200, false);
+    await settle(SETTLED_MS);
+    const before = python.rss();
+    await createSessions(python.port, options.count, false);
+    await settle(SETTLED_MS);
+    pythonDetachedKiB = (python.rss() - before) / 1024 / options.count;
+  }
+  let nodeAttachedKiB: number | null = null;
+  if (await haveNode()) {
+    await using relay = await startRelay("node", destination.port);
+    const open = async (): Promise<Deno.TcpConn> => {
+      const conn = await Deno.connect({ hostname: "127.0.0.1", port: relay.port });
+      await echoOnce(conn);
+      return conn;
+    };
+    for (const conn of await Promise.all(Array.from({ length: 64 }, open))) conn.close();
+    await settle(SETTLED_MS);
+    const before = relay.rss();
+    const conns: Deno.TcpConn[] = [];
+    for (let i = 0; i < options.attached; i += 64) {
+      conns.push(
+        ...await Promise.all(Array.from({ length: Math.min(64, options.attached - i) }, open)),
+      );
+    }
+    await settle(SETTLED_MS);
+    nodeAttachedKiB = (relay.rss() - before) / 1024 / options.attached;
+    for (const conn of conns) conn.close();
+  }
+  return { pythonDetachedKiB, nodeAttachedKiB };
 }

@@ -32,7 +32,8 @@ async function writeAll(conn: Deno.Conn, bytes: Uint8Array): Promise<void> {
   while (written < bytes.length) written += await conn.write(bytes.subarray(written));
 }
 
-async function waitForPort(port: number, what: string): Promise<void> {
+/** Resolves once something accepts connections on `port` (10 s at most). */
+export async function waitForPort(port: number, what: string): Promise<void> {
   for (let attempt = 0; attempt < 400; attempt++) {
     try {
       (await Deno.connect({ hostname: "127.0.0.1", port })).close();
@@ -270,15 +271,44 @@ async function oneWay(path: Path, direction: "output" | "input", bytes: number):
   }
 }
 
-/** Whether socat is installed. */
-export async function haveSocat(): Promise<boolean> {
+/** Whether `command` runs and succeeds with `args` (a harmless way to run it, such as a version flag). */
+export async function haveCommand(command: string, args: string[]): Promise<boolean> {
   try {
-    return (await new Deno.Command("socat", { args: ["-V"], stdout: "null", stderr: "null" })
-      .output())
+    return (await new Deno.Command(command, { args, stdout: "null", stderr: "null" }).output())
       .success;
   } catch {
     return false;
   }
+}
+
+/** Whether socat is installed. */
+export function haveSocat(): Promise<boolean> {
+  return haveCommand("socat", ["-V"]);
+}
+
+/** Whether `python3` is installed, for bench/asyncio_proxy.py. */
+export function havePython(): Promise<boolean> {
+  return haveCommand("python3", ["--version"]);
+}
+
+/**
+ * Starts bench/asyncio_proxy.py (protocol version 1 in Python asyncio, the
+ * peer for the cost of a poll and of a session) on a free port in front of
+ * `destinationPort`, expiring detached sessions after `idleSeconds`.
+ */
+export async function startAsyncioProxy(
+  destinationPort: number,
+  idleSeconds = 60,
+): Promise<Child & { port: number }> {
+  const port = freePort();
+  const child = new Child("python3", [
+    new URL("./asyncio_proxy.py", import.meta.url).pathname,
+    String(port),
+    String(destinationPort),
+    String(idleSeconds),
+  ]);
+  await waitForPort(port, "bench/asyncio_proxy.py");
+  return Object.assign(child, { port });
 }
 
 /**
@@ -1119,17 +1149,8 @@ async function startWsRelay(
 }
 
 /** Whether Debian's `websockify` is installed. */
-export async function haveWebsockify(): Promise<boolean> {
-  try {
-    return (await new Deno.Command("websockify", {
-      args: ["--help"],
-      stdout: "null",
-      stderr: "null",
-    })
-      .output()).success;
-  } catch {
-    return false;
-  }
+export function haveWebsockify(): Promise<boolean> {
+  return haveCommand("websockify", ["--help"]);
 }
 
 /** `websockify` on a free port in front of `destinationPort` (binary frames to TCP). */
