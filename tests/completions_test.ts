@@ -39,10 +39,18 @@ async function run(shell: string, args: string[]): Promise<{ code: number; out: 
   return { code: output.code, out: decoder.decode(output.stdout) + decoder.decode(output.stderr) };
 }
 
-/** Whether a program is installed. */
+/** Whether a program is installed (spawning one that is not throws at once, not later). */
 async function installed(program: string): Promise<boolean> {
-  return await new Deno.Command(program, { args: ["--version"], stdout: "null", stderr: "null" })
-    .output().then((output) => output.success, () => false);
+  try {
+    const command = new Deno.Command(program, {
+      args: ["--version"],
+      stdout: "null",
+      stderr: "null",
+    });
+    return (await command.output()).success;
+  } catch {
+    return false;
+  }
 }
 
 const bash = await script("bash");
