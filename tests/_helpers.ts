@@ -393,6 +393,22 @@ export async function pollUntilPending(
   throw new Error(`pending never reached ${count}`);
 }
 
+/**
+ * Whether `program` runs and succeeds with `args` (a harmless way to run
+ * it, such as a version flag): how a test that needs an installed tool
+ * knows whether to run. For a program that is not installed,
+ * `Deno.Command.output()` throws at once rather than rejecting, so a
+ * `.catch` on its promise would not catch it.
+ */
+export async function installed(program: string, args: string[]): Promise<boolean> {
+  try {
+    const command = new Deno.Command(program, { args, stdout: "null", stderr: "null" });
+    return (await command.output()).success;
+  } catch {
+    return false;
+  }
+}
+
 const MAIN = new URL("../main.ts", import.meta.url).pathname;
 
 /** The permissions `deno task start` grants. */

@@ -8,7 +8,7 @@
  * @module
  */
 
-import { decoder } from "./_helpers.ts";
+import { decoder, installed } from "./_helpers.ts";
 
 /** The files {@linkcode makeTestCertificates} makes, all PEM. */
 export interface TestCertificates {
@@ -37,14 +37,7 @@ export const SKIPPED_WITHOUT_OPENSSL = " (skipped: openssl is not installed)";
  * @returns Their paths, or null when openssl cannot be run.
  */
 export async function makeTestCertificates(): Promise<TestCertificates | null> {
-  try {
-    const version = await new Deno.Command("openssl", { args: ["version"], stdout: "null" })
-      .output();
-    if (!version.success) return null;
-  } catch {
-    // Not installed: Command.output() throws NotFound at once rather than rejecting.
-    return null;
-  }
+  if (!await installed("openssl", ["version"])) return null;
   const dir = await Deno.makeTempDir({ prefix: "socketproxy-tls-" });
   const run = async (...args: string[]) => {
     const output = await new Deno.Command("openssl", {

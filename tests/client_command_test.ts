@@ -9,6 +9,7 @@ import {
   Destination,
   echoDestination,
   encoder,
+  installed,
   issuedSecrets,
   RUN_PERMISSIONS,
   ServerProcess,
@@ -207,10 +208,7 @@ Deno.test("a proxy that is not there, and protocol errors, are one line and exit
   assert.match(bad.stderr, /--session: expected ID:SECRET/);
 });
 
-const tmux = await new Deno.Command("tmux", { args: ["-V"] }).output().then(
-  (output) => output.success,
-  () => false,
-);
+const tmux = await installed("tmux", ["-V"]);
 
 /** The shell command that starts the client against `port`, for typing into a terminal. */
 function clientCommand(port: number, ...flags: string[]): string {

@@ -7,7 +7,7 @@
  */
 
 import assert from "node:assert/strict";
-import { decoder, runMain } from "./_helpers.ts";
+import { decoder, installed, runMain } from "./_helpers.ts";
 import { commandFlags } from "../lib/commands/settings.ts";
 import { SERVER_COMMAND } from "../lib/commands/server.ts";
 import { WEB_COMMAND } from "../lib/commands/web.ts";
@@ -37,20 +37,6 @@ async function run(shell: string, args: string[]): Promise<{ code: number; out: 
     signal: AbortSignal.timeout(30_000),
   }).output();
   return { code: output.code, out: decoder.decode(output.stdout) + decoder.decode(output.stderr) };
-}
-
-/** Whether a program is installed (spawning one that is not throws at once, not later). */
-async function installed(program: string): Promise<boolean> {
-  try {
-    const command = new Deno.Command(program, {
-      args: ["--version"],
-      stdout: "null",
-      stderr: "null",
-    });
-    return (await command.output()).success;
-  } catch {
-    return false;
-  }
 }
 
 const bash = await script("bash");
@@ -130,7 +116,7 @@ Deno.test("completions with no shell or an unknown one is one usage line, exit 2
   );
 });
 
-const zsh = await installed("zsh");
+const zsh = await installed("zsh", ["--version"]);
 Deno.test({
   name: `the zsh script parses, and defines _socketproxy for socketproxy${
     zsh ? "" : " (skipped: zsh is not installed; apt-get install zsh)"
@@ -150,7 +136,7 @@ Deno.test({
   },
 });
 
-const fish = await installed("fish");
+const fish = await installed("fish", ["--version"]);
 Deno.test({
   name: `fish completes a command and a flag with the fish script${
     fish ? "" : " (skipped: fish is not installed; apt-get install fish)"

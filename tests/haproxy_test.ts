@@ -9,6 +9,7 @@
 import assert from "node:assert/strict";
 import {
   Destination,
+  installed,
   issuedSecrets,
   runMain,
   ServerProcess,
@@ -19,17 +20,7 @@ import {
 
 const EXAMPLE = new URL("../haproxy.cfg.example", import.meta.url);
 
-async function haveHaproxy(): Promise<boolean> {
-  try {
-    const { success } = await new Deno.Command("haproxy", { args: ["-v"], stdout: "null" })
-      .output();
-    return success;
-  } catch {
-    return false;
-  }
-}
-
-const skip = await haveHaproxy()
+const skip = await installed("haproxy", ["-v"])
   ? ""
   : " (skipped: haproxy is not installed; apt-get install haproxy)";
 

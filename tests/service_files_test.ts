@@ -6,6 +6,7 @@
 
 import assert from "node:assert/strict";
 import { parseServerArgs } from "../lib/commands/server.ts";
+import { installed } from "./_helpers.ts";
 
 const ROOT = new URL("..", import.meta.url).pathname;
 const unit = await Deno.readTextFile(`${ROOT}socketproxy.service`);
@@ -46,8 +47,7 @@ Deno.test("the systemd unit restarts on failure and is hardened", () => {
   assert.doesNotMatch(unit, /^MemoryDenyWriteExecute=yes/m, "V8 needs to write executable code");
 });
 
-const systemdAnalyze = await new Deno.Command("systemd-analyze", { args: ["--version"] })
-  .output().then((output) => output.success, () => false);
+const systemdAnalyze = await installed("systemd-analyze", ["--version"]);
 
 /** Runs `systemd-analyze verify` on the unit, with a drop-in if given; returns its complaints. */
 async function verifyUnit(dropIn?: string): Promise<{ success: boolean; messages: string }> {
