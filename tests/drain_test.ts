@@ -192,21 +192,78 @@ Deno.test("socketproxy drain --wait returns only once the server has stopped, af
   assert.equal((await status).code, 0);
 });
 
-Deno.test("an answer cut off part way is a port no longer answering, as drain --wait counts a stopped server", async () => {
-  const cut = new Response(
-    new ReadableStream<Uint8Array>({
-      start(controller) {
-        controller.enqueue(new TextEncoder().encode('{"totals":'));
-        controller.error(new TypeError("error reading a body from connection: connection reset"));
-      },
-    }),
+Deno.test("an answer cut off part way is a port no longer answering, as drain --wait counts a stopped server; one that stalls has timed out", async () => {
+  const answerOf = (error: Error) =>
+    new Response(
+      new ReadableStream<Uint8Array>({
+        start(controller) {
+          controller.enqueue(new TextEncoder().encode('{"totals":'));
+          controller.error(error);
+        },
+      }),
+    );
+  const cut = readAnswer(
+    answerOf(new TypeError("error reading a body from connection")),
+    "127.0.0.1:9010",
   );
-  await assert.rejects(readAnswer(cut, "127.0.0.1:9010"), (error: unknown) => {
+  await assert.rejects(cut, (error: unknown) => {
     assert.ok(error instanceof AdminUnreachableError, String(error));
     assert.equal(
       error.message,
-      "127.0.0.1:9010 closed the connection before its answer ended: connection reset",
+      "127.0.0.1:9010 stopped part way through its answer (error reading a body from connection)",
     );
+    assert.equal(error.timedOut, false, "a closed port has stopped");
     return true;
   });
+  const stalled = readAnswer(
+    answerOf(new DOMException("Signal timed out.", "TimeoutError")),
+    "127.0.0.1:9010",
+  );
+  await assert.rejects(stalled, (error: unknown) => {
+    assert.ok(error instanceof AdminUnreachableError, String(error));
+    assert.equal(
+      error.message,
+      "127.0.0.1:9010 stopped part way through its answer (no answer within 10 s)",
+    );
+    assert.equal(error.timedOut, true, "a port that stalls may still be running");
+    return true;
+  });
+});
+
+Deno.test("drain --wait asks again when the admin port is slow to answer, and reports a stop only once it is gone", async () => {
+  // A stand-in admin port: /drain answers; the first /status sends its
+  // headers and never its body (the client's 10 s timeout ends it): a
+  // stuck server, not a stopped one; the next /status answers, then the
+  // port closes.
+  const statusAsked = Promise.withResolvers<void>();
+  const stuck: ReadableStreamDefaultController<Uint8Array>[] = [];
+  let statusRequests = 0;
+  const server = Deno.serve({ hostname: "127.0.0.1", port: 0, onListen() {} }, (request) => {
+    if (request.method === "POST") {
+      return Response.json({ draining: true, sessions: 1, timeoutMs: 30_000 });
+    }
+    statusRequests++;
+    if (statusRequests === 1) {
+      const body = new ReadableStream<Uint8Array>({
+        start: (controller) => void stuck.push(controller),
+      });
+      return new Response(body, { headers: { "content-type": "application/json" } });
+    }
+    statusAsked.resolve();
+    return Response.json({ totals: { sessionsOpen: 1 } });
+  });
+  const waiting = runMain(["drain", "--wait", `--admin=127.0.0.1:${server.addr.port}`]);
+  await withDeadline(statusAsked.promise, 30_000, "a second GET /status");
+  for (const controller of stuck) {
+    try {
+      controller.close();
+    } catch {
+      // Its request was cancelled already.
+    }
+  }
+  await server.shutdown();
+  const drained = await withDeadline(waiting, 30_000, "drain --wait");
+  assert.equal(drained.code, 0, drained.stderr);
+  assert.ok(statusRequests >= 2, `asked ${statusRequests} times`);
+  assert.match(drained.stdout, /has stopped\n$/);
 });

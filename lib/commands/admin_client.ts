@@ -132,7 +132,7 @@ const REQUEST_TIMEOUT_MS = 10_000;
 
 /** Describes why a request never got an answer, in a few words. */
 function describeFetchError(error: unknown): string {
-  if (error instanceof DOMException && error.name === "TimeoutError") {
+  if (isTimeout(error)) {
     return `no answer within ${REQUEST_TIMEOUT_MS / 1000} s`;
   }
   const detail = error instanceof Error ? `${error.message} ${String(error.cause ?? "")}` : "";
@@ -145,13 +145,22 @@ function describeFetchError(error: unknown): string {
 
 /** No admin port answered (refused, timed out, not found): exit status 1. */
 export class AdminUnreachableError extends CommandError {
+  /** It was there but gave no (whole) answer in time: it may still be running. */
+  readonly timedOut: boolean;
+
   /**
    * @param message The one line saying where and why.
+   * @param cause What failed, to tell a timeout from a closed port.
    */
-  constructor(message: string) {
+  constructor(message: string, cause?: unknown) {
     super(message, 1);
     this.name = "AdminUnreachableError";
+    this.timedOut = isTimeout(cause);
   }
+}
+
+function isTimeout(error: unknown): boolean {
+  return error instanceof DOMException && error.name === "TimeoutError";
 }
 
 /** Options for {@linkcode adminRequest}. */
@@ -192,6 +201,7 @@ export async function adminRequest(
     if (missing !== undefined) throw new CommandError(`cannot ask ${where}: ${missing}`, 2);
     throw new AdminUnreachableError(
       `no socketproxy admin port answering on ${where}: ${describeFetchError(error)}`,
+      error,
     );
   }
   if (response.status === 401) {
@@ -232,9 +242,10 @@ export async function readAnswer(response: Response, where: string): Promise<Adm
   try {
     text = await response.text();
   } catch (error) {
-    // The port stopped answering part way through (a server stopping).
+    // The port stopped answering part way through (a server stopping, or stuck).
     throw new AdminUnreachableError(
-      `${where} closed the connection before its answer ended: ${describeFetchError(error)}`,
+      `${where} stopped part way through its answer (${describeFetchError(error)})`,
+      error,
     );
   }
   let body: unknown;

@@ -102,6 +102,8 @@ async function waitForStop(
       answer = await readAnswer(response, where);
     } catch (error) {
       if (!(error instanceof AdminUnreachableError)) throw error;
+      // A port that is there but slow to answer has not stopped: ask again.
+      if (error.timedOut) continue;
       printOut(`${where} has stopped`);
       return 0;
     }
