@@ -27,7 +27,7 @@ READ_BYTES = 65536
 class Session:
     __slots__ = (
         "id", "secret", "reader", "writer", "out", "base", "input", "closed",
-        "client", "client_sent", "acked", "room", "expiry",
+        "client", "client_sent", "acked", "room", "expiry", "ended",
     )
 
     def __init__(self, reader, writer):
@@ -44,6 +44,7 @@ class Session:
         self.acked = None  # its ack (acknowledged delivery), or None (streaming)
         self.room = asyncio.Event()
         self.expiry = None
+        self.ended = False
 
     @property
     def end(self):
@@ -59,9 +60,9 @@ class Session:
             self.client_sent = limit
 
     def release(self):
-        """Streaming: sent output beyond the buffer's room is let go, oldest first."""
-        if self.acked is None and len(self.out) > BUFFER:
-            drop = min(len(self.out) - BUFFER, self.client_sent - self.base)
+        """Streaming: sent output is let go, oldest first, to leave room for a read."""
+        if self.acked is None:
+            drop = min(len(self.out) - (BUFFER - READ_BYTES), self.client_sent - self.base)
             if drop > 0:
                 del self.out[:drop]
                 self.base += drop
@@ -81,12 +82,23 @@ async def pump(session):
                 session.release()
                 if len(session.out) >= BUFFER:
                     await session.room.wait()
+                if session.ended:
+                    return
             data = await session.reader.read(READ_BYTES)
             if not data:
                 break
             session.out += data
             session.send_more()
             session.release()
+            client = session.client
+            if client is not None:
+                # A slow client slows the destination instead of growing a queue.
+                try:
+                    await client.drain()
+                except (ConnectionError, OSError):
+                    pass
+            if session.ended:
+                return
     except (ConnectionError, OSError):
         pass
     session.closed = True
@@ -96,6 +108,10 @@ async def pump(session):
 
 def end_session(session):
     sessions.pop(session.id, None)
+    session.ended = True
+    session.room.set()  # the pump, if it waits for room, sees the end
+    if session.expiry is not None:
+        session.expiry.cancel()
     session.writer.close()
     if session.client is not None:
         session.client.close()
@@ -137,7 +153,8 @@ async def handle(reader, writer, destination, idle):
         ack = None
     elif verb in ("RESUME", "CLOSE") and len(fields) in (3, 4):
         session = sessions.get(fields[1])
-        if session is None or not hmac.compare_digest(session.secret, fields[2]):
+        given = fields[2].encode("utf-8", "replace")
+        if session is None or not hmac.compare_digest(session.secret.encode(), given):
             writer.write(b"ERR auth unknown session or wrong secret\n")
             writer.close()
             return
@@ -146,7 +163,7 @@ async def handle(reader, writer, destination, idle):
             writer.write(f"BYE {session.id}\n".encode())
             writer.close()
             return
-        ack = int(fields[3]) if len(fields) == 4 and fields[3].isdigit() else None
+        ack = int(fields[3]) if len(fields) == 4 and fields[3].isascii() and fields[3].isdigit() else None
         if len(fields) == 4 and ack is None:
             writer.write(b"ERR bad-request bad ack\n")
             writer.close()
@@ -155,7 +172,7 @@ async def handle(reader, writer, destination, idle):
             writer.write(f"ERR gap {session.base}\n".encode())
             writer.close()
             return
-        if ack is not None and ack > max(session.end, session.client_sent):
+        if ack is not None and ack > session.client_sent:
             writer.write(f"ERR ack {session.client_sent}\n".encode())
             writer.close()
             return
@@ -180,6 +197,7 @@ async def handle(reader, writer, destination, idle):
     limit = session.end if ack is None else min(session.end, ack + BUFFER)
     pending = bytes(session.out[start - session.base:limit - session.base])
     session.client_sent = limit
+    session.release()  # streaming: what was sent may make room for the pump
     state = "closed" if session.closed else "open"
     reply = f"OK {session.id} {session.secret} {session.input} {start} {len(pending)} {state}\n"
     writer.write(reply.encode() + pending)
