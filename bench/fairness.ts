@@ -20,9 +20,9 @@ import {
   loadgen,
   median,
   runLoadgen,
+  startListening,
   startLoadgenServer,
   startServer,
-  waitForPort,
 } from "./workloads.ts";
 
 /** What sits between the echoing clients and the destination. */
@@ -53,16 +53,19 @@ export async function startRelay(
 ): Promise<Child & { port: number }> {
   const port = freePort();
   const ports = [String(port), String(destination)];
-  const child = path === "node"
-    ? new Child("node", [NODE_RELAY, ...ports])
-    : new Child(Deno.execPath(), [
-      "run",
-      "--allow-net",
-      path === "deno node:net" ? NODE_RELAY : DENO_RELAY,
-      ...ports,
-    ]);
-  await waitForPort(port, path);
-  return Object.assign(child, { port });
+  return await (path === "node"
+    ? startListening("node", [NODE_RELAY, ...ports], port, path)
+    : startListening(
+      Deno.execPath(),
+      [
+        "run",
+        "--allow-net",
+        path === "deno node:net" ? NODE_RELAY : DENO_RELAY,
+        ...ports,
+      ],
+      port,
+      path,
+    ));
 }
 
 /**

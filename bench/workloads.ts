@@ -77,55 +77,84 @@ export class Child implements AsyncDisposable {
   }
 }
 
+/**
+ * Starts `command` with `args` and waits until it listens on `port`; one
+ * that never does is stopped before the error is thrown, not left running.
+ */
+export async function startListening(
+  command: string,
+  args: string[],
+  port: number,
+  what: string,
+): Promise<Child & { port: number }> {
+  const child = new Child(command, args);
+  try {
+    await waitForPort(port, what);
+  } catch (error) {
+    await child[Symbol.asyncDispose]();
+    throw error;
+  }
+  return Object.assign(child, { port });
+}
+
 /** Starts `main.ts server` on a free port in front of `destinationPort`. */
 export async function startServer(
   destinationPort: number,
   extra: string[] = [],
 ): Promise<Child & { port: number }> {
   const port = freePort();
-  const child = new Child(Deno.execPath(), [
-    "run",
-    "--allow-net",
-    MAIN,
-    "server",
-    `--proxy=127.0.0.1:${port}`,
-    "--admin=off",
-    "--log-level=warn",
-    "--max-sessions=50000",
-    ...extra,
-    `127.0.0.1:${destinationPort}`,
-  ]);
-  await waitForPort(port, "the server");
-  return Object.assign(child, { port });
+  return await startListening(
+    Deno.execPath(),
+    [
+      "run",
+      "--allow-net",
+      MAIN,
+      "server",
+      `--proxy=127.0.0.1:${port}`,
+      "--admin=off",
+      "--log-level=warn",
+      "--max-sessions=50000",
+      ...extra,
+      `127.0.0.1:${destinationPort}`,
+    ],
+    port,
+    "the server",
+  );
 }
 
 /** Starts `main.ts web` on a free port in front of the proxy on `proxyPort`. */
 export async function startGateway(proxyPort: number): Promise<Child & { port: number }> {
   const port = freePort();
-  const child = new Child(Deno.execPath(), [
-    "run",
-    "--allow-net",
-    MAIN,
-    "web",
-    `--listen=127.0.0.1:${port}`,
-    `--proxy=127.0.0.1:${proxyPort}`,
-    "--log-level=warn",
-  ]);
-  await waitForPort(port, "the gateway");
-  return Object.assign(child, { port });
+  return await startListening(
+    Deno.execPath(),
+    [
+      "run",
+      "--allow-net",
+      MAIN,
+      "web",
+      `--listen=127.0.0.1:${port}`,
+      `--proxy=127.0.0.1:${proxyPort}`,
+      "--log-level=warn",
+    ],
+    port,
+    "the gateway",
+  );
 }
 
 /** `socat -b 131072` relaying a free port to `destinationPort`. */
 export async function startSocat(destinationPort: number): Promise<Child & { port: number }> {
   const port = freePort();
-  const child = new Child("socat", [
-    "-b",
-    "131072",
-    `TCP-LISTEN:${port},bind=127.0.0.1,reuseaddr,fork`,
-    `TCP:127.0.0.1:${destinationPort}`,
-  ]);
-  await waitForPort(port, "socat");
-  return Object.assign(child, { port });
+  return await startListening(
+    "socat",
+    [
+      "-b",
+      "131072",
+      `TCP-LISTEN:${port},bind=127.0.0.1,reuseaddr,fork`,
+      `TCP:127.0.0.1:${destinationPort}`,
+    ],
+    port,
+    "socat",
+  );
 }
 
 /** A destination in this process: each connection is handed to `onConnection`. */
@@ -301,14 +330,17 @@ export async function startAsyncioProxy(
   idleSeconds = 60,
 ): Promise<Child & { port: number }> {
   const port = freePort();
-  const child = new Child("python3", [
-    new URL("./asyncio_proxy.py", import.meta.url).pathname,
-    String(port),
-    String(destinationPort),
-    String(idleSeconds),
-  ]);
-  await waitForPort(port, "bench/asyncio_proxy.py");
-  return Object.assign(child, { port });
+  return await startListening(
+    "python3",
+    [
+      new URL("./asyncio_proxy.py", import.meta.url).pathname,
+      String(port),
+      String(destinationPort),
+      String(idleSeconds),
+    ],
+    port,
+    "bench/asyncio_proxy.py",
+  );
 }
 
 /**
@@ -746,9 +778,7 @@ export async function startLoadgenServer(
   mode: "fake" | "echod",
 ): Promise<Child & { port: number }> {
   const port = freePort();
-  const child = new Child(binary, [mode, String(port)]);
-  await waitForPort(port, `loadgen ${mode}`);
-  return Object.assign(child, { port });
+  return await startListening(binary, [mode, String(port)], port, `loadgen ${mode}`);
 }
 
 /**
@@ -1137,15 +1167,18 @@ async function startWsRelay(
   destinationPort: number,
 ): Promise<Child & { port: number }> {
   const port = freePort();
-  const child = new Child(Deno.execPath(), [
-    "run",
-    "--allow-net",
-    new URL(`./${script}`, import.meta.url).pathname,
-    String(port),
-    String(destinationPort),
-  ]);
-  await waitForPort(port, script);
-  return Object.assign(child, { port });
+  return await startListening(
+    Deno.execPath(),
+    [
+      "run",
+      "--allow-net",
+      new URL(`./${script}`, import.meta.url).pathname,
+      String(port),
+      String(destinationPort),
+    ],
+    port,
+    script,
+  );
 }
 
 /** Whether Debian's `websockify` is installed. */
@@ -1156,9 +1189,12 @@ export function haveWebsockify(): Promise<boolean> {
 /** `websockify` on a free port in front of `destinationPort` (binary frames to TCP). */
 async function startWebsockify(destinationPort: number): Promise<Child & { port: number }> {
   const port = freePort();
-  const child = new Child("websockify", [`127.0.0.1:${port}`, `127.0.0.1:${destinationPort}`]);
-  await waitForPort(port, "websockify");
-  return Object.assign(child, { port });
+  return await startListening(
+    "websockify",
+    [`127.0.0.1:${port}`, `127.0.0.1:${destinationPort}`],
+    port,
+    "websockify",
+  );
 }
 
 /**
