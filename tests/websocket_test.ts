@@ -707,17 +707,30 @@ Deno.test("messages written back to back, their payloads at every alignment, are
   for (const bytes of messages) await expectEcho(client, OP.binary, bytes);
 });
 
-Deno.test("sendCopy() writes one unmasked binary frame, and its bytes may change as soon as it returns", async () => {
+Deno.test("sendView() writes one unmasked binary frame, and its bytes may change once it settles", async () => {
   await using server = await serveEcho();
   using ws = await open(server);
   const { client, socket } = ws;
-  const expected = [[0, 0], [125, 0], [126, 2], [65536, 8], [300_000, 8]];
+  // Under 4 KiB copied (settled at once), from 4 KiB written as they are;
+  // 8 MiB is more than the connection takes at once, so its write is still
+  // under way when sendView returns.
+  const expected = [
+    [0, 0],
+    [125, 0],
+    [126, 2],
+    [4095, 2],
+    [4096, 2],
+    [65536, 8],
+    [300_000, 8],
+    [8 * 2 ** 20, 8],
+  ];
   for (const [length, lengthBytes] of expected as [number, number][]) {
     const bytes = randomBytes(length, length);
     const kept = bytes.slice();
-    socket.sendCopy(bytes);
+    const frameRead = readFrame(client);
+    await socket.sendView(bytes);
     bytes.fill(0);
-    const frame = await readFrame(client);
+    const frame = await frameRead;
     assert.deepEqual(
       { ...frame, payload: null },
       { fin: true, rsv: 0, opcode: OP.binary, masked: false, lengthBytes, payload: null },
@@ -725,4 +738,18 @@ Deno.test("sendCopy() writes one unmasked binary frame, and its bytes may change
     );
     assert.equal(firstDifference(frame.payload, kept), -1, `binary of ${length}`);
   }
+});
+
+Deno.test("sendView() settles when the connection ends with its message still unwritten", async () => {
+  await using server = await serveEcho();
+  using ws = await open(server);
+  const { socket } = ws;
+  // The client reads nothing: 64 MiB cannot all be taken by the connection.
+  let settled = false;
+  const sent = socket.sendView(new Uint8Array(64 * 2 ** 20)).then(() => settled = true);
+  await Promise.resolve();
+  assert.equal(settled, false, "64 MiB to a client that reads nothing was written at once");
+  socket.terminate();
+  await withDeadline(sent, WAIT_MS, "sendView after the connection ended");
+  assert.equal(settled, true);
 });

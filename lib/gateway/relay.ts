@@ -188,7 +188,8 @@ class WebSocketRelay {
 
   /** Relays the proxy's frames to the browser: output as binary messages, `I` and `E` as JSON. */
   async #pump(framed: FramedConnection): Promise<void> {
-    // Output is a view of the connection's read buffer, copied once, behind its frame header.
+    // Output is a view of the connection's read buffer, written uncopied
+    // when large: each is written before the next read (sendView).
     const uncopied = { copy: false };
     for (
       let event = await framed.next(uncopied);
@@ -202,7 +203,8 @@ class WebSocketRelay {
         this.#tell({ type: "in", in: event.count });
         continue;
       }
-      this.#socket.sendCopy(event.bytes);
+      // The view is the connection's read buffer: it must be written before the next read.
+      await this.#socket.sendView(event.bytes);
       this.#sent = event.offset + event.bytes.length;
       if (this.#socket.bufferedAmount > WS_HIGH_WATER) await this.#socket.drained(WS_LOW_WATER);
     }
