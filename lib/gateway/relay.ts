@@ -203,9 +203,10 @@ class WebSocketRelay {
         this.#tell({ type: "in", in: event.count });
         continue;
       }
+      // Sent once queued: the browser may acknowledge it as its write ends.
+      this.#sent = event.offset + event.bytes.length;
       // The view is the connection's read buffer: it must be written before the next read.
       await this.#socket.sendView(event.bytes);
-      this.#sent = event.offset + event.bytes.length;
       if (this.#socket.bufferedAmount > WS_HIGH_WATER) await this.#socket.drained(WS_LOW_WATER);
     }
   }
