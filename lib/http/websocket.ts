@@ -196,7 +196,8 @@ export class ServerWebSocket {
    * its header into one buffer, and the promise settles at once. Ignored
    * once the socket is closing. The relay waits for each before it reads
    * the next: `bench websockify`, 4 interleaved pairs, the gateway's CPU
-   * per byte of output 0.83 to 1.04 ns against 1.31 to 1.74 with a copy.
+   * per byte of output 0.71 to 0.91 ns against 1.17 to 1.79 with a copy
+   * into a new buffer per message.
    *
    * @param bytes The message.
    * @returns Settles when `bytes` may change.
