@@ -288,29 +288,22 @@ if (only.has("polls") || only.has("resume") || only.has("gateway")) {
         cpuUsPerPoll: median(minimal.map((run) => run.cpuUsPerPoll)),
       }
       : null;
-    const cpu64 = median(ours.map((run) => run.cpuUsPerPoll));
     polls.push(...ours);
-    rows.push([
-      64,
-      fixed(median(ours.map((run) => run.cyclesPerSecond))),
-      fixed(median(ours.map((run) => run.p50ms)), 2),
-      fixed(median(ours.map((run) => run.p99ms)), 2),
-      fixed(cpu64, 1),
-      ceiling ? fixed(cpu64 / ceiling.cpuUsPerPoll, 2) : "n/a",
-      Number.isNaN(floorCpu) ? "n/a" : fixed(cpu64 / floorCpu, 2),
-    ]);
-    const pythonCpu = pythons.length > 0 ? median(pythons.map((run) => run.cpuUsPerPoll)) : NaN;
-    if (pythons.length > 0) {
-      rows.push([
-        "64, Python asyncio",
-        fixed(median(pythons.map((run) => run.cyclesPerSecond))),
-        fixed(median(pythons.map((run) => run.p50ms)), 2),
-        fixed(median(pythons.map((run) => run.p99ms)), 2),
-        fixed(pythonCpu, 1),
-        ceiling ? fixed(pythonCpu / ceiling.cpuUsPerPoll, 2) : "n/a",
-        Number.isNaN(floorCpu) ? "n/a" : fixed(pythonCpu / floorCpu, 2),
-      ]);
-    }
+    /** A 64-client row: medians of the runs, the CPU per poll against the two baselines. */
+    const row64 = (label: string | number, runs: PollFigures[]): (string | number)[] => {
+      const cpu = median(runs.map((run) => run.cpuUsPerPoll));
+      return [
+        label,
+        fixed(median(runs.map((run) => run.cyclesPerSecond))),
+        fixed(median(runs.map((run) => run.p50ms)), 2),
+        fixed(median(runs.map((run) => run.p99ms)), 2),
+        fixed(cpu, 1),
+        ceiling ? fixed(cpu / ceiling.cpuUsPerPoll, 2) : "n/a",
+        Number.isNaN(floorCpu) ? "n/a" : fixed(cpu / floorCpu, 2),
+      ];
+    };
+    rows.push(row64(64, ours));
+    if (pythons.length > 0) rows.push(row64("64, Python asyncio", pythons));
     results.polls = {
       generatorAlone64: alone,
       minimalDenoServer64: ceiling,
@@ -564,6 +557,13 @@ if (only.has("websockify")) {
       fixed(f.echoP50ms, 3),
       fixed(f.echoP99ms, 3),
     ];
+    const ratio = (label: string, f: WsFigures): string[] => [
+      label,
+      fixed(f.output / peer.output, 2),
+      fixed(f.input / peer.input, 2),
+      fixed(f.echoP50ms / peer.echoP50ms, 2),
+      fixed(f.echoP99ms / peer.echoP99ms, 2),
+    ];
     table(
       `7. WebSocket beside websockify (Debian's), same destination and client, median of ${rounds} ` +
         `interleaved round${
@@ -579,27 +579,9 @@ if (only.has("websockify")) {
         row("minimal Deno relay", minimal),
         row("Deno.Conn relay", conn),
         row("socketproxy web + server", ours),
-        [
-          "minimal / websockify",
-          fixed(minimal.output / peer.output, 2),
-          fixed(minimal.input / peer.input, 2),
-          fixed(minimal.echoP50ms / peer.echoP50ms, 2),
-          fixed(minimal.echoP99ms / peer.echoP99ms, 2),
-        ],
-        [
-          "Deno.Conn relay / websockify",
-          fixed(conn.output / peer.output, 2),
-          fixed(conn.input / peer.input, 2),
-          fixed(conn.echoP50ms / peer.echoP50ms, 2),
-          fixed(conn.echoP99ms / peer.echoP99ms, 2),
-        ],
-        [
-          "socketproxy / websockify",
-          fixed(ours.output / peer.output, 2),
-          fixed(ours.input / peer.input, 2),
-          fixed(ours.echoP50ms / peer.echoP50ms, 2),
-          fixed(ours.echoP99ms / peer.echoP99ms, 2),
-        ],
+        ratio("minimal / websockify", minimal),
+        ratio("Deno.Conn relay / websockify", conn),
+        ratio("socketproxy / websockify", ours),
       ],
     );
   }
