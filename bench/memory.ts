@@ -49,21 +49,24 @@ async function newSession(port: number): Promise<Deno.TcpConn> {
   return conn;
 }
 
-/** `total` sessions opened on `port`, 64 at a time; kept open (attached) or closed (detached). */
-async function createSessions(
-  port: number,
+/** `total` connections made by `open`, 64 at a time; kept open, or closed as they come. */
+async function openInBatches(
   total: number,
+  open: () => Promise<Deno.TcpConn>,
   keep: boolean,
 ): Promise<Deno.TcpConn[]> {
   const conns: Deno.TcpConn[] = [];
   for (let i = 0; i < total; i += 64) {
-    const batch = await Promise.all(
-      Array.from({ length: Math.min(64, total - i) }, () => newSession(port)),
-    );
+    const batch = await Promise.all(Array.from({ length: Math.min(64, total - i) }, open));
     if (keep) conns.push(...batch);
     else for (const conn of batch) conn.close();
   }
   return conns;
+}
+
+/** `total` sessions opened on `port`; kept open (attached) or closed (detached). */
+function createSessions(port: number, total: number, keep: boolean): Promise<Deno.TcpConn[]> {
+  return openInBatches(total, () => newSession(port), keep);
 }
 
 /** Sends a 64-byte line and reads its echo: the connection has streamed. */
@@ -184,15 +187,10 @@ export async function peerMemory(
       await echoOnce(conn);
       return conn;
     };
-    for (const conn of await Promise.all(Array.from({ length: 64 }, open))) conn.close();
+    await openInBatches(64, open, false);
     await settle(SETTLED_MS);
     const before = relay.rss();
-    const conns: Deno.TcpConn[] = [];
-    for (let i = 0; i < options.attached; i += 64) {
-      conns.push(
-        ...await Promise.all(Array.from({ length: Math.min(64, options.attached - i) }, open)),
-      );
-    }
+    const conns = await openInBatches(options.attached, open, true);
     await settle(SETTLED_MS);
     nodeAttachedKiB = (relay.rss() - before) / 1024 / options.attached;
     for (const conn of conns) conn.close();
