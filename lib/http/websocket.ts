@@ -68,12 +68,11 @@ export const CloseCode = {
 } as const;
 
 /**
- * A frame whose payload is at most this is copied behind its header and
- * written once; a larger one is written as header and payload, uncopied.
+ * A frame whose payload is shorter than this is copied behind its header
+ * and written once; a longer one is written as header and payload,
+ * uncopied (a new buffer per large message costs more than a corked write).
  */
-const COPY_UNDER = 64 * 1024;
-/** {@linkcode ServerWebSocket.sendView} copies messages shorter than this, and writes longer ones as they are. */
-const COPY_VIEWS_FROM = 4 * 1024;
+const WRITE_UNCOPIED_FROM = 4 * 1024;
 
 /** How long a connection failed for breaking a limit or the protocol stays open, in ms. */
 const FAIL_LINGER_MS = 1000;
@@ -204,23 +203,11 @@ export class ServerWebSocket {
    */
   sendView(bytes: Uint8Array): Promise<void> {
     if (this.#state !== "open") return Promise.resolve();
-    const length = bytes.length;
-    if (length < COPY_VIEWS_FROM) {
-      const frame = new Uint8Array(headerLength(length) + length);
-      frame.set(bytes, putHeader(frame, OP_BINARY, length));
-      this.#socket.write(frame);
+    if (bytes.length < WRITE_UNCOPIED_FROM) {
+      this.#write(OP_BINARY, bytes);
       return Promise.resolve();
     }
-    const header = new Uint8Array(headerLength(length));
-    putHeader(header, OP_BINARY, length);
-    return new Promise((resolve) => {
-      this.#socket.cork();
-      this.#socket.write(header);
-      // Called once the connection has taken it, or with an error once it
-      // is destroyed with it still queued.
-      this.#socket.write(bytes, () => resolve());
-      this.#socket.uncork();
-    });
+    return new Promise((resolve) => this.#write(OP_BINARY, bytes, () => resolve()));
   }
 
   /**
@@ -261,9 +248,14 @@ export class ServerWebSocket {
     this.#socket.destroy();
   }
 
-  #write(opcode: number, payload: Uint8Array): void {
+  /**
+   * Writes one frame; `written`, for a payload written uncopied, is called
+   * once the connection has taken it, or with an error once it is
+   * destroyed with it still queued.
+   */
+  #write(opcode: number, payload: Uint8Array, written?: () => void): void {
     const length = payload.length;
-    if (length <= COPY_UNDER) {
+    if (length < WRITE_UNCOPIED_FROM) {
       // One buffer, one write: cheaper than two writes (or a corked writev) for little.
       const frame = new Uint8Array(headerLength(length) + length);
       frame.set(payload, putHeader(frame, opcode, length));
@@ -274,7 +266,7 @@ export class ServerWebSocket {
     putHeader(header, opcode, length);
     this.#socket.cork();
     this.#socket.write(header);
-    this.#socket.write(payload);
+    this.#socket.write(payload, written);
     this.#socket.uncork();
   }
 
