@@ -9,6 +9,7 @@
 
 import { ClientSession } from "../lib/client/mod.ts";
 import { parseReply } from "../lib/protocol.ts";
+import { writeAll } from "../lib/_io.ts";
 
 export const encoder = new TextEncoder();
 const MAIN = new URL("../main.ts", import.meta.url).pathname;
@@ -25,11 +26,6 @@ export function freePort(): number {
   const port = listener.addr.port;
   listener.close();
   return port;
-}
-
-async function writeAll(conn: Deno.Conn, bytes: Uint8Array): Promise<void> {
-  let written = 0;
-  while (written < bytes.length) written += await conn.write(bytes.subarray(written));
 }
 
 /** Resolves once something accepts connections on `port` (10 s at most). */
