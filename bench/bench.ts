@@ -45,6 +45,7 @@ import {
   startAsyncioProxy,
   startLoadgenServer,
   startServer,
+  type Throughput,
   throughput,
   webSocketRelay,
   type WsFigures,
@@ -135,14 +136,26 @@ if (only.has("throughput")) {
   const bytes = (quick ? 64 : 512) * 1024 * 1024;
   const runs = quick ? 1 : 5;
   const measured = await throughput(
-    await haveSocat() ? ["direct", "socketproxy", "socat"] : ["direct", "socketproxy"],
+    await haveSocat()
+      ? ["direct", "socketproxy", "socat", "onread"]
+      : ["direct", "socketproxy", "onread"],
     bytes,
     runs,
   );
   const direct = measured.direct;
   const proxied = measured.socketproxy;
   const socat = measured.socat ?? null;
-  results.throughput = { bytes, runs, direct, socketproxy: proxied, socat };
+  const onread = measured.onread;
+  results.throughput = { bytes, runs, direct, socketproxy: proxied, socat, onread };
+  const relayRow = (name: string, figures: Throughput): string[] => [
+    name,
+    fixed(figures.output),
+    fixed(figures.input),
+    fixed(figures.output / direct.output, 2),
+    fixed(figures.input / direct.input, 2),
+    socat ? fixed(figures.output / socat.output, 2) : "n/a",
+    socat ? fixed(figures.input / socat.input, 2) : "n/a",
+  ];
   table(
     `1. Relay throughput of one attached session, MB/s (best of ${runs}, ${
       bytes / 2 ** 20
@@ -158,26 +171,11 @@ if (only.has("throughput")) {
     ],
     [
       ["direct TCP", fixed(direct.output), fixed(direct.input), "1.00", "1.00", "", ""],
-      [
-        "socketproxy",
-        fixed(proxied.output),
-        fixed(proxied.input),
-        fixed(proxied.output / direct.output, 2),
-        fixed(proxied.input / direct.input, 2),
-        socat ? fixed(proxied.output / socat.output, 2) : "n/a",
-        socat ? fixed(proxied.input / socat.input, 2) : "n/a",
-      ],
+      relayRow("socketproxy", proxied),
       socat
-        ? [
-          "socat -b 131072",
-          fixed(socat.output),
-          fixed(socat.input),
-          fixed(socat.output / direct.output, 2),
-          fixed(socat.input / direct.input, 2),
-          "1.00",
-          "1.00",
-        ]
+        ? relayRow("socat -b 131072", socat)
         : ["socat -b 131072", "not installed", "", "", "", "", ""],
+      relayRow("node:net onread relay", onread),
     ],
   );
 }
@@ -432,7 +430,7 @@ if (only.has("fairness")) {
         }; starved: connections that ` +
         `waited over ${boundMs} ms for one echo.\n` +
         "   The relays (20 lines each, no sessions): bench/node_relay.mjs run by node and by deno, " +
-        "bench/deno_conn_relay.ts",
+        "bench/onread_relay.mjs (node:net reading into reused buffers), bench/deno_conn_relay.ts",
       ["path", "echoes/s", "p50 ms", "p99 ms", "p99.9 ms", "starved", "p99 / node"],
       Object.entries(figures).map(([path, f]) => row(path, f)),
     );

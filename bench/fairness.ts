@@ -1,9 +1,10 @@
 /**
  * The 1 000-session echo benchmark (`deno task bench fairness`): many
  * attached connections, each sending 64 bytes and waiting for their echo
- * in a loop (bench/loadgen.c), through socketproxy and through three
+ * in a loop (bench/loadgen.c), through socketproxy and through four
  * 20-line relays in front of the same echo destination: one on `node:net`
- * run by Node, the same file run by Deno, and one on `Deno.Conn` read
+ * run by Node, the same file run by Deno, one on `node:net` reading into
+ * reused buffers (bench/onread_relay.mjs), and one on `Deno.Conn` read
  * loops. Rounds are interleaved, one of each path in turn, and the median
  * of the rounds is kept. A connection is starved when it waited longer
  * than the bound for one echo.
@@ -22,11 +23,17 @@ import {
   runLoadgen,
   startListening,
   startLoadgenServer,
+  startOnreadRelay,
   startServer,
 } from "./workloads.ts";
 
 /** What sits between the echoing clients and the destination. */
-export type FairPath = "node" | "deno node:net" | "deno Deno.Conn" | "socketproxy";
+export type FairPath =
+  | "node"
+  | "deno node:net"
+  | "deno node:net onread"
+  | "deno Deno.Conn"
+  | "socketproxy";
 
 /** The figures of one path: medians of the rounds. */
 export interface FairFigures {
@@ -51,6 +58,7 @@ export async function startRelay(
   path: Exclude<FairPath, "socketproxy">,
   destination: number,
 ): Promise<Child & { port: number }> {
+  if (path === "deno node:net onread") return await startOnreadRelay(destination);
   const port = freePort();
   const ports = [String(port), String(destination)];
   return await (path === "node"
@@ -90,8 +98,8 @@ export async function fairness(
     );
   }
   const relays: FairPath[] = await haveNode()
-    ? ["node", "deno node:net", "deno Deno.Conn"]
-    : ["deno node:net", "deno Deno.Conn"];
+    ? ["node", "deno node:net", "deno node:net onread", "deno Deno.Conn"]
+    : ["deno node:net", "deno node:net onread", "deno Deno.Conn"];
   const paths: FairPath[] = [...relays, "socketproxy"];
   const measured = new Map<FairPath, LoadFigures[]>(paths.map((path) => [path, []]));
   // A plain relay echoes the hello line, which the load generator takes for the reply.

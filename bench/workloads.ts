@@ -153,6 +153,21 @@ export async function startSocat(destinationPort: number): Promise<Child & { por
   );
 }
 
+/**
+ * `bench/onread_relay.mjs` (a `node:net` relay reading into reused
+ * buffers) run by Deno, relaying a free port to `destinationPort`.
+ */
+export async function startOnreadRelay(destinationPort: number): Promise<Child & { port: number }> {
+  const port = freePort();
+  const relay = new URL("./onread_relay.mjs", import.meta.url).pathname;
+  return await startListening(
+    Deno.execPath(),
+    ["run", "--allow-net", relay, String(port), String(destinationPort)],
+    port,
+    "node:net onread relay",
+  );
+}
+
 /** A destination in this process: each connection is handed to `onConnection`. */
 export class Destination implements AsyncDisposable {
   readonly listener: Deno.TcpListener;
@@ -242,7 +257,7 @@ export interface Throughput {
 const CHUNK = 128 * 1024;
 
 /** What sits between the client and the destination. */
-export type Path = "direct" | "socketproxy" | "socat";
+export type Path = "direct" | "socketproxy" | "socat" | "onread";
 
 /** Starts the relay of `path` in front of `destinationPort`; `null` for a direct connection. */
 async function startRelay(
@@ -251,6 +266,7 @@ async function startRelay(
 ): Promise<(Child & { port: number }) | null> {
   if (path === "direct") return null;
   if (path === "socat") return await startSocat(destinationPort);
+  if (path === "onread") return await startOnreadRelay(destinationPort);
   return await startServer(destinationPort, ["--buffer=4m"]);
 }
 
