@@ -10,7 +10,10 @@
  * @param conn The connection.
  * @param bytes What to write; not copied, so it must not change until this settles.
  */
-export async function writeAll(conn: Deno.Conn, bytes: Uint8Array): Promise<void> {
+export async function writeAll(
+  conn: { write(bytes: Uint8Array): Promise<number> },
+  bytes: Uint8Array,
+): Promise<void> {
   let written = 0;
   while (written < bytes.length) {
     written += await conn.write(written === 0 ? bytes : bytes.subarray(written));

@@ -107,7 +107,7 @@ export function formatHostPort(addr: HostPort): string {
  * @param conn The connection.
  * @returns For example `127.0.0.1:52144` or `[::1]:52144`.
  */
-export function peerAddress(conn: Deno.Conn): string {
+export function peerAddress(conn: { readonly remoteAddr: Deno.Addr }): string {
   const addr = conn.remoteAddr;
   return addr.transport === "tcp" ? formatHostPort(addr) : addr.transport;
 }

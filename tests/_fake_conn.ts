@@ -30,6 +30,19 @@ export class FakeConn {
   #held: PromiseWithResolvers<void> | null = null;
   #watchers: { bytes: number; resolve: () => void }[] = [];
 
+  /** Whether TCP keep-alive was asked for. */
+  keptAlive = false;
+  /** Whether the connection was asked to move onto `node:net` (lib/proxy/tcp.ts). */
+  madeFair = false;
+
+  setKeepAlive(): void {
+    this.keptAlive = true;
+  }
+
+  makeFair(): void {
+    this.madeFair = true;
+  }
+
   /** This connection typed as the session expects it. */
   get conn(): Deno.Conn {
     return this as unknown as Deno.Conn;

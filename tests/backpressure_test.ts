@@ -64,11 +64,11 @@ Deno.test("input is read no faster than the destination takes it", async () => {
   client.feed(input);
   const destination = new FakeConn();
   destination.beforeWrite = () => new Promise((resolve) => setTimeout(resolve, 0));
-  // The session holds input in two buffers of at most 256 KiB
+  // The session holds input in two buffers of at most 512 KiB
   // (MAX_INPUT_CHUNK in lib/proxy/session.ts), one being written to the
   // destination and one being read into, after the hello's leftover: that
   // is all it may have read that the destination has not taken.
-  const allowed = leftover.length + 2 * 256 * 1024;
+  const allowed = leftover.length + 2 * 512 * 1024;
   let ahead = 0;
   client.onRead = () => {
     ahead = Math.max(ahead, leftover.length + client.readBytes - destination.writtenBytes);

@@ -1528,6 +1528,14 @@ Deno.test('random drops: guarantee 6, "Exactly once, both ways": 4 MiB out, 2 Mi
   }
 });
 
+Deno.test("random drops with seed 2386695309, five times: a write failing under a moved client connection closes nothing else", async () => {
+  // This seed's drops make writes fail (EPIPE) on client connections the
+  // server moved onto node:net; a write or end handed to such a socket
+  // after the failure made Deno 2.9.6's node:net close a descriptor twice
+  // and then the listening socket, about one run in two (lib/proxy/tcp.ts).
+  for (let run = 0; run < 5; run++) await randomDrops(2386695309);
+});
+
 async function randomDrops(seed: number): Promise<void> {
   const OUT_TOTAL = 4 * 1024 * 1024;
   const IN_TOTAL = 2 * 1024 * 1024;

@@ -578,7 +578,13 @@ Deno.test("closing the server closes every client and destination connection", a
   await proxy.server.close();
   assert.equal((await attached.readToEnd()).length, 0);
   assert.equal((await dest.readToEnd()).length, 0);
-  assert.equal((await handshaking.readToEnd()).length, 0);
+  // Its "RES" may still be unread when the server closes it, and Linux
+  // then resets rather than ends the connection: closed either way.
+  const rest = await handshaking.readToEnd().catch((error) => {
+    assert.ok(error instanceof Deno.errors.ConnectionReset, String(error));
+    return new Uint8Array(0);
+  });
+  assert.equal(rest.length, 0);
   await assert.rejects(Deno.connect({ hostname: "127.0.0.1", port: proxy.port }));
 });
 

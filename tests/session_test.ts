@@ -94,8 +94,8 @@ Deno.test("a client that closes its side stays until its input fits what waits f
   destination.hold();
   await using under = sessionOver(destination);
   // Each stands for a hello's leftover and two full reads: all a receiver holds.
-  const first = randomBytes(300 * 1024, 1);
-  const second = randomBytes(300 * 1024, 2);
+  const first = randomBytes(600 * 1024, 1);
+  const second = randomBytes(600 * 1024, 2);
   const one = new FakeConn();
   one.end();
   const oneLeft = Promise.withResolvers<number>();
@@ -115,4 +115,31 @@ Deno.test("a client that closes its side stays until its input fits what waits f
   await destination.waitForWritten(first.length + second.length);
   assert.deepEqual(destination.output(), new Uint8Array([...first, ...second]));
   assert.equal(under.session.stats().bytesIn, first.length + second.length);
+});
+
+Deno.test("a client attached a while gets TCP keep-alive and is moved onto node:net; a poll-long one neither", async () => {
+  const destination = new FakeConn();
+  await using under = sessionOver(destination);
+  const client = new FakeConn();
+  under.session.attach(client.conn, { peer: "127.0.0.1:1", ack: 0 });
+  const attachedAt = performance.now();
+  under.session.keepAlive(attachedAt, 1000);
+  assert.deepEqual([client.keptAlive, client.madeFair], [false, false], "just attached");
+  under.session.keepAlive(attachedAt + 1500, 1000);
+  assert.deepEqual([client.keptAlive, client.madeFair], [true, true], "attached 1.5 s");
+});
+
+Deno.test("a streaming or framed client is moved onto node:net as it attaches; an acknowledged one is not", async () => {
+  for (
+    const [options, moved] of [[{}, true], [{ ack: 0, framed: true }, true], [
+      { ack: 0 },
+      false,
+    ]] as const
+  ) {
+    const destination = new FakeConn();
+    await using under = sessionOver(destination);
+    const client = new FakeConn();
+    under.session.attach(client.conn, { peer: "127.0.0.1:1", ...options });
+    assert.equal(client.madeFair, moved, JSON.stringify(options));
+  }
 });

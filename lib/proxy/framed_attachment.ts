@@ -42,6 +42,7 @@ import {
 } from "../frames.ts";
 import type { OutputBuffer } from "./output_buffer.ts";
 import type { SessionState } from "../protocol.ts";
+import type { Connection } from "./tcp.ts";
 
 /** What a framed attachment needs from its session. */
 export interface FramedHost {
@@ -68,7 +69,7 @@ export interface FramedHost {
 /** Options for {@linkcode FramedAttachment}. */
 export interface FramedAttachmentOptions {
   /** The client connection, its hello read. */
-  conn: Deno.Conn;
+  conn: Connection;
   /** The client's address, for logs. */
   peer: string;
   /** The hello's `<ack>`: the first `D` frame starts there. */
@@ -126,7 +127,7 @@ export class FramedAttachment {
   /** The client's address. */
   readonly peer: string;
   readonly #host: FramedHost;
-  readonly #conn: Deno.Conn;
+  readonly #conn: Connection;
   readonly #window: number;
   readonly #closedLinger: number;
   readonly #countInterval: number;

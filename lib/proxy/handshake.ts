@@ -12,6 +12,7 @@ import { peerAddress } from "../address.ts";
 import { describeError, type Logger } from "../log.ts";
 import { type Hello, MAX_HELLO_BYTES, parseHello, ProtocolError } from "../protocol.ts";
 import type { SessionStore } from "./session_store.ts";
+import type { Connection } from "./tcp.ts";
 
 /** A hello and the bytes that followed it in the same read. */
 export interface ReceivedHello {
@@ -136,7 +137,7 @@ const deadlineQueues = new Map<number, Deadlines>();
  * @throws {ProtocolError} `bad-request` for an overlong or malformed hello,
  * `timeout` when it does not arrive in time.
  */
-export async function readHello(conn: Deno.Conn, timeout: number): Promise<ReceivedHello> {
+export async function readHello(conn: Connection, timeout: number): Promise<ReceivedHello> {
   const buffer = new Uint8Array(MAX_HELLO_BYTES);
   let filled = 0;
   let deadlines = deadlineQueues.get(timeout);
@@ -179,7 +180,7 @@ function latin1(bytes: Uint8Array, end: number): string {
  * @param conn The new connection.
  * @param options The store, timeout and logger.
  */
-export async function handshake(conn: Deno.Conn, options: HandshakeOptions): Promise<void> {
+export async function handshake(conn: Connection, options: HandshakeOptions): Promise<void> {
   const { store, logger } = options;
   const peer = peerAddress(conn);
   const host = (conn.remoteAddr as Deno.NetAddr).hostname;
@@ -239,7 +240,7 @@ export async function handshake(conn: Deno.Conn, options: HandshakeOptions): Pro
  * Closing with unread input would reset the connection, and a reset can
  * destroy the line before the client reads it.
  */
-async function answerAndClose(conn: Deno.Conn, line: string): Promise<void> {
+async function answerAndClose(conn: Connection, line: string): Promise<void> {
   const timer = setTimeout(() => closeQuietly(conn), LINGER_MS);
   try {
     await writeAll(conn, encoder.encode(line));

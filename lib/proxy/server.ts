@@ -22,6 +22,7 @@ import {
 } from "./session_store.ts";
 import type { AuthThrottleOptions } from "../throttle.ts";
 import type { MemoryReducerOptions } from "./memory_reducer.ts";
+import { ClientConn, type Connection } from "./tcp.ts";
 
 /** Options for {@linkcode ProxyServer.listen}. */
 export interface ProxyServerOptions extends
@@ -48,7 +49,7 @@ export interface ProxyServerOptions extends
   logger: Logger;
   /**
    * Opens destination connections.
-   * @default {TCP with `Deno.connect`}
+   * @default {TCP with `node:net` (`./tcp.ts`)}
    */
   connect?: ConnectFunction;
   /**
@@ -93,11 +94,13 @@ export class ProxyServer implements AsyncDisposable {
   /** The proxy port's listeners: two for `localhost`, 127.0.0.1's first. */
   readonly #listeners: readonly [ProxyListener, ...ProxyListener[]];
   readonly #logger: Logger;
+  /** Whether the proxy port is TLS: its connections stay `Deno.TlsConn`s. */
+  readonly #tls: boolean;
   readonly #stop = new AbortController();
   /** What every handshake is given: made once, not per accept. */
   readonly #handshakeOptions: HandshakeOptions;
   /** Connections still in their handshake, closed on shutdown. */
-  readonly #handshaking = new Set<Deno.Conn>();
+  readonly #handshaking = new Set<Connection>();
   readonly #tasks = new Set<Promise<void>>();
   #closing: Promise<void> | null = null;
 
@@ -107,6 +110,7 @@ export class ProxyServer implements AsyncDisposable {
   ) {
     this.#listeners = listeners;
     this.#logger = options.logger;
+    this.#tls = Boolean(options.tls);
     this.destination = options.destination;
     const fallback = options.destination;
     this.destinations = [
@@ -215,24 +219,25 @@ export class ProxyServer implements AsyncDisposable {
     await sessions;
   }
 
-  #accept(conn: Deno.Conn): void {
+  #accept(accepted: Deno.Conn): void {
     this.counters.connectionsAccepted++;
     if (this.#stop.signal.aborted) {
-      closeQuietly(conn);
+      closeQuietly(accepted);
       return;
     }
     try {
-      (conn as Deno.TcpConn).setNoDelay(true);
+      (accepted as Deno.TcpConn).setNoDelay?.(true);
       // Keep-alive comes once attached a while (Session.keepAlive), not per accept.
     } catch {
       // Reset before we got to it; the handshake's read will notice.
     }
+    const conn = this.#tls ? accepted : new ClientConn(accepted as Deno.TcpConn);
     this.#handshaking.add(conn);
     this.#track(handshake(conn, this.#handshakeOptions), conn);
   }
 
   /** Keeps `task` until it settles; `conn` leaves the handshaking set with it. */
-  #track(task: Promise<void>, conn?: Deno.Conn): void {
+  #track(task: Promise<void>, conn?: Connection): void {
     this.#tasks.add(task);
     // One reaction for both outcomes: every accept makes one.
     task.then(

@@ -34,6 +34,7 @@ import { formatReply, MAX_HELLO_BYTES, ProtocolError, type SessionState } from "
 import type { EndReason } from "../frames.ts";
 import { FramedAttachment, type FramedHost } from "./framed_attachment.ts";
 import type { SessionTrace } from "../telemetry.ts";
+import type { Connection } from "./tcp.ts";
 
 /**
  * How an attachment paces output: `acknowledged` (`RESUME` with `<ack>`,
@@ -49,7 +50,7 @@ const SMALL_PENDING = 4096;
 const FIRST_INPUT_CHUNK = 4 * 1024;
 
 /** The input receiver's largest read size. */
-const MAX_INPUT_CHUNK = 256 * 1024;
+const MAX_INPUT_CHUNK = 512 * 1024;
 
 /**
  * Input a leaving client's receiver may add at once to what waits for a
@@ -68,7 +69,7 @@ const CLOSED_LINGER = 10_000;
 const encoder = new TextEncoder();
 
 interface Attachment {
-  conn: Deno.Conn;
+  conn: Connection;
   peer: string;
   mode: DeliveryMode;
   /** The offset the hello started from. */
@@ -152,7 +153,7 @@ export interface SessionOptions {
   /** The session secret. */
   secret: string;
   /** The connected destination. */
-  destination: Deno.Conn;
+  destination: Connection;
   /** Per-session retained-output limit, in bytes. */
   bufferSize: number;
   /** Where session events are logged. */
@@ -236,7 +237,7 @@ export class Session {
   /** The session id. */
   readonly id: string;
   readonly #secret: string;
-  readonly #destination: Deno.Conn;
+  readonly #destination: Connection;
   readonly #buffer: OutputBuffer;
   readonly #logger: Logger;
   readonly #counters: Counters;
@@ -329,9 +330,11 @@ export class Session {
   /**
    * Turns TCP keep-alive on for the attached client connection once it has
    * been attached `after` ms, so that a client that vanishes without a word
-   * from a quiet session is noticed. The store calls this for its attached
-   * sessions about once a second: a poll, attached for milliseconds, never
-   * pays for it (and the first probe is hours away anyway).
+   * from a quiet session is noticed, and moves it onto `node:net`, so that
+   * it is served fairly among a thousand others (`./tcp.ts`). The store
+   * calls this for its attached sessions about once a second: a poll,
+   * attached for milliseconds, never pays for either (and the first probe
+   * is hours away anyway).
    *
    * @param now The time now (`performance.now()`).
    * @param after How long the attachment must have lasted, in ms.
@@ -341,7 +344,9 @@ export class Session {
     if (!attachment || attachment.keptAlive || now - attachment.attachedAt < after) return;
     attachment.keptAlive = true;
     try {
-      (attachment.conn as Deno.TcpConn).setKeepAlive(true);
+      attachment.conn.setKeepAlive?.(true);
+      // Staying attached: served fairly among the others from now on (./tcp.ts).
+      attachment.conn.makeFair?.();
     } catch {
       // Closed meanwhile, or not TCP: its own read or write will tell.
     }
@@ -375,7 +380,7 @@ export class Session {
    * @param options The client's address, the hello's `<ack>` and the input after the hello.
    * @throws {ProtocolError} `gap` or `ack` when `ack` cannot be served.
    */
-  attach(conn: Deno.Conn, options: AttachOptions): void {
+  attach(conn: Connection, options: AttachOptions): void {
     const { peer, ack, leftover = EMPTY_INPUT, framed = false, spare = EMPTY_INPUT } = options;
     if (framed && ack === undefined) throw new TypeError("A framed attachment needs an ack");
     const buffer = this.#buffer;
@@ -401,6 +406,10 @@ export class Session {
       this.#trace?.event("session.taken_over", { peer: previous.peer, by: peer });
     }
     const mode: DeliveryMode = framed ? "framed" : ack === undefined ? "streaming" : "acknowledged";
+    // A streaming or framed client stays: served fairly among the others
+    // from now on (./tcp.ts). An acknowledged one may be a poll, which
+    // should not pay for that; it moves once it shows it stays.
+    if (mode !== "acknowledged") conn.makeFair?.();
     const from = ack ?? buffer.sent;
     if (ack === undefined) buffer.allowRelease(from);
     else buffer.acknowledge(ack);

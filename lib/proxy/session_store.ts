@@ -18,9 +18,10 @@ import { proxyHeader, type ProxyHeaderVersion } from "./proxy_header.ts";
 import { Session, type SessionEvents } from "./session.ts";
 import { sleep, Wakeup, writeAll } from "../_io.ts";
 import { AuthThrottle, type AuthThrottleOptions } from "../throttle.ts";
+import { connectFair, type Connection } from "./tcp.ts";
 
 /** Opens a connection to the destination; the signal aborts the attempt. */
-export type ConnectFunction = (destination: HostPort, signal: AbortSignal) => Promise<Deno.Conn>;
+export type ConnectFunction = (destination: HostPort, signal: AbortSignal) => Promise<Connection>;
 
 /** A destination sessions connect to, and how. */
 export interface DestinationTarget {
@@ -102,7 +103,7 @@ export interface SessionStoreOptions {
   throttle?: AuthThrottleOptions;
   /**
    * Opens destination connections.
-   * @default {TCP with `Deno.connect`, no delay, keep-alive on}
+   * @default {TCP with `node:net` (`./tcp.ts`), no delay, keep-alive on}
    */
   connect?: ConnectFunction;
   /**
@@ -119,15 +120,15 @@ const KEEPALIVE_AFTER = 1000;
 /** Compared against when the id is unknown, so both failures take equal time. */
 const DECOY_SECRET = newSecret();
 
-async function connectTcp(destination: HostPort, signal: AbortSignal): Promise<Deno.Conn> {
-  const conn = await Deno.connect({
+async function connectTcp(destination: HostPort, signal: AbortSignal): Promise<Connection> {
+  const conn = await connectFair({
     hostname: destination.hostname,
     port: destination.port,
     signal,
   });
   try {
-    conn.setNoDelay(true);
-    conn.setKeepAlive(true);
+    conn.setNoDelay?.(true);
+    conn.setKeepAlive?.(true);
   } catch {
     // The connection failed already; its first read will say so.
   }
@@ -299,7 +300,7 @@ export class SessionStore {
     }, connectTimeout);
     const shutdown = (): void => attempt.abort();
     this.#shutdown.signal.addEventListener("abort", shutdown, { once: true });
-    let conn: Deno.Conn;
+    let conn: Connection;
     try {
       const started = performance.now();
       conn = await this.#connect(destination, attempt.signal);
