@@ -350,12 +350,14 @@ class FairSocket implements Connection {
     if (this.#ended) return Promise.resolve(null);
     if (this.#pending) return Promise.reject(new Deno.errors.Busy("a read is pending already"));
     if (buffer.byteLength === 0) return Promise.resolve(0);
+    const socket = this.#socket as unknown as Record<symbol, unknown> & { _handle: Handle | null };
+    const handle = socket._handle;
+    // Checked before the read is pending: a pending read no caller holds
+    // would reject unhandled when the socket's end settles it.
+    if (!handle) return Promise.reject(new Deno.errors.BadResource("Bad resource ID"));
     const { promise, resolve, reject } = Promise.withResolvers<number | null>();
     this.#pending = { resolve, reject };
-    const socket = this.#socket as unknown as Record<symbol, unknown> & { _handle: Handle | null };
     socket[this.#buffer] = buffer;
-    const handle = socket._handle;
-    if (!handle) return Promise.reject(new Deno.errors.BadResource("Bad resource ID"));
     handle.useUserBuffer(buffer);
     if (!handle.reading) {
       handle.reading = true;
