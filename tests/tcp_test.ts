@@ -6,6 +6,7 @@
  */
 
 import assert from "node:assert/strict";
+import { closeQuietly, writeAll } from "../lib/_io.ts";
 import { ClientConn, connectFair, type Connection } from "../lib/proxy/tcp.ts";
 import { randomBytes, withDeadline } from "./_helpers.ts";
 
@@ -30,10 +31,7 @@ async function pair(
     ]);
   } else {
     let accepted: Deno.TcpConn;
-    [peer, accepted] = await Promise.all([
-      Deno.connect({ hostname: "127.0.0.1", port }),
-      listener.accept(),
-    ]);
+    [peer, accepted] = await connected(listener);
     if (kind === "Deno.Conn") {
       fair = accepted;
     } else {
@@ -47,13 +45,8 @@ async function pair(
     fair,
     peer,
     [Symbol.dispose]() {
-      for (const conn of [fair, peer]) {
-        try {
-          conn.close();
-        } catch {
-          // Closed by the test.
-        }
-      }
+      closeQuietly(fair);
+      closeQuietly(peer);
     },
   };
 }
@@ -76,10 +69,6 @@ async function readAll(conn: Connection | Deno.Conn, length: number, size: numbe
     got += count;
   }
   return out;
-}
-
-async function writeAll(conn: Connection | Deno.Conn, bytes: Uint8Array) {
-  for (let at = 0; at < bytes.length;) at += await conn.write(bytes.subarray(at));
 }
 
 Deno.test("this runtime's node:net has what tcp.ts needs: a client connection moves onto it", async () => {

@@ -129,6 +129,13 @@ function findTakeover(conn: Deno.Conn): Takeover | null {
 }
 
 /**
+ * The `onread` option of every socket here: it makes the socket read into
+ * the buffer {@linkcode FairSocket.read} sets, not a new one, and reads
+ * start only when a read asks (the callback is replaced per socket).
+ */
+const NOT_READING = { buffer: new Uint8Array(0), callback: (): boolean => false };
+
+/**
  * Connects to `hostname:port` with a `node:net` socket, read fairly.
  *
  * @throws As `Deno.connect`: `ConnectionRefused` and the rest (with
@@ -145,8 +152,7 @@ export function connectFair(
     host: hostname,
     port,
     allowHalfOpen: true,
-    // Reads start only when asked for, into the reader's buffer.
-    onread: { buffer: new Uint8Array(0), callback: () => false },
+    onread: NOT_READING,
   });
   socket.pause();
   const abort = () => {
@@ -227,7 +233,7 @@ export class ClientConn implements Connection {
       handle,
       allowHalfOpen: true,
       pauseOnCreate: true,
-      onread: { buffer: new Uint8Array(0), callback: () => false },
+      onread: NOT_READING,
     } as net.SocketConstructorOpts);
     this.#fair = new FairSocket(socket, findReadFields(), this.#conn);
   }
