@@ -15,15 +15,14 @@
 import { ClientSession } from "../lib/client/mod.ts";
 import {
   Child,
-  freePort,
   haveCommand,
   type LoadFigures,
   loadgen,
   median,
+  ONREAD_RELAY,
   runLoadgen,
-  startListening,
   startLoadgenServer,
-  startOnreadRelay,
+  startRelayProgram,
   startServer,
 } from "./workloads.ts";
 
@@ -53,27 +52,21 @@ export function haveNode(): Promise<boolean> {
   return haveCommand("node", ["--version"]);
 }
 
+/** Who runs which file, for each plain relay. */
+const RELAYS: Record<Exclude<FairPath, "socketproxy">, ["node" | "deno", string]> = {
+  "node": ["node", NODE_RELAY],
+  "deno node:net": ["deno", NODE_RELAY],
+  "deno node:net onread": ["deno", ONREAD_RELAY],
+  "deno Deno.Conn": ["deno", DENO_RELAY],
+};
+
 /** Starts one of the plain relays in front of `destination`. */
-export async function startRelay(
+export function startRelay(
   path: Exclude<FairPath, "socketproxy">,
   destination: number,
 ): Promise<Child & { port: number }> {
-  if (path === "deno node:net onread") return await startOnreadRelay(destination);
-  const port = freePort();
-  const ports = [String(port), String(destination)];
-  return await (path === "node"
-    ? startListening("node", [NODE_RELAY, ...ports], port, path)
-    : startListening(
-      Deno.execPath(),
-      [
-        "run",
-        "--allow-net",
-        path === "deno node:net" ? NODE_RELAY : DENO_RELAY,
-        ...ports,
-      ],
-      port,
-      path,
-    ));
+  const [runtime, file] = RELAYS[path];
+  return startRelayProgram(runtime, file, destination, path);
 }
 
 /**

@@ -153,19 +153,24 @@ export async function startSocat(destinationPort: number): Promise<Child & { por
   );
 }
 
+/** bench/onread_relay.mjs: a `node:net` relay reading into reused buffers. */
+export const ONREAD_RELAY = new URL("./onread_relay.mjs", import.meta.url).pathname;
+
 /**
- * `bench/onread_relay.mjs` (a `node:net` relay reading into reused
- * buffers) run by Deno, relaying a free port to `destinationPort`.
+ * A relay program in this directory (`file`), run by Node or by Deno,
+ * relaying a free port to `destinationPort`.
  */
-export async function startOnreadRelay(destinationPort: number): Promise<Child & { port: number }> {
+export async function startRelayProgram(
+  runtime: "node" | "deno",
+  file: string,
+  destinationPort: number,
+  name: string,
+): Promise<Child & { port: number }> {
   const port = freePort();
-  const relay = new URL("./onread_relay.mjs", import.meta.url).pathname;
-  return await startListening(
-    Deno.execPath(),
-    ["run", "--allow-net", relay, String(port), String(destinationPort)],
-    port,
-    "node:net onread relay",
-  );
+  const ports = [String(port), String(destinationPort)];
+  return await (runtime === "node"
+    ? startListening("node", [file, ...ports], port, name)
+    : startListening(Deno.execPath(), ["run", "--allow-net", file, ...ports], port, name));
 }
 
 /** A destination in this process: each connection is handed to `onConnection`. */
@@ -266,7 +271,9 @@ async function startRelay(
 ): Promise<(Child & { port: number }) | null> {
   if (path === "direct") return null;
   if (path === "socat") return await startSocat(destinationPort);
-  if (path === "onread") return await startOnreadRelay(destinationPort);
+  if (path === "onread") {
+    return await startRelayProgram("deno", ONREAD_RELAY, destinationPort, "node:net onread relay");
+  }
   return await startServer(destinationPort, ["--buffer=4m"]);
 }
 
