@@ -292,12 +292,19 @@ export interface FrameReaderOptions {
    * @default {a new buffer}
    */
   nextBuffer?: (size: number) => Uint8Array | null;
+  /**
+   * The largest buffer reads go into: they grow to it while they fill the
+   * one there is. Less than one largest frame counts as one. Larger suits
+   * a source whose every read costs much beside the bytes it brings.
+   * @default {@linkcode LARGEST_FRAME_BYTES}
+   */
+  largestBuffer?: number;
 }
 
 /** The reader's first buffer: small, so that a quiet connection costs little. */
 const FIRST_READ = 16 * 1024;
-/** The reader's largest buffer: one largest `D` frame. */
-const MAX_READ = FRAME_HEADER_BYTES + MAX_DATA_PAYLOAD;
+/** Bytes of one largest `D` frame, header and payload: the reader's largest buffer by default. */
+export const LARGEST_FRAME_BYTES = FRAME_HEADER_BYTES + MAX_DATA_PAYLOAD;
 
 /**
  * Reads frames from a stream, one at a time, over one reused buffer (or,
@@ -337,6 +344,7 @@ export class FrameReader {
   /** The caller keeps the buffer: the next read goes into another. */
   #kept = false;
   readonly #nextBuffer: ((size: number) => Uint8Array | null) | undefined;
+  readonly #largest: number;
 
   /**
    * Creates a reader over `source`.
@@ -349,6 +357,7 @@ export class FrameReader {
     this.#direction = options.direction;
     this.#pieces = options.dataInPieces ?? false;
     this.#nextBuffer = options.nextBuffer;
+    this.#largest = Math.max(LARGEST_FRAME_BYTES, options.largestBuffer ?? 0);
     const leftover = options.leftover ?? new Uint8Array(0);
     this.#buffer = new Uint8Array(Math.max(FIRST_READ, leftover.length));
     this.#buffer.set(leftover);
@@ -412,7 +421,7 @@ export class FrameReader {
       }
       this.#end += count;
       // Reads that fill the buffer ask for a bigger one, up to one largest frame.
-      if (this.#end === this.#buffer.length && this.#buffer.length < MAX_READ) {
+      if (this.#end === this.#buffer.length && this.#buffer.length < this.#largest) {
         this.#grow(this.#buffer.length * 2);
       }
     }
@@ -460,7 +469,7 @@ export class FrameReader {
   }
 
   #grow(size: number): void {
-    const next = new Uint8Array(Math.min(size, MAX_READ));
+    const next = new Uint8Array(Math.min(size, this.#largest));
     if (next.length <= this.#buffer.length) return;
     next.set(this.#buffer.subarray(this.#start, this.#end));
     this.#end -= this.#start;

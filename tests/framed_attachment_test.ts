@@ -2,14 +2,24 @@
  * A framed attachment on its own, against a stand-in session: when `I`
  * frames go. Several writes share one `I` within the count interval, and a
  * quarter of the window unconfirmed sends one at once, so a client at full
- * speed never waits for room. (The whole server is tested in
- * framed_server_test.ts.)
+ * speed never waits for room. And how large its reads grow. (The whole
+ * server is tested in framed_server_test.ts.)
  */
 
 import assert from "node:assert/strict";
-import { Wakeup } from "../lib/_io.ts";
-import { encodeFrame, type Frame, FrameReader } from "../lib/frames.ts";
-import { FramedAttachment, type FramedHost } from "../lib/proxy/framed_attachment.ts";
+import { Wakeup, writeAll } from "../lib/_io.ts";
+import {
+  encodeFrame,
+  type Frame,
+  FRAME_HEADER_BYTES,
+  FrameReader,
+  MAX_DATA_PAYLOAD,
+} from "../lib/frames.ts";
+import {
+  FramedAttachment,
+  type FramedHost,
+  READ_BUFFER_BYTES,
+} from "../lib/proxy/framed_attachment.ts";
 import { OutputBuffer } from "../lib/proxy/output_buffer.ts";
 import { WAIT_MS, withDeadline } from "./_helpers.ts";
 
@@ -91,6 +101,50 @@ Deno.test("writes within the count interval share one I, and a quarter window un
   // The quarter is counted from the last I (1); input written after it may be in too.
   assert.ok(next.count >= 1 + quarter && next.count <= 3 + quarter, `I ${next.count}`);
   assert.ok(host.written.length >= 3, `${host.written.length} writes, 2 I frames`);
+
+  client.close();
+  await running;
+});
+
+Deno.test("a client's reads grow to READ_BUFFER_BYTES, two largest frames, as large as a version 1 read", async () => {
+  const host = standInSession();
+  const { server, client } = await pair();
+  let largest = 0;
+  const recorded = {
+    read(buffer: Uint8Array) {
+      largest = Math.max(largest, buffer.length);
+      return server.read(buffer);
+    },
+    write: (bytes: Uint8Array) => server.write(bytes),
+    close: () => server.close(),
+    closeWrite: () => server.closeWrite(),
+    localAddr: server.localAddr,
+    remoteAddr: server.remoteAddr,
+  };
+  const window = 64 * 1024 * 1024;
+  const attachment = new FramedAttachment(host, {
+    conn: recorded,
+    peer: "test",
+    from: 0,
+    window,
+    reply: new TextEncoder().encode("OK\n"),
+    leftover: new Uint8Array(0),
+    closedLinger: 0,
+  });
+  const running = attachment.run();
+  assert.equal(await client.read(new Uint8Array(3)), 3);
+  // Largest frames, 4 MiB at a time, until a read has asked for the largest buffer (at most the window).
+  const frame = encodeFrame({ type: "D", payload: new Uint8Array(MAX_DATA_PAYLOAD) });
+  const burst = new Uint8Array(16 * frame.length);
+  for (let at = 0; at < burst.length; at += frame.length) burst.set(frame, at);
+  let sent = 0;
+  while (largest < READ_BUFFER_BYTES && sent + burst.length <= window) {
+    await writeAll(client, burst);
+    sent += burst.length;
+    await writtenUpTo(host, (sent / frame.length) * MAX_DATA_PAYLOAD);
+  }
+  assert.equal(READ_BUFFER_BYTES, 2 * (FRAME_HEADER_BYTES + MAX_DATA_PAYLOAD));
+  assert.equal(largest, READ_BUFFER_BYTES, `the largest read asked for ${largest} bytes`);
 
   client.close();
   await running;

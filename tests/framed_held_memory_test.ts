@@ -8,12 +8,8 @@
  */
 
 import assert from "node:assert/strict";
-import {
-  encodeFrame,
-  encodeFrameInto,
-  FRAME_HEADER_BYTES,
-  MAX_DATA_PAYLOAD,
-} from "../lib/frames.ts";
+import { encodeFrame, encodeFrameInto, FRAME_HEADER_BYTES } from "../lib/frames.ts";
+import { READ_BUFFER_BYTES } from "../lib/proxy/framed_attachment.ts";
 import { FakeConn } from "./_fake_conn.ts";
 import {
   firstDifference,
@@ -28,8 +24,8 @@ import {
 const collectGarbage = (globalThis as any).gc as (() => void) | undefined;
 
 const KiB = 1024;
-/** The server reads a client into buffers of one largest frame (lib/frames.ts). */
-const READ_BUFFER = FRAME_HEADER_BYTES + MAX_DATA_PAYLOAD;
+/** The server's largest buffer for reads of a client. */
+const READ_BUFFER = READ_BUFFER_BYTES;
 const A_BYTES = encodeFrame({ type: "A", offset: 0 }).length;
 /** Reads of mostly `A` frames, each with a share of the window's `D` bytes. */
 const BATCHES = 32;

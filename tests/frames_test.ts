@@ -11,6 +11,7 @@ import {
   type Frame,
   FrameError,
   FrameReader,
+  LARGEST_FRAME_BYTES,
   MAX_DATA_PAYLOAD,
 } from "../lib/frames.ts";
 import {
@@ -156,6 +157,38 @@ Deno.test("the reader reads frames split anywhere and many in one read, starting
   assert.deepEqual(await reader.next(), { type: "D", payload: Uint8Array.of(7) });
   assert.deepEqual(await reader.next(), { type: "C" });
   assert.equal(await reader.next(), null);
+});
+
+Deno.test("reads that fill the buffer grow it to one largest frame, or to largestBuffer when that is larger", async () => {
+  const frame = encodeFrame({ type: "D", payload: new Uint8Array(MAX_DATA_PAYLOAD) });
+  for (
+    const [largestBuffer, expected] of [
+      [undefined, LARGEST_FRAME_BYTES],
+      [1024, LARGEST_FRAME_BYTES],
+      [2 * LARGEST_FRAME_BYTES, 2 * LARGEST_FRAME_BYTES],
+    ] as const
+  ) {
+    const sizes: number[] = [];
+    // Eight largest frames, each read filling the buffer it is given.
+    const stream = new Uint8Array(8 * frame.length);
+    for (let at = 0; at < stream.length; at += frame.length) stream.set(frame, at);
+    const from = source([stream]);
+    const read = from.read.bind(from);
+    from.read = (buffer: Uint8Array) => (sizes.push(buffer.length), read(buffer));
+    const reader = new FrameReader(from, {
+      direction: "to-server",
+      dataInPieces: true,
+      ...(largestBuffer === undefined ? {} : { largestBuffer }),
+    });
+    let taken = 0;
+    for (let frame = await reader.next(); frame; frame = await reader.next()) {
+      assert.ok(frame.type === "D");
+      taken += frame.payload.length;
+    }
+    assert.equal(taken, 8 * MAX_DATA_PAYLOAD);
+    assert.equal(reader.bufferLength, expected, `largestBuffer ${largestBuffer}`);
+    assert.equal(Math.max(...sizes), expected, "no read asks for more");
+  }
 });
 
 Deno.test("the reader judges a length from the header alone, before reading the payload", async () => {

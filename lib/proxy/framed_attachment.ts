@@ -36,6 +36,7 @@ import {
   FRAME_HEADER_BYTES,
   FrameError,
   FrameReader,
+  LARGEST_FRAME_BYTES,
   MAX_DATA_PAYLOAD,
   MAX_END_REASON_BYTES,
   putFrameHeader,
@@ -184,6 +185,7 @@ export class FramedAttachment {
       leftover: options.leftover,
       dataInPieces: true,
       nextBuffer: (size) => this.#held.readBuffer(size),
+      largestBuffer: READ_BUFFER_BYTES,
     });
   }
 
@@ -540,8 +542,14 @@ export class FramedAttachment {
 /** Bytes of one chunk of held input: one largest `D` payload. */
 const INPUT_CHUNK = MAX_DATA_PAYLOAD;
 
-/** The reader's largest buffer: one largest `D` frame. */
-const READ_BUFFER_BYTES = FRAME_HEADER_BYTES + MAX_DATA_PAYLOAD;
+/**
+ * The reader's largest buffer: two largest `D` frames, as large as a
+ * version 1 input read (`MAX_INPUT_CHUNK` in ./session.ts). A client
+ * connection is read through `node:net` (./tcp.ts), where every read costs
+ * a turn of the event loop: reads of one frame's size cut framed input to
+ * 0.75 to 0.82 of version 1, and these gave 0.92 to 1.05 (docs/performance.md).
+ */
+export const READ_BUFFER_BYTES = 2 * LARGEST_FRAME_BYTES;
 
 /** Chunks of held input, and reader buffers, kept for reuse once input stops. */
 const SPARE_CHUNKS = 2;
@@ -582,7 +590,7 @@ interface InputChunk {
  * buffers); a kept buffer the reader has left holds at least half its size
  * of input (else its input is copied out and the buffer is spare); and copy
  * chunks are only made for held input: so held memory stays within about
- * twice the window, and two 256 KiB buffers for windows smaller than that. Spares beyond
+ * twice the window, and two reader buffers (1 MiB) for windows smaller than that. Spares beyond
  * {@linkcode SPARE_CHUNKS} of each kind go {@linkcode SPARE_LINGER_MS}
  * after all held input was written.
  */
