@@ -152,6 +152,24 @@ for (const kind of ["client moved onto node:net", "destination on node:net"] as 
     assert.equal(new TextDecoder().decode(await readAll(both.fair, 4, 4)), "efgh");
   });
 
+  Deno.test(`${kind}: a read asked for while one is pending waits its turn, as with Deno.Conn`, async () => {
+    /** What two reads asked for at once get, of two writes of the peer. */
+    async function twoReads(of: Kind): Promise<string[]> {
+      using both = await pair(of);
+      const first = new Uint8Array(3);
+      const second = new Uint8Array(3);
+      const reads = [both.fair.read(first), both.fair.read(second)];
+      await writeAll(both.peer, new TextEncoder().encode("one"));
+      assert.equal(await reads[0], 3);
+      await writeAll(both.peer, new TextEncoder().encode("two"));
+      assert.equal(await reads[1], 3);
+      return [new TextDecoder().decode(first), new TextDecoder().decode(second)];
+    }
+    const expected = await twoReads("Deno.Conn");
+    assert.deepEqual(expected, ["one", "two"], "Deno.Conn, as this test expects it");
+    assert.deepEqual(await twoReads(kind), expected);
+  });
+
   Deno.test(`${kind}: half-open, closeWrite ends the peer's reads and leaves its own`, async () => {
     using both = await pair(kind);
     await writeAll(both.fair, new TextEncoder().encode("bye"));

@@ -282,6 +282,7 @@ export class ClientConn implements Connection {
 }
 
 type Pending = {
+  promise: Promise<number | null>;
   resolve: (count: number | null) => void;
   reject: (error: Error) => void;
 };
@@ -354,7 +355,11 @@ class FairSocket implements Connection {
     if (this.#closed) return Promise.reject(new Deno.errors.BadResource("Bad resource ID"));
     if (this.#error) return Promise.reject(this.#error);
     if (this.#ended) return Promise.resolve(null);
-    if (this.#pending) return Promise.reject(new Deno.errors.Busy("a read is pending already"));
+    // A read asked for meanwhile waits its turn, as with `Deno.Conn`.
+    if (this.#pending) {
+      const retry = () => this.read(buffer);
+      return this.#pending.promise.then(retry, retry);
+    }
     if (buffer.byteLength === 0) return Promise.resolve(0);
     const socket = this.#socket as unknown as Record<symbol, unknown> & { _handle: Handle | null };
     const handle = socket._handle;
@@ -362,7 +367,7 @@ class FairSocket implements Connection {
     // would reject unhandled when the socket's end settles it.
     if (!handle) return Promise.reject(new Deno.errors.BadResource("Bad resource ID"));
     const { promise, resolve, reject } = Promise.withResolvers<number | null>();
-    this.#pending = { resolve, reject };
+    this.#pending = { promise, resolve, reject };
     socket[this.#buffer] = buffer;
     handle.useUserBuffer(buffer);
     if (!handle.reading) {
