@@ -7,8 +7,10 @@
 
 import assert from "node:assert/strict";
 import { closeQuietly, writeAll } from "../lib/_io.ts";
+import { handshake } from "../lib/proxy/handshake.ts";
+import type { SessionStore } from "../lib/proxy/session_store.ts";
 import { ClientConn, connectFair, type Connection } from "../lib/proxy/tcp.ts";
-import { randomBytes, withDeadline } from "./_helpers.ts";
+import { LogCapture, randomBytes, withDeadline } from "./_helpers.ts";
 
 /** How the pair's server side is made. */
 type Kind = "client moved onto node:net" | "destination on node:net" | "Deno.Conn";
@@ -69,6 +71,16 @@ async function readAll(conn: Connection | Deno.Conn, length: number, size: numbe
     got += count;
   }
   return out;
+}
+
+/** Everything `conn` reads until its end. */
+async function readUntilEnd(conn: Deno.Conn): Promise<Uint8Array> {
+  const chunks: Uint8Array[] = [];
+  const buffer = new Uint8Array(4096);
+  for (let count = await conn.read(buffer); count !== null; count = await conn.read(buffer)) {
+    chunks.push(buffer.slice(0, count));
+  }
+  return new Uint8Array(chunks.flatMap((chunk) => [...chunk]));
 }
 
 Deno.test("this runtime's node:net has what tcp.ts needs: a client connection moves onto it", async () => {
@@ -242,4 +254,30 @@ Deno.test("connectFair fails as Deno.connect does: ConnectionRefused, and the si
     connectFair({ hostname: "127.0.0.1", port, signal: aborted.signal }),
     reason,
   );
+});
+
+Deno.test("a moved connection whose hello times out is answered ERR timeout, and read on until the client closes", async () => {
+  using listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+  const [peer, accepted] = await connected(listener);
+  using _peer = peer;
+  const client = new ClientConn(accepted);
+  client.makeFair();
+  const logs = new LogCapture();
+  const done = handshake(client, {
+    store: {} as SessionStore, // never reached: no hello is complete
+    timeout: 50,
+    logger: logs.logger,
+    signal: new AbortController().signal,
+  });
+  await writeAll(peer, new TextEncoder().encode("RESUME half"));
+  // The answer, then the end of the server's writing side...
+  const answer = new TextDecoder().decode(await readUntilEnd(peer));
+  assert.match(answer, /^ERR timeout /);
+  // ...while the server still reads: what the client sends now is dropped,
+  // not refused with a reset (after which a write fails), and the server
+  // closes once the client has.
+  for (let write = 0; write < 20; write++) await writeAll(peer, new Uint8Array(100));
+  await peer.closeWrite();
+  assert.equal(await peer.read(new Uint8Array(16)), null);
+  await withDeadline(done, 10_000, "the handshake's end");
 });
