@@ -155,11 +155,14 @@ if (only.has("throughput")) {
     fixed(figures.input / direct.input, 2),
     socat ? fixed(figures.output / socat.output, 2) : "n/a",
     socat ? fixed(figures.input / socat.input, 2) : "n/a",
+    fixed(figures.outputCpuNs, 3),
+    fixed(figures.inputCpuNs, 3),
   ];
   table(
     `1. Relay throughput of one attached session, MB/s (best of ${runs}, ${
       bytes / 2 ** 20
-    } MiB each way)`,
+    } MiB each way);\n   relay ns/B: the relay process's CPU time (/proc schedstat) per byte, ` +
+      "median of the runs (what a byte costs, whatever the noise)",
     [
       "path",
       "output",
@@ -168,13 +171,15 @@ if (only.has("throughput")) {
       "input / direct",
       "output / socat",
       "input / socat",
+      "relay ns/B out",
+      "relay ns/B in",
     ],
     [
-      ["direct TCP", fixed(direct.output), fixed(direct.input), "1.00", "1.00", "", ""],
+      ["direct TCP", fixed(direct.output), fixed(direct.input), "1.00", "1.00", "", "", "", ""],
       relayRow("socketproxy", proxied),
       socat
         ? relayRow("socat -b 131072", socat)
-        : ["socat -b 131072", "not installed", "", "", "", "", ""],
+        : ["socat -b 131072", "not installed", "", "", "", "", "", "", ""],
       relayRow("node:net onread relay", onread),
     ],
   );

@@ -33,6 +33,7 @@ import { formatHello, MAX_HELLO_BYTES, parseReply, type Reply } from "../lib/pro
 import { ClientSession, FramedConnection } from "../lib/client/mod.ts";
 import {
   attach,
+  cpuNs,
   encoder,
   median,
   MODE_ECHO,
@@ -422,30 +423,6 @@ async function run<T>(
     }
   } finally {
     await session.close();
-  }
-}
-
-/**
- * CPU time of process `pid` (`"self"` for this one) so far, in ns: the sum
- * over its threads of `/proc/<pid>/task/<tid>/schedstat`'s time on a CPU
- * (exact to the ns, where `stat`'s times count 10 ms ticks); `NaN` without
- * `/proc`. A thread that ends between two readings takes its time with it.
- */
-function cpuNs(pid: number | "self"): number {
-  try {
-    let total = 0;
-    for (const task of Deno.readDirSync(`/proc/${pid}/task`)) {
-      try {
-        total += Number(
-          Deno.readTextFileSync(`/proc/${pid}/task/${task.name}/schedstat`).split(" ")[0],
-        );
-      } catch {
-        // The thread has ended.
-      }
-    }
-    return total;
-  } catch {
-    return NaN;
   }
 }
 

@@ -257,6 +257,10 @@ export interface Throughput {
   output: number;
   /** Input: client to destination. */
   input: number;
+  /** The relay process's CPU time per byte of output, ns (median of the runs); NaN for none. */
+  outputCpuNs: number;
+  /** The same for input. */
+  inputCpuNs: number;
 }
 
 const CHUNK = 128 * 1024;
@@ -277,8 +281,15 @@ async function startRelay(
   return await startServer(destinationPort, ["--buffer=4m"]);
 }
 
-/** Moves `bytes` one way between a client and a destination, over `path`; returns MB/s. */
-async function oneWay(path: Path, direction: "output" | "input", bytes: number): Promise<number> {
+/**
+ * Moves `bytes` one way between a client and a destination, over `path`;
+ * returns MB/s, and the relay process's CPU time per byte (NaN for none).
+ */
+async function oneWay(
+  path: Path,
+  direction: "output" | "input",
+  bytes: number,
+): Promise<{ rate: number; cpuNsPerByte: number }> {
   const received = Promise.withResolvers<void>();
   const payload = new Uint8Array(CHUNK).fill(120);
   // The destination: a source for output, a sink for input.
@@ -297,6 +308,7 @@ async function oneWay(path: Path, direction: "output" | "input", bytes: number):
   });
   await using relay = await startRelay(path, destination.port) ?? null;
   const port = relay?.port ?? destination.port;
+  const relayCpu = relay ? cpuNs(relay.process.pid, true) : NaN;
   const started = performance.now();
   const { conn, early } = path === "socketproxy"
     ? await attach(port, "NEW\n")
@@ -313,7 +325,9 @@ async function oneWay(path: Path, direction: "output" | "input", bytes: number):
       for (let sent = 0; sent < bytes; sent += CHUNK) await writeAll(conn, payload);
       await received.promise;
     }
-    return bytes / 1e6 / ((performance.now() - started) / 1000);
+    const rate = bytes / 1e6 / ((performance.now() - started) / 1000);
+    const relayCpuNow = relay ? cpuNs(relay.process.pid, true) : NaN;
+    return { rate, cpuNsPerByte: (relayCpuNow - relayCpu) / bytes };
   } finally {
     conn.close();
   }
@@ -373,18 +387,72 @@ export async function throughput(
   runs: number,
 ): Promise<Record<Path, Throughput>> {
   const best = {} as Record<Path, Throughput>;
-  for (const path of paths) best[path] = { output: 0, input: 0 };
+  const cpu = {} as Record<Path, { output: number[]; input: number[] }>;
+  for (const path of paths) {
+    best[path] = { output: 0, input: 0, outputCpuNs: NaN, inputCpuNs: NaN };
+    cpu[path] = { output: [], input: [] };
+  }
   for (let run = 0; run < runs; run++) {
     for (const direction of ["output", "input"] as const) {
       for (const path of paths) {
-        best[path][direction] = Math.max(
-          best[path][direction],
-          await oneWay(path, direction, bytes),
-        );
+        const { rate, cpuNsPerByte } = await oneWay(path, direction, bytes);
+        best[path][direction] = Math.max(best[path][direction], rate);
+        cpu[path][direction].push(cpuNsPerByte);
       }
     }
   }
+  for (const path of paths) {
+    best[path].outputCpuNs = median(cpu[path].output);
+    best[path].inputCpuNs = median(cpu[path].input);
+  }
   return best;
+}
+
+/**
+ * CPU time of process `pid` (`"self"` for this one) so far, in ns: the sum
+ * over its threads of `/proc/<pid>/task/<tid>/schedstat`'s time on a CPU
+ * (exact to the ns, where `stat`'s times count 10 ms ticks); `NaN` without
+ * `/proc`. A thread that ends between two readings takes its time with it.
+ *
+ * @param withChildren Add the time of its child processes alive now (and
+ *   theirs): `socat` relays each connection in a process of its own.
+ */
+export function cpuNs(pid: number | "self", withChildren = false): number {
+  try {
+    let total = 0;
+    for (const task of Deno.readDirSync(`/proc/${pid}/task`)) {
+      try {
+        total += Number(
+          Deno.readTextFileSync(`/proc/${pid}/task/${task.name}/schedstat`).split(" ")[0],
+        );
+      } catch {
+        // The thread has ended.
+      }
+    }
+    if (withChildren && typeof pid === "number") {
+      for (const child of childProcesses(pid)) total += cpuNs(child, true);
+    }
+    return total;
+  } catch {
+    return NaN;
+  }
+}
+
+/** The processes whose parent is `pid` (from each `/proc/<pid>/stat`'s fourth field). */
+function childProcesses(pid: number): number[] {
+  const children: number[] = [];
+  for (const entry of Deno.readDirSync("/proc")) {
+    if (!/^\d+$/.test(entry.name)) continue;
+    try {
+      const stat = Deno.readTextFileSync(`/proc/${entry.name}/stat`);
+      // The fields after the command name, which is in parentheses and may hold spaces.
+      const parent = Number(stat.slice(stat.lastIndexOf(")") + 2).split(" ")[1]);
+      if (parent === pid) children.push(Number(entry.name));
+    } catch {
+      // Gone meanwhile.
+    }
+  }
+  return children;
 }
 
 /** Poll cycles: rate and latency of one cycle. */
