@@ -25,8 +25,13 @@
  */
 const INITIAL_CAPACITY = 256;
 
-/** The most room a read should find before older output is released. */
-const READ_CHUNK = 256 * 1024;
+/**
+ * The most room a read should find before older output is released. The
+ * destination is read through `node:net` (./tcp.ts), where each read costs
+ * a turn of the event loop, so fewer and larger reads relay faster and
+ * for less CPU per byte (docs/performance.md, "Reads of 512 KiB").
+ */
+const READ_CHUNK = 512 * 1024;
 
 const EMPTY = new Uint8Array(0);
 
@@ -151,8 +156,9 @@ export class OutputBuffer {
       this.#resize(Math.min(this.limit, Math.max(INITIAL_CAPACITY, capacity * 2)));
       capacity = this.#storage.length;
     }
-    // Release a slice at a time, so a small buffer still retains most of what it sent.
-    const wanted = Math.min(READ_CHUNK, Math.max(1, Math.floor(capacity / 8)));
+    // Release a slice at a time (a quarter: an eighth of the default 1 MiB
+    // made reads of 128 KiB), so a small buffer still retains most of what it sent.
+    const wanted = Math.min(READ_CHUNK, Math.max(1, Math.floor(capacity / 4)));
     if (capacity === this.limit && capacity - used < wanted && this.#releasable > this.#floor) {
       this.#release(Math.min(this.#releasable - this.#floor, wanted - (capacity - used)));
       used = this.#end - this.#floor;
