@@ -164,22 +164,40 @@ for (const kind of ["client moved onto node:net", "destination on node:net"] as 
     assert.equal(new TextDecoder().decode(await readAll(both.fair, 4, 4)), "efgh");
   });
 
-  Deno.test(`${kind}: a read asked for while one is pending waits its turn, as with Deno.Conn`, async () => {
-    /** What two reads asked for at once get, of two writes of the peer. */
-    async function twoReads(of: Kind): Promise<string[]> {
+  Deno.test(`${kind}: a read asked for while one is pending waits its turn, in order, as with Deno.Conn`, async () => {
+    /**
+     * What reads get of three writes of the peer: a reader that reads again
+     * as soon as a read resolves (A), and one read asked for while A's
+     * first was pending (B), which goes before A's second.
+     */
+    async function reads(of: Kind): Promise<string[]> {
       using both = await pair(of);
-      const first = new Uint8Array(3);
-      const second = new Uint8Array(3);
-      const reads = [both.fair.read(first), both.fair.read(second)];
-      await writeAll(both.peer, new TextEncoder().encode("one"));
-      assert.equal(await reads[0], 3);
-      await writeAll(both.peer, new TextEncoder().encode("two"));
-      assert.equal(await reads[1], 3);
-      return [new TextDecoder().decode(first), new TextDecoder().decode(second)];
+      const got: string[] = [];
+      const arrived = { wake: () => {} };
+      const next = () => new Promise<void>((resolve) => arrived.wake = resolve);
+      const record = (name: string, buffer: Uint8Array) => (count: number | null) => {
+        got.push(`${name}:${new TextDecoder().decode(buffer.subarray(0, count ?? 0))}`);
+        arrived.wake();
+      };
+      const readA = (async () => {
+        for (let read = 0; read < 2; read++) {
+          const buffer = new Uint8Array(3);
+          record(`A${read}`, buffer)(await both.fair.read(buffer));
+        }
+      })();
+      const bufferB = new Uint8Array(3);
+      const readB = both.fair.read(bufferB).then(record("B", bufferB));
+      for (const word of ["one", "two", "thr"]) {
+        const arrival = next();
+        await writeAll(both.peer, new TextEncoder().encode(word));
+        await arrival;
+      }
+      await Promise.all([readA, readB]);
+      return got;
     }
-    const expected = await twoReads("Deno.Conn");
-    assert.deepEqual(expected, ["one", "two"], "Deno.Conn, as this test expects it");
-    assert.deepEqual(await twoReads(kind), expected);
+    const expected = await reads("Deno.Conn");
+    assert.deepEqual(expected, ["A0:one", "B:two", "A1:thr"], "Deno.Conn, as this test expects it");
+    assert.deepEqual(await reads(kind), expected);
   });
 
   Deno.test(`${kind}: half-open, closeWrite ends the peer's reads and leaves its own`, async () => {

@@ -282,7 +282,6 @@ export class ClientConn implements Connection {
 }
 
 type Pending = {
-  promise: Promise<number | null>;
   resolve: (count: number | null) => void;
   reject: (error: Error) => void;
 };
@@ -325,6 +324,8 @@ class FairSocket implements Connection {
   readonly localAddr: Deno.NetAddr;
   readonly remoteAddr: Deno.NetAddr;
   #pending: Pending | null = null;
+  /** Reads asked for while one was pending, in order. */
+  readonly #waiting: (Pending & { buffer: Uint8Array })[] = [];
   #ended = false;
   #error: Error | null = null;
   #closed = false;
@@ -352,14 +353,19 @@ class FairSocket implements Connection {
   }
 
   read(buffer: Uint8Array): Promise<number | null> {
+    // A read asked for while one is under way waits its turn, in order, as with `Deno.Conn`.
+    if (this.#pending || this.#waiting.length > 0) {
+      const { promise, resolve, reject } = Promise.withResolvers<number | null>();
+      this.#waiting.push({ buffer, resolve, reject });
+      return promise;
+    }
+    return this.#read(buffer);
+  }
+
+  #read(buffer: Uint8Array): Promise<number | null> {
     if (this.#closed) return Promise.reject(new Deno.errors.BadResource("Bad resource ID"));
     if (this.#error) return Promise.reject(this.#error);
     if (this.#ended) return Promise.resolve(null);
-    // A read asked for meanwhile waits its turn, as with `Deno.Conn`.
-    if (this.#pending) {
-      const retry = () => this.read(buffer);
-      return this.#pending.promise.then(retry, retry);
-    }
     if (buffer.byteLength === 0) return Promise.resolve(0);
     const socket = this.#socket as unknown as Record<symbol, unknown> & { _handle: Handle | null };
     const handle = socket._handle;
@@ -367,7 +373,7 @@ class FairSocket implements Connection {
     // would reject unhandled when the socket's end settles it.
     if (!handle) return Promise.reject(new Deno.errors.BadResource("Bad resource ID"));
     const { promise, resolve, reject } = Promise.withResolvers<number | null>();
-    this.#pending = { promise, resolve, reject };
+    this.#pending = { resolve, reject };
     socket[this.#buffer] = buffer;
     handle.useUserBuffer(buffer);
     if (!handle.reading) {
@@ -383,7 +389,25 @@ class FairSocket implements Connection {
     const pending = this.#pending;
     this.#pending = null;
     pending?.resolve(count);
+    this.#settled();
     return false;
+  }
+
+  /**
+   * A read has settled: the next one waiting starts, once the callback that
+   * settled it has returned (a read started within it would be stopped).
+   */
+  #settled(): void {
+    if (this.#waiting.length > 0) queueMicrotask(() => this.#startWaiting());
+  }
+
+  #startWaiting(): void {
+    // A read that settles at once (the end, an error) leaves none pending: the next goes on.
+    while (!this.#pending) {
+      const next = this.#waiting.shift();
+      if (!next) return;
+      this.#read(next.buffer).then(next.resolve, next.reject);
+    }
   }
 
   /** The end, an error or the close: settles a pending read. */
@@ -395,6 +419,7 @@ class FairSocket implements Connection {
     if (error) pending.reject(error);
     else if (this.#closed) pending.reject(new Deno.errors.Interrupted("operation canceled"));
     else pending.resolve(null);
+    this.#settled();
   }
 
   write(buffer: Uint8Array): Promise<number> {
