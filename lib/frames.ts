@@ -420,7 +420,7 @@ export class FrameReader {
         throw new FrameError("The stream ended inside a frame", true);
       }
       this.#end += count;
-      // Reads that fill the buffer ask for a bigger one, up to one largest frame.
+      // Reads that fill the buffer ask for a bigger one, up to the largest.
       if (this.#end === this.#buffer.length && this.#buffer.length < this.#largest) {
         this.#grow(this.#buffer.length * 2);
       }

@@ -449,6 +449,6 @@ Deno.test("random operations keep every retained byte readable within a small li
   assertExercised(runModel(2, 777, 3000, 500));
 });
 
-Deno.test("random operations keep every retained byte readable with a limit above the read chunk", () => {
+Deno.test("random operations keep every retained byte readable with a limit of 100 kB and reads of up to 70 kB", () => {
   assertExercised(runModel(3, 100_000, 800, 70_000));
 });

@@ -547,7 +547,7 @@ const INPUT_CHUNK = MAX_DATA_PAYLOAD;
  * version 1 input read (`MAX_INPUT_CHUNK` in ./session.ts). A client
  * connection is read through `node:net` (./tcp.ts), where every read costs
  * a turn of the event loop: reads of one frame's size cut framed input to
- * 0.75 to 0.82 of version 1, and these gave 0.92 to 1.05 (docs/performance.md).
+ * 0.70 to 0.90 of version 1, and these gave 0.98 to 1.04 (docs/performance.md).
  */
 export const READ_BUFFER_BYTES = 2 * LARGEST_FRAME_BYTES;
 
@@ -590,7 +590,8 @@ interface InputChunk {
  * buffers); a kept buffer the reader has left holds at least half its size
  * of input (else its input is copied out and the buffer is spare); and copy
  * chunks are only made for held input: so held memory stays within about
- * twice the window, and two reader buffers (1 MiB) for windows smaller than that. Spares beyond
+ * twice the window, and for windows smaller than two reader buffers
+ * (1 MiB), those two beside the one being read into and two copy chunks. Spares beyond
  * {@linkcode SPARE_CHUNKS} of each kind go {@linkcode SPARE_LINGER_MS}
  * after all held input was written.
  */
