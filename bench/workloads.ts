@@ -308,6 +308,7 @@ async function oneWay(
   });
   await using relay = await startRelay(path, destination.port) ?? null;
   const port = relay?.port ?? destination.port;
+  // socat's child for this connection is counted while it lives: the last reading is taken before the close.
   const relayCpu = relay ? cpuNs(relay.process.pid, true) : NaN;
   const started = performance.now();
   const { conn, early } = path === "socketproxy"
@@ -402,8 +403,8 @@ export async function throughput(
     }
   }
   for (const path of paths) {
-    best[path].outputCpuNs = median(cpu[path].output);
-    best[path].inputCpuNs = median(cpu[path].input);
+    best[path].outputCpuNs = median(cpu[path].output.filter(Number.isFinite));
+    best[path].inputCpuNs = median(cpu[path].input.filter(Number.isFinite));
   }
   return best;
 }
@@ -430,7 +431,11 @@ export function cpuNs(pid: number | "self", withChildren = false): number {
       }
     }
     if (withChildren && typeof pid === "number") {
-      for (const child of childProcesses(pid)) total += cpuNs(child, true);
+      for (const child of childProcesses(pid)) {
+        // One that has ended meanwhile took its time with it.
+        const time = cpuNs(child, true);
+        if (Number.isFinite(time)) total += time;
+      }
     }
     return total;
   } catch {
