@@ -427,6 +427,21 @@ export class FrameReader {
     }
   }
 
+  /**
+   * Whether the next {@linkcode FrameReader.next} returns a frame (or a
+   * piece) from what is read already, without reading: `false` when it
+   * would wait for the source.
+   */
+  get ready(): boolean {
+    const buffered = this.buffered;
+    if (this.#dataLeft > 0) return buffered > 0;
+    if (buffered < FRAME_HEADER_BYTES) return false;
+    if (this.#pieces && this.#buffer[this.#start] === D) return true;
+    const buffer = this.#buffer;
+    const length = new DataView(buffer.buffer, buffer.byteOffset + this.#start + 1, 4).getUint32(0);
+    return buffered >= FRAME_HEADER_BYTES + length;
+  }
+
   /** The size of the buffer reads go into now (it grows while reads fill it). */
   get bufferLength(): number {
     return this.#buffer.length;

@@ -17,9 +17,11 @@ import {
 } from "../lib/frames.ts";
 import {
   FramedAttachment,
+  type FramedAttachmentOptions,
   type FramedHost,
   READ_BUFFER_BYTES,
 } from "../lib/proxy/framed_attachment.ts";
+import type { Connection } from "../lib/proxy/tcp.ts";
 import { OutputBuffer } from "../lib/proxy/output_buffer.ts";
 import { WAIT_MS, withDeadline } from "./_helpers.ts";
 
@@ -68,22 +70,52 @@ async function writtenUpTo(host: { inputBytes: number; wrote: Wakeup }, total: n
   assert.equal(host.inputBytes, total);
 }
 
-Deno.test("writes within the count interval share one I, and a quarter window unconfirmed sends it at once", async () => {
-  const host = standInSession();
-  const { server, client } = await pair();
+/** `conn`, telling `onRead` each read's buffer size and count. */
+function watchReads(
+  conn: Deno.Conn,
+  onRead: (size: number, count: number | null) => void,
+): Connection {
+  return {
+    async read(buffer: Uint8Array) {
+      const count = await conn.read(buffer);
+      onRead(buffer.length, count);
+      return count;
+    },
+    write: (bytes: Uint8Array) => conn.write(bytes),
+    close: () => conn.close(),
+    closeWrite: () => conn.closeWrite(),
+    localAddr: conn.localAddr,
+    remoteAddr: conn.remoteAddr,
+  };
+}
+
+/** Runs a framed attachment of `host` on `conn`, and reads its reply at `client`. */
+async function attach(
+  host: FramedHost,
+  conn: Connection,
+  client: Deno.Conn,
+  options: Partial<FramedAttachmentOptions> = {},
+): Promise<{ running: Promise<void> }> {
   const attachment = new FramedAttachment(host, {
-    conn: server,
+    conn,
     peer: "test",
     from: 0,
     window: WINDOW,
     reply: new TextEncoder().encode("OK\n"),
     leftover: new Uint8Array(0),
     closedLinger: 0,
-    countInterval: 3_600_000, // never, within this test: only the window sends I
+    ...options,
   });
   const running = attachment.run();
-  const reply = new Uint8Array(3);
-  assert.equal(await client.read(reply), 3);
+  assert.equal(await client.read(new Uint8Array(3)), 3);
+  return { running };
+}
+
+Deno.test("writes within the count interval share one I, and a quarter window unconfirmed sends it at once", async () => {
+  const host = standInSession();
+  const { server, client } = await pair();
+  // The count interval is never, within this test: only the window sends I.
+  const { running } = await attach(host, server, client, { countInterval: 3_600_000 });
   const frames = new FrameReader(client, { direction: "to-client" });
   const send = (frame: Frame) => client.write(encodeFrame(frame));
 
@@ -110,29 +142,9 @@ Deno.test("a client's reads grow to READ_BUFFER_BYTES, two largest frames, as la
   const host = standInSession();
   const { server, client } = await pair();
   let largest = 0;
-  const recorded = {
-    read(buffer: Uint8Array) {
-      largest = Math.max(largest, buffer.length);
-      return server.read(buffer);
-    },
-    write: (bytes: Uint8Array) => server.write(bytes),
-    close: () => server.close(),
-    closeWrite: () => server.closeWrite(),
-    localAddr: server.localAddr,
-    remoteAddr: server.remoteAddr,
-  };
   const window = 64 * 1024 * 1024;
-  const attachment = new FramedAttachment(host, {
-    conn: recorded,
-    peer: "test",
-    from: 0,
-    window,
-    reply: new TextEncoder().encode("OK\n"),
-    leftover: new Uint8Array(0),
-    closedLinger: 0,
-  });
-  const running = attachment.run();
-  assert.equal(await client.read(new Uint8Array(3)), 3);
+  const conn = watchReads(server, (size) => largest = Math.max(largest, size));
+  const { running } = await attach(host, conn, client, { window });
   // Largest frames, 4 MiB at a time, until a read has asked for the largest buffer (at most the window).
   const frame = encodeFrame({ type: "D", payload: new Uint8Array(MAX_DATA_PAYLOAD) });
   const burst = new Uint8Array(16 * frame.length);
@@ -145,6 +157,28 @@ Deno.test("a client's reads grow to READ_BUFFER_BYTES, two largest frames, as la
   }
   assert.equal(READ_BUFFER_BYTES, 2 * (FRAME_HEADER_BYTES + MAX_DATA_PAYLOAD));
   assert.equal(largest, READ_BUFFER_BYTES, `the largest read asked for ${largest} bytes`);
+
+  client.close();
+  await running;
+});
+
+Deno.test("the D frames of one read go to the destination in one write", async () => {
+  const host = standInSession();
+  const { server, client } = await pair();
+  let reads = 0;
+  const conn = watchReads(server, (_, count) => count && reads++);
+  const { running } = await attach(host, conn, client);
+  // Four frames in one socket write: read at once, as a rule (the server's first buffer is 16 KiB).
+  const frames = Array.from(
+    { length: 4 },
+    (_, i) => encodeFrame({ type: "D", payload: new Uint8Array(1000).fill(i) }),
+  );
+  await writeAll(client, new Uint8Array(frames.flatMap((frame) => [...frame])));
+  await writtenUpTo(host, 4000);
+  assert.ok(
+    host.written.length <= reads,
+    `${host.written.length} destination writes (${host.written}) for ${reads} reads`,
+  );
 
   client.close();
   await running;

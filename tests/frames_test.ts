@@ -191,6 +191,36 @@ Deno.test("reads that fill the buffer grow it to one largest frame, or to larges
   }
 });
 
+Deno.test("ready says whether the next frame is read already: whole frames, or any piece with dataInPieces", async () => {
+  const a = encodeFrame({ type: "A", offset: 1 });
+  const d = encodeFrame({ type: "D", payload: Uint8Array.of(1, 2, 3) });
+  // An A and the first byte of a D's payload, in one read, then the rest of the D.
+  const whole = new FrameReader(
+    source([new Uint8Array([...a, ...d.subarray(0, 6)]), d.subarray(6)]),
+    {
+      direction: "to-server",
+    },
+  );
+  assert.equal(whole.ready, false, "nothing read yet");
+  assert.equal((await whole.next())?.type, "A");
+  assert.equal(whole.ready, false, "the D is not whole");
+  assert.equal((await whole.next())?.type, "D");
+  assert.equal(whole.ready, false);
+  const pieces = new FrameReader(
+    source([new Uint8Array([...a, ...d.subarray(0, 6)]), d.subarray(6)]),
+    {
+      direction: "to-server",
+      dataInPieces: true,
+    },
+  );
+  assert.equal((await pieces.next())?.type, "A");
+  assert.equal(pieces.ready, true, "the D's header is in: its first piece is ready");
+  assert.equal((await pieces.next())?.type, "D");
+  assert.equal(pieces.ready, false, "the rest of its payload is not read yet");
+  assert.equal((await pieces.next())?.type, "D");
+  assert.equal(pieces.ready, false);
+});
+
 Deno.test("the reader judges a length from the header alone, before reading the payload", async () => {
   for (
     const [type, length] of [["D", MAX_DATA_PAYLOAD + 1], ["D", 0], ["A", 9], ["C", 1]] as const

@@ -153,6 +153,8 @@ export class FramedAttachment {
   /** Input read and not yet written to the destination, in order. */
   readonly #held: HeldInput;
   readonly #inputArrived = new Wakeup();
+  /** Input was held since the input writer was last woken. */
+  #inputHeld = false;
   /** Why the server ends this connection; set once, then `E` is (or was) sent. */
   #endReason: EndReason | null = null;
   /** The `E` frame has been written: nothing more is sent. */
@@ -331,6 +333,12 @@ export class FramedAttachment {
   async #receive(): Promise<void> {
     try {
       while (!this.#gone) {
+        // The input writer is woken once what was read is all held: the
+        // pieces of one read joined up go out in one destination write.
+        if (this.#inputHeld && !this.#reader.ready) {
+          this.#inputHeld = false;
+          this.#inputArrived.wake();
+        }
         const frame = await this.#reader.next();
         if (frame === null) break;
         if (this.#endReason !== null) {
@@ -420,7 +428,7 @@ export class FramedAttachment {
     } else {
       held.push(payload);
     }
-    this.#inputArrived.wake();
+    this.#inputHeld = true;
   }
 
   /** An `A` at or below what was sent: releases output up to it. */
