@@ -11,6 +11,8 @@ import { newSessionId, nodeOf } from "../lib/proxy/credentials.ts";
 import { FrameReader } from "../lib/frames.ts";
 import { writeAll } from "../lib/_io.ts";
 import { AdminUnreachableError, readAnswer } from "../lib/commands/admin_client.ts";
+import { waitForStop } from "../lib/commands/drain.ts";
+import { CommandError } from "../lib/errors.ts";
 import {
   Destination,
   issuedSecrets,
@@ -262,4 +264,34 @@ Deno.test("drain --wait asks again when the admin port is slow to answer, and re
   assert.equal(drained.code, 0, drained.stderr);
   assert.ok(statusRequests >= 2, `asked ${statusRequests} times`);
   assert.match(drained.stdout, /has stopped\n$/);
+});
+
+Deno.test("drain --wait gives up with exit status 1 when the server still answers past its drain timeout", async () => {
+  // A stand-in admin port that never stops: its /status always says one session is open.
+  let asked = 0;
+  const server = Deno.serve({ hostname: "127.0.0.1", port: 0, onListen() {} }, () => {
+    asked++;
+    return Response.json({ totals: { sessionsOpen: 1 } });
+  });
+  try {
+    const where = `127.0.0.1:${server.addr.port}`;
+    const admin = { hostname: "127.0.0.1", port: server.addr.port };
+    // A drain timeout of 0 and a margin of 200 ms past it, asked every 10 ms.
+    const waiting = waitForStop(admin, undefined, where, 1, 0, { pollMs: 10, marginMs: 200 });
+    await assert.rejects(
+      withDeadline(waiting, WAIT_MS, "drain --wait giving up"),
+      (error: unknown) => {
+        assert.ok(error instanceof CommandError, String(error));
+        assert.equal(error.exitCode, 1);
+        assert.equal(
+          error.message,
+          `${where} still answers 0.2 s after its drain timeout: see "socketproxy status --admin=${where}"`,
+        );
+        return true;
+      },
+    );
+    assert.ok(asked >= 2, `asked ${asked} times before giving up`);
+  } finally {
+    await server.shutdown();
+  }
 });

@@ -78,6 +78,14 @@ export async function drainCommand(args: string[]): Promise<number> {
   return await waitForStop(admin, token, where, body.sessions ?? 0, body.timeoutMs ?? 0);
 }
 
+/** How {@linkcode waitForStop} paces itself; tests make it quick. */
+export interface WaitPacing {
+  /** How often it asks, ms. */
+  pollMs: number;
+  /** How long past the drain timeout it gives up, ms. */
+  marginMs: number;
+}
+
 /**
  * Asks a draining server for its open sessions until its admin port no
  * longer answers (it has stopped), printing each change of the count.
@@ -85,17 +93,18 @@ export async function drainCommand(args: string[]): Promise<number> {
  * @returns Exit status 0 once it has stopped.
  * @throws {CommandError} Exit status 1 when it still answers a minute past its drain timeout.
  */
-async function waitForStop(
+export async function waitForStop(
   admin: HostPort,
   token: string | undefined,
   where: string,
   sessions: number,
   timeoutMs: number,
+  pacing: WaitPacing = { pollMs: WAIT_POLL_MS, marginMs: WAIT_MARGIN_MS },
 ): Promise<number> {
-  const giveUpAt = Date.now() + timeoutMs + WAIT_MARGIN_MS;
+  const giveUpAt = Date.now() + timeoutMs + pacing.marginMs;
   let open = sessions;
   while (Date.now() < giveUpAt) {
-    await new Promise((resolve) => setTimeout(resolve, WAIT_POLL_MS));
+    await new Promise((resolve) => setTimeout(resolve, pacing.pollMs));
     let answer;
     try {
       const response = await adminRequest(admin, { method: "GET", path: "/status", token });
@@ -114,7 +123,7 @@ async function waitForStop(
     }
   }
   throw new CommandError(
-    `${where} still answers ${WAIT_MARGIN_MS / 1000} s after its drain timeout: ` +
+    `${where} still answers ${pacing.marginMs / 1000} s after its drain timeout: ` +
       `see "socketproxy status --admin=${where}"`,
     1,
   );
