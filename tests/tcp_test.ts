@@ -299,3 +299,28 @@ Deno.test("a moved connection whose hello times out is answered ERR timeout, and
   assert.equal(await peer.read(new Uint8Array(16)), null);
   await withDeadline(done, 10_000, "the handshake's end");
 });
+
+Deno.test("a client connection sets TCP_NODELAY before its second write, or a first one of more than a segment, and once", async () => {
+  using listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+  for (const first of [100, 1200, 1201]) {
+    const [peer, accepted] = await connected(listener);
+    using _peer = peer;
+    const calls: (boolean | undefined)[] = [];
+    const set = accepted.setNoDelay.bind(accepted);
+    accepted.setNoDelay = (noDelay?: boolean) => {
+      calls.push(noDelay);
+      set(noDelay);
+    };
+    const client = new ClientConn(accepted);
+    try {
+      await writeAll(client, new Uint8Array(first));
+      assert.deepEqual(calls, first > 1200 ? [true] : [], `after a first write of ${first} bytes`);
+      await writeAll(client, new Uint8Array(10));
+      await writeAll(client, new Uint8Array(10));
+      assert.deepEqual(calls, [true], `after three writes, the first of ${first} bytes`);
+      assert.equal((await readAll(peer, first + 20, 4096)).length, first + 20);
+    } finally {
+      client.close();
+    }
+  }
+});

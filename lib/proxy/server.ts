@@ -225,11 +225,15 @@ export class ProxyServer implements AsyncDisposable {
       closeQuietly(accepted);
       return;
     }
-    try {
-      (accepted as Deno.TcpConn).setNoDelay?.(true);
-      // Keep-alive comes once attached a while (Session.keepAlive), not per accept.
-    } catch {
-      // Reset before we got to it; the handshake's read will notice.
+    // TCP_NODELAY: a plain connection's comes with its second write
+    // (ClientConn.write), and keep-alive once attached a while
+    // (Session.keepAlive), neither per accept.
+    if (this.#tls) {
+      try {
+        (accepted as Deno.TcpConn).setNoDelay?.(true);
+      } catch {
+        // Reset before we got to it; the handshake's read will notice.
+      }
     }
     const conn = this.#tls ? accepted : new ClientConn(accepted as Deno.TcpConn);
     this.#handshaking.add(conn);
