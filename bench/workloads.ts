@@ -449,9 +449,7 @@ function childProcesses(pid: number): number[] {
   for (const entry of Deno.readDirSync("/proc")) {
     if (!/^\d+$/.test(entry.name)) continue;
     try {
-      const stat = Deno.readTextFileSync(`/proc/${entry.name}/stat`);
-      // The fields after the command name, which is in parentheses and may hold spaces.
-      const parent = Number(stat.slice(stat.lastIndexOf(")") + 2).split(" ")[1]);
+      const parent = Number(statFields(Number(entry.name))[1]);
       if (parent === pid) children.push(Number(entry.name));
     } catch {
       // Gone meanwhile.
@@ -470,11 +468,15 @@ export interface PollFigures {
   cpuUsPerPoll: number;
 }
 
+/** The fields of `/proc/<pid>/stat` after the command name (in parentheses, spaces allowed): state, ppid, ... */
+function statFields(pid: number): string[] {
+  const stat = Deno.readTextFileSync(`/proc/${pid}/stat`);
+  return stat.slice(stat.lastIndexOf(")") + 2).split(" ");
+}
+
 /** User + system CPU time a process has used so far, in seconds (Linux, /proc). */
 export function cpuSeconds(pid: number): number {
-  const stat = Deno.readTextFileSync(`/proc/${pid}/stat`);
-  // The fields after the command name, which is in parentheses and may hold spaces.
-  const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
+  const fields = statFields(pid);
   const ticks = Number(fields[11]) + Number(fields[12]); // utime, stime
   return ticks / 100; // USER_HZ, 100 on Linux
 }

@@ -394,8 +394,7 @@ export class FrameReader {
       } else if (this.buffered >= FRAME_HEADER_BYTES) {
         const buffer = this.#buffer;
         const type = buffer[this.#start] ?? 0;
-        const length = new DataView(buffer.buffer, buffer.byteOffset + this.#start + 1, 4)
-          .getUint32(0);
+        const length = this.#headerLength();
         checkFrameHeader(type, length, this.#direction);
         if (this.#pieces && type === D) {
           // The first piece says the frame's length, before any more of it is read.
@@ -437,9 +436,15 @@ export class FrameReader {
     if (this.#dataLeft > 0) return buffered > 0;
     if (buffered < FRAME_HEADER_BYTES) return false;
     if (this.#pieces && this.#buffer[this.#start] === D) return true;
+    return buffered >= FRAME_HEADER_BYTES + this.#headerLength();
+  }
+
+  /** The length field of the frame header at `#start` (all of it read), big-endian; no view made per frame. */
+  #headerLength(): number {
     const buffer = this.#buffer;
-    const length = new DataView(buffer.buffer, buffer.byteOffset + this.#start + 1, 4).getUint32(0);
-    return buffered >= FRAME_HEADER_BYTES + length;
+    const at = this.#start + 1;
+    return (((buffer[at] ?? 0) << 24) | ((buffer[at + 1] ?? 0) << 16) |
+      ((buffer[at + 2] ?? 0) << 8) | (buffer[at + 3] ?? 0)) >>> 0;
   }
 
   /** The size of the buffer reads go into now (it grows while reads fill it). */

@@ -8,6 +8,7 @@
 
 import assert from "node:assert/strict";
 import { Wakeup, writeAll } from "../lib/_io.ts";
+import { concatBytes } from "../lib/bytes.ts";
 import {
   encodeFrame,
   type Frame,
@@ -173,7 +174,7 @@ Deno.test("the D frames of one read go to the destination in one write", async (
     { length: 4 },
     (_, i) => encodeFrame({ type: "D", payload: new Uint8Array(1000).fill(i) }),
   );
-  await writeAll(client, new Uint8Array(frames.flatMap((frame) => [...frame])));
+  await writeAll(client, concatBytes(frames));
   await writtenUpTo(host, 4000);
   assert.ok(
     host.written.length <= reads,

@@ -7,6 +7,7 @@
 
 import assert from "node:assert/strict";
 import { closeQuietly, writeAll } from "../lib/_io.ts";
+import { concatBytes } from "../lib/bytes.ts";
 import { handshake } from "../lib/proxy/handshake.ts";
 import type { SessionStore } from "../lib/proxy/session_store.ts";
 import { ClientConn, connectFair, type Connection } from "../lib/proxy/tcp.ts";
@@ -80,7 +81,7 @@ async function readUntilEnd(conn: Deno.Conn): Promise<Uint8Array> {
   for (let count = await conn.read(buffer); count !== null; count = await conn.read(buffer)) {
     chunks.push(buffer.slice(0, count));
   }
-  return new Uint8Array(chunks.flatMap((chunk) => [...chunk]));
+  return concatBytes(chunks);
 }
 
 Deno.test("this runtime's node:net has what tcp.ts needs: a client connection moves onto it", async () => {
